@@ -1,0 +1,22 @@
+"""pynn: a neural network for handwritten digits, its mathematics in C kernels.
+
+    import pynn
+    net = pynn.Network([784, 800, 10], activation="relu", output="softmax",
+                       loss="cross_entropy", seed=0)
+    net.fit(X, y, epochs=5, batch_size=64, optimizer=pynn.SGD(lr=0.05, momentum=0.9))
+    net.predict(X_test)
+
+pynn.ops is the one module that calls C; pynn.network holds the network, pynn.optim the
+optimisers, pynn.io saving and loading.
+"""
+from . import ops
+from .io import ModelFileError, load
+from .network import Network
+from .optim import SGD, Adam, Optimizer
+
+__all__ = ["Network", "SGD", "Adam", "Optimizer", "load", "ModelFileError", "ops",
+           "set_num_threads", "get_num_threads"]
+__version__ = "0.1.0"
+
+set_num_threads = ops.set_num_threads
+get_num_threads = ops.get_num_threads

@@ -1,0 +1,121 @@
+"""Saving and loading networks: a .npz file of plain arrays, never a pickle.
+
+The file holds a format version, the architecture (sizes, activation, output, loss) and the
+parameters W0, b0, W1, b1, ... Loading checks all of it and refuses, with one line saying
+what is wrong, a file that is truncated, corrupt, of an unknown version, holds pickled objects,
+has parameters whose shapes do not fit the architecture, or holds NaN or Inf.
+
+Writes go to a temporary file beside the target, flushed to disk, then renamed over it: a
+process killed mid-save leaves the old file whole.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used; the message names the file and the problem."""
+
+
+def atomic_write(path, write):
+    """Call ``write(fileobj)`` on a temporary file in path's directory, fsync it, rename it to path."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:   # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def network_arrays(net):
+    arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+              "architecture": np.array(json.dumps({
+                  "sizes": net.sizes, "activation": net.activation,
+                  "output": net.output, "loss": net.loss}))}
+    for i, (W, b) in enumerate(zip(net.weights, net.biases)):
+        arrays[f"W{i}"] = W
+        arrays[f"b{i}"] = b
+    return arrays
+
+
+def save(net, path, extra=None):
+    """Write ``net`` to ``path`` (.npz) atomically. ``extra``: more named arrays to store."""
+    arrays = network_arrays(net)
+    arrays.update(extra or {})
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def read_npz(path):
+    """All arrays of an .npz file as a dict, refusing pickles; ModelFileError on any damage."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise ModelFileError(f"{path}: holds pickled objects, which pynn never loads") from None
+        raise ModelFileError(f"{path}: not a valid model file ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise ModelFileError(f"{path}: truncated or corrupt ({e.__class__.__name__}: {e})") from None
+
+
+def network_from_arrays(arrays, path="model"):
+    """Rebuild a Network from the arrays ``save`` wrote, checking each one."""
+    from .network import Network
+    if "format_version" not in arrays or "architecture" not in arrays:
+        raise ModelFileError(f"{path}: not a pynn model (no format_version/architecture)")
+    try:
+        version = int(arrays["format_version"])
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{path}: format_version is not a number") from None
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format version {version} is not supported "
+                             f"(this pynn reads version {FORMAT_VERSION})")
+    try:
+        arch = json.loads(str(arrays["architecture"]))
+        net = Network(arch["sizes"], arch["activation"], arch["output"], arch["loss"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: bad architecture ({e})") from None
+    for i in range(len(net.weights)):
+        for name, shape, dst in ((f"W{i}", net.weights[i].shape, net.weights),
+                                 (f"b{i}", net.biases[i].shape, net.biases)):
+            if name not in arrays:
+                raise ModelFileError(f"{path}: parameter {name} is missing")
+            a = arrays[name]
+            if a.dtype != np.float32 or a.shape != shape:
+                raise ModelFileError(f"{path}: {name} is {a.dtype} {a.shape}, "
+                                     f"the architecture needs float32 {shape}")
+            if not np.isfinite(a).all():
+                raise ModelFileError(f"{path}: {name} holds NaN or Inf")
+            dst[i] = np.ascontiguousarray(a).copy()
+    return net
+
+
+def load(path):
+    """The Network saved at ``path``."""
+    return network_from_arrays(read_npz(path), os.fspath(path))

@@ -1,0 +1,321 @@
+"""The network: a list of layers, each z = W a + b followed by a = f(z) (section 4.1.1).
+
+``forward`` runs the layers in order and keeps every layer's output a, because the backward
+pass needs them; ``backward`` walks the layers in reverse, turning the loss's gradient at the
+output into dL/dW and dL/db for every layer (section 4.6, with matrices). All arithmetic runs
+in the C kernels through pynn.ops; numpy only holds the arrays.
+
+Shapes, with B samples in a batch: a layer's weights W are (n_out, n_in), its bias b (n_out,),
+its input a (B, n_in) one sample per row, so a batch's z = a W^T + b is (B, n_out).
+"""
+import numpy as np
+
+from . import ops
+from .optim import SGD
+
+HIDDEN = ("sigmoid", "relu", "tanh", "linear")
+OUTPUTS = ("softmax", "sigmoid", "linear")
+LOSSES = ("quadratic", "cross_entropy")
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def parse_sizes(sizes):
+    """[784, 800, 10] or "784-800-10" -> a list of layer widths, checked."""
+    if isinstance(sizes, str):
+        try:
+            sizes = [int(s) for s in sizes.split("-")]
+        except ValueError:
+            raise ValueError(f"architecture {sizes!r} must be widths joined by '-', like 784-800-10") from None
+    try:
+        sizes = [int(s) for s in sizes if not isinstance(s, bool) and int(s) == s]
+    except (TypeError, ValueError):
+        raise ValueError(f"sizes must be a list of positive integers, got {sizes!r}") from None
+    if len(sizes) < 2 or any(s < 1 for s in sizes):
+        raise ValueError(f"sizes needs an input and an output width, all >= 1; got {sizes}")
+    return sizes
+
+
+class Network:
+    """A fully connected network: ``Network([784, 800, 10], "relu", "softmax", "cross_entropy")``.
+
+    sizes      widths of the layers, input first (or "784-800-10")
+    activation f of the hidden layers: sigmoid, relu, tanh or linear
+    output     f of the last layer: softmax (probabilities), sigmoid (each unit in 0..1) or linear
+    loss       quadratic (eq. 22) or cross_entropy (fused with the softmax or sigmoid output)
+    seed       seeds the initial weights and the shuffling in ``fit``
+    """
+
+    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy", seed=0):
+        self.sizes = parse_sizes(sizes)
+        self.activation = _choice("activation", activation, HIDDEN)
+        self.output = _choice("output", output, OUTPUTS)
+        self.loss = _choice("loss", loss, LOSSES)
+        if loss == "cross_entropy" and output == "linear":
+            raise ValueError("cross_entropy needs probabilities: use output='softmax' or 'sigmoid'")
+        self.rng = np.random.default_rng(seed)
+        self.weights, self.biases = [], []
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            f = self.activation if i < len(self.sizes) - 2 else self.output
+            self.weights.append(self._init_weights(n_in, n_out, f))
+            self.biases.append(np.zeros(n_out, dtype=np.float32))
+        self._buffers = {}
+
+    def _init_weights(self, n_in, n_out, f):
+        """He initialisation for ReLU (variance 2/n_in keeps the signal's size through layers
+        that zero half their inputs); Xavier (Glorot) for the others."""
+        if f == "relu":
+            w = self.rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in))
+        else:
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            w = self.rng.uniform(-limit, limit, size=(n_out, n_in))
+        return w.astype(np.float32)
+
+    # ---- the layers, forward and backward ----
+
+    def _f(self, layer):
+        return self.activation if layer < len(self.weights) - 1 else self.output
+
+    def _fused_loss(self):
+        """Cross-entropy is computed together with its output function (log-sum-exp)."""
+        return self.loss == "cross_entropy"
+
+    def _buffers_for(self, B):
+        """Per-layer work arrays for batches of B, made once and reused: no batch allocates."""
+        if B not in self._buffers:
+            if len(self._buffers) > 4:
+                self._buffers.clear()
+            widths = self.sizes[1:]
+            self._buffers[B] = {
+                "a": [np.empty((B, n), dtype=np.float32) for n in widths],
+                "delta": [np.empty((B, n), dtype=np.float32) for n in widths],
+                "dA": [np.empty((B, n), dtype=np.float32) for n in self.sizes[1:-1]],
+            }
+        return self._buffers[B]
+
+    def forward(self, X, keep=True):
+        """Feed X (B, n_in) through every layer (eq. 13-16 with matrices); return the output (B, n_out).
+
+        Layer l computes z = a W^T + b, then a = f(z), written over z in the same buffer. With
+        cross-entropy the output layer keeps z (the logits): the loss applies its own
+        softmax/sigmoid. ``keep`` keeps the activations for ``backward``.
+        """
+        X = self._check_inputs(X)
+        B = X.shape[0]
+        bufs = self._buffers_for(B) if keep else {"a": [np.empty((B, n), dtype=np.float32)
+                                                        for n in self.sizes[1:]]}
+        a = X
+        for layer, (W, b) in enumerate(zip(self.weights, self.biases)):
+            z = bufs["a"][layer]
+            ops.gemm(a, W, z, trans_b=True)              # z = a W^T   (B,n_in)(n_in,n_out)
+            ops.bias_forward(z, b)                       # z += b
+            last = layer == len(self.weights) - 1
+            if not (last and keep and self._fused_loss()):
+                ops.activation_forward(self._f(layer), z, out=z)   # a = f(z)
+            a = z
+        if keep:
+            self._inputs = X
+            self._acts = bufs["a"]
+        return a
+
+    def backward(self, T):
+        """From targets T (B, n_out), the gradients of the loss for the batch last ``forward``ed.
+
+        Returns [(dW, db), ...], one pair per layer, input side first. The output layer's delta
+        (dL/dz) comes from the loss; then each layer, last to first (eq. 31-52 with matrices):
+            dW = delta^T a_prev        (n_out, B)(B, n_in)
+            db = sum of delta's rows
+            dA_prev = delta W          (B, n_out)(n_out, n_in)
+            delta_prev = dA_prev * f'(z_prev)
+        """
+        acts, X = self._acts, self._inputs
+        B = X.shape[0]
+        T = self.targets(T, B)
+        bufs = self._buffers_for(B)
+        L = len(self.weights)
+        out_delta = bufs["delta"][L - 1]
+        loss = self._output_delta(acts[L - 1], T, out_delta)
+        grads = [None] * L
+        delta = out_delta
+        for layer in reversed(range(L)):
+            a_prev = acts[layer - 1] if layer > 0 else X
+            dW = ops.matmul(delta, a_prev, trans_a=True)         # (n_out, n_in)
+            db = ops.bias_backward(delta)                        # (n_out,)
+            grads[layer] = (dW, db)
+            if layer > 0:
+                dA = bufs["dA"][layer - 1]
+                ops.gemm(delta, self.weights[layer], dA)         # dL/da_prev = delta W
+                delta = bufs["delta"][layer - 1]
+                ops.activation_backward(self.activation, a_prev, dA, dinp=delta)
+        self.last_loss = loss
+        return grads
+
+    def _output_delta(self, out, T, delta):
+        """dL/dz at the output layer, written into ``delta``; returns the batch's loss.
+
+        cross_entropy: ``out`` holds the logits z; the fused loss gives delta = (p - t)/B.
+        quadratic: dL/da = 2(a - t)/B, then through the output function's derivative.
+        """
+        if self.loss == "cross_entropy":
+            fused = ops.softmax_cross_entropy if self.output == "softmax" else ops.sigmoid_cross_entropy
+            fused_back = (ops.softmax_cross_entropy_backward if self.output == "softmax"
+                          else ops.sigmoid_cross_entropy_backward)
+            loss, probs = fused(out, T, probs=out)                  # out: logits -> probabilities
+            fused_back(probs, T, out=delta)
+            return loss
+        loss = ops.quadratic_loss(out, T)
+        ops.quadratic_loss_backward(out, T, out=delta)
+        ops.activation_backward(self.output, out, delta, dinp=delta)
+        return loss
+
+    def gradients(self, X, y):
+        """The list of (dW, db) for one batch, without changing the weights."""
+        X = self._check_inputs(X)
+        T = self.targets(y, X.shape[0])
+        self.forward(X)
+        return self.backward(T)
+
+    def loss_value(self, X, y):
+        """The loss (mean over the samples) of the network on X against y."""
+        X = self._check_inputs(X)
+        T = self.targets(y, X.shape[0])
+        self.forward(X)
+        out = self._acts[-1]
+        if self.loss == "cross_entropy":
+            fused = ops.softmax_cross_entropy if self.output == "softmax" else ops.sigmoid_cross_entropy
+            return fused(out, T)[0]
+        return ops.quadratic_loss(out, T)
+
+    # ---- training ----
+
+    def train_batch(self, X, T, optimizer):
+        """One step of gradient descent on one batch: forward, backward, update. Returns the loss."""
+        grads = self.backward_after(X, T)
+        params = [p for pair in zip(self.weights, self.biases) for p in pair]
+        optimizer.step(params, [g for pair in grads for g in pair])
+        return self.last_loss
+
+    def backward_after(self, X, T):
+        self.forward(X)
+        return self.backward(T)
+
+    def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation=None,
+            shuffle=True, callback=None):
+        """Train with mini-batch gradient descent; return the history.
+
+        X: (n, n_in) float32 or uint8 (scaled to 0..1), or images (n, 28, 28).
+        y: int labels (n,) or float32 targets (n, n_out).
+        Each epoch shuffles with the network's seeded generator, so the same seed gives the
+        same run. ``callback(epoch, batch, n_batches, loss)`` is called after every batch.
+        History: a dict of lists, one entry per epoch: loss, accuracy, and val_loss,
+        val_accuracy when ``validation=(X_val, y_val)`` is given.
+        """
+        X = self._check_inputs(X)
+        T = self.targets(y, X.shape[0])
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if optimizer is None:
+            optimizer = SGD(lr=0.1)
+        if validation is not None:
+            X_val, y_val = validation
+            X_val = self._check_inputs(X_val)
+            T_val = self.targets(y_val, X_val.shape[0])
+        n = X.shape[0]
+        history = {"loss": [], "accuracy": []}
+        if validation is not None:
+            history.update(val_loss=[], val_accuracy=[])
+        for epoch in range(epochs):
+            order = self.rng.permutation(n) if shuffle else np.arange(n)
+            total, n_batches = 0.0, (n + batch_size - 1) // batch_size
+            for k in range(n_batches):
+                idx = order[k * batch_size:(k + 1) * batch_size]
+                loss = self.train_batch(X[idx], T[idx], optimizer)
+                if not np.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss became {loss} in epoch {epoch + 1}, batch {k + 1}: "
+                        f"try a lower learning rate")
+                total += loss * len(idx)
+                if callback is not None:
+                    callback(epoch, k, n_batches, loss)
+            history["loss"].append(total / n)
+            history["accuracy"].append(self.accuracy(X, T))
+            if validation is not None:
+                history["val_loss"].append(self.loss_value(X_val, T_val))
+                history["val_accuracy"].append(self.accuracy(X_val, T_val))
+        return history
+
+    # ---- using the network ----
+
+    def predict_proba(self, X, batch_size=1024):
+        """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""
+        X = self._check_inputs(X)
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=np.float32)
+        for start in range(0, X.shape[0], batch_size):
+            out[start:start + batch_size] = self.forward(X[start:start + batch_size], keep=False)
+        return out
+
+    def predict(self, X):
+        """The most likely class of every sample, (n,) int64."""
+        return ops.argmax_rows(self.predict_proba(X))
+
+    def accuracy(self, X, y):
+        """The fraction of samples whose most likely class is the label (or the target's argmax)."""
+        X = self._check_inputs(X)
+        T = self.targets(y, X.shape[0])
+        labels = y if y.ndim == 1 else ops.argmax_rows(T)
+        if X.shape[0] == 0:
+            return float("nan")
+        return float(np.count_nonzero(self.predict(X) == labels)) / X.shape[0]
+
+    # ---- checking what comes in ----
+
+    def _check_inputs(self, X):
+        """X as a C-contiguous float32 (n, n_in) array; uint8 pixels are scaled to 0..1."""
+        if not isinstance(X, np.ndarray):
+            raise TypeError(f"X must be a numpy array, got {type(X).__name__}")
+        n_in = self.sizes[0]
+        if X.ndim == 1 and X.size == n_in:
+            X = X.reshape(1, n_in)
+        if X.ndim < 2 or int(np.prod(X.shape[1:])) != n_in:
+            raise ValueError(f"X must have {n_in} values per sample, got shape {X.shape}")
+        if X.dtype == np.uint8:
+            X = ops.scale_u8(np.ascontiguousarray(X)).reshape(X.shape[0], n_in)
+        elif X.dtype != np.float32:
+            raise TypeError(f"X must be float32 or uint8, got {X.dtype}")
+        return np.ascontiguousarray(X.reshape(X.shape[0], n_in))
+
+    def targets(self, y, n):
+        """Labels (n,) -> one-hot (n, n_out) float32; float targets (n, n_out) are checked and kept."""
+        if not isinstance(y, np.ndarray):
+            raise TypeError(f"y must be a numpy array, got {type(y).__name__}")
+        n_out = self.sizes[-1]
+        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+            if y.shape[0] != n:
+                raise ValueError(f"y has {y.shape[0]} labels but X has {n} samples")
+            if n and (y.min() < 0 or y.max() >= n_out):
+                raise ValueError(f"labels must be in 0..{n_out - 1}, got {y.min()}..{y.max()}")
+            T = np.zeros((n, n_out), dtype=np.float32)
+            T[np.arange(n), y] = 1.0
+            return T
+        if y.ndim == 2 and y.dtype == np.float32:
+            if y.shape != (n, n_out):
+                raise ValueError(f"targets must have shape {(n, n_out)}, got {y.shape}")
+            return np.ascontiguousarray(y)
+        raise TypeError(f"y must be int labels (n,) or float32 targets (n, {n_out}); "
+                        f"got {y.dtype} with shape {y.shape}")
+
+    # ---- saving ----
+
+    def save(self, path):
+        from .io import save
+        save(self, path)
+
+    def __repr__(self):
+        arch = "-".join(str(s) for s in self.sizes)
+        return f"Network({arch}, {self.activation}, {self.output}, {self.loss})"

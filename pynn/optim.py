@@ -1,0 +1,84 @@
+"""Optimisers: how a gradient becomes a step (section 4.3 and its refinements).
+
+An optimiser holds its hyperparameters and, per parameter array, whatever state it keeps
+between steps (momentum's velocity, Adam's two running means). The arithmetic runs in C
+(csrc/optim.c) through pynn.ops.
+"""
+import numpy as np
+
+from . import ops
+
+
+class Optimizer:
+    """Base: ``step(params, grads)`` updates each parameter array in place."""
+
+    def __init__(self, lr, weight_decay=0.0):
+        self.lr = ops._hyper("lr", lr)
+        self.weight_decay = ops._hyper("weight_decay", weight_decay)
+        self.state = []      # one list of state arrays per parameter array
+        self.steps = 0
+
+    def _ensure_state(self, params, count):
+        if len(self.state) != len(params) or any(
+                s.shape != p.shape for st, p in zip(self.state, params) for s in st):
+            self.state = [[np.zeros_like(p) for _ in range(count)] for p in params]
+
+    def step(self, params, grads):
+        if len(params) != len(grads):
+            raise ValueError(f"{len(params)} parameter arrays but {len(grads)} gradients")
+        self.steps += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            self._update(i, p, g)
+
+    def state_dict(self):
+        """The optimiser's settings and state, as arrays and numbers (for checkpoints)."""
+        return {"steps": self.steps, "state": [list(s) for s in self.state]}
+
+    def load_state_dict(self, d):
+        self.steps = int(d["steps"])
+        self.state = [[np.array(a, dtype=np.float32) for a in s] for s in d["state"]]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent: W <- W - lr * dL/dW, with optional momentum and L2 decay."""
+
+    def __init__(self, lr=0.1, momentum=0.0, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        self.momentum = ops._hyper("momentum", momentum, 0.0, 1.0, high_open=True)
+
+    def step(self, params, grads):
+        self._ensure_state(params, 1 if self.momentum > 0 else 0)
+        super().step(params, grads)
+
+    def _update(self, i, p, g):
+        if self.momentum > 0:
+            ops.momentum_update(p, self.state[i][0], g, self.lr, self.momentum, self.weight_decay)
+        else:
+            ops.sgd_update(p, g, self.lr, self.weight_decay)
+
+    def __repr__(self):
+        extra = f", momentum={self.momentum}" if self.momentum else ""
+        extra += f", weight_decay={self.weight_decay}" if self.weight_decay else ""
+        return f"SGD(lr={self.lr}{extra})"
+
+
+class Adam(Optimizer):
+    """Adam: steps scaled per parameter by running estimates of the gradient's mean and size."""
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        self.beta1 = ops._hyper("beta1", beta1, 0.0, 1.0, high_open=True)
+        self.beta2 = ops._hyper("beta2", beta2, 0.0, 1.0, high_open=True)
+        self.eps = ops._hyper("eps", eps, 1e-30)
+
+    def step(self, params, grads):
+        self._ensure_state(params, 2)
+        super().step(params, grads)
+
+    def _update(self, i, p, g):
+        m, v = self.state[i]
+        ops.adam_update(p, m, v, g, self.lr, self.beta1, self.beta2, self.eps,
+                        self.weight_decay, self.steps)
+
+    def __repr__(self):
+        return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2})"
