@@ -204,15 +204,17 @@ class Network:
         return self.backward(T)
 
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation=None,
-            shuffle=True, callback=None):
+            shuffle=True, callback=None, on_epoch_end=None, start_epoch=0, history=None):
         """Train with mini-batch gradient descent; return the history.
 
         X: (n, n_in) float32 or uint8 (scaled to 0..1), or images (n, 28, 28).
         y: int labels (n,) or float32 targets (n, n_out).
         Each epoch shuffles with the network's seeded generator, so the same seed gives the
-        same run. ``callback(epoch, batch, n_batches, loss)`` is called after every batch.
+        same run. ``callback(epoch, batch, n_batches, loss)`` is called after every batch,
+        ``on_epoch_end(epoch, history)`` after every epoch (checkpoints hook in there).
         History: a dict of lists, one entry per epoch: loss, accuracy, and val_loss,
-        val_accuracy when ``validation=(X_val, y_val)`` is given.
+        val_accuracy when ``validation=(X_val, y_val)`` is given. To resume a run, pass the
+        saved ``history`` and ``start_epoch`` (with weights, optimiser and self.rng restored).
         """
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
@@ -227,10 +229,11 @@ class Network:
             X_val = self._check_inputs(X_val)
             T_val = self.targets(y_val, X_val.shape[0])
         n = X.shape[0]
-        history = {"loss": [], "accuracy": []}
-        if validation is not None:
-            history.update(val_loss=[], val_accuracy=[])
-        for epoch in range(epochs):
+        if history is None:
+            history = {"loss": [], "accuracy": []}
+            if validation is not None:
+                history.update(val_loss=[], val_accuracy=[])
+        for epoch in range(start_epoch, epochs):
             order = self.rng.permutation(n) if shuffle else np.arange(n)
             total, n_batches = 0.0, (n + batch_size - 1) // batch_size
             for k in range(n_batches):
@@ -248,6 +251,8 @@ class Network:
             if validation is not None:
                 history["val_loss"].append(self.loss_value(X_val, T_val))
                 history["val_accuracy"].append(self.accuracy(X_val, T_val))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
         return history
 
     # ---- using the network ----
