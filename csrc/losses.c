@@ -51,17 +51,21 @@ int pynn_softmax_cross_entropy_forward(double *loss, float *probs, const float *
         float *p_b = probs + b * n;
         float maxval = -INFINITY;
         for (int64_t j = 0; j < n; j++) if (z_b[j] > maxval) maxval = z_b[j];
-        double sum = 0.0;
+        /* probs may alias logits (the network writes them over the logits), so z is read for
+         * the loss before p overwrites it: -sum_j t_j (z_j - lse) = lse sum_j t_j - sum_j t_j z_j */
+        double sum = 0.0, tz = 0.0, tsum = 0.0;
         for (int64_t j = 0; j < n; j++) {
+            if (t_b[j] != 0.0f) {
+                tz += (double)t_b[j] * (double)z_b[j];
+                tsum += (double)t_b[j];
+            }
             p_b[j] = expf(z_b[j] - maxval);
             sum += p_b[j];
         }
         double lse = (double)maxval + log(sum);
         float scale = (float)(1.0 / sum);
-        for (int64_t j = 0; j < n; j++) {
-            p_b[j] *= scale;
-            if (t_b[j] != 0.0f) total -= (double)t_b[j] * ((double)z_b[j] - lse);
-        }
+        for (int64_t j = 0; j < n; j++) p_b[j] *= scale;
+        if (tsum != 0.0) total += lse * tsum - tz;
     }
     *loss = total / (double)B;
     return PYNN_OK;
@@ -90,13 +94,13 @@ int pynn_sigmoid_cross_entropy_forward(double *loss, float *probs, const float *
                                        const float *t, int64_t B, int64_t n) {
     PYNN_TRY(check_loss(loss, logits, t, B, n));
     if (n > 0 && probs == NULL) return PYNN_ERR_NULL;
-    PYNN_TRY(pynn_sigmoid_forward(probs, logits, B * n));
-    double total = 0.0;
+    double total = 0.0;   /* summed before the sigmoid: probs may alias logits */
     for (int64_t i = 0; i < B * n; i++) {
         double z = logits[i];
         double softplus = (z > 0.0 ? z : 0.0) + log1p(exp(-fabs(z)));
         total += softplus - (double)t[i] * z;
     }
+    PYNN_TRY(pynn_sigmoid_forward(probs, logits, B * n));
     *loss = total / (double)B;
     return PYNN_OK;
 }
