@@ -1,0 +1,116 @@
+"""Saving and loading: a round trip changes nothing, and a damaged file is refused with a
+message naming it and the problem."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import io
+
+
+def trained_net(**kwargs):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    net = pynn.Network([12, 9, 7, 3], seed=4, **kwargs)
+    net.fit(X, y, epochs=2, batch_size=32, optimizer=pynn.Adam(lr=0.01))
+    return net, X
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(activation="tanh", output="sigmoid", loss="quadratic"),
+                                    dict(activation="sigmoid", output="linear", loss="quadratic")])
+def test_round_trip_gives_bit_identical_predictions(tmp_path, kwargs):
+    net, X = trained_net(**kwargs)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    back = pynn.load(path)
+    assert repr(back) == repr(net)
+    assert back.sizes == net.sizes
+    for a, b in zip(net.weights + net.biases, back.weights + back.biases):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert np.array_equal(back.predict_proba(X), net.predict_proba(X))
+    assert np.array_equal(back.predict(X), net.predict(X))
+    # and the loaded network trains on: its arrays are its own, writable, contiguous
+    assert all(p.flags.writeable and p.flags.c_contiguous for p in back.weights + back.biases)
+
+
+def test_save_accepts_str_paths_and_replaces_the_old_file(tmp_path):
+    net, X = trained_net()
+    path = str(tmp_path / "sub" / "m.npz")              # the directory is made
+    pynn.Network([12, 9, 7, 3], seed=99).save(path)
+    net.save(path)
+    assert np.array_equal(pynn.load(path).predict_proba(X), net.predict_proba(X))
+    assert sorted(os.listdir(tmp_path / "sub")) == ["m.npz"]    # no temporary file left
+
+
+def test_failed_save_leaves_the_old_file_whole(tmp_path):
+    path = tmp_path / "m.npz"
+    net, X = trained_net()
+    net.save(path)
+    before = path.read_bytes()
+
+    def crash(f):
+        f.write(b"half a file")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        io.atomic_write(path, crash)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def save_arrays(path, **changes):
+    net = pynn.Network([4, 3, 2], seed=0)
+    arrays = io.network_arrays(net)
+    arrays.update(changes)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def arch(**changes):
+    a = {"sizes": [4, 3, 2], "activation": "relu", "output": "softmax", "loss": "cross_entropy"}
+    a.update(changes)
+    return np.array(json.dumps(a))
+
+
+@pytest.mark.parametrize("changes,words", [
+    (dict(format_version=np.array(99)), "version 99"),
+    (dict(format_version=None), "not a pynn model"),
+    (dict(architecture=arch(sizes=[4, 5, 2])), "W0"),
+    (dict(architecture=arch(activation="swish")), "bad architecture"),
+    (dict(architecture=np.array("{not json")), "bad architecture"),
+    (dict(W1=None), "W1 is missing"),
+    (dict(b0=np.zeros(3, np.float64)), "b0 is float64"),
+    (dict(W0=np.zeros((4, 3), np.float32)), "W0"),
+    (dict(W0=np.full((3, 4), np.nan, np.float32)), "NaN"),
+    (dict(b1=np.array([0.0, np.inf], np.float32)), "Inf"),
+])
+def test_bad_model_files_are_refused(tmp_path, changes, words):
+    path = save_arrays(tmp_path / "bad.npz", **changes)
+    with pytest.raises(pynn.ModelFileError, match=words) as info:
+        pynn.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_missing_and_pickled_files_are_refused(tmp_path):
+    good = tmp_path / "good.npz"
+    pynn.Network([4, 3, 2]).save(good)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(pynn.ModelFileError, match="cut.npz"):
+        pynn.load(cut)
+    with pytest.raises(pynn.ModelFileError, match="no such file"):
+        pynn.load(tmp_path / "absent.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is no zip file at all")
+    with pytest.raises(pynn.ModelFileError, match="junk.npz"):
+        pynn.load(junk)
+    pickled = tmp_path / "pickled.npz"
+    arrays = io.network_arrays(pynn.Network([4, 3, 2]))
+    arrays["W0"] = np.array([{"a": 1}], dtype=object)
+    np.savez(pickled, **arrays)
+    with pytest.raises(pynn.ModelFileError, match="pickle"):
+        pynn.load(pickled)
+    assert issubclass(pynn.ModelFileError, ValueError)
