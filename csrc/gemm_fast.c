@@ -11,7 +11,7 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc) {
     PYNN_TRY(pynn_gemm_check(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
-    pynn_flush_denormals();
+    unsigned int fp_mode = pynn_flush_denormals();
     #pragma omp parallel for schedule(static) if (M * N * K > (1 << 20))
     for (int64_t i = 0; i < M; i++) {
         pynn_flush_denormals();
@@ -27,5 +27,6 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
             }
         }
     }
+    pynn_restore_denormals(fp_mode);
     return PYNN_OK;
 }

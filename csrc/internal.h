@@ -11,13 +11,19 @@
 #include <xmmintrin.h>
 #include <pmmintrin.h>
 /* Denormal floats cost ~100 cycles each on x86 and slow late training epochs by a fifth;
- * flush results to zero (FTZ) and treat denormal inputs as zero (DAZ) on the calling thread. */
-static inline void pynn_flush_denormals(void) {
+ * flush results to zero (FTZ) and treat denormal inputs as zero (DAZ) on the calling thread.
+ * Returns the thread's previous mode: a kernel hands it to pynn_restore_denormals before it
+ * returns, so the caller's own arithmetic (numpy's, on the same thread) keeps its denormals. */
+static inline unsigned int pynn_flush_denormals(void) {
+    unsigned int mode = _mm_getcsr();
     _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
     _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    return mode;
 }
+static inline void pynn_restore_denormals(unsigned int mode) { _mm_setcsr(mode); }
 #else
-static inline void pynn_flush_denormals(void) {}
+static inline unsigned int pynn_flush_denormals(void) { return 0; }
+static inline void pynn_restore_denormals(unsigned int mode) { (void)mode; }
 #endif
 
 /* a * b as int64, or -1 when negative inputs or overflow */
