@@ -297,6 +297,20 @@ def test_softmax_cross_entropy_is_finite_for_huge_logits():
     np.testing.assert_allclose(d, [[0.5, -0.5, 0.0], [0.5, -0.5, 0.0]], atol=1e-7)
 
 
+@pytest.mark.parametrize("fused", ["softmax_cross_entropy", "sigmoid_cross_entropy"])
+def test_fused_losses_may_write_probs_over_the_logits(fused):
+    # the network passes probs=logits to save a buffer: the loss must read z before p replaces it
+    rng = np.random.default_rng(11)
+    z = rand(rng, 9, 10, scale=3.0)
+    t = one_hot(rng.integers(0, 10, 9), 10)
+    loss, p = getattr(ops, fused)(z.copy(), t)
+    zz = z.copy()
+    loss_in_place, p_in_place = getattr(ops, fused)(zz, t, probs=zz)
+    assert p_in_place is zz
+    assert loss_in_place == loss
+    assert np.array_equal(p_in_place, p)
+
+
 def np_sigmoid_ce(z, t):
     return (np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))) - t * z).sum() / z.shape[0]
 

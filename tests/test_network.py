@@ -171,6 +171,17 @@ def test_training_solves_a_separable_problem(name):
     assert net.accuracy(X_test, y_test) > 0.94      # it generalises, not memorises
 
 
+@pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
+def test_training_reports_the_loss_of_the_batch(output, loss):
+    """With lr = 0 and one batch holding every sample, the epoch's loss in the history is the
+    loss of the untouched network (training computes it along the way, in place)."""
+    net, X, T = make_problem("tanh", output, loss)
+    before = net.loss_value(X, T)
+    history = net.fit(X, T, epochs=1, batch_size=len(X), optimizer=pynn.SGD(lr=0.0), shuffle=False)
+    assert history["loss"][0] == pytest.approx(before, rel=1e-6)
+    assert net.loss_value(X, T) == before
+
+
 def test_quadratic_loss_with_sigmoid_units_learns_too():
     """The paper's own set-up: sigmoid units, the quadratic loss (eq. 17, 22) and plain
     gradient descent (section 4.3). Measured: about 98.5% on the training set."""
