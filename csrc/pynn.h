@@ -90,6 +90,23 @@ int pynn_adam_update(float *w, float *m, float *v, const float *dw, int64_t n, f
 int pynn_scale_u8(float *out, const uint8_t *inp, int64_t n, float scale);  /* out = inp * scale */
 int pynn_argmax_rows(int64_t *out, const float *x, int64_t B, int64_t n);  /* index of each row's max; -1 if NaN */
 
+/* ---- drawings to MNIST's form (preprocess.c); images (H,W), pixel (r,c) covers [r,r+1)x[c,c+1) ---- */
+int pynn_raster_strokes(float *canvas, int64_t H, int64_t W, const float *xy,
+                        const int64_t *lengths, int64_t n_strokes, float scale, float off_x,
+                        float off_y, float radius);
+int pynn_resample_area(float *out, int64_t h, int64_t w, const float *inp, int64_t H, int64_t W,
+                       float y0, float x0, float sy, float sx, float gain);
+int pynn_ink_moments(double *m, const float *inp, int64_t H, int64_t W);  /* mass, cy, cx, edge */
+int pynn_ink_bbox(int64_t *box, const float *inp, int64_t H, int64_t W, float threshold);
+int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_t W,
+                      const float *amount);
+
+/* ---- distortions for training (augment.c); image stacks (n,H,W) ---- */
+int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
+              const float *dx, const float *dy);
+int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int64_t H, int64_t W,
+                       float sigma, float gain);
+
 /* cdef end */
 
 #endif

@@ -15,8 +15,15 @@ from .network import Network
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["Network", "SGD", "Adam", "Optimizer", "load", "ModelFileError", "ops",
-           "set_num_threads", "get_num_threads"]
+           "set_num_threads", "get_num_threads", "load_default"]
 __version__ = "0.1.0"
 
 set_num_threads = ops.set_num_threads
 get_num_threads = ops.get_num_threads
+
+
+def load_default():
+    """The network shipped with pynn (pynn/models/default.npz): 784-256-10 ReLU, trained on
+    distorted MNIST digits so that it reads drawings; made by ``python -m pynn.train_default``."""
+    import os
+    return load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "default.npz"))

@@ -363,4 +363,135 @@ def argmax_rows(x):
     return out
 
 
+# ---- drawings to MNIST's form (preprocess.c) and distortions for training (augment.c) ----
+
+def _finite(name, a):
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds NaN or Inf")
+
+
+def _stack(name, a):
+    """An (n,H,W) float32 image stack, checked; returns its shape."""
+    _array(name, a, ndim=3)
+    return a.shape
+
+
+def raster_strokes(canvas, xy, lengths, scale=1.0, off_x=0.0, off_y=0.0, radius=1.0):
+    """Draw strokes into ``canvas`` (H,W) in place, keeping the brighter value at each pixel.
+
+    xy (P,2) holds the (x,y) points of all strokes one after another, lengths (S,) int64 how
+    many belong to each. A point lands at (x*scale + off_x, y*scale + off_y) canvas pixels; a
+    stroke is every point within ``radius`` of its polyline, edges anti-aliased over a pixel.
+    """
+    _array("canvas", canvas, ndim=2, writable=True)
+    _array("xy", xy, ndim=2)
+    if xy.shape[1] != 2:
+        raise ValueError(f"xy must have shape (P, 2), got {xy.shape}")
+    _finite("xy", xy)
+    if not isinstance(lengths, np.ndarray) or lengths.dtype != np.int64 or lengths.ndim != 1:
+        raise TypeError("lengths must be a 1-D int64 numpy array")
+    lengths = np.ascontiguousarray(lengths)
+    if lengths.size and (lengths.min() < 0 or int(lengths.sum()) != xy.shape[0]):
+        raise ValueError(f"lengths must be >= 0 and add up to the {xy.shape[0]} points in xy")
+    if not lengths.size and xy.shape[0]:
+        raise ValueError(f"lengths is empty but xy holds {xy.shape[0]} points")
+    lens = ffi.cast("int64_t *", ffi.from_buffer(lengths)) if lengths.size else ffi.NULL
+    rc = lib.pynn_raster_strokes(_wptr(canvas), canvas.shape[0], canvas.shape[1], _ptr(xy), lens,
+                                 lengths.size, _hyper("scale", scale, -np.inf),
+                                 _hyper("off_x", off_x, -np.inf), _hyper("off_y", off_y, -np.inf),
+                                 _hyper("radius", radius))
+    _status(rc, "raster_strokes")
+    return canvas
+
+
+def resample_area(inp, shape, y0=0.0, x0=0.0, sy=1.0, sx=1.0, gain=1.0, out=None):
+    """An image of ``shape`` (h,w) whose pixel (i,j) is ``gain`` times the mean of ``inp`` (H,W)
+    over the rectangle [y0 + i*sy, y0 + (i+1)*sy) x [x0 + j*sx, x0 + (j+1)*sx), inp being 0
+    outside itself: area averaging, which anti-aliases when it shrinks."""
+    _array("inp", inp, ndim=2)
+    h, w = (int(v) for v in shape)
+    if h < 0 or w < 0:
+        raise ValueError(f"shape must not be negative, got {tuple(shape)}")
+    out = _out(out, (h, w))
+    _no_overlap(out, inp)
+    rc = lib.pynn_resample_area(_wptr(out), h, w, _ptr(inp), inp.shape[0], inp.shape[1],
+                                _hyper("y0", y0, -np.inf), _hyper("x0", x0, -np.inf),
+                                _hyper("sy", sy, 1e-30), _hyper("sx", sx, 1e-30),
+                                _hyper("gain", gain, -np.inf))
+    _status(rc, "resample_area")
+    return out
+
+
+def ink_moments(img):
+    """(mass, cy, cx, edge) of an image (H,W): its sum, its centre of mass in pixel units
+    (pixel (r,c)'s centre is (r+0.5, c+0.5)), and the summed gradient magnitude (the length
+    of the ink's outline, so 2*mass/edge is a stroke's width)."""
+    _array("img", img, ndim=2)
+    m = np.zeros(4, dtype=np.float64)
+    _status(lib.pynn_ink_moments(ffi.cast("double *", ffi.from_buffer(m, require_writable=True)),
+                                 _ptr(img), img.shape[0], img.shape[1]), "ink_moments")
+    return tuple(float(v) for v in m)
+
+
+def ink_bbox(img, threshold=0.0):
+    """(r0, r1, c0, c1): rows r0..r1-1 and columns c0..c1-1 hold every value of img (H,W)
+    above ``threshold``; None when none is."""
+    _array("img", img, ndim=2)
+    box = np.zeros(4, dtype=np.int64)
+    _status(lib.pynn_ink_bbox(ffi.cast("int64_t *", ffi.from_buffer(box, require_writable=True)),
+                              _ptr(img), img.shape[0], img.shape[1],
+                              _hyper("threshold", threshold, -np.inf)), "ink_bbox")
+    return None if box[1] == 0 else tuple(int(v) for v in box)
+
+
+def stroke_width(images, amount, out=None):
+    """Images (n,H,W) with strokes widened (amount > 0, up to 2 pixels at 1) or narrowed
+    (amount < 0): each image blended with its 3x3 grey dilation or erosion. amount: (n,) in [-1,1]."""
+    n, H, W = _stack("images", images)
+    _array("amount", amount, ndim=1)
+    _shape("amount", amount, (n,))
+    if n and not (np.abs(amount) <= 1.0).all():
+        raise ValueError("amount must lie in [-1, 1]")
+    out = _out(out, images.shape)
+    _no_overlap(out, images, amount)
+    _status(lib.pynn_stroke_width(_wptr(out), _ptr(images), n, H, W, _ptr(amount)), "stroke_width")
+    return out
+
+
+def warp(images, mats, dx=None, dy=None, out=None):
+    """Images (n,H,W) warped: out_k at pixel centre (y,x) is images_k, bilinearly, at
+    u = m0*x + m1*y + m2 + dx_k(y,x), v = m3*x + m4*y + m5 + dy_k(y,x), with m = mats[k] (n,6)
+    (pixel units, y down), 0 outside. dx, dy: (n,H,W) displacement fields, or both None."""
+    n, H, W = _stack("images", images)
+    _array("mats", mats, ndim=2)
+    _shape("mats", mats, (n, 6))
+    _finite("mats", mats)
+    if (dx is None) != (dy is None):
+        raise ValueError("dx and dy go together: give both displacement fields or neither")
+    if dx is not None:
+        for name, f in (("dx", dx), ("dy", dy)):
+            _array(name, f, ndim=3)
+            _shape(name, f, images.shape)
+            _finite(name, f)
+    out = _out(out, images.shape)
+    _no_overlap(out, *[a for a in (images, mats, dx, dy) if a is not None])
+    rc = lib.pynn_warp(_wptr(out), _ptr(images), n, H, W, _ptr(mats),
+                       ffi.NULL if dx is None else _ptr(dx), ffi.NULL if dy is None else _ptr(dy))
+    _status(rc, "warp")
+    return out
+
+
+def gaussian_blur(images, sigma, gain=1.0, out=None):
+    """Images (n,H,W) convolved with a Gaussian of standard deviation ``sigma`` pixels (cut at
+    3 sigma, at most 64 pixels) and multiplied by ``gain``, 0 outside each image."""
+    n, H, W = _stack("images", images)
+    out = _out(out, images.shape)
+    _no_overlap(out, images)
+    tmp = np.empty_like(images)
+    _status(lib.pynn_gaussian_blur(_wptr(out), _wptr(tmp), _ptr(images), n, H, W,
+                                   _hyper("sigma", sigma), _hyper("gain", gain, -np.inf)),
+            "gaussian_blur")
+    return out
+
+
 _init_threads()

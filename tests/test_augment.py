@@ -1,0 +1,181 @@
+"""Distortions for training: pynn.augment and its kernels (csrc/augment.c)."""
+import numpy as np
+import pytest
+
+from pynn import augment, ops
+
+
+def digits(n=16, seed=0):
+    """Blob-and-bar images standing in for digits: ink away from the border, some texture."""
+    rng = np.random.default_rng(seed)
+    imgs = np.zeros((n, 28, 28), dtype=np.float32)
+    for k in range(n):
+        r, c = rng.integers(8, 14, 2)
+        imgs[k, r:r + 8, c:c + 3] = 1.0
+        imgs[k, r:r + 2, c:c + 7] = 0.8
+        imgs[k, r + 3:r + 5, c + 3:c + 5] = rng.random((2, 2))
+    return imgs
+
+
+def reference_warp(imgs, mats, dx=None, dy=None):
+    """ops.warp in float64 numpy: bilinear between pixel centres, 0 outside."""
+    n, H, W = imgs.shape
+    out = np.zeros((n, H, W))
+    y, x = np.mgrid[0:H, 0:W] + 0.5
+    for k in range(n):
+        m = mats[k].astype(np.float64)
+        u = m[0] * x + m[1] * y + m[2] + (0 if dx is None else dx[k])
+        v = m[3] * x + m[4] * y + m[5] + (0 if dy is None else dy[k])
+        fy, fx = v - 0.5, u - 0.5
+        r0, c0 = np.floor(fy).astype(int), np.floor(fx).astype(int)
+        ty, tx = fy - r0, fx - c0
+        padded = np.pad(imgs[k].astype(np.float64), 2)
+
+        def at(r, c):
+            return padded[np.clip(r + 2, 0, H + 3), np.clip(c + 2, 0, W + 3)]
+        val = ((1 - ty) * ((1 - tx) * at(r0, c0) + tx * at(r0, c0 + 1))
+               + ty * ((1 - tx) * at(r0 + 1, c0) + tx * at(r0 + 1, c0 + 1)))
+        inside = (fy > -1) & (fy < H) & (fx > -1) & (fx < W)
+        out[k] = np.where(inside, val, 0)
+    return out
+
+
+def centre_of_mass(img):
+    _, cy, cx, _ = ops.ink_moments(np.ascontiguousarray(img))
+    return np.array([cy, cx])
+
+
+# ---- the kernels ----
+
+def test_warp_matches_the_numpy_reference():
+    rng = np.random.default_rng(3)
+    imgs = digits(6)
+    mats = augment.affine_matrices(6, rng, max_shift=3, max_rotation=30, max_scale=0.2,
+                                   max_shear=0.3)
+    dx = rng.normal(0, 1.5, imgs.shape).astype(np.float32)
+    dy = rng.normal(0, 1.5, imgs.shape).astype(np.float32)
+    np.testing.assert_allclose(ops.warp(imgs, mats), reference_warp(imgs, mats), atol=1e-5)
+    np.testing.assert_allclose(ops.warp(imgs, mats, dx, dy), reference_warp(imgs, mats, dx, dy),
+                               atol=1e-5)
+
+
+def test_warp_by_whole_pixels_moves_the_image():
+    imgs = digits(2)
+    shift = np.array([[1, 0, -3, 0, 1, 2]] * 2, dtype=np.float32)   # right by 3, up by 2
+    out = ops.warp(imgs, shift)
+    np.testing.assert_array_equal(out[:, :-2, 3:], imgs[:, 2:, :-3])
+    assert out[:, :, :3].max() == 0 and out[:, -2:].max() == 0
+
+
+def test_gaussian_blur_matches_a_numpy_convolution():
+    rng = np.random.default_rng(4)
+    imgs = rng.random((3, 15, 11), dtype=np.float32)
+    sigma, R = 1.5, 5
+    g = np.exp(-0.5 * (np.arange(-R, R + 1) / sigma) ** 2)
+    g /= g.sum()
+    padded = np.pad(imgs.astype(np.float64), ((0, 0), (R, R), (R, R)))
+    rows = sum(g[i] * padded[:, :, i:i + 11] for i in range(2 * R + 1))
+    both = sum(g[i] * rows[:, i:i + 15, :] for i in range(2 * R + 1))
+    np.testing.assert_allclose(ops.gaussian_blur(imgs, sigma, gain=2.0), 2 * both, atol=1e-5)
+    np.testing.assert_array_equal(ops.gaussian_blur(imgs, 0.0), imgs)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ops.warp(digits(2), np.zeros((3, 6), np.float32)), "mats"),
+    (lambda: ops.warp(digits(2), np.full((2, 6), np.nan, np.float32)), "mats"),
+    (lambda: ops.warp(digits(2), np.zeros((2, 6), np.float32), dx=digits(2)), "dx and dy"),
+    (lambda: ops.warp(digits(2).astype(np.float64), np.zeros((2, 6), np.float32)), "images"),
+    (lambda: ops.gaussian_blur(digits(2), -1.0), "sigma"),
+])
+def test_kernel_arguments_are_checked(call, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        call()
+
+
+# ---- the distortions ----
+
+@pytest.mark.parametrize("fn", [augment.affine, augment.elastic, augment.stroke_width,
+                                augment.Augmenter()])
+def test_shapes_and_determinism(fn):
+    imgs = digits(20)
+    flat = imgs.reshape(20, 784)
+    a = fn(imgs, np.random.default_rng(7))
+    b = fn(imgs, np.random.default_rng(7))
+    c = fn(imgs, np.random.default_rng(8))
+    assert a.shape == imgs.shape and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert fn(flat, np.random.default_rng(7)).shape == (20, 784)
+    np.testing.assert_array_equal(fn(flat, np.random.default_rng(7)).reshape(imgs.shape), a)
+    np.testing.assert_array_equal(imgs, digits(20))            # the input is left alone
+
+
+def test_zero_strength_is_the_identity():
+    imgs = digits(10)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(augment.affine(imgs, rng, 0, 0, 0, 0), imgs)
+    np.testing.assert_array_equal(augment.elastic(imgs, rng, alpha=0), imgs)
+    np.testing.assert_array_equal(augment.stroke_width(imgs, rng, 0, 0), imgs)
+    still = augment.Augmenter(0, 0, 0, 0, alpha=0, max_thin=0, max_thick=0)
+    np.testing.assert_array_equal(still(imgs, rng), imgs)
+
+
+def test_mass_is_roughly_kept():
+    imgs = digits(50)
+    rng = np.random.default_rng(1)
+    mass = imgs.sum(axis=(1, 2))
+    moved = augment.affine(imgs, rng, max_shift=2, max_rotation=15, max_scale=0, max_shear=0)
+    np.testing.assert_allclose(moved.sum(axis=(1, 2)), mass, rtol=0.08)
+    # an elastic field stretches some parts and squeezes others: mass moves, on average it stays
+    bent = augment.elastic(imgs, rng)
+    ratio = bent.sum(axis=(1, 2)) / mass
+    assert abs(ratio.mean() - 1) < 0.1 and ratio.min() > 0.4 and ratio.max() < 1.6
+    assert np.abs(bent - imgs).mean() > 0.01                    # and it did bend them
+
+
+def test_a_shifted_digit_is_shifted_by_the_drawn_amount():
+    imgs = digits(30)
+    rng = np.random.default_rng(5)
+    moved = augment.affine(imgs, np.random.default_rng(5), max_shift=3, max_rotation=0,
+                           max_scale=0, max_shear=0)
+    mats = augment.affine_matrices(30, rng, max_shift=3, max_rotation=0, max_scale=0, max_shear=0)
+    for k in range(30):
+        drawn = -mats[k, [5, 2]]                                 # (down, right)
+        np.testing.assert_allclose(centre_of_mass(moved[k]) - centre_of_mass(imgs[k]), drawn,
+                                   atol=0.05)
+
+
+def test_rotation_turns_the_digit():
+    bar = np.zeros((1, 28, 28), dtype=np.float32)
+    bar[0, 4:24, 13:15] = 1.0                                    # an upright bar
+    turned = augment.affine(bar, np.random.default_rng(0), 0, 90, 0, 0)[0]
+    rows = np.nonzero(turned.sum(axis=1) > 0.5)[0]
+    cols = np.nonzero(turned.sum(axis=0) > 0.5)[0]
+    angle = np.degrees(np.arctan2(np.ptp(rows), np.ptp(cols)))
+    assert 0 < angle < 90 and abs(np.ptp(rows) - 19) > 1       # no longer upright
+
+
+def test_stroke_width_changes_the_width():
+    imgs = digits(20)
+    thick = augment.stroke_width(imgs, np.random.default_rng(0), max_thin=0, max_thick=1)
+    thin = augment.stroke_width(imgs, np.random.default_rng(0), max_thin=1, max_thick=0)
+    assert (thick.sum(axis=(1, 2)) >= imgs.sum(axis=(1, 2)) - 1e-4).all()
+    assert (thin.sum(axis=(1, 2)) <= imgs.sum(axis=(1, 2)) + 1e-4).all()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: augment.affine(digits(2), np.random.default_rng(0), max_shift=-1),
+    lambda: augment.affine(digits(2), np.random.default_rng(0), max_scale=1.0),
+    lambda: augment.elastic(digits(2), np.random.default_rng(0), sigma=np.nan),
+    lambda: augment.stroke_width(digits(2), np.random.default_rng(0), max_thick=2),
+    lambda: augment.Augmenter(p_elastic=1.5),
+    lambda: augment.affine(digits(2).reshape(2, 1, 28, 28), np.random.default_rng(0)),
+])
+def test_bad_settings_are_refused(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_wrong_dtype_is_refused():
+    with pytest.raises(TypeError, match="float32"):
+        augment.affine(digits(2).astype(np.float64), np.random.default_rng(0))
