@@ -9,11 +9,17 @@
 #include <math.h>
 #include "internal.h"
 
-static int check_loss(const void *a, const void *b, const void *c, int64_t B, int64_t n) {
+/* d, y, t are (B,n) arrays: with n == 0 they hold nothing and may be NULL */
+static int check_loss_grad(const void *d, const void *y, const void *t, int64_t B, int64_t n) {
     PYNN_TRY(pynn_check_bn(B, n));
     if (B == 0) return PYNN_ERR_SIZE;            /* a mean over no samples is undefined */
-    if (a == NULL || (n > 0 && (b == NULL || c == NULL))) return PYNN_ERR_NULL;
+    if (n > 0 && (d == NULL || y == NULL || t == NULL)) return PYNN_ERR_NULL;
     return PYNN_OK;
+}
+
+static int check_loss(const double *loss, const void *y, const void *t, int64_t B, int64_t n) {
+    if (loss == NULL) return PYNN_ERR_NULL;
+    return check_loss_grad(y, y, t, B, n);
 }
 
 /* eq. 22: L = (1/B) sum_i sum_j (t_ij - y_ij)^2: summed over the output units, averaged over
@@ -31,7 +37,7 @@ int pynn_quadratic_loss_forward(double *loss, const float *y, const float *t, in
 
 /* the forward summed (t - y)^2 / B, so dL/dy = 2 (y - t) / B (eq. 36's 2(y - y-hat) per sample) */
 int pynn_quadratic_loss_backward(float *dy, const float *y, const float *t, int64_t B, int64_t n) {
-    PYNN_TRY(check_loss(dy, y, t, B, n));
+    PYNN_TRY(check_loss_grad(dy, y, t, B, n));
     float scale = 2.0f / (float)B;
     for (int64_t i = 0; i < B * n; i++) dy[i] = scale * (y[i] - t[i]);
     return PYNN_OK;
@@ -75,7 +81,7 @@ int pynn_softmax_cross_entropy_forward(double *loss, float *probs, const float *
  * p - t for a one-hot (or any normalised) target. Divided by B, as the forward averaged. */
 int pynn_softmax_cross_entropy_backward(float *dlogits, const float *probs, const float *t,
                                         int64_t B, int64_t n) {
-    PYNN_TRY(check_loss(dlogits, probs, t, B, n));
+    PYNN_TRY(check_loss_grad(dlogits, probs, t, B, n));
     float inv_B = 1.0f / (float)B;
     for (int64_t b = 0; b < B; b++) {
         const float *p_b = probs + b * n, *t_b = t + b * n;
@@ -108,7 +114,7 @@ int pynn_sigmoid_cross_entropy_forward(double *loss, float *probs, const float *
 /* d/dz [softplus(z) - t z] = s(z) - t: the sigmoid's own derivative cancels */
 int pynn_sigmoid_cross_entropy_backward(float *dlogits, const float *probs, const float *t,
                                         int64_t B, int64_t n) {
-    PYNN_TRY(check_loss(dlogits, probs, t, B, n));
+    PYNN_TRY(check_loss_grad(dlogits, probs, t, B, n));
     float inv_B = 1.0f / (float)B;
     for (int64_t i = 0; i < B * n; i++) dlogits[i] = (probs[i] - t[i]) * inv_B;
     return PYNN_OK;

@@ -53,12 +53,14 @@ def _shape(name, a, shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
 
 
-def _out(out, shape, like_name="out"):
-    """A new float32 array of ``shape``, or the caller's ``out`` after checking it."""
+def _out(out, shape, like_name="out", inputs=()):
+    """A new float32 array of ``shape``, or the caller's ``out`` after checking it (and that it
+    is either one of ``inputs`` exactly or apart from all of them)."""
     if out is None:
         return np.empty(shape, dtype=np.float32)
     _array(like_name, out, writable=True)
     _shape(like_name, out, shape)
+    _same_or_apart(out, *inputs, name=like_name)
     return out
 
 
@@ -74,6 +76,16 @@ def _no_overlap(out, *inputs, name="out"):
     for inp in inputs:
         if np.shares_memory(out, inp):
             raise ValueError(f"{name} must not overlap an input")
+
+
+def _same_or_apart(out, *inputs, name="out"):
+    """Kernels that go element by element (or row by row) may write over an input exactly, never
+    over part of one: a shifted write would change an element the kernel has yet to read."""
+    for inp in inputs:
+        if np.may_share_memory(out, inp) and not (
+                out.__array_interface__["data"][0] == inp.__array_interface__["data"][0]
+                and out.shape == inp.shape and out.strides == inp.strides and out.dtype == inp.dtype):
+            raise ValueError(f"{name} must be the same array as an input or not overlap it")
 
 
 # ---- machine ----
@@ -135,6 +147,7 @@ def bias_forward(z, bias):
     _array("z", z, ndim=2, writable=True)
     _array("bias", bias, ndim=1)
     _shape("bias", bias, (z.shape[1],))
+    _no_overlap(bias, z, name="bias")
     _status(lib.pynn_bias_forward(_wptr(z), _ptr(bias), z.shape[0], z.shape[1]), "bias_forward")
     return z
 
@@ -170,7 +183,7 @@ def activation_forward(kind, x, out=None):
     k = _kind(kind)
     _array("x", x)
     if k == SOFTMAX and x.ndim not in (1, 2):
-        raise ValueError(f"softmax takes a vector or a (B,n) matrix, got shape {x.shape}")
+        raise ValueError(f"x must be a vector or a (B,n) matrix for softmax, got shape {x.shape}")
     y = _out(out, x.shape)
     if y is not x:
         _no_overlap(y, x)
@@ -185,7 +198,9 @@ def activation_backward(kind, out, dout, dinp=None):
     _array("out", out)
     _array("dout", dout)
     _shape("dout", dout, out.shape)
-    d = _out(dinp, out.shape, "dinp")
+    if k == SOFTMAX and out.ndim not in (1, 2):
+        raise ValueError(f"out must be a vector or a (B,n) matrix for softmax, got shape {out.shape}")
+    d = _out(dinp, out.shape, "dinp", inputs=(out, dout))
     B, n = _as_rows(out) if out.ndim else (1, 1)
     _status(lib.pynn_activation_backward(k, _wptr(d), _ptr(out), _ptr(dout), B, n),
             f"{kind} backward")
@@ -233,7 +248,7 @@ def quadratic_loss(y, t):
 def quadratic_loss_backward(y, t, out=None):
     """dL/dy = 2 (y - t) / B."""
     B, n = _loss_args(y, t)
-    d = _out(out, (B, n), "out")
+    d = _out(out, (B, n), "out", inputs=(y, t))
     _status(lib.pynn_quadratic_loss_backward(_wptr(d), _ptr(y), _ptr(t), B, n), "quadratic_loss_backward")
     return d
 
@@ -241,7 +256,7 @@ def quadratic_loss_backward(y, t, out=None):
 def softmax_cross_entropy(logits, t, probs=None):
     """Softmax and cross-entropy fused: returns (loss, probs). loss = -(1/B) sum t log p."""
     B, n = _loss_args(logits, t, "logits")
-    p = _out(probs, (B, n), "probs")
+    p = _out(probs, (B, n), "probs", inputs=(logits, t))
     loss = ffi.new("double *")
     _status(lib.pynn_softmax_cross_entropy_forward(loss, _wptr(p), _ptr(logits), _ptr(t), B, n),
             "softmax_cross_entropy")
@@ -251,7 +266,7 @@ def softmax_cross_entropy(logits, t, probs=None):
 def softmax_cross_entropy_backward(probs, t, out=None):
     """dL/dlogits = (p - t) / B for targets whose rows sum to 1."""
     B, n = _loss_args(probs, t, "probs")
-    d = _out(out, (B, n))
+    d = _out(out, (B, n), inputs=(probs, t))
     _status(lib.pynn_softmax_cross_entropy_backward(_wptr(d), _ptr(probs), _ptr(t), B, n),
             "softmax_cross_entropy_backward")
     return d
@@ -260,7 +275,7 @@ def softmax_cross_entropy_backward(probs, t, out=None):
 def sigmoid_cross_entropy(logits, t, probs=None):
     """Sigmoid outputs with per-unit cross-entropy, fused: returns (loss, probs)."""
     B, n = _loss_args(logits, t, "logits")
-    p = _out(probs, (B, n), "probs")
+    p = _out(probs, (B, n), "probs", inputs=(logits, t))
     loss = ffi.new("double *")
     _status(lib.pynn_sigmoid_cross_entropy_forward(loss, _wptr(p), _ptr(logits), _ptr(t), B, n),
             "sigmoid_cross_entropy")
@@ -270,7 +285,7 @@ def sigmoid_cross_entropy(logits, t, probs=None):
 def sigmoid_cross_entropy_backward(probs, t, out=None):
     """dL/dlogits = (sigma(z) - t) / B."""
     B, n = _loss_args(probs, t, "probs")
-    d = _out(out, (B, n))
+    d = _out(out, (B, n), inputs=(probs, t))
     _status(lib.pynn_sigmoid_cross_entropy_backward(_wptr(d), _ptr(probs), _ptr(t), B, n),
             "sigmoid_cross_entropy_backward")
     return d
@@ -282,9 +297,12 @@ def _param_and_grad(w, dw, *state):
     _array("w", w, writable=True)
     _array("dw", dw)
     _shape("dw", dw, w.shape)
+    _same_or_apart(w, dw, name="w")
     for i, s in enumerate(state):
         _array(f"state[{i}]", s, writable=True)
         _shape(f"state[{i}]", s, w.shape)
+        _no_overlap(s, w, *state[:i], name=f"state[{i}]")   # each written, so none may share
+        _same_or_apart(s, dw, name=f"state[{i}]")
     return w.size
 
 
@@ -347,6 +365,7 @@ def scale_u8(x, scale=1.0 / 255.0, out=None):
     if not x.flags.c_contiguous:
         raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
     y = _out(out, x.shape)
+    _no_overlap(y, x)
     src = ffi.cast("uint8_t *", ffi.from_buffer(x)) if x.size else ffi.NULL
     _status(lib.pynn_scale_u8(_wptr(y), src, x.size, _hyper("scale", scale, -np.inf)), "scale_u8")
     return y
