@@ -1,0 +1,91 @@
+"""The IDX file format of MNIST (LeCun, Cortes & Burges), read and written.
+
+An IDX file is a 4-byte magic number -- two zero bytes, a type code, the number of
+dimensions -- then each dimension as a big-endian 32-bit count, then the values in C order,
+big-endian. MNIST's images are type 0x08 (unsigned byte) with 3 dimensions (n, 28, 28), its
+labels 0x08 with 1 dimension (n,). Files may be gzip-compressed (the name ends in .gz).
+
+Every check names the file and what is wrong with it: a bad magic number, a header that ends
+early, data shorter or longer than the header promises, a gzip stream cut short.
+"""
+import gzip
+import os
+import struct
+import zlib
+
+import numpy as np
+
+# type code -> big-endian numpy dtype, as the format defines them
+TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
+         0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+class IdxError(ValueError):
+    """An IDX file that cannot be used; the message names the file and the problem."""
+
+
+def read_bytes(path):
+    """The decoded content of ``path``: gunzipped if it ends in .gz (or starts like gzip)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise IdxError(f"{path}: no such file") from None
+    except OSError as e:
+        raise IdxError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if path.endswith(".gz") or data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            raise IdxError(f"{path}: the gzip stream is truncated") from None
+        except (OSError, zlib.error) as e:
+            raise IdxError(f"{path}: not a valid gzip file ({e})") from None
+    return data
+
+
+def parse(data, name="IDX data"):
+    """The array held by the IDX bytes ``data`` (native byte order); ``name`` is used in errors."""
+    if len(data) < 4:
+        raise IdxError(f"{name}: {len(data)} bytes, too short for an IDX header")
+    zero, code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or code not in TYPES:
+        raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()} (an IDX file starts "
+                       f"with 00 00, a type code (08 for bytes) and the number of dimensions)")
+    if ndim == 0:
+        raise IdxError(f"{name}: the header gives 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise IdxError(f"{name}: truncated in its header ({len(data)} of {header} bytes)")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = TYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = len(data) - header
+    if have < expected:
+        raise IdxError(f"{name}: truncated: dimensions {shape} need {expected} bytes of data, "
+                       f"the file has {have}")
+    if have > expected:
+        raise IdxError(f"{name}: {have - expected} bytes after the data that dimensions "
+                       f"{shape} describe (wrong count in the header?)")
+    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    return array.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def read(path):
+    """The array in the IDX file at ``path`` (raw or .gz)."""
+    path = os.fspath(path)
+    return parse(read_bytes(path), path)
+
+
+def encode(array):
+    """The IDX bytes of ``array`` (its dtype must be one the format has)."""
+    array = np.asarray(array)
+    for code, dtype in TYPES.items():
+        if array.dtype.newbyteorder(">") == dtype or array.dtype == dtype:
+            break
+    else:
+        raise TypeError(f"IDX has no type for {array.dtype}")
+    if not 1 <= array.ndim <= 255:
+        raise ValueError(f"IDX holds 1 to 255 dimensions, got {array.ndim}")
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=dtype).tobytes()
