@@ -1,0 +1,294 @@
+"""What every study shares: the data split, training a network from a config, the results
+files (a CSV appended one finished configuration at a time, so a rerun skips what is done),
+markdown tables and the optional plots.
+
+The split is fixed: the first 50,000 training digits train, the last 10,000 validate (every
+choice is made on them), and the 10,000 test digits are touched only to report the models
+already chosen.
+"""
+import csv
+import multiprocessing
+import json
+import math
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from .. import ops
+from ..network import Network
+from ..optim import SGD, Adam
+
+N_VAL = 10_000
+QUICK_SIZES = (3000, 1000, 1000)     # train, validation, test digits under --quick
+
+
+# ---- data ----
+
+def _flat(X):
+    """Images of any layout as (n, 784) float32 in 0..1 (uint8 pixels are scaled by 1/255)."""
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        return ops.scale_u8(np.ascontiguousarray(X)).reshape(X.shape[0], -1)
+    return np.ascontiguousarray(X, dtype=np.float32).reshape(X.shape[0], -1)
+
+
+def _mnist(split, data_dir):
+    from .. import datasets
+    got = datasets.mnist(split, data_dir=data_dir) if data_dir else datasets.mnist(split)
+    X, y = got if isinstance(got, tuple) else (got["images"], got["labels"])
+    return _flat(X), np.asarray(y, dtype=np.int64)
+
+
+def load_split(data_dir=None, quick=False):
+    """{"train": (X, y), "val": (X, y), "test": (X, y)}: float32 (n, 784) in 0..1, int64 labels.
+
+    validation = the last 10,000 training digits. ``quick`` keeps the first few thousand of
+    each part, for the tests and a first look.
+    """
+    X, y = _mnist("train", data_dir)
+    Xt, yt = _mnist("test", data_dir)
+    split = {"train": (X[:-N_VAL], y[:-N_VAL]), "val": (X[-N_VAL:], y[-N_VAL:]), "test": (Xt, yt)}
+    if quick:
+        split = {k: (a[:n], b[:n]) for (k, (a, b)), n in zip(split.items(), QUICK_SIZES)}
+    return {k: (np.ascontiguousarray(a), np.ascontiguousarray(b)) for k, (a, b) in split.items()}
+
+
+# ---- training a network from a config ----
+
+# A config is a flat dict of plain values, so it fits in a CSV row and a JSON key.
+BASE = {"hidden": "100", "activation": "relu", "head": "softmax+cross_entropy",
+        "optimizer": "momentum", "lr": 0.05, "schedule": "constant", "batch": 64,
+        "epochs": 10, "l2": 0.0, "augment": "none", "seed": 0}
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.001}
+
+
+def config_key(config):
+    """A config's identity: its settings, sorted, as one string (the resume key)."""
+    return json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True)
+
+
+def make_network(config, n_in=784, n_out=10):
+    output, loss = config["head"].split("+")
+    hidden = [int(h) for h in str(config["hidden"]).split("-") if h]
+    return Network([n_in, *hidden, n_out], config["activation"], output, loss, seed=int(config["seed"]))
+
+
+def make_optimizer(config):
+    lr, l2 = float(config["lr"]), float(config["l2"])
+    if config["optimizer"] == "adam":
+        return Adam(lr=lr, weight_decay=l2)
+    if config["optimizer"] == "momentum":
+        return SGD(lr=lr, momentum=0.9, weight_decay=l2)
+    if config["optimizer"] == "sgd":
+        return SGD(lr=lr, weight_decay=l2)
+    raise ValueError(f"optimizer must be sgd, momentum or adam; got {config['optimizer']!r}")
+
+
+def learning_rate(config, epoch):
+    """The learning rate of ``epoch`` (from 0): constant, step (halved every third of the run)
+    or cosine (from lr down to lr/100)."""
+    lr, n, kind = float(config["lr"]), int(config["epochs"]), config["schedule"]
+    if kind == "constant":
+        return lr
+    if kind == "step":
+        return lr * 0.5 ** (epoch // max(1, math.ceil(n / 3)))
+    if kind == "cosine":
+        return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, n))))
+    raise ValueError(f"schedule must be constant, step or cosine; got {kind!r}")
+
+
+def error_rate(net, X, y):
+    return 1.0 - net.accuracy(X, y)
+
+
+class Checkpoint:
+    """The state of one training run after its last finished epoch, in one .npz written
+    atomically: weights, optimiser state, the generator's state and the curve so far."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def save(self, net, optimizer, epoch, curve):
+        from ..io import save
+        state = optimizer.state_dict()
+        extra = {"epoch": np.array(epoch), "curve": np.array(json.dumps(curve)),
+                 "rng": np.array(json.dumps(net.rng.bit_generator.state)),
+                 "opt_steps": np.array(state["steps"]),
+                 "opt_shape": np.array([len(s) for s in state["state"]], dtype=np.int64)}
+        for i, arrays in enumerate(state["state"]):
+            for j, a in enumerate(arrays):
+                extra[f"opt_{i}_{j}"] = a
+        save(net, self.path, extra)
+
+    def load(self, net, optimizer):
+        """Restore into ``net`` and ``optimizer``; return (next epoch, curve), or (0, []) if
+        there is no checkpoint."""
+        if not self.path or not os.path.exists(self.path):
+            return 0, []
+        from ..io import network_from_arrays, read_npz
+        arrays = read_npz(self.path)
+        saved = network_from_arrays(arrays, self.path)
+        net.weights, net.biases = saved.weights, saved.biases
+        net.rng.bit_generator.state = json.loads(str(arrays["rng"]))
+        shape = arrays["opt_shape"]
+        optimizer.load_state_dict({"steps": int(arrays["opt_steps"]), "state": [
+            [arrays[f"opt_{i}_{j}"] for j in range(int(k))] for i, k in enumerate(shape)]})
+        return int(arrays["epoch"]) + 1, json.loads(str(arrays["curve"]))
+
+    def remove(self):
+        if self.path and os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def train(config, train_xy, val_xy, transform=None, checkpoint=None, progress=None):
+    """Train a network as ``config`` says; return (net, curve, seconds).
+
+    Each epoch draws a fresh ``transform(X, rng)`` of the training images when one is given
+    (augmentation or training noise), shuffles, and runs mini-batch gradient descent at the
+    epoch's learning rate. ``curve`` lists the validation error after every epoch (the
+    learning curve). With a ``checkpoint`` every finished epoch is saved and a rerun goes on
+    from the last one. ``progress(epoch, n_epochs, val_error)`` is called after each epoch.
+    """
+    X, y = train_xy
+    net, optimizer = make_network(config, X.shape[1]), make_optimizer(config)
+    start, curve = checkpoint.load(net, optimizer) if checkpoint else (0, [])
+    T = net.targets(y, X.shape[0])
+    batch, epochs = int(config["batch"]), int(config["epochs"])
+    t0 = time.perf_counter()
+    for epoch in range(start, epochs):
+        optimizer.lr = learning_rate(config, epoch)
+        Xe = transform(X, net.rng) if transform is not None else X
+        order = net.rng.permutation(X.shape[0])
+        for k in range(0, X.shape[0], batch):
+            idx = order[k:k + batch]
+            loss = net.train_batch(Xe[idx], T[idx], optimizer)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} in epoch {epoch + 1} of {config}")
+        curve.append(error_rate(net, *val_xy))
+        if checkpoint:
+            checkpoint.save(net, optimizer, epoch, curve)
+        if progress:
+            progress(epoch, epochs, curve[-1])
+    return net, curve, time.perf_counter() - t0
+
+
+# ---- results: CSV appended per finished configuration, markdown, plots ----
+
+class Results:
+    """A CSV of result rows that grows one row (or one group of rows) at a time, each write
+    flushed to disk; ``done`` tells which keys are already there, so a rerun skips them."""
+
+    def __init__(self, path, fields):
+        self.path, self.fields = path, list(fields)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def rows(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def done(self, field="key"):
+        return {r[field] for r in self.rows()}
+
+    def append(self, rows):
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            for row in rows:
+                w.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def markdown_table(rows, columns, headers=None):
+    """Rows (dicts) as a markdown table of ``columns``."""
+    headers = headers or columns
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pct(x):
+    return f"{100 * float(x):.2f}%"
+
+
+def command_line():
+    """The command that is running, as a user would type it."""
+    prog = "pynn" if os.path.basename(sys.argv[0]) in ("pynn", "__main__.py", "cli.py") else sys.argv[0]
+    return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def write_markdown(path, title, body, command=None):
+    """A markdown report headed by the exact command that made it."""
+    command = command or command_line()
+    with open(path, "w") as f:
+        f.write(f"# {title}\n\nMade by: `{command}`\n\n{body}")
+
+
+def pyplot():
+    """matplotlib's pyplot on a file-only backend, or None when the ``plots`` extra is not
+    installed (the study then writes its tables and says the plots were skipped)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(plt, fig, unused_axes, out, name):
+    """Blank the grid's unused panels, save the figure as out/name, return the path."""
+    for ax in unused_axes:
+        ax.axis("off")
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def no_plots_note():
+    return "(plots skipped: matplotlib is not installed; `pip install -e \".[plots]\"`)\n"
+
+
+def threads_for(workers):
+    """Each worker process gets its share of the cores, so processes do not fight."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+# ---- worker processes ----
+
+DATA = {}    # the split, loaded once per process by init_worker
+
+
+def init_worker(data_dir, quick, threads):
+    ops.set_num_threads(threads)
+    DATA.update(load_split(data_dir, quick))
+
+
+def run_all(fn, tasks, workers, init_args, desc):
+    """Yield ``fn(task)`` for every task, in finishing order, from ``workers`` processes
+    (spawned: an OpenMP runtime does not survive fork) or in this process when workers == 1.
+    ``init_args`` = (data_dir, quick, threads) for init_worker."""
+    from tqdm import tqdm
+    bar = tqdm(total=len(tasks), desc=desc, unit="run")
+    if workers <= 1 or len(tasks) <= 1:
+        init_worker(*init_args)
+        for t in tasks:
+            yield fn(t)
+            bar.update(1)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(min(workers, len(tasks)), initializer=init_worker, initargs=init_args) as pool:
+            for result in pool.imap_unordered(fn, tasks):
+                yield result
+                bar.update(1)
+    bar.close()

@@ -1,0 +1,269 @@
+"""`pynn study sweep`: which settings give the lowest error rate (the seed's task 5).
+
+Configurations are drawn from SPACE (a random search), from all combinations of the settings
+given with --set (a grid), or made by changing one setting at a time from BASE (axes: the
+search whose plots show validation error against each setting). Each configuration trains on
+the 50,000 training digits and is judged on the 10,000 validation digits; its row is appended
+to sweep.csv as soon as it finishes, so a rerun skips what is done and an interrupted
+configuration resumes from its last epoch. Only at the end are the chosen models (the best
+--final on validation) run on the test set, once.
+"""
+import itertools
+import json
+import os
+import random
+
+import numpy as np
+
+from .common import (BASE, DATA, DEFAULT_LR, Checkpoint, Results, config_key, error_rate,
+                     load_split, markdown_table, no_plots_note, pct, pyplot, run_all,
+                     save_figure, threads_for, train, write_markdown)
+
+SPACE = {
+    "hidden": ["30", "100", "300", "800", "1200", "800-800"],
+    "activation": ["sigmoid", "tanh", "relu"],
+    "head": ["softmax+cross_entropy", "sigmoid+cross_entropy", "softmax+quadratic",
+             "sigmoid+quadratic"],
+    "optimizer": ["sgd", "momentum", "adam"],
+    "lr": [0.01, 0.02, 0.05, 0.1, 0.2],
+    "schedule": ["constant", "step", "cosine"],
+    "batch": [16, 32, 64, 128, 256],
+    "epochs": [5, 10, 20, 30],
+    "l2": [0.0, 1e-5, 1e-4, 1e-3],
+    "augment": ["none", "affine", "elastic", "affine+elastic"],
+}
+QUICK_BASE = dict(BASE, hidden="16", epochs=2, batch=32)
+QUICK_SPACE = {"hidden": ["8", "16"], "activation": ["sigmoid", "relu"],
+               "augment": ["none", "affine"], "epochs": [2]}
+FIELDS = ["key", "hidden", "activation", "head", "optimizer", "lr", "schedule", "batch",
+          "epochs", "l2", "augment", "seed", "val_error", "train_seconds", "curve"]
+AXES_ORDER = list(SPACE)
+
+
+# ---- augmentation, from pynn.augment ----
+
+def augmentation(name):
+    """``transform(X, rng)`` that makes one fresh augmented copy of the training images, or
+    None for "none". Names: affine, elastic, affine+elastic (pynn.augment does the work)."""
+    if name == "none":
+        return None
+    from .. import augment
+    parts = name.split("+")
+    for p in parts:
+        if p not in ("affine", "elastic"):
+            raise ValueError(f"augment must be none, affine, elastic or affine+elastic; got {name!r}")
+
+    def transform(X, rng):
+        out = X
+        for p in parts:
+            out = getattr(augment, p)(out.reshape(-1, 28, 28), rng=rng).reshape(X.shape[0], -1)
+        return np.ascontiguousarray(out, dtype=np.float32)
+    return transform
+
+
+# ---- which configurations ----
+
+def parse_settings(pairs):
+    """["hidden=100,800", "lr=0.1"] -> {"hidden": ["100", "800"], "lr": [0.1]}, typed like BASE."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set takes name=value[,value...], got {pair!r}")
+        name, values = pair.split("=", 1)
+        if name not in BASE:
+            raise ValueError(f"unknown setting {name!r}; settings: {', '.join(BASE)}")
+        kind = type(BASE[name])
+        try:
+            out[name] = [kind(v) for v in values.split(",") if v != ""]
+        except ValueError:
+            raise ValueError(f"--set {name}: {values!r} are not {kind.__name__} values") from None
+        if not out[name]:
+            raise ValueError(f"--set {name} needs at least one value")
+    return out
+
+
+def _with_lr(config):
+    """A change of optimiser brings that optimiser's usual learning rate with it (Adam's
+    steps are of another scale than SGD's), unless the lr itself is the setting varied."""
+    return dict(config, lr=DEFAULT_LR[config["optimizer"]])
+
+
+def configurations(search, base, space, settings, trials, seed):
+    """The list of configs to run, in a fixed order."""
+    base = dict(base, **{k: v[0] for k, v in settings.items() if len(v) == 1})
+    if search == "grid":
+        names = list(settings)
+        return [dict(base, **dict(zip(names, combo)))
+                for combo in itertools.product(*(settings[n] for n in names))] or [base]
+    if search == "axes":
+        axes = {k: v for k, v in settings.items() if len(v) > 1} or space
+        configs = [base]
+        for name, values in axes.items():
+            for v in values:
+                c = dict(base, **{name: v})
+                configs.append(_with_lr(c) if name == "optimizer" else c)
+        unique = {config_key(c): c for c in configs}
+        return list(unique.values())
+    if search == "random":
+        rng = random.Random(seed)
+        space = dict(space, **settings)
+        configs = {}
+        for _ in range(trials * 20):
+            if len(configs) >= trials:
+                break
+            c = dict(base, **{k: rng.choice(v) for k, v in space.items()})
+            if c["optimizer"] == "adam" and c["lr"] > 0.01:
+                c["lr"] = DEFAULT_LR["adam"]
+            configs.setdefault(config_key(c), c)
+        return list(configs.values())
+    raise ValueError(f"search must be axes, grid or random; got {search!r}")
+
+
+# ---- running them ----
+
+def _model_path(out, key):
+    import hashlib
+    return os.path.join(out, "models", hashlib.sha1(key.encode()).hexdigest()[:12] + ".npz")
+
+
+def run_config(task):
+    """Train one config, save its model, return its CSV row (runs in a worker)."""
+    config, out, show_epochs = task
+    key = config_key(config)
+    path = _model_path(out, key)
+    ckpt = Checkpoint(path.replace(".npz", ".ckpt.npz"))
+    bar = None
+    if show_epochs:
+        from tqdm import tqdm
+        bar = tqdm(total=int(config["epochs"]), desc=f"  {config['hidden']} {config['augment']}",
+                   leave=False, unit="epoch")
+    progress = (lambda e, n, err: (bar.update(1), bar.set_postfix(val=f"{err:.4f}"))) if bar else None
+    net, curve, seconds = train(config, DATA["train"], DATA["val"],
+                                augmentation(config["augment"]), ckpt, progress)
+    if bar:
+        bar.close()
+    net.save(path)
+    ckpt.remove()
+    return dict(config, key=key, val_error=curve[-1], train_seconds=round(seconds, 2),
+                curve=json.dumps([round(e, 5) for e in curve]))
+
+
+# ---- reports ----
+
+def _fmt(row):
+    return dict(row, val_error=pct(row["val_error"]))
+
+
+def _plot_settings(plt, rows, base, out):
+    """Validation error against each setting, the others held at BASE (axes search)."""
+    by_axis = {}
+    for r in rows:
+        diff = [k for k in AXES_ORDER if str(r[k]) != str(base[k])]
+        if len(diff) == 1 or (diff == ["optimizer", "lr"] and r["lr"] == str(DEFAULT_LR[r["optimizer"]])):
+            by_axis.setdefault(diff[0], []).append(r)
+        elif not diff:
+            for k in AXES_ORDER:
+                by_axis.setdefault(k, []).append(r)
+    axes = [k for k in AXES_ORDER if len({r[k] for r in by_axis.get(k, [])}) > 1]
+    if not axes:
+        return None
+    cols = 3
+    fig, grid = plt.subplots((len(axes) + cols - 1) // cols, cols, figsize=(12, 3.2 * ((len(axes) + 2) // 3)),
+                             squeeze=False)
+    for ax, name in zip(grid.ravel(), axes):
+        pts = sorted(by_axis[name], key=lambda r: SPACE[name].index(type(BASE[name])(r[name]))
+                     if type(BASE[name])(r[name]) in SPACE[name] else 0)
+        ax.plot(range(len(pts)), [100 * float(r["val_error"]) for r in pts], "o-")
+        ax.set_xticks(range(len(pts)), [r[name] for r in pts], rotation=20, fontsize=7)
+        ax.set_title(name)
+        ax.set_ylabel("validation error %")
+        ax.grid(alpha=0.3)
+    return save_figure(plt, fig, grid.ravel()[len(axes):], out, "sweep_settings.png")
+
+
+def _plot_curves(plt, rows, out, top=8):
+    best = sorted(rows, key=lambda r: float(r["val_error"]))[:top]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in best:
+        curve = json.loads(r["curve"])
+        ax.plot(range(1, len(curve) + 1), [100 * e for e in curve],
+                label=f"{r['hidden']} {r['activation']} {r['optimizer']} {r['augment']}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation error %")
+    ax.set_yscale("log")
+    ax.set_title("learning curves (best configurations)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    return save_figure(plt, fig, [], out, "sweep_curves.png")
+
+
+def finish(out, rows, test_xy, final, base):
+    """Pick the best ``final`` configs on validation, run them on the test set (the one
+    time the test set is used), write sweep.md, sweep_final.csv and the plots."""
+    from ..io import load
+    cols = ["hidden", "activation", "head", "optimizer", "lr", "schedule", "batch", "epochs",
+            "l2", "augment", "val_error", "train_seconds"]
+    ranked = sorted(rows, key=lambda r: float(r["val_error"]))
+    chosen = []
+    for r in ranked[:final]:
+        net = load(_model_path(out, r["key"]))
+        chosen.append(dict(r, test_error=error_rate(net, *test_xy),
+                           model=os.path.relpath(_model_path(out, r["key"]), out)))
+    final_csv = Results(os.path.join(out, "sweep_final.csv"), FIELDS + ["test_error", "model"])
+    if os.path.exists(final_csv.path):
+        os.remove(final_csv.path)
+    final_csv.append(chosen)
+    body = (f"{len(rows)} configurations, each trained on the training part and judged on "
+            f"the validation part. The test set was used once, for the "
+            f"{len(chosen)} chosen below.\n\n## Chosen on validation, then tested\n\n"
+            + markdown_table([dict(_fmt(r), test_error=pct(r["test_error"])) for r in chosen],
+                             cols + ["test_error"])
+            + "\n## All configurations (by validation error)\n\n"
+            + markdown_table([_fmt(r) for r in ranked], cols))
+    plt = pyplot()
+    if plt is None:
+        body += "\n" + no_plots_note()
+    else:
+        for path in (_plot_settings(plt, rows, base, out), _plot_curves(plt, rows, out)):
+            if path:
+                body += f"\n![{os.path.basename(path)}]({os.path.basename(path)})\n"
+    write_markdown(os.path.join(out, "sweep.md"), "Sweep", body)
+    return chosen
+
+
+def main(args):
+    settings = parse_settings(args.set)
+    base, space = (QUICK_BASE, QUICK_SPACE) if args.quick else (BASE, SPACE)
+    configs = configurations(args.search, base, space, settings, args.trials, args.seed)
+    out = args.out
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    results = Results(os.path.join(out, "sweep.csv"), FIELDS)
+    done = results.done()
+    todo = [c for c in configs if config_key(c) not in done]
+    print(f"sweep: {len(configs)} configurations, {len(configs) - len(todo)} already in "
+          f"{results.path}, {len(todo)} to run")
+    tasks = [(c, out, args.workers <= 1) for c in todo]
+    for row in run_all(run_config, tasks, args.workers, (args.data_dir, args.quick, threads_for(args.workers)),
+                       "sweep"):
+        results.append([row])
+    keys = {config_key(c) for c in configs}
+    rows = [r for r in results.rows() if r["key"] in keys]
+    test_xy = load_split(args.data_dir, args.quick)["test"]
+    chosen = finish(out, rows, test_xy, args.final, dict(base, **{k: v[0] for k, v in settings.items()
+                                                                   if len(v) == 1}))
+    for r in chosen:
+        print(f"chosen: {r['hidden']} {r['activation']} {r['head']} {r['optimizer']} "
+              f"lr={r['lr']} {r['augment']}: validation {pct(r['val_error'])}, test {pct(r['test_error'])}")
+    print(f"wrote {os.path.join(out, 'sweep.md')}")
+    return 0
+
+
+def add_arguments(p):
+    p.add_argument("--search", choices=["axes", "grid", "random"], default="axes",
+                   help="axes: vary one setting at a time from the base (default); grid: all "
+                        "combinations of the --set values; random: --trials draws from the space")
+    p.add_argument("--set", action="append", metavar="NAME=V1[,V2...]",
+                   help=f"values of a setting ({', '.join(BASE)}); one value fixes it")
+    p.add_argument("--trials", type=int, default=20, help="configurations in a random search")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random search")
+    p.add_argument("--final", type=int, default=3, help="best configurations to test at the end")

@@ -1,0 +1,361 @@
+"""pynn study: the noise functions, k-NN and nearest centroid against numpy references, the
+three implementations of the lang benchmark against each other, the resume logic, and every
+study command's --quick run producing its tables (and plots when matplotlib is installed)."""
+import argparse
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pynn.optim import SGD
+from pynn.study import common, lang, noise, register
+from pynn.study.classic import KNearest, NearestCentroid
+from pynn.study.sweep import configurations, parse_settings
+
+
+def digits(n=40, seed=0):
+    """Synthetic digit-like images: a few bright strokes on a dark 28x28 field."""
+    rng = np.random.default_rng(seed)
+    X = np.zeros((n, 28, 28), dtype=np.float32)
+    for i in range(n):
+        r, c = rng.integers(6, 20, 2)
+        X[i, r:r + 3, 5:23] = 1.0
+        X[i, 5:23, c:c + 2] = 0.8
+        X[i, 8:20, 8 + i % 8] = 0.6
+    return X.reshape(n, 784)
+
+
+# ---- noise ----
+
+@pytest.mark.parametrize("name", list(noise.NOISES))
+def test_noise_level_zero_is_identity_and_input_untouched(name):
+    X = digits()
+    before = X.copy()
+    assert np.array_equal(noise.apply(name, X, 0, rng=1), X)
+    out = noise.apply(name, X, 3, rng=1)
+    assert np.array_equal(X, before)
+    assert out.shape == X.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("name", list(noise.NOISES))
+def test_noise_effect_grows_with_level(name):
+    X = digits(60)
+    change = [np.abs(noise.apply(name, X, level, rng=3) - X).mean()
+              for level in range(len(noise.LEVELS[name]))]
+    assert change[0] == 0.0
+    assert all(b > a for a, b in zip(change, change[1:])), change
+
+
+@pytest.mark.parametrize("name", list(noise.NOISES))
+def test_noise_is_seeded_and_keeps_the_layout(name):
+    X = digits()
+    a = noise.apply(name, X, 4, rng=7)
+    assert np.array_equal(a, noise.apply(name, X, 4, rng=np.random.default_rng(7)))
+    as_images = noise.apply(name, X.reshape(-1, 28, 28), 4, rng=7)
+    assert as_images.shape == (len(X), 28, 28)
+    assert np.array_equal(as_images.reshape(len(X), 784), a)
+    if name in ("gaussian", "salt_pepper", "shift", "rotate", "occlude"):
+        assert not np.array_equal(a, noise.apply(name, X, 4, rng=8))
+
+
+def test_noise_known_values():
+    img = np.zeros((1, 28, 28), dtype=np.float32)
+    img[0, 10, 10] = 1.0
+    moved = noise.shift(img, 2, rng=0)                        # exactly 2 px, bilinear
+    rows, cols = np.nonzero(moved[0] > 1e-6)
+    centre = np.array([(moved[0] * np.arange(28)[:, None]).sum(), (moved[0] * np.arange(28)).sum()])
+    assert np.isclose(moved.sum(), 1.0, atol=1e-5)
+    assert np.isclose(np.hypot(*(centre - 10)), 2.0, atol=1e-4)
+    quarter = noise.rotate(img, 90, rng=0)[0]                 # (10,10) is (-3.5,-3.5) from centre
+    assert quarter.max() == pytest.approx(1.0) and quarter[10, 10] == 0.0
+    assert tuple(np.argwhere(quarter == quarter.max())[0]) in ((10, 17), (17, 10))
+    thick = noise.thicken(img, 1)[0]
+    assert thick.sum() == 5.0 and thick[9, 10] == thick[10, 11] == 1.0
+    assert noise.thin(img, 1).sum() == 0.0
+    blocked = noise.occlude(np.ones((50, 784), np.float32), 6, rng=0)
+    assert np.all((blocked == 0).sum(axis=1) == 36)
+    half = noise.salt_pepper(np.full((1, 784), 0.5, np.float32), 0.2, rng=0)
+    assert 0.1 < np.mean(half != 0.5) < 0.3 and set(np.unique(half)) <= {0.0, 0.5, 1.0}
+
+
+def test_noise_rejects_bad_input():
+    with pytest.raises(TypeError, match="float32"):
+        noise.gaussian(np.zeros((2, 784)), 0.1)
+    with pytest.raises(ValueError, match="28x28"):
+        noise.gaussian(np.zeros((2, 100), np.float32), 0.1)
+    with pytest.raises(ValueError, match="level"):
+        noise.apply("blur", digits(), 9)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        noise.apply("fog", digits(), 1)
+    with pytest.raises(ValueError, match="fraction"):
+        noise.salt_pepper(digits(), 1.5)
+
+
+# ---- k-NN and nearest centroid against brute force ----
+
+def reference_knn(Xtr, ytr, Xq, k):
+    """Brute force in float64: sort every distance; majority vote, a tie to the nearest class."""
+    d = ((Xq[:, None, :].astype(np.float64) - Xtr[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    preds = []
+    for row in order:
+        labels = list(ytr[row])
+        counts = {c: labels.count(c) for c in labels}
+        top = max(counts.values())
+        preds.append(next(c for c in labels if counts[c] == top))
+    return order, np.array(preds)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 7])
+def test_knn_matches_brute_force(k):
+    rng = np.random.default_rng(k)
+    Xtr = rng.random((300, 20), dtype=np.float32)
+    ytr = rng.integers(0, 5, 300)
+    Xq = rng.random((60, 20), dtype=np.float32)
+    knn = KNearest(k).fit(Xtr, ytr)
+    order, preds = reference_knn(Xtr, ytr, Xq, k)
+    assert np.array_equal(knn.neighbours(Xq), order)
+    assert np.array_equal(knn.predict(Xq), preds)
+
+
+def test_knn_chooses_k_on_validation_and_learns_by_storing():
+    rng = np.random.default_rng(0)
+    Xtr = rng.random((200, 10), dtype=np.float32)
+    ytr = rng.integers(0, 3, 200)
+    Xv, yv = rng.random((80, 10), dtype=np.float32), rng.integers(0, 3, 80)
+    knn = KNearest().fit(Xtr, ytr)
+    errors = knn.choose_k(Xv, yv, ks=(1, 3, 5))
+    for k, e in errors.items():
+        assert e == pytest.approx(np.mean(reference_knn(Xtr, ytr, Xv, k)[1] != yv))
+    assert errors[knn.k] == min(errors.values())
+    odd = np.full((1, 10), 5.0, np.float32)           # far from everything stored
+    knn.k = 1
+    knn.teach(odd, np.array([2]))
+    assert knn.predict(odd + 0.01)[0] == 2
+    with pytest.raises(ValueError, match="k must be"):
+        KNearest(0)
+
+
+def test_nearest_centroid_matches_numpy_and_teaches_a_prototype():
+    rng = np.random.default_rng(1)
+    Xtr = rng.random((150, 12), dtype=np.float32)
+    ytr = rng.integers(0, 4, 150)
+    Xq = rng.random((40, 12), dtype=np.float32)
+    model = NearestCentroid().fit(Xtr, ytr)
+    means = np.stack([Xtr[ytr == c].mean(0) for c in range(4)]).astype(np.float64)
+    expect = ((Xq[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    assert np.array_equal(model.predict(Xq), expect)
+    odd = np.full((3, 12), 4.0, np.float32)
+    model.teach(odd, np.array([1, 1, 1]))
+    assert model.predict(odd)[0] == 1 and model.centroids.shape == (5, 12)
+
+
+# ---- lang: three implementations of the same training step agree ----
+
+def test_python_numpy_and_c_train_the_same_network():
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 20)
+    net, W, b = lang._init()
+    Wl, bl = [w.tolist() for w in W], [v.tolist() for v in b]
+    lang.python_train(Wl, bl, [(list(map(float, X[i])), int(y[i])) for i in range(20)])
+    Wn, bn = [w.astype(np.float64) for w in W], [v.astype(np.float64) for v in b]
+    lang.numpy_train(Wn, bn, X.astype(np.float64), y)
+    opt = SGD(lr=lang.LR)
+    T = net.targets(y, 20)
+    for s in range(0, 20, lang.BATCH):
+        net.train_batch(X[s:s + lang.BATCH], T[s:s + lang.BATCH], opt)
+    for layer in range(2):
+        assert np.allclose(np.array(Wl[layer]), Wn[layer], atol=1e-9)
+        assert np.allclose(net.weights[layer], Wn[layer], atol=1e-4)
+        assert np.allclose(net.biases[layer], bn[layer], atol=1e-4)
+    assert not np.allclose(net.weights[1], W[1])            # it did train
+
+
+def test_python_gemm_is_the_matrix_product():
+    A = [[1.0, 2.0], [3.0, 4.0]]
+    B = [[5.0, 6.0], [7.0, 8.0]]
+    assert lang.python_gemm(A, B) == [[19, 22], [43, 50]]     # the paper's eq. 10
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 7)), rng.random((7, 3))
+    assert np.allclose(lang.python_gemm(a.tolist(), b.tolist()), a @ b)
+
+
+# ---- configurations, schedules, resume ----
+
+def test_configurations_and_settings():
+    base = dict(common.BASE)
+    settings = parse_settings(["hidden=30,100", "lr=0.1,0.2", "epochs=3"])
+    assert settings == {"hidden": ["30", "100"], "lr": [0.1, 0.2], "epochs": [3]}
+    grid = configurations("grid", base, {}, settings, 0, 0)
+    assert len(grid) == 4 and all(c["epochs"] == 3 for c in grid)
+    axes = configurations("axes", base, {}, settings, 0, 0)
+    assert len(axes) == 4      # the base (hidden 100, lr 0.05), hidden 30, lr 0.1, lr 0.2
+    assert {c["hidden"] for c in axes} == {"100", "30"}
+    rand = configurations("random", base, {"hidden": ["1", "2", "3"], "l2": [0.0, 1e-4]}, {}, 5, 0)
+    assert len(rand) == 5 and len({common.config_key(c) for c in rand}) == 5
+    assert rand == configurations("random", base, {"hidden": ["1", "2", "3"], "l2": [0.0, 1e-4]}, {}, 5, 0)
+    for bad in (["hidden"], ["depth=3"], ["lr=fast"]):
+        with pytest.raises(ValueError):
+            parse_settings(bad)
+
+
+def test_learning_rate_schedules():
+    c = dict(common.BASE, lr=0.1, epochs=9)
+    assert [common.learning_rate(dict(c, schedule="constant"), e) for e in (0, 8)] == [0.1, 0.1]
+    step = [common.learning_rate(dict(c, schedule="step"), e) for e in range(9)]
+    assert step[0] == step[2] == 0.1 and step[3] == 0.05 and step[8] == 0.025
+    cos = [common.learning_rate(dict(c, schedule="cosine"), e) for e in range(9)]
+    assert cos[0] == pytest.approx(0.1) and all(b < a for a, b in zip(cos, cos[1:]))
+    with pytest.raises(ValueError, match="schedule"):
+        common.learning_rate(dict(c, schedule="wavy"), 0)
+
+
+def small_problem():
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 784), dtype=np.float32)
+    y = (X[:, :392].sum(1) > X[:, 392:].sum(1)).astype(np.int64)
+    return (X[:300], y[:300]), (X[300:], y[300:])
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    train_xy, val_xy = small_problem()
+    config = dict(common.BASE, hidden="8", epochs=4, batch=32, schedule="cosine", optimizer="adam",
+                  lr=0.01)
+    whole, curve, _ = common.train(config, train_xy, val_xy)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(epoch, n, err):
+        if epoch == 1:
+            raise Stop
+    ckpt = common.Checkpoint(str(tmp_path / "run.ckpt.npz"))
+    with pytest.raises(Stop):
+        common.train(config, train_xy, val_xy, checkpoint=ckpt, progress=stop_after_two)
+    resumed, curve2, _ = common.train(config, train_xy, val_xy, checkpoint=ckpt)
+    assert curve2 == curve and len(curve) == 4
+    for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
+        assert np.array_equal(a, b)
+
+
+def test_results_file_skips_what_is_done(tmp_path):
+    r = common.Results(str(tmp_path / "sub" / "r.csv"), ["key", "value"])
+    assert r.done() == set() and r.rows() == []
+    r.append([{"key": "a", "value": 1}])
+    r.append([{"key": "b", "value": 2}, {"key": "c", "value": 3}])
+    assert r.done() == {"a", "b", "c"}
+    assert [row["value"] for row in r.rows()] == ["1", "2", "3"]
+    with open(r.path) as f:
+        assert f.read().count("key,value") == 1
+
+
+# ---- the commands, --quick, on MNIST ----
+
+@pytest.fixture(scope="module")
+def mnist_available():
+    from pynn import datasets
+    try:
+        datasets.mnist("test")
+    except Exception as e:      # no cache and no way to fetch it here
+        pytest.skip(f"MNIST is not available: {e}")
+
+
+def study(argv):
+    parser = argparse.ArgumentParser(prog="pynn")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["study", *argv])
+    return args.func(args)
+
+
+def check_plots(out, names):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pytest.skip("matplotlib (the plots extra) is not installed: plots are not made")
+    for name in names:
+        with open(os.path.join(out, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_quick_and_resume(tmp_path, mnist_available, capsys):
+    out = str(tmp_path / "sweep")
+    assert study(["sweep", "--quick", "--out", out, "--set", "hidden=8,16", "--final", "2"]) == 0
+    with open(os.path.join(out, "sweep.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["hidden"] for r in rows} == {"8", "16"}
+    for r in rows:
+        assert 0 <= float(r["val_error"]) < 0.6 and len(json.loads(r["curve"])) == 2
+    with open(os.path.join(out, "sweep_final.csv")) as f:
+        final = list(csv.DictReader(f))
+    assert len(final) == 2 and float(final[0]["val_error"]) <= float(final[1]["val_error"])
+    assert os.path.exists(os.path.join(out, final[0]["model"]))
+    md = open(os.path.join(out, "sweep.md")).read()
+    assert "Made by: `" in md and "test_error" in md
+    capsys.readouterr()
+    study(["sweep", "--quick", "--out", out, "--set", "hidden=8,16,4", "--final", "1"])
+    assert "2 already in" in capsys.readouterr().out
+    with open(os.path.join(out, "sweep.csv")) as f:
+        again = list(csv.DictReader(f))
+    assert again[:2] == rows and len(again) == 3
+    check_plots(out, ["sweep_settings.png", "sweep_curves.png"])
+
+
+def test_noise_quick(tmp_path, mnist_available):
+    out = str(tmp_path / "noise")
+    assert study(["noise", "--quick", "--out", out, "--noises", "blur,occlude"]) == 0
+    with open(os.path.join(out, "noise.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["model"] for r in rows} == {"clean", "blur", "occlude"}
+    clean = {(r["noise"], int(r["level"])): float(r["error"]) for r in rows if r["model"] == "clean"}
+    assert len(clean) == 8 * 6
+    assert clean[("occlude", 5)] > clean[("occlude", 0)]
+    assert "| blur | this noise |" in open(os.path.join(out, "noise.md")).read()
+    check_plots(out, ["noise_curves.png"])
+
+
+def test_compare_quick(tmp_path, mnist_available):
+    out = str(tmp_path / "compare")
+    assert study(["compare", "--quick", "--out", out, "--methods", "centroid,knn,softmax",
+                  "--eval-n", "200"]) == 0
+    with open(os.path.join(out, "compare.csv")) as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"centroid", "knn", "softmax"}
+    assert float(rows["knn"]["test_error"]) < float(rows["centroid"]["test_error"]) < 0.5
+    for r in rows.values():
+        adapt = json.loads(r["adapt"])
+        assert set(adapt) == {"7 with a bar", "1 with base and flag"}
+        for a in adapt.values():
+            assert a["curve"][0][0] == 0
+    md = open(os.path.join(out, "compare.md")).read()
+    assert "k-nearest neighbours" in md and "Adaptivity" in md
+
+
+def test_lang_quick(tmp_path, mnist_available):
+    out = str(tmp_path / "lang")
+    assert study(["lang", "--quick", "--out", out]) == 0
+    with open(os.path.join(out, "lang.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["work"], r["language"].split()[0]) for r in rows] == [
+        ("epoch", "pure"), ("epoch", "NumPy"), ("epoch", "C"), ("GEMM", "pure"), ("GEMM", "NumPy"),
+        ("GEMM", "C")]
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    assert "extrapolated" in rows[0]["measured"]
+
+
+def test_cli_help_lists_the_study_commands(capsys):
+    for sub in ("sweep", "noise", "compare", "lang"):
+        with pytest.raises(SystemExit) as e:
+            study([sub, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        assert "--quick" in text and "--workers" in text and "--data-dir" in text
+
+
+def test_bad_setting_is_one_line_error(tmp_path):
+    with pytest.raises(SystemExit, match="unknown setting 'depth'"):
+        study(["sweep", "--quick", "--out", str(tmp_path), "--set", "depth=3"])
+
