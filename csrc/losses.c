@@ -57,21 +57,16 @@ int pynn_softmax_cross_entropy_forward(double *loss, float *probs, const float *
         float *p_b = probs + b * n;
         float maxval = -INFINITY;
         for (int64_t j = 0; j < n; j++) if (z_b[j] > maxval) maxval = z_b[j];
-        /* probs may alias logits (the network writes them over the logits), so z is read for
-         * the loss before p overwrites it: -sum_j t_j (z_j - lse) = lse sum_j t_j - sum_j t_j z_j */
-        double sum = 0.0, tz = 0.0, tsum = 0.0;
-        for (int64_t j = 0; j < n; j++) {
-            if (t_b[j] != 0.0f) {
-                tz += (double)t_b[j] * (double)z_b[j];
-                tsum += (double)t_b[j];
-            }
-            p_b[j] = expf(z_b[j] - maxval);
-            sum += p_b[j];
-        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < n; j++) sum += expf(z_b[j] - maxval);
         double lse = (double)maxval + log(sum);
         float scale = (float)(1.0 / sum);
-        for (int64_t j = 0; j < n; j++) p_b[j] *= scale;
-        if (tsum != 0.0) total += lse * tsum - tz;
+        /* probs may alias logits (the network writes them over the logits): z_j is read for
+         * the loss before p_j takes its place, which is why the exponentials are taken twice */
+        for (int64_t j = 0; j < n; j++) {
+            if (t_b[j] != 0.0f) total -= (double)t_b[j] * ((double)z_b[j] - lse);
+            p_b[j] = expf(z_b[j] - maxval) * scale;
+        }
     }
     *loss = total / (double)B;
     return PYNN_OK;

@@ -175,11 +175,11 @@ FORWARD = {
 
 def backward_ref(kind, out, dout):
     o, d = f64(out), f64(dout)
-    if kind == "softmax":
+    if kind == "softmax" and o.size:
         rows_o, rows_d = o.reshape(-1, o.shape[-1]), d.reshape(-1, o.shape[-1])
         dot = (rows_o * rows_d).sum(axis=1, keepdims=True)
         return (rows_o * (rows_d - dot)).reshape(o.shape)
-    return {"linear": d, "sigmoid": d * o * (1 - o), "relu": np.where(o > 0, d, 0.0),
+    return {"linear": d, "softmax": d, "sigmoid": d * o * (1 - o), "relu": np.where(o > 0, d, 0.0),
             "tanh": d * (1 - o * o)}[kind]
 
 
