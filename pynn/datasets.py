@@ -123,10 +123,14 @@ def _verified(data, name, where):
 
 
 def _user_dirs(data_dir):
-    dirs = [data_dir] if data_dir else []
+    """The directories the user named; one that does not exist is a mistake worth saying."""
+    dirs = [(data_dir, "data_dir")] if data_dir else []
     if os.environ.get("PYNN_DATA"):
-        dirs.append(os.environ["PYNN_DATA"])
-    return [os.fspath(d) for d in dirs]
+        dirs.append((os.environ["PYNN_DATA"], "PYNN_DATA"))
+    for directory, named_by in dirs:
+        if not os.path.isdir(directory):
+            raise DataError(f"{os.fspath(directory)}: no such directory (named by {named_by})")
+    return [os.fspath(d) for d, _ in dirs]
 
 
 def _cached(name):

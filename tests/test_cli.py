@@ -35,6 +35,14 @@ def test_every_command_has_help(command):
         assert option in out
 
 
+def test_fetch_says_where_mnist_is(mnist):
+    out = ok("fetch", "mnist")
+    where = pynn.datasets.cache_dir()
+    for name in pynn.datasets.SHA256:
+        assert f"{where}/{name}" in out
+    assert out.splitlines()[-1] == f"MNIST is in {where} (verified against its SHA-256 digests)"
+
+
 @pytest.fixture(scope="module")
 def trained(mnist, tmp_path_factory):
     """A small network trained by ``pynn train`` on the first 3000 digits; (path, stdout)."""
@@ -172,6 +180,7 @@ def bad_files(tmp_path_factory):
     (["train", "--dataset", "idx", "--data-dir", "{d}/cut"], "truncated"),
     (["train", "--data-dir", "{d}/other"], "add --dataset idx"),
     (["train", "--dataset", "idx", "--data-dir", "{d}/nowhere"], "nowhere: no such directory"),
+    (["eval", "{model}", "--data-dir", "{d}/nowhere"], "nowhere: no such directory"),
     (["predict", "{model}", "{d}/missing.png"], "missing.png: No such file"),
     (["predict", "{model}", "{d}/garbage.png"], "garbage.png: not an image"),
     (["predict", "{model}", "{d}/short.pgm"], "short.pgm: PGM data truncated"),

@@ -169,6 +169,14 @@ def real_bytes_from(mnist, name):
     return idx.encode(images if "images" in name else labels)
 
 
+def test_a_named_directory_that_does_not_exist_is_an_error(cache, tmp_path, monkeypatch):
+    with pytest.raises(datasets.DataError, match=r"typo: no such directory \(named by data_dir\)"):
+        datasets.mnist("test", data_dir=tmp_path / "typo")
+    monkeypatch.setenv("PYNN_DATA", str(tmp_path / "typo"))
+    with pytest.raises(datasets.DataError, match=r"typo: no such directory \(named by PYNN_DATA\)"):
+        datasets.mnist("test")
+
+
 def test_a_named_directory_with_other_data_is_refused(cache, tmp_path):
     make_idx_dir(tmp_path / "other")
     with pytest.raises(datasets.DataError) as e:
