@@ -136,7 +136,7 @@ int pynn_ink_moments(double *m, const float *inp, int64_t H, int64_t W) {
             edge += sqrt(gx * gx + gy * gy);
         }
         /* the step from outside (0) into the first column and row */
-        edge += fabs((double)row[0]);
+        if (W > 0) edge += fabs((double)row[0]);   /* an empty row has no first column */
     }
     for (int64_t c = 0; c < W && H > 0; c++) edge += fabs((double)inp[c]);
     m[0] = mass;

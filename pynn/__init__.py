@@ -23,7 +23,7 @@ get_num_threads = ops.get_num_threads
 
 
 def load_default():
-    """The network shipped with pynn (pynn/models/default.npz): 784-256-10 ReLU, trained on
-    distorted MNIST digits so that it reads drawings; made by ``python -m pynn.train_default``."""
+    """The network shipped with pynn (pynn/models/default.npz), trained on distorted MNIST digits
+    so that it reads drawings; made by ``python -m pynn.train_default``. A new copy each call."""
     import os
     return load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "default.npz"))
