@@ -9,6 +9,7 @@ in exactly these ways, and in the width of their pen, so the stroke width varies
     elastic(images, rng, alpha=34, sigma=4)
     stroke_width(images, rng, max_thin=0.5, max_thick=1.0)
     Augmenter(...)(images, rng)       all three at once, one interpolation per image
+    fit(net, images, labels, epochs, rng, ...)    Network.fit on fresh distortions every epoch
 
 ``images`` is (n, 28, 28) or (n, 784) float32; every function returns a new array of the same
 shape. The randomness comes only from ``rng``, a numpy Generator, so the same seed gives the
@@ -137,6 +138,25 @@ class Augmenter:
         return (f"Augmenter(shift={a['max_shift']}, rotation={a['max_rotation']}, "
                 f"scale={a['max_scale']}, shear={a['max_shear']}, elastic alpha={self.alpha} "
                 f"sigma={self.sigma} p={self.p_elastic}, stroke -{self.max_thin}..+{self.max_thick})")
+
+
+def fit(net, images, labels, epochs, rng, augmenter=None, start_epoch=0, history=None, **kwargs):
+    """Network.fit, but every epoch on freshly distorted copies of ``images``.
+
+    images (n, H, W) uint8 or float32, labels as Network.fit takes them; ``augmenter`` defaults
+    to Augmenter(). The other keyword arguments (batch_size, optimizer, validation, callback,
+    on_epoch_end) go to Network.fit, which is called once per epoch and resumed from its history,
+    so the optimiser's state and the history run on across epochs.
+    """
+    augmenter = Augmenter() if augmenter is None else augmenter
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+        images = ops.scale_u8(np.ascontiguousarray(images))
+    stack, _ = _stack(images)
+    for epoch in range(start_epoch, epochs):
+        distorted = augmenter(stack, rng).reshape(len(stack), -1)
+        history = net.fit(distorted, labels, epochs=epoch + 1, start_epoch=epoch,
+                          history=history, **kwargs)
+    return history
 
 
 def _identity(n):

@@ -179,3 +179,35 @@ def test_bad_settings_are_refused(make):
 def test_wrong_dtype_is_refused():
     with pytest.raises(TypeError, match="float32"):
         augment.affine(digits(2).astype(np.float64), np.random.default_rng(0))
+
+
+def test_fit_with_no_distortion_is_network_fit():
+    """augment.fit resumes Network.fit epoch by epoch; with every strength 0 it must train
+    exactly as one Network.fit call does."""
+    import pynn
+    rng = np.random.default_rng(0)
+    X = (rng.random((120, 28, 28)) * 255).astype(np.uint8)
+    y = np.arange(120) % 10
+    a, b = pynn.Network([784, 12, 10], seed=3), pynn.Network([784, 12, 10], seed=3)
+    still = augment.Augmenter(0, 0, 0, 0, alpha=0, max_thin=0, max_thick=0)
+    ha = augment.fit(a, X, y, 3, np.random.default_rng(1), augmenter=still, batch_size=16,
+                     optimizer=pynn.SGD(0.05, momentum=0.9))
+    hb = b.fit(X.reshape(120, 784), y, epochs=3, batch_size=16, optimizer=pynn.SGD(0.05, momentum=0.9))
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+    assert ha["loss"] == hb["loss"] and len(ha["loss"]) == 3
+
+
+def test_fit_distorts_afresh_every_epoch():
+    import pynn
+    X = digits(40)
+    y = np.arange(40) % 10
+    seen = []
+
+    class Spy(augment.Augmenter):
+        def __call__(self, images, rng):
+            out = super().__call__(images, rng)
+            seen.append(out)
+            return out
+    augment.fit(pynn.Network([784, 8, 10]), X, y, 2, np.random.default_rng(0), augmenter=Spy(),
+                batch_size=8)
+    assert len(seen) == 2 and not np.array_equal(seen[0], seen[1])
