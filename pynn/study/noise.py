@@ -9,10 +9,13 @@ work is vectorised over the images: the whole test set is noised in one call.
 (every function returns its input unchanged at amount 0), and the effect grows with the level.
 ``apply(name, X, level, seed)`` noises X at level index ``level``.
 
-This is data preparation, outside the network's training and inference path, so numpy does
-the arithmetic here.
+This is data preparation, outside the network's training and inference path: numpy does
+the arithmetic here, except the resampling of shifted and rotated images, which runs in C
+(pynn.ops.warp).
 """
 import numpy as np
+
+from .. import ops
 
 SIDE = 28
 
@@ -93,27 +96,16 @@ def warp(img, A, t):
     """Resample each image through an affine map, bilinearly, with 0 outside the image.
 
     img (n,28,28); A (n,2,2) and t (n,2) map an output pixel's (row, col), measured from the
-    image centre, to the input position it reads: src = A @ p + t.
+    image centre, to the input position it reads: src = A @ p + t. The resampling runs in C
+    (ops.warp, whose maps take (x, y) with pixel centres at i + 0.5, so the centre is 14).
     """
-    n = img.shape[0]
-    c = (SIDE - 1) / 2.0
-    rows, cols = np.meshgrid(np.arange(SIDE) - c, np.arange(SIDE) - c, indexing="ij")
-    p = np.stack([rows.ravel(), cols.ravel()])                      # (2, 784)
-    src = np.einsum("nij,jp->nip", A, p) + t[:, :, None] + c         # (n, 2, 784)
-    r0, c0 = np.floor(src[:, 0]), np.floor(src[:, 1])
-    fr, fc = (src[:, 0] - r0).astype(np.float32), (src[:, 1] - c0).astype(np.float32)
-    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-    padded = np.pad(img, ((0, 0), (1, 1), (1, 1))).reshape(n, -1)    # a ring of zeros
-    width = SIDE + 2
-
-    def at(r, q):
-        inside = (r >= -1) & (r <= SIDE) & (q >= -1) & (q <= SIDE)
-        idx = np.clip(r + 1, 0, SIDE + 1) * width + np.clip(q + 1, 0, SIDE + 1)
-        return np.where(inside, np.take_along_axis(padded, idx, axis=1), 0.0)
-
-    out = ((1 - fr) * (1 - fc) * at(r0, c0) + (1 - fr) * fc * at(r0, c0 + 1)
-           + fr * (1 - fc) * at(r0 + 1, c0) + fr * fc * at(r0 + 1, c0 + 1))
-    return out.reshape(n, SIDE, SIDE).astype(np.float32)
+    c = SIDE / 2.0
+    m = np.empty((img.shape[0], 6))
+    m[:, 0], m[:, 1] = A[:, 1, 1], A[:, 1, 0]          # source x from (x, y)
+    m[:, 2] = t[:, 1] + c - (A[:, 1, 1] + A[:, 1, 0]) * c
+    m[:, 3], m[:, 4] = A[:, 0, 1], A[:, 0, 0]          # source y from (x, y)
+    m[:, 5] = t[:, 0] + c - (A[:, 0, 1] + A[:, 0, 0]) * c
+    return ops.warp(np.ascontiguousarray(img, dtype=np.float32), m.astype(np.float32))
 
 
 def shift(X, pixels, rng=0):
