@@ -49,7 +49,8 @@ def main(argv=None):
         state = PadState(net)
         try:
             with virtual_display():
-                save_screenshot(state, args.screenshot, args.demo)
+                save_screenshot(state, args.screenshot, args.demo,
+                                status=f"model {args.model}" if args.model else "the shipped model")
         except NoDisplay as e:
             sys.exit(f"pad: cannot take a screenshot: {e}")
         finally:
@@ -67,16 +68,16 @@ def main(argv=None):
     state = PadState(net, personal_path=personal, taught=taught)
     import pyglet
     from .window import PadWindow
-    window = PadWindow(state)
+    window = PadWindow(state, status=message)
     if args.demo is not None:
         demo.animate(window, args.demo)
     pyglet.app.run()
     return 0
 
 
-def save_screenshot(state, path, digit=None):
+def save_screenshot(state, path, digit=None, status=""):
     from .window import PadWindow   # imports pyglet: only once a display is there
-    window = PadWindow(state)
+    window = PadWindow(state, status=status)
     try:
         if digit is not None:
             demo.draw_on_window(window, digit)

@@ -10,7 +10,12 @@ each drawn on a cleared canvas. Every drag event is timed:
   inference    the network's probabilities for that image
   event->bars  (window) the drag event through the window's handler, then the refresh that
                uploads the new ink and shows the new answer: all of it, as the pad runs
+and then, per lesson rather than per event,
+  teach        PadState.teach until the new network is in: one lesson (the drawing and up to
+               two earlier corrections, with their distorted copies and replayed MNIST)
 The budget for preprocess + inference is 2 ms. Kernels run on one thread, as in the pad.
+Each step is given in wall-clock time (what the user waits) and in CPU time (what the step
+costs, which other processes on a busy machine do not inflate).
 ``run()`` returns the numbers, for ``pynn bench``.
 """
 import argparse
@@ -28,39 +33,61 @@ from .state import PadState
 BUDGET_MS = 2.0
 
 
-def _summary(times):
-    ms = np.asarray(times) * 1e3
-    return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
-            "max_ms": float(ms.max()), "events": int(ms.size)}
+class Laps:
+    """Wall-clock and CPU time of named steps. The CPU time (of this thread, or of the process
+    for work on other threads) is what the step costs; the wall time is what the user waits,
+    which on a busy machine includes time the scheduler gave to other processes."""
+
+    def __init__(self, cpu_clock=time.thread_time):
+        self.cpu_clock, self.wall, self.cpu = cpu_clock, {}, {}
+
+    def now(self):
+        return time.perf_counter(), self.cpu_clock()
+
+    def lap(self, name, start):
+        end = self.now()
+        self.wall.setdefault(name, []).append(end[0] - start[0])
+        self.cpu.setdefault(name, []).append(end[1] - start[1])
+        return end
+
+    def add(self, name, *parts):
+        self.wall[name] = list(np.sum([self.wall[p] for p in parts], axis=0))
+        self.cpu[name] = list(np.sum([self.cpu[p] for p in parts], axis=0))
+
+    def summary(self):
+        out = {}
+        for name, wall in self.wall.items():
+            w, c = np.asarray(wall) * 1e3, np.asarray(self.cpu[name]) * 1e3
+            out[name] = {"median_ms": float(np.median(w)), "p95_ms": float(np.percentile(w, 95)),
+                         "max_ms": float(w.max()), "cpu_median_ms": float(np.median(c)),
+                         "cpu_p95_ms": float(np.percentile(c, 95)), "count": int(w.size)}
+        return out
 
 
 def _state_pass(net, repeats):
-    ink, pre, inf = [], [], []
-    clock = time.perf_counter
+    laps = Laps()
     for _ in range(repeats):
         for digit in range(10):
             pad = PadState(net)
             for stroke in demo.mouse_path(digit):
                 pad.begin_stroke(*stroke[0])
                 for x, y in stroke[1:]:
-                    t0 = clock()
+                    t = laps.now()
                     pad.add_point(x, y)
-                    t1 = clock()
+                    t = laps.lap("ink", t)
                     image = strokes_to_mnist(pad.paths())
-                    t2 = clock()
+                    t = laps.lap("preprocess", t)
                     net.predict_proba(image.reshape(1, -1))
-                    t3 = clock()
-                    ink.append(t1 - t0), pre.append(t2 - t1), inf.append(t3 - t2)
+                    laps.lap("inference", t)
                 pad.end_stroke()
             pad.close()
-    both = np.add(pre, inf)
-    return {"ink": _summary(ink), "preprocess": _summary(pre), "inference": _summary(inf),
-            "preprocess+inference": _summary(both)}
+    laps.add("preprocess+inference", "preprocess", "inference")
+    return laps.summary()
 
 
 def _window_pass(net, repeats):
     from .window import PadWindow
-    times, clock = [], time.perf_counter
+    laps = Laps()
     window = PadWindow(PadState(net))
     try:
         for _ in range(repeats):
@@ -68,21 +95,35 @@ def _window_pass(net, repeats):
                 window.clear_drawing()
                 window.refresh()
                 for name, args in demo.mouse_events(window, digit):
-                    t0 = clock()
+                    t = laps.now()
                     window.dispatch_event(name, *args)
                     window.dispatch_events()
                     window.refresh()
                     if name == "on_mouse_drag":
-                        times.append(clock() - t0)
+                        laps.lap("event->bars", t)
         window.on_draw()   # and the frame still draws
     finally:
         window.close()
-    return {"event->bars": _summary(times)}
+    return laps.summary()
+
+
+def _teach_pass(net, lessons=10):
+    """Teach each scripted digit as the next one: wrong labels, so every lesson has work."""
+    pad, laps = PadState(net), Laps(cpu_clock=time.process_time)   # the work is on a worker
+    for i in range(lessons):
+        pad.clear()
+        demo.draw(pad, i % 10)
+        t = laps.now()
+        pad.teach((i + 1) % 10).result()
+        laps.lap("teach", t)
+    pad.close()
+    return laps.summary()
 
 
 def run(model=None, window=True, repeats=3):
-    """Time the scripted drawing; returns {"what": {"median_ms", "p95_ms", "max_ms", "events"}}
-    plus "window": why there were no window numbers, when there were none."""
+    """Time the scripted drawing; returns {step: {"median_ms", "p95_ms", "max_ms",
+    "cpu_median_ms", "cpu_p95_ms", "count"}}, and "window": why there are no window numbers,
+    when there are none."""
     pynn.set_num_threads(1)
     net = pynn.load(model) if model else pynn.load_default()
     results = _state_pass(net, repeats)
@@ -93,19 +134,22 @@ def run(model=None, window=True, repeats=3):
                 results.update(_window_pass(net, repeats))
         except NoDisplay as e:
             results["window"] = str(e)
+    results.update(_teach_pass(net))
     return results
 
 
 def report(results):
-    lines = [f"{'':22s} {'median':>8s} {'p95':>8s} {'max':>8s}  (ms per drag event)"]
+    lines = [f"{'ms':22s} {'median':>8s} {'p95':>8s} {'max':>8s}   {'cpu median':>10s} "
+             f"{'cpu p95':>8s}   (per drag event; teach: per lesson)"]
     for name, r in results.items():
         if isinstance(r, dict):
-            lines.append(f"{name:22s} {r['median_ms']:8.3f} {r['p95_ms']:8.3f} {r['max_ms']:8.3f}")
+            lines.append(f"{name:22s} {r['median_ms']:8.3f} {r['p95_ms']:8.3f} {r['max_ms']:8.1f}   "
+                         f"{r['cpu_median_ms']:10.3f} {r['cpu_p95_ms']:8.3f}")
     if "window" in results:
         lines.append(f"no window numbers: {results['window']}")
-    both = results["preprocess+inference"]["p95_ms"]
-    verdict = "within" if both <= BUDGET_MS else "OVER"
-    lines.append(f"preprocess+inference p95 {both:.3f} ms: {verdict} the {BUDGET_MS:g} ms budget")
+    both = results["preprocess+inference"]
+    lines.append(f"preprocess+inference: median {both['median_ms']:.3f} ms, p95 {both['p95_ms']:.3f} "
+                 f"ms wall ({both['cpu_p95_ms']:.3f} ms cpu) against the {BUDGET_MS:g} ms budget")
     return "\n".join(lines)
 
 
@@ -116,7 +160,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="times through the ten digits")
     args = p.parse_args(argv)
     results = run(args.model, window=not args.no_window, repeats=args.repeats)
-    n = results["ink"]["events"]
+    n = results["ink"]["count"]
     print(f"pad: {n} drag events, {pynn.ops.cpu_features()}, 1 thread, "
           f"DISPLAY={os.environ.get('DISPLAY') or 'virtual'}")
     print(report(results))

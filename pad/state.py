@@ -30,7 +30,7 @@ PEN_RANGE = (4.0, 80.0)
 CONFIDENT = 0.6               # below this top probability the pad says it is not sure
 STEP = 3.0                    # the curve is cut into pieces about this long (pixels)
 MAX_TAUGHT = 100              # corrections kept (in the personal model file too)
-REHEARSE = 3                  # earlier corrections taught again with each new one
+REHEARSE = 2                  # earlier corrections taught again with each new one
 
 
 def data_dir():

@@ -7,7 +7,8 @@
     |                       |  1 |=                1%
     |                       |  ...
     +-----------------------+  9 |                 0%
-    [Clear] [Undo]  keys          status
+    [Clear] [Undo]             status
+    keys
 
 Everything the window shows comes from the state; the window holds no drawing or answer of
 its own. The answer is brought up to date once per frame (``refresh``), however many drag
@@ -21,11 +22,12 @@ from pyglet.window import key, mouse
 from .state import PEN_RANGE
 
 MARGIN = 16
-CANVAS_X, CANVAS_Y = MARGIN, 64         # the canvas's bottom-left corner in the window
+CANVAS_X, CANVAS_Y = MARGIN, 88         # the canvas's bottom-left corner in the window
 PANEL_X = 480                           # where the right-hand panel starts
-WIDTH, HEIGHT = 880, 528
+WIDTH, HEIGHT = 880, 552
 PREVIEW_SCALE = 6                       # 28x28 -> 168x168, each pixel a square
-BAR_X, BAR_W, BAR_TOP, BAR_ROW = PANEL_X + 28, 290, 308, 24
+BAR_X, BAR_W, BAR_ROW = PANEL_X + 28, 290, 24
+BAR_TOP = CANVAS_Y + 10 * BAR_ROW + 4   # ten rows of bars, the last level with the canvas
 
 BACKGROUND = (34, 38, 46)
 PAPER = np.array([250, 250, 246], dtype=np.float32)
@@ -39,7 +41,7 @@ UNSURE_BAR = (170, 150, 120)
 BUTTON = (64, 72, 88)
 FONT = ("DejaVu Sans", "Helvetica", "Arial")
 
-HELP = "C/Esc clear · U/Ctrl+Z undo · [ ] pen · 0–9 teach the right digit"
+HELP = "C/Esc/right click clear · U/Ctrl+Z undo · [ ] pen width · 0–9 teach the right digit · Ctrl+Q quit"
 
 
 class Button:
@@ -57,7 +59,7 @@ class Button:
 class PadWindow(pyglet.window.Window):
     """A pyglet window showing ``state`` (a PadState): canvas, what the network sees, the answer."""
 
-    def __init__(self, state, **kwargs):
+    def __init__(self, state, status="", **kwargs):
         kwargs.setdefault("caption", "pynn pad")
         super().__init__(WIDTH, HEIGHT, **kwargs)
         self.state = state
@@ -67,6 +69,7 @@ class PadWindow(pyglet.window.Window):
         self.batch = pyglet.graphics.Batch()
         self._groups = [pyglet.graphics.Group(order=i) for i in range(3)]  # back to front
         self._build(self._groups)
+        self.set_status(status)
         self.refresh()
 
     # ---- building the scene ----
@@ -106,10 +109,10 @@ class PadWindow(pyglet.window.Window):
                                                      batch=b, group=groups[1]))
             self.bar_labels.append(label("", WIDTH - MARGIN, y + 6, 11, DIM, anchor_x="right"))
 
-        self.buttons = [Button("Clear", MARGIN, 16, 88, 32, self.clear_drawing, b, groups),
-                        Button("Undo", MARGIN + 96, 16, 88, 32, self.undo, b, groups)]
-        self.help_label = label(HELP, MARGIN + 196, 26, 9, DIM)
-        self.status_label = label("", PANEL_X, 26, 11, TEXT)
+        self.buttons = [Button("Clear", MARGIN, 40, 88, 32, self.clear_drawing, b, groups),
+                        Button("Undo", MARGIN + 96, 40, 88, 32, self.undo, b, groups)]
+        self.status_label = label("", PANEL_X, 51, 11, TEXT)
+        self.help_label = label(HELP, MARGIN, 12, 10, DIM)
 
     def _label(self, text, x, y, size, color, **kw):
         return pyglet.text.Label(text, x=x, y=y, font_name=FONT, font_size=size, color=color,

@@ -9,24 +9,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import pynn
 
 
 @pytest.fixture(scope="session")
-def pad_net(request):
-    try:
-        return pynn.load_default()
-    except pynn.ModelFileError:
-        # the shipped model is made by python -m pynn.train_default; until it is there, a
-        # quick one trained here on MNIST reads the scripted digits well enough
-        (X, y), _ = request.getfixturevalue("mnist")
-        net = pynn.Network([784, 128, 10], seed=0)
-        net.fit(X, y.astype(np.int64), epochs=2, batch_size=64,
-                optimizer=pynn.SGD(lr=0.05, momentum=0.9))
-        return net
+def pad_net():
+    return pynn.load_default()
 
 
 def _no_display(reason):

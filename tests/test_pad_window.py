@@ -214,8 +214,9 @@ def test_the_keys_mouse_and_button(seen):
     assert empty["confidence_label"] == "draw a digit"
     pixels = frame(seen, "empty")
     g = seen["geometry"]
-    top = g["height"] - g["canvas"][1] - 448
-    canvas = pixels[top:top + 448, 16:16 + 448, :3]
+    (x, y), size = g["canvas"], 448
+    top = g["height"] - y - size
+    canvas = pixels[top:top + size, x:x + size, :3]
     assert np.all(np.abs(canvas.astype(int) - g["paper"]) <= 1)     # the ink is gone
 
 
@@ -242,7 +243,7 @@ def test_the_screenshots_are_pngs_of_the_window(seen):
         assert png_size(seen["out"] / f"{name}.png") == (g["width"], g["height"])
 
 
-def test_the_command_line_screenshot_and_reset(display_env, tmp_path, pad_net):
+def test_the_command_line_screenshot_and_reset(display_env, tmp_path, pad_net, seen):
     """python -m pad --reset --screenshot PNG --demo 7: the pad as a user starts it."""
     personal = tmp_path / "data" / "pynn" / "pad-model.npz"
     personal.parent.mkdir(parents=True)
@@ -253,7 +254,7 @@ def test_the_command_line_screenshot_and_reset(display_env, tmp_path, pad_net):
     r = subprocess.run([sys.executable, "-m", "pad", "--reset", "--screenshot", str(png),
                         "--demo", "7"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert png_size(png) == (880, 528)
+    assert png_size(png) == (seen["geometry"]["width"], seen["geometry"]["height"])
     assert not personal.exists()
 
 
