@@ -55,10 +55,8 @@ def load_data(args, split):
         return datasets.idx(args.data_dir, split)
     try:
         return datasets.mnist(split, data_dir=args.data_dir, progress=sys.stderr.isatty())
-    except datasets.DataError as e:
-        if "another data set" in str(e):
-            raise UserError(f"{e} (for a data set other than MNIST add --dataset idx)") from None
-        raise
+    except datasets.DigestError as e:
+        raise UserError(f"{e} (for a data set other than MNIST add --dataset idx)") from None
 
 
 def training_data(args):
@@ -139,6 +137,9 @@ def add_train_arguments(p):
                       help="train on the first N training digits only (default: all)")
     data.add_argument("--val", type=count, default=0, metavar="N",
                       help="hold out the last N training digits for validation (default 0)")
+    data.add_argument("--augment", action="store_true",
+                      help="train every epoch on freshly distorted digits: shifts, rotations, "
+                           "scaling, shear, elastic bending, stroke width (pynn.augment)")
     p.add_argument("--out", default="model.npz", metavar="MODEL", help="where to save the network (default model.npz)")
 
 
@@ -174,8 +175,8 @@ class TrainingReport:
     ``batch`` and ``epoch_end`` plug into Network.fit's ``callback`` and ``on_epoch_end``.
     """
 
-    def __init__(self, epochs, n, batch_size, out=sys.stdout):
-        self.epochs, self.n, self.batch_size, self.out = epochs, n, batch_size, out
+    def __init__(self, epochs, n, batch_size, out=None):
+        self.epochs, self.n, self.batch_size, self.out = epochs, n, batch_size, out or sys.stdout
         self.bar = None
 
     def batch(self, epoch, k, n_batches, loss):
@@ -212,6 +213,12 @@ def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, 
         for hook in epoch_hooks:
             hook(epoch, history)
 
+    if getattr(args, "augment", False):
+        from . import augment
+        return augment.fit(net, X, y, args.epochs, np.random.default_rng(args.seed),
+                           batch_size=args.batch_size, optimizer=optimizer, validation=validation,
+                           callback=report.batch, on_epoch_end=on_epoch_end,
+                           start_epoch=start_epoch, history=history)
     return net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                    validation=validation, callback=report.batch, on_epoch_end=on_epoch_end,
                    start_epoch=start_epoch, history=history)

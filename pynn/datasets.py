@@ -58,6 +58,10 @@ class DataError(ValueError):
     """Data that cannot be found, fetched or trusted; the message says which and why."""
 
 
+class DigestError(DataError):
+    """A file whose content is not the MNIST file it is named after."""
+
+
 def cache_dir():
     """Where fetched data is kept: $XDG_CACHE_HOME/pynn, by default ~/.cache/pynn."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -117,7 +121,7 @@ def _verified(data, name, where):
     """``data`` if its SHA-256 is the pinned one for ``name``; DataError otherwise."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256[name]:
-        raise DataError(f"{where}: SHA-256 {digest[:16]}... is not that of MNIST's {name} "
+        raise DigestError(f"{where}: SHA-256 {digest[:16]}... is not that of MNIST's {name} "
                         f"({SHA256[name][:16]}...): the file is corrupt or another data set")
     return data
 
