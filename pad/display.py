@@ -1,4 +1,4 @@
-"""A display to open windows on when there is none: a virtual X server (Xvfb).
+"""A display to open windows on when there is none: a virtual X server (Xvfb), else headless.
 
 Used by the screenshot and benchmark modes and by the window tests. pyglet chooses its platform
 when it is first imported, so this has to run before ``import pyglet``.
@@ -60,14 +60,26 @@ def stop_xvfb(proc):
 
 @contextlib.contextmanager
 def virtual_display():
-    """Make sure DISPLAY is set for the duration: the existing one, or a new Xvfb's.
+    """Somewhere to open windows for the duration: the DISPLAY already set, else a new Xvfb's,
+    else pyglet's headless mode (EGL, no X server; PYGLET_HEADLESS=1, as when already set).
 
-    Yields the DISPLAY value. Raises NoDisplay if there is no display and Xvfb cannot start.
+    Yields the DISPLAY value, or "headless".
     """
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
-    proc, display = start_xvfb()
+    if os.environ.get("PYGLET_HEADLESS"):
+        yield "headless"
+        return
+    try:
+        proc, display = start_xvfb()
+    except NoDisplay:
+        os.environ["PYGLET_HEADLESS"] = "1"
+        try:
+            yield "headless"
+        finally:
+            os.environ.pop("PYGLET_HEADLESS", None)
+        return
     os.environ["DISPLAY"] = display
     try:
         yield display

@@ -427,7 +427,8 @@ def open_model(model=None, reset=False, personal=None):
         return pynn.load(model), None, None, f"model {model} (teaching is not saved)"
     if os.path.exists(personal):
         try:
-            return pynn.load(personal), personal, load_taught(personal), f"your model {personal}"
+            return (pynn.load(personal), personal, load_taught(personal),
+                    f"your taught model ({personal})")
         except io.ModelFileError as e:
             message = f"ignoring your model ({e}); using the shipped one"
             return pynn.load_default(), personal, None, message

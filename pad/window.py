@@ -61,9 +61,14 @@ class PadWindow(pyglet.window.Window):
 
     def __init__(self, state, status="", **kwargs):
         kwargs.setdefault("caption", "pynn pad")
-        super().__init__(WIDTH, HEIGHT, **kwargs)
+        try:   # 8 bits a colour: some headless (EGL) defaults have 5-6-5, which bands the greys
+            super().__init__(WIDTH, HEIGHT, config=gl.Config(red_size=8, green_size=8, blue_size=8,
+                                                             double_buffer=True), **kwargs)
+        except pyglet.window.NoSuchConfigException:
+            super().__init__(WIDTH, HEIGHT, **kwargs)
         self.state = state
         self.status_text = ""
+        self.title = kwargs["caption"]
         self._shown = None          # the Prediction on screen
         self._teach_seen = None
         self.batch = pyglet.graphics.Batch()
@@ -170,7 +175,8 @@ class PadWindow(pyglet.window.Window):
             if self.bar_labels[d].text != text:        # a new text costs a layout: only if needed
                 self.bar_labels[d].text = text
         caption = self.state.title()
-        if caption != self.caption:
+        if caption != self.title:
+            self.title = caption       # kept here too: a headless window has no caption
             self.set_caption(caption)
 
     def _show_teaching(self):

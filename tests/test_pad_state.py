@@ -334,7 +334,7 @@ def test_the_personal_model_is_saved_reloaded_and_reset(data_home, pad_net):
 
     # next start: the personal model, with the corrections to replay
     net, personal, taught, message = open_model()
-    assert message.startswith("your model")
+    assert message == f"your taught model ({path})"
     for W, W1 in zip(net.weights, taught_net.weights):
         np.testing.assert_array_equal(W, W1)
     np.testing.assert_array_equal(taught[0][0], old.image)

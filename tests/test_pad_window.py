@@ -7,6 +7,7 @@ screenshots and writes what it saw to a directory; the tests below check it.
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def session(out, model):
         if answer is not None:
             np.save(os.path.join(out, name + "-image.npy"), answer.image)
             np.save(os.path.join(out, name + "-probs.npy"), answer.probs)
-        return {"caption": win.caption, "digit_label": win.digit_label.text,
+        return {"caption": win.title, "digit_label": win.digit_label.text,
                 "confidence_label": win.confidence_label.text, "strokes": len(state.strokes),
                 "digit": None if answer is None else answer.digit}
 
@@ -256,6 +257,101 @@ def test_the_command_line_screenshot_and_reset(display_env, tmp_path, pad_net, s
     assert r.returncode == 0, r.stderr
     assert png_size(png) == (seen["geometry"]["width"], seen["geometry"]["height"])
     assert not personal.exists()
+
+
+# ---- the pad as a user runs it, driven by real X events (xdotool) ----
+
+class Pad:
+    """``python -m pad`` running on the X display in ``env``, its window found by xdotool."""
+
+    def __init__(self, env, *args):
+        self.env = env
+        self.proc = subprocess.Popen([sys.executable, "-m", "pad", *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.wid = self.xdo("search", "--sync", "--name", "^pynn pad").split()[0]
+
+    def xdo(self, *args):
+        return subprocess.run(["xdotool", *args], env=self.env, capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()
+
+    def title(self):
+        return self.xdo("getwindowname", self.wid)
+
+    def wait_title(self, check, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not check(self.title()):
+            assert time.monotonic() < deadline, f"the title stayed {self.title()!r}"
+            time.sleep(0.05)
+        return self.title()
+
+    def stroke(self, points):
+        """Drag with the left button through window points (x, y from the top left)."""
+        self.xdo("mousemove", "--window", self.wid, *map(str, points[0]), "mousedown", "1")
+        for x, y in points[1:]:
+            self.xdo("mousemove", "--window", self.wid, str(x), str(y))
+        self.xdo("mouseup", "1")
+
+    def quit(self):
+        self.xdo("key", "--clearmodifiers", "ctrl+q")
+        out, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, err
+        return out
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def draw_a_one(pad):
+    # canvas x = 224, from y = 80 to 420; the canvas starts 16 px from the window's top left
+    pad.stroke([(240, 96 + 20 * i) for i in range(18)])
+
+
+def test_real_mouse_and_keys_teach_and_remember(display_env, tmp_path):
+    if not display_env.get("DISPLAY"):
+        from pad_fixtures import _no_display
+        _no_display("xdotool needs an X display; only headless EGL is available")
+    if shutil.which("xdotool") is None:
+        from pad_fixtures import _no_display
+        _no_display("xdotool is not installed (apt-get install xdotool)")
+    env = dict(display_env, XDG_DATA_HOME=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(HERE), env.get("PYTHONPATH")]))
+    personal = tmp_path / "pynn" / "pad-model.npz"
+
+    pad = Pad(env, "--demo", "3")
+    try:
+        pad.wait_title(lambda t: t.startswith("pynn pad: 3 ("))   # the scripted 3, drawn live
+        time.sleep(1.5)                                          # to its end
+        assert pad.title().startswith("pynn pad: 3 (")
+        pad.xdo("key", "--clearmodifiers", "c")
+        pad.wait_title(lambda t: t == "pynn pad")
+        draw_a_one(pad)
+        first = pad.wait_title(lambda t: t != "pynn pad")
+        assert first.startswith("pynn pad: 1 (")
+        pad.xdo("key", "--clearmodifiers", "7")          # no: it is a 7
+        assert pad.wait_title(lambda t: t != first).startswith("pynn pad: 7 (")
+        assert "the shipped model" in pad.quit()
+    finally:
+        pad.kill()
+    assert personal.exists()
+
+    pad = Pad(env)                                          # the next start remembers
+    try:
+        draw_a_one(pad)
+        assert pad.wait_title(lambda t: t != "pynn pad").startswith("pynn pad: 7 (")
+        assert "your taught model" in pad.quit()
+    finally:
+        pad.kill()
+
+    pad = Pad(env, "--reset")                               # and --reset forgets
+    try:
+        assert not personal.exists()
+        draw_a_one(pad)
+        assert pad.wait_title(lambda t: t != "pynn pad").startswith("pynn pad: 1 (")
+    finally:
+        pad.quit() if pad.proc.poll() is None else None
+        pad.kill()
 
 
 if __name__ == "__main__":
