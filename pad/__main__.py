@@ -43,28 +43,32 @@ def main(argv=None):
     # on a desktop they take the CPU time the window needs to keep the display's frame rate.
     # A single image through the network is far too small to gain anything from threads.
     pynn.set_num_threads(1)
+    try:
+        if args.screenshot:   # a picture for the docs: the shipped model, never the user's
+            if args.reset:
+                forget_personal_model()
+            net = pynn.load(args.model) if args.model else pynn.load_default()
+            personal, taught = None, None
+            message = f"model {args.model}" if args.model else "the shipped model"
+        else:
+            net, personal, taught, message = open_model(args.model, args.reset)
+    except (OSError, ValueError) as e:     # pynn.ModelFileError is a ValueError
+        sys.exit(f"pad: {e}")
+    state = PadState(net, personal_path=personal, taught=taught)
+
     if args.screenshot:
-        if args.reset:
-            forget_personal_model()
-        net = pynn.load(args.model) if args.model else pynn.load_default()
-        state = PadState(net)
         try:
             with virtual_display():
-                save_screenshot(state, args.screenshot, args.demo,
-                                status=f"model {args.model}" if args.model else "the shipped model")
+                save_screenshot(state, args.screenshot, args.demo, status=message)
         finally:
             state.close()
         print(f"pad: saved {args.screenshot}")
         return 0
 
-    try:
-        net, personal, taught, message = open_model(args.model, args.reset)
-    except (OSError, ValueError) as e:
-        sys.exit(f"pad: {e}")
-    print(f"pad: {message}")
+    print(f"pad: {message}" + (f"; what you teach is saved in {personal}" if personal else ""))
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        state.close()
         sys.exit("pad: no display (DISPLAY is not set)")
-    state = PadState(net, personal_path=personal, taught=taught)
     import pyglet
     from .window import PadWindow
     window = PadWindow(state, status=message)

@@ -424,11 +424,10 @@ def open_model(model=None, reset=False, personal=None):
     if reset:
         forget_personal_model(personal)
     if model is not None:
-        return pynn.load(model), None, None, f"model {model} (teaching is not saved)"
+        return pynn.load(model), None, None, f"model {os.path.basename(model)} (teaching is not saved)"
     if os.path.exists(personal):
         try:
-            return (pynn.load(personal), personal, load_taught(personal),
-                    f"your taught model ({personal})")
+            return pynn.load(personal), personal, load_taught(personal), "your taught model"
         except io.ModelFileError as e:
             message = f"ignoring your model ({e}); using the shipped one"
             return pynn.load_default(), personal, None, message

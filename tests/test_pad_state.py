@@ -1,4 +1,7 @@
 """The pad's state without a window: strokes, ink, the answer, teaching, the personal model."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -334,7 +337,7 @@ def test_the_personal_model_is_saved_reloaded_and_reset(data_home, pad_net):
 
     # next start: the personal model, with the corrections to replay
     net, personal, taught, message = open_model()
-    assert message == f"your taught model ({path})"
+    assert message == "your taught model"
     for W, W1 in zip(net.weights, taught_net.weights):
         np.testing.assert_array_equal(W, W1)
     np.testing.assert_array_equal(taught[0][0], old.image)
@@ -383,3 +386,11 @@ def test_the_data_directory_follows_xdg(monkeypatch, tmp_path):
     assert pad_state.data_dir() == str(tmp_path / ".local" / "share" / "pynn")
     monkeypatch.delenv("XDG_DATA_HOME")
     assert pad_state.data_dir() == str(tmp_path / ".local" / "share" / "pynn")
+
+
+def test_the_command_line_refuses_a_bad_model_with_one_line(tmp_path):
+    bad = tmp_path / "nothing.npz"
+    for args in (["--model", str(bad)], ["--model", str(bad), "--screenshot", str(tmp_path / "x.png")]):
+        r = subprocess.run([sys.executable, "-m", "pad", *args], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "XDG_DATA_HOME": str(tmp_path)})
+        assert r.returncode == 1 and r.stderr.strip() == f"pad: {bad}: no such file"
