@@ -69,7 +69,7 @@ class PadWindow(pyglet.window.Window):
         self.state = state
         self.status_text = ""
         self.title = kwargs["caption"]
-        self._shown = None          # the Prediction on screen
+        self._shown = ()            # the Prediction on screen (None: the empty canvas's)
         self._teach_seen = None
         self.batch = pyglet.graphics.Batch()
         self._groups = [pyglet.graphics.Group(order=i) for i in range(3)]  # back to front

@@ -66,6 +66,7 @@ def session(out, model):
                 "confidence_label": win.confidence_label.text, "strokes": len(state.strokes),
                 "digit": None if answer is None else answer.digit}
 
+    results["fresh"] = snapshot("fresh")
     drawn = {}
     for digit in (3, 7):
         win.clear_drawing()
@@ -210,15 +211,25 @@ def test_the_keys_mouse_and_button(seen):
     assert k["after_c"] == 0 and k["after_right_click"] == 0 and k["after_clear_button"] == 0
     width, now, status = k["pen"]
     assert now == width + 4 and status.startswith(f"pen {now:.0f} px")
-    empty = k["empty"]
-    assert empty["digit"] is None and empty["caption"] == "pynn pad"
-    assert empty["confidence_label"] == "draw a digit"
-    pixels = frame(seen, "empty")
     g = seen["geometry"]
+    for name in ("empty", "fresh"):
+        check_empty(seen, g, name, k["empty"] if name == "empty" else seen["fresh"])
+
+
+def check_empty(seen, g, name, empty):
+    assert empty["digit"] is None and empty["caption"] == "pynn pad"
+    assert empty["confidence_label"] == "draw a digit" and empty["digit_label"] == ""
+    pixels = frame(seen, name)
     (x, y), size = g["canvas"], 448
     top = g["height"] - y - size
     canvas = pixels[top:top + size, x:x + size, :3]
-    assert np.all(np.abs(canvas.astype(int) - g["paper"]) <= 1)     # the ink is gone
+    assert np.all(np.abs(canvas.astype(int) - g["paper"]) <= 1)     # no ink
+    s, x0 = g["scale"], g["panel_x"]
+    assert pixels[top:top + 28 * s, x0:x0 + 28 * s, :3].max() == 0  # a black preview
+    bar_x, bar_w, bar_top, row = g["bar"]
+    bars = pixels[g["height"] - bar_top:g["height"] - bar_top + 10 * row, bar_x:bar_x + bar_w, :3]
+    for color in (g["top_bar"], g["bar_color"]):                     # and no bars
+        assert not np.any(np.all(np.abs(bars.astype(int) - color) <= 2, axis=2))
 
 
 def test_teaching_from_the_keyboard(seen):
@@ -240,7 +251,7 @@ def png_size(path):
 
 def test_the_screenshots_are_pngs_of_the_window(seen):
     g = seen["geometry"]
-    for name in ("drawn3", "drawn7", "empty", "taught"):
+    for name in ("fresh", "drawn3", "drawn7", "empty", "taught"):
         assert png_size(seen["out"] / f"{name}.png") == (g["width"], g["height"])
 
 
