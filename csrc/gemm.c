@@ -13,7 +13,9 @@ int pynn_gemm_check(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                     const float *C, int64_t ldc) {
     if (M < 0 || N < 0 || K < 0) return PYNN_ERR_SIZE;
     if (M > 0 && N > 0 && C == NULL) return PYNN_ERR_NULL;
-    if (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL)) return PYNN_ERR_NULL;
+    /* each operand is needed whenever it holds data: a kernel may walk A's rows even when
+     * N == 0 (the fast one does), so A is required for M*K > 0 and B for K*N > 0 */
+    if ((M > 0 && K > 0 && A == NULL) || (K > 0 && N > 0 && B == NULL)) return PYNN_ERR_NULL;
     /* A is (M,K) or, transposed, (K,M); B is (K,N) or (N,K) */
     PYNN_TRY(trans_a ? pynn_check_matrix(K, M, lda) : pynn_check_matrix(M, K, lda));
     PYNN_TRY(trans_b ? pynn_check_matrix(N, K, ldb) : pynn_check_matrix(K, N, ldb));

@@ -60,18 +60,22 @@ int pynn_raster_strokes(float *canvas, int64_t H, int64_t W, const float *xy,
             int64_t c0 = clamp_index(floor(fmin(ax, bx) - reach), 0, W);
             int64_t c1 = clamp_index(ceil(fmax(ax, bx) + reach), 0, W);
             double dx = bx - ax, dy = by - ay, len2 = dx * dx + dy * dy;
+            /* squared distances: beyond `outer` nothing is covered, within `inner` all of it,
+             * so only the one-pixel ring between them needs a square root */
+            double outer = (radius + 0.5) * (radius + 0.5);
+            double inner = radius > 0.5f ? (radius - 0.5) * (radius - 0.5) : 0.0;
             for (int64_t r = r0; r < r1; r++) {
                 float *row = canvas + r * W;
                 double py = r + 0.5 - ay;
                 for (int64_t c = c0; c < c1; c++) {
+                    if (row[c] >= 1.0f) continue;          /* already fully covered */
                     double px = c + 0.5 - ax;
                     /* distance from the pixel centre to the nearest point of the segment */
                     double t = len2 > 0.0 ? (px * dx + py * dy) / len2 : 0.0;
                     t = t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
-                    double ex = px - t * dx, ey = py - t * dy;
-                    double cover = radius + 0.5 - sqrt(ex * ex + ey * ey);
-                    if (cover <= 0.0) continue;
-                    float v = cover >= 1.0 ? 1.0f : (float)cover;
+                    double ex = px - t * dx, ey = py - t * dy, d2 = ex * ex + ey * ey;
+                    if (d2 >= outer) continue;
+                    float v = d2 <= inner ? 1.0f : (float)fmin(1.0, radius + 0.5 - sqrt(d2));
                     if (v > row[c]) row[c] = v;
                 }
             }
