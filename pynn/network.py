@@ -16,6 +16,7 @@ from .optim import SGD
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
+MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
 
 
 def _choice(name, value, allowed):
@@ -37,6 +38,10 @@ def parse_sizes(sizes):
         raise ValueError(f"sizes must be a list of positive integers, got {sizes!r}") from None
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"sizes needs an input and an output width, all >= 1; got {sizes}")
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        if n_in * n_out > MAX_WEIGHTS:    # the C kernels index with int64; say so before numpy fails
+            raise ValueError(f"sizes {n_in}-{n_out}: a layer of {n_in * n_out} weights is more "
+                             f"than can be addressed ({MAX_WEIGHTS})")
     return sizes
 
 
