@@ -12,7 +12,6 @@ Teaching fine-tunes a *copy* of the network on a worker thread and then swaps th
 a lock, so the window keeps answering with the old weights meanwhile and never reads weights
 that are half updated. The live network's arrays are never written to after it is loaded.
 """
-import copy
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -360,8 +359,10 @@ class PadState:
     def _teach_job(self, label, inputs, labels, kept):
         saved, error = None, None
         try:
-            # The live network is never written to, so copying it needs no lock.
-            net = copy.deepcopy(self.net)
+            # The live network is never written to, so copying it needs no lock. The copy goes
+            # through what a model file holds, the architecture and the parameters: nothing
+            # else of the live network (buffers, caches) is shared or needs to be copyable.
+            net = io.network_from_arrays(io.network_arrays(self.net))
             result = teach_network(net, inputs, labels)
             with self._lock:
                 self._net = result

@@ -30,6 +30,7 @@ def session(out, model):
 
     import pynn
     from pad import demo, window as pad_window
+    from pad import state as pad_state
     from pad.state import PadState
 
     pynn.set_num_threads(1)
@@ -39,7 +40,8 @@ def session(out, model):
         "scale": pad_window.PREVIEW_SCALE, "bar": [pad_window.BAR_X, pad_window.BAR_W,
                                                     pad_window.BAR_TOP, pad_window.BAR_ROW],
         "paper": pad_window.PAPER.tolist(), "ink": pad_window.INK.tolist(),
-        "top_bar": list(pad_window.TOP_BAR), "bar_color": list(pad_window.BAR)}}
+        "top_bar": list(pad_window.TOP_BAR), "bar_color": list(pad_window.BAR),
+        "unsure_bar": list(pad_window.UNSURE_BAR)}}
     state = PadState(pynn.load(model), personal_path=os.path.join(out, "personal.npz"))
     win = pad_window.PadWindow(state)
 
@@ -73,6 +75,11 @@ def session(out, model):
         demo.draw_on_window(win, digit)
         drawn[digit] = snapshot(f"drawn{digit}")
     results["drawn"] = drawn
+    state.confident = 1.01            # nothing is that sure: the pad must say so
+    win.clear_drawing()
+    demo.draw_on_window(win, 3)
+    results["unsure"] = snapshot("unsure")
+    state.confident = pad_state.CONFIDENT
 
     keys = {}
     demo.draw_on_window(win, 4)           # the 7 and a 4 over it: two strokes
@@ -201,6 +208,18 @@ def test_the_bars_show_the_probabilities(seen, digit):
         color = g["top_bar"] if d == digit else g["bar_color"]
         filled = np.all(np.abs(line.astype(int) - color) <= 2, axis=1).sum()
         assert abs(filled - probs[d] * bar_w) <= 2, (d, filled, probs[d])
+
+
+def test_it_says_when_it_is_not_sure(seen):
+    u = seen["unsure"]
+    probs = np.load(seen["out"] / "unsure-probs.npy")
+    assert u["digit"] == 3 and u["digit_label"] == "?" and u["caption"] == "pynn pad: not sure"
+    assert u["confidence_label"] == f"not sure (3? {probs[3]:.0%})"
+    g = seen["geometry"]
+    bar_x, bar_w, bar_top, row = g["bar"]
+    y = g["height"] - (bar_top - 4 * row + row // 2)         # the middle of bar 3
+    line = frame(seen, "unsure")[y, bar_x:bar_x + bar_w, :3].astype(int)
+    assert np.all(np.abs(line - g["unsure_bar"]) <= 2, axis=1).sum() >= probs[3] * bar_w - 2
 
 
 def test_the_keys_mouse_and_button(seen):
