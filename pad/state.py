@@ -317,8 +317,9 @@ class PadState:
         if self._cached[0] == key:
             return self._cached[1]
         image = strokes_to_mnist(self.paths())
-        probs = net.predict_proba(image.reshape(1, -1))[0]
-        digit = int(np.argmax(probs))       # ten numbers: not worth a call into C
+        proba = net.predict_proba(image.reshape(1, -1))   # (1, 10)
+        digit = int(ops.argmax_rows(proba)[0])
+        probs = proba[0]
         confidence = float(probs[digit])
         answer = Prediction(probs, image, digit, confidence, confidence >= self.confident)
         self._cached = (key, answer)
