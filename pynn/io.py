@@ -74,19 +74,27 @@ def read_npz(path):
     if not os.path.exists(path):
         raise ModelFileError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{path}: holds one bare array (.npy), not a model's .npz archive")
+        with data:
             return {k: data[k] for k in data.files}
+    except ModelFileError:
+        raise
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise ModelFileError(f"{path}: holds pickled objects, which pynn never loads") from None
         raise ModelFileError(f"{path}: not a valid model file ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise ModelFileError(f"{path}: truncated or corrupt ({e.__class__.__name__}: {e})") from None
+    except Exception as e:   # a damaged archive fails in many ways (an unknown compression, zlib)
+        reason = " ".join(f"{e.__class__.__name__}: {e}".split())
+        raise ModelFileError(f"{path}: truncated or corrupt ({reason})") from None
 
 
 def network_from_arrays(arrays, path="model"):
     """Rebuild a Network from the arrays ``save`` wrote, checking each one."""
-    from .network import Network
+    from .network import Network, parse_sizes
     if "format_version" not in arrays or "architecture" not in arrays:
         raise ModelFileError(f"{path}: not a pynn model (no format_version/architecture)")
     try:
@@ -98,7 +106,21 @@ def network_from_arrays(arrays, path="model"):
                              f"(this pynn reads version {FORMAT_VERSION})")
     try:
         arch = json.loads(str(arrays["architecture"]))
-        net = Network(arch["sizes"], arch["activation"], arch["output"], arch["loss"])
+        sizes = parse_sizes(arch["sizes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: bad architecture ({e})") from None
+    # the parameters' shapes are checked before the network is made: a damaged architecture
+    # must not make it allocate layers far larger than the file
+    shapes = [(f"{kind}{i}", shape) for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]))
+              for kind, shape in (("W", (n_out, n_in)), ("b", (n_out,)))]
+    for name, shape in shapes:
+        if name not in arrays:
+            raise ModelFileError(f"{path}: parameter {name} is missing")
+        if arrays[name].dtype != np.float32 or arrays[name].shape != shape:
+            raise ModelFileError(f"{path}: {name} is {arrays[name].dtype} {arrays[name].shape}, "
+                                 f"the architecture needs float32 {shape}")
+    try:
+        net = Network(sizes, arch["activation"], arch["output"], arch["loss"])
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
     for i in range(len(net.weights)):

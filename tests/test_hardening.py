@@ -36,3 +36,134 @@ def test_kernels_leave_the_callers_denormals_alone():
         call()
         assert np.float32(1e-40) * np.float32(1.0) != 0.0
         assert np.float32(1e-39) / np.float32(2.0) != 0.0
+
+
+# ---- model files: every kind of damage is one line, and nothing is unpickled ----
+
+import json  # noqa: E402
+import pickle  # noqa: E402
+import zipfile  # noqa: E402
+
+import pynn  # noqa: E402
+from pynn import io  # noqa: E402
+from pynn.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def saved_model(tmp_path):
+    net = pynn.Network([6, 5, 3], seed=1)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    return net, path
+
+
+def assert_one_line_refusal(load, path):
+    with pytest.raises(pynn.ModelFileError) as e:
+        load(path)
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_a_model_cut_anywhere_is_refused_in_one_line(tmp_path):
+    net, path = saved_model(tmp_path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.npz"
+    for n in list(range(0, len(data), max(1, len(data) // 97))) + [len(data) - 1]:
+        cut.write_bytes(data[:n])
+        assert_one_line_refusal(pynn.load, cut)
+
+
+def test_flipped_bytes_are_refused_or_harmless(tmp_path):
+    # Any byte changed: the load refuses in one line, or (the byte was in a part nothing reads)
+    # gives back exactly the saved parameters. Never another exception, never other weights.
+    net, path = saved_model(tmp_path)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "flipped.npz"
+    refused = 0
+    for pos in rng.choice(len(data), size=300, replace=False):
+        damaged = bytearray(data)
+        damaged[pos] ^= 1 << int(rng.integers(0, 8))
+        bad.write_bytes(bytes(damaged))
+        try:
+            loaded = pynn.load(bad)
+        except pynn.ModelFileError as e:
+            assert "\n" not in str(e)
+            refused += 1
+            continue
+        for a, b in zip(loaded.weights + loaded.biases, net.weights + net.biases):
+            assert np.array_equal(a, b), f"byte {pos} changed the weights without an error"
+    assert refused > 150
+
+
+class Marker:
+    """Unpickling this creates a file: proof that something was unpickled."""
+    path = None
+
+    def __reduce__(self):
+        return (open, (str(Marker.path), "w"))
+
+
+def test_nothing_is_ever_unpickled(tmp_path):
+    Marker.path = tmp_path / "unpickled"
+    raw = tmp_path / "raw.npz"                 # a bare pickle with a model's name
+    raw.write_bytes(pickle.dumps({"W0": Marker()}))
+    inside = tmp_path / "inside.npz"           # an object array inside a real .npz
+    arrays = io.network_arrays(pynn.Network([6, 5, 3]))
+    arrays["W0"] = np.array([Marker()], dtype=object)
+    np.savez(inside, **arrays)
+    for path in (raw, inside):
+        assert "pickle" in assert_one_line_refusal(pynn.load, path)
+    assert not Marker.path.exists()
+
+
+def test_other_files_that_are_not_models(tmp_path):
+    npy = tmp_path / "one.npy"
+    np.save(npy, np.zeros(3, np.float32))
+    assert ".npy" in assert_one_line_refusal(pynn.load, npy)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    assert_one_line_refusal(pynn.load, empty)
+    assert_one_line_refusal(pynn.load, tmp_path)          # a directory
+    text = tmp_path / "zip_of_text.npz"
+    with zipfile.ZipFile(text, "w") as z:
+        z.writestr("readme.txt", "hello")
+    assert_one_line_refusal(pynn.load, text)
+
+
+def test_an_architecture_far_larger_than_the_file_is_refused_before_allocating(tmp_path):
+    # A damaged architecture asking for 10^5 x 10^5 layers must not try to allocate 80 GB.
+    arrays = io.network_arrays(pynn.Network([6, 5, 3]))
+    arrays["architecture"] = np.array(json.dumps({"sizes": [100000, 100000, 3], "activation": "relu",
+                                                  "output": "softmax", "loss": "cross_entropy"}))
+    path = tmp_path / "huge.npz"
+    np.savez(path, **arrays)
+    assert "W0" in assert_one_line_refusal(pynn.load, path)
+
+
+def test_damaged_checkpoints_are_refused_in_one_line(tmp_path):
+    net, opt = pynn.Network([6, 5, 3], seed=1), pynn.SGD(lr=0.1, momentum=0.9)
+    X = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+    net.fit(X, np.arange(20) % 3, epochs=1, optimizer=opt)
+    save_checkpoint(tmp_path, net, opt, 0, {"loss": [1.0]})
+    path = tmp_path / "checkpoint.npz"
+    good = io.read_npz(path)
+
+    def damaged(**changes):
+        arrays = {**good, **changes}
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+        return assert_one_line_refusal(load_checkpoint, tmp_path)
+
+    assert "version 7" in damaged(checkpoint_version=np.array(7))
+    assert "not a pynn checkpoint" in damaged(checkpoint_version=None)
+    assert "rng_state" in damaged(rng_state=np.array("{not json"))
+    assert "bit generator" in damaged(rng_state=np.array(json.dumps({"bit_generator": "os.system"})))
+    assert "optimizer" in damaged(optimizer=np.array(json.dumps({"kind": "Network", "settings": {},
+                                                                  "steps": 1, "state": []})))
+    assert "opt0_0" in damaged(opt0_0=np.zeros((2, 2), np.float32))
+    assert "opt1_0" in damaged(opt1_0=None)
+    assert "NaN" in damaged(opt2_0=np.full((3, 5), np.nan, np.float32))
+    assert "history" in damaged(history=np.array("[1, 2]"))
+    assert "W1" in damaged(W1=np.zeros((5, 3), np.float32))
+    (tmp_path / "checkpoint.npz").unlink()
+    assert "no such file" in assert_one_line_refusal(load_checkpoint, tmp_path)

@@ -1,0 +1,161 @@
+"""Checkpoints: what a training run needs to go on where it stopped, and end bit for bit where an
+uninterrupted run would have ended.
+
+One file, DIR/checkpoint.npz, written atomically like a model (pynn.io.atomic_write): the network
+(the arrays pynn.io saves), the optimiser's kind, settings, step count and state arrays, the
+random generator's state as JSON text (it decides the next epoch's shuffle), the epoch just
+finished and the history so far. Plain arrays and JSON text only: nothing is ever unpickled.
+
+    save_checkpoint(dir, net, optimizer, epoch, history)     # after epoch ``epoch`` (0-based)
+    ck = load_checkpoint(dir)
+    ck.net.fit(X, y, epochs, optimizer=ck.optimizer, start_epoch=ck.epoch + 1, history=ck.history)
+"""
+import inspect
+import json
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from . import io, optim
+
+FILENAME = "checkpoint.npz"
+CHECKPOINT_VERSION = 1
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+class Checkpoint(NamedTuple):
+    net: object          # pynn.Network, with its generator where the run left it
+    optimizer: object    # pynn.SGD or pynn.Adam, with its state
+    epoch: int           # the last finished epoch, counted from 0 (-1: none yet)
+    history: dict        # what Network.fit returned so far
+    run: dict            # the settings saved with it (save_checkpoint's ``run``)
+    path: str
+
+
+def checkpoint_path(directory):
+    return os.path.join(os.fspath(directory), FILENAME)
+
+
+def optimizer_settings(optimizer):
+    """The constructor arguments that rebuild ``optimizer``: its __init__'s parameters, read back
+    from the attributes of the same names."""
+    names = [p for p in inspect.signature(type(optimizer).__init__).parameters if p != "self"]
+    return {name: getattr(optimizer, name) for name in names}
+
+
+def save_checkpoint(directory, net, optimizer, epoch, history, run=None):
+    """Write DIR/checkpoint.npz for the run after epoch ``epoch`` (-1: before the first);
+    ``run``: settings of the run, any JSON-able dict (the CLI keeps its arguments there).
+    Returns the path."""
+    return write_checkpoint(directory, checkpoint_arrays(net, optimizer, epoch, history, run))
+
+
+def write_checkpoint(directory, arrays):
+    """Write arrays made by ``checkpoint_arrays`` to DIR/checkpoint.npz, atomically."""
+    path = checkpoint_path(directory)
+    io.atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def checkpoint_arrays(net, optimizer, epoch, history, run=None):
+    """Everything a checkpoint holds, as arrays copied now (training may go on changing the
+    network's; a caller can keep these and write them later, e.g. when interrupted)."""
+    kind = type(optimizer).__name__
+    if getattr(optim, kind, None) is not type(optimizer):
+        raise TypeError(f"optimizer must be one of pynn's optimisers, got {kind}")
+    state = optimizer.state_dict()
+    arrays = io.network_arrays(net)
+    arrays.update(
+        checkpoint_version=np.array(CHECKPOINT_VERSION, dtype=np.int64),
+        epoch=np.array(int(epoch), dtype=np.int64),
+        rng_state=np.array(json.dumps(net.rng.bit_generator.state)),
+        history=np.array(json.dumps(history)),
+        optimizer=np.array(json.dumps({"kind": kind, "settings": optimizer_settings(optimizer),
+                                       "steps": int(state["steps"]),
+                                       "state": [len(s) for s in state["state"]]})))
+    arrays["run"] = np.array(json.dumps(run or {}))
+    for i, arrays_i in enumerate(state["state"]):
+        for j, a in enumerate(arrays_i):
+            arrays[f"opt{i}_{j}"] = np.array(a, dtype=np.float32)
+    for key in arrays:
+        if key[0] in "Wb" and key[1:].isdigit():
+            arrays[key] = arrays[key].copy()
+    return arrays
+
+
+def load_checkpoint(directory):
+    """The Checkpoint in DIR; ModelFileError (one line naming the file) when it is missing,
+    damaged, of another version, or its parts do not fit together."""
+    path = checkpoint_path(directory)
+    arrays = io.read_npz(path)
+    if "checkpoint_version" not in arrays:
+        raise io.ModelFileError(f"{path}: not a pynn checkpoint (no checkpoint_version)")
+    version = _json_or_int(arrays, "checkpoint_version", path, parse=int)
+    if version != CHECKPOINT_VERSION:
+        raise io.ModelFileError(f"{path}: checkpoint version {version} is not supported "
+                                f"(this pynn reads version {CHECKPOINT_VERSION})")
+    net = io.network_from_arrays(arrays, path)
+    epoch = _json_or_int(arrays, "epoch", path, parse=int)
+    if epoch < -1:
+        raise io.ModelFileError(f"{path}: epoch {epoch} is out of range")
+    net.rng = _generator(_json_or_int(arrays, "rng_state", path), path)
+    history = _json_or_int(arrays, "history", path)
+    if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
+        raise io.ModelFileError(f"{path}: history is not a dict of lists")
+    run = _json_or_int(arrays, "run", path) if "run" in arrays else {}
+    if not isinstance(run, dict):
+        raise io.ModelFileError(f"{path}: run is not a dict")
+    optimizer = _optimizer(arrays, net, path)
+    return Checkpoint(net, optimizer, epoch, history, run, path)
+
+
+def _json_or_int(arrays, key, path, parse=None):
+    if key not in arrays:
+        raise io.ModelFileError(f"{path}: {key} is missing")
+    try:
+        return parse(arrays[key]) if parse else json.loads(str(arrays[key]))
+    except (TypeError, ValueError) as e:
+        raise io.ModelFileError(f"{path}: {key} cannot be read ({e})") from None
+
+
+def _generator(state, path):
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise io.ModelFileError(f"{path}: rng_state names no known bit generator ({name!r})")
+    rng = np.random.Generator(getattr(np.random, name)())
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as e:
+        raise io.ModelFileError(f"{path}: rng_state is damaged ({e})") from None
+    return rng
+
+
+def _optimizer(arrays, net, path):
+    spec = _json_or_int(arrays, "optimizer", path)
+    try:
+        kind, settings, steps, counts = spec["kind"], spec["settings"], spec["steps"], spec["state"]
+        cls = getattr(optim, kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
+            raise ValueError(f"unknown optimiser {kind!r}")
+        optimizer = cls(**settings)
+    except (KeyError, TypeError, ValueError) as e:
+        raise io.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
+    params = [p for pair in zip(net.weights, net.biases) for p in pair]
+    if counts and len(counts) != len(params):
+        raise io.ModelFileError(f"{path}: optimizer state for {len(counts)} arrays, the network has {len(params)}")
+    state = []
+    for i, count in enumerate(counts):
+        arrays_i = []
+        for j in range(count):
+            a = arrays.get(f"opt{i}_{j}")
+            if a is None or a.dtype != np.float32 or a.shape != params[i].shape:
+                got = "missing" if a is None else f"{a.dtype} {a.shape}"
+                raise io.ModelFileError(f"{path}: optimizer state opt{i}_{j} is {got}, "
+                                        f"the network needs float32 {params[i].shape}")
+            if not np.isfinite(a).all():
+                raise io.ModelFileError(f"{path}: optimizer state opt{i}_{j} holds NaN or Inf")
+            arrays_i.append(a)
+        state.append(arrays_i)
+    optimizer.load_state_dict({"steps": steps, "state": state})
+    return optimizer
