@@ -118,11 +118,11 @@ def idx(directory, split="train"):
 # ---- MNIST, verified ----
 
 def _verified(data, name, where):
-    """``data`` if its SHA-256 is the pinned one for ``name``; DataError otherwise."""
+    """``data`` if its SHA-256 is the pinned one for ``name``; DigestError otherwise."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256[name]:
         raise DigestError(f"{where}: SHA-256 {digest[:16]}... is not that of MNIST's {name} "
-                        f"({SHA256[name][:16]}...): the file is corrupt or another data set")
+                          f"({SHA256[name][:16]}...): the file is corrupt or another data set")
     return data
 
 
