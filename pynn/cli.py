@@ -11,6 +11,7 @@ exit status, never a traceback.
 """
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -141,6 +142,14 @@ def add_train_arguments(p):
                       help="train every epoch on freshly distorted digits: shifts, rotations, "
                            "scaling, shear, elastic bending, stroke width (pynn.augment)")
     p.add_argument("--out", default="model.npz", metavar="MODEL", help="where to save the network (default model.npz)")
+    run = p.add_argument_group("stopping and resuming")
+    run.add_argument("--checkpoint", metavar="DIR",
+                     help="save a checkpoint in DIR after every epoch (weights, optimiser state, "
+                          "random state, history); Ctrl+C saves one there too (default: MODEL's "
+                          "name with .checkpoint, and only on Ctrl+C)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="go on from the checkpoint in DIR, with the settings it was started "
+                          "with: the result is bit for bit that of a run never stopped")
 
 
 def build_network(args, X, y):
@@ -202,9 +211,11 @@ class TrainingReport:
         print(f"{line}  {seconds:.1f} s", file=self.out, flush=True)
 
 
-def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, history=None):
+def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, history=None,
+        augment_rng=None):
     """Train ``net`` on ``train`` = (X, y) as the arguments say; after every epoch the report
-    prints its line, then each of ``epoch_hooks(epoch, history)`` runs (e.g. a checkpoint)."""
+    prints its line, then each of ``epoch_hooks(epoch, history)`` runs (e.g. a checkpoint).
+    ``augment_rng`` draws the distortions with --augment (default: seeded by --seed)."""
     X, y = train
     report = TrainingReport(args.epochs, len(y), args.batch_size)
 
@@ -215,7 +226,8 @@ def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, 
 
     if getattr(args, "augment", False):
         from . import augment
-        return augment.fit(net, X, y, args.epochs, np.random.default_rng(args.seed),
+        rng = np.random.default_rng(args.seed) if augment_rng is None else augment_rng
+        return augment.fit(net, X, y, args.epochs, rng,
                            batch_size=args.batch_size, optimizer=optimizer, validation=validation,
                            callback=report.batch, on_epoch_end=on_epoch_end,
                            start_epoch=start_epoch, history=history)
@@ -230,15 +242,82 @@ def test_error(net, images, labels):
     return wrong / len(labels), wrong
 
 
+# the settings that decide a run's result: a checkpoint keeps them, --resume takes them back
+RUN_SETTINGS = ("arch", "activation", "output", "loss", "seed", "optimizer", "lr", "momentum",
+                "beta1", "beta2", "l2", "batch_size", "epochs", "dataset", "data_dir", "limit",
+                "val", "augment", "out")
+
+
+def resume_run(args):
+    """(net, optimizer, start_epoch, history, augment_rng) from the checkpoint in --resume,
+    whose saved settings replace the command line's."""
+    from .checkpoint import load_checkpoint
+    ck = load_checkpoint(args.resume)
+    for key in RUN_SETTINGS:
+        if key in ck.run.get("args", {}):
+            setattr(args, key, ck.run["args"][key])
+    augment_rng = None
+    if ck.run.get("augment_rng"):
+        augment_rng = np.random.default_rng()
+        augment_rng.bit_generator.state = ck.run["augment_rng"]
+    print(f"resuming {ck.path} after epoch {ck.epoch + 1} of {args.epochs}", flush=True)
+    return ck.net, ck.optimizer, ck.epoch + 1, ck.history, augment_rng
+
+
+class Checkpointer:
+    """Keeps the state after the last finished epoch (in memory, and in --checkpoint DIR when
+    given), so that Ctrl+C, arriving mid-epoch, can save a state a resumed run continues from
+    exactly."""
+
+    def __init__(self, args, net, optimizer, epoch, history, augment_rng):
+        self.args, self.net, self.optimizer, self.augment_rng = args, net, optimizer, augment_rng
+        self.directory = args.checkpoint or args.resume
+        self.snapshot(epoch, history or {})
+
+    def snapshot(self, epoch, history):
+        from .checkpoint import checkpoint_arrays
+        run = {"args": {k: getattr(self.args, k) for k in RUN_SETTINGS},
+               "augment_rng": self.augment_rng.bit_generator.state if self.augment_rng else None}
+        self.epoch, self.arrays = epoch, checkpoint_arrays(self.net, self.optimizer, epoch, history, run)
+
+    def epoch_end(self, epoch, history):
+        self.snapshot(epoch, history)
+        if self.directory:
+            self.write()
+
+    def write(self):
+        from .checkpoint import write_checkpoint
+        if not self.directory:
+            self.directory = os.path.splitext(self.args.out)[0] + ".checkpoint"
+        return write_checkpoint(self.directory, self.arrays)
+
+
 def cmd_train(args):
     from .io import save
-    train, validation = training_data(args)
-    net = build_network(args, *train)
-    optimizer = build_optimizer(args)
+    augment_rng, start, history = None, 0, None
+    if args.resume:
+        net, optimizer, start, history, augment_rng = resume_run(args)
+    train, validation = training_data(args)       # a resumed run's as its settings say
+    if args.resume:
+        check_fits(net, *train, "training")
+    else:
+        net = build_network(args, *train)
+        optimizer = build_optimizer(args)
+    if args.augment and augment_rng is None:
+        augment_rng = np.random.default_rng(args.seed)
     held = f", {len(validation[1])} held out for validation" if validation else ""
     print(f"{net} with {optimizer}, batch {args.batch_size}, {args.epochs} epochs, "
           f"on {len(train[1])} digits{held}", flush=True)
-    fit(args, net, optimizer, train, validation)
+    keeper = Checkpointer(args, net, optimizer, start - 1, history, augment_rng)
+    try:
+        fit(args, net, optimizer, train, validation, epoch_hooks=[keeper.epoch_end],
+            start_epoch=start, history=history, augment_rng=augment_rng)
+    except KeyboardInterrupt:
+        path = keeper.write()
+        done = f"after epoch {keeper.epoch + 1}" if keeper.epoch >= 0 else "before the first epoch"
+        print(f"\npynn train: interrupted; saved the state {done} in {path}\n"
+              f"resume with: pynn train --resume {keeper.directory}", file=sys.stderr, flush=True)
+        return 130
     save(net, args.out)
     images, labels = load_data(args, "test")
     check_fits(net, images, labels, "test")

@@ -123,3 +123,72 @@ def test_a_checkpoint_is_a_snapshot(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(ck.net.weights, before))
     assert ck.optimizer.steps == len(range(0, len(X), 32))
     assert io.read_npz(tmp_path / "checkpoint.npz")["rng_state"].dtype.kind == "U"
+
+
+# ---- the command line: pynn train stopped mid-epoch, then --resume ----
+
+def write_digits(directory, n_train=1200, n_test=100):
+    """A small IDX data set in MNIST's layout: noisy bars whose position is the class."""
+    from pynn.idx import encode
+    rng = np.random.default_rng(3)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c:4 + 2 * c, 4:24] = 255
+        (directory / f"{split}-images-idx3-ubyte").write_bytes(encode(images))
+        (directory / f"{split}-labels-idx1-ubyte").write_bytes(encode(labels))
+
+
+TRAIN_ARGS = ["--dataset", "idx", "--arch", "784-24-10", "--epochs", "4", "--batch-size", "20",
+              "--optimizer", "adam", "--seed", "5"]
+
+
+def pynn_train(cwd, *args):
+    return subprocess.Popen([sys.executable, "-m", "pynn", "train", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def same_weights(a, b):
+    a, b = pynn.load(a), pynn.load(b)
+    return all(np.array_equal(x, y) for x, y in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augment"])
+def test_pynn_train_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, how, augment):
+    write_digits(tmp_path)
+    args = TRAIN_ARGS + ["--data-dir", str(tmp_path)] + (["--augment"] if augment else [])
+    whole = pynn_train(tmp_path, *args, "--out", "whole.npz")
+    out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+
+    run = pynn_train(tmp_path, *args, "--out", "stopped.npz", "--checkpoint", "ck")
+    for line in run.stdout:               # stop it in the epoch after the second one's line
+        if line.startswith("epoch 2/4"):
+            time.sleep(np.random.default_rng().uniform(0.0, 0.05))
+            run.send_signal(getattr(signal, how))
+            break
+    out, err = run.communicate(timeout=120)
+    assert not (tmp_path / "stopped.npz").exists(), "the run ended before it was stopped"
+    if how == "SIGINT":
+        assert run.returncode == 130, err
+        assert "resume with: pynn train --resume ck" in err
+        assert "Traceback" not in err
+    else:
+        assert run.returncode == -signal.SIGKILL
+
+    resumed = pynn_train(tmp_path, "--resume", "ck")       # the settings come from the checkpoint
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming" in out and "saved stopped.npz" in out
+    assert same_weights(tmp_path / "whole.npz", tmp_path / "stopped.npz")
+
+
+def test_resume_from_a_damaged_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really")
+    run = pynn_train(tmp_path, "--resume", "ck")
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert len(err.strip().splitlines()) == 1 and "checkpoint.npz" in err
