@@ -10,6 +10,9 @@ each drawn on a cleared canvas. Every drag event is timed:
   inference    the network's probabilities for that image
   event->bars  (window) the drag event through the window's handler, then the refresh that
                uploads the new ink and shows the new answer: all of it, as the pad runs
+  frame        (window) drawing one frame of the pad, with the GL's work finished
+  frames       (window) pyglet's own loop, asked for 60 frames a second: the rate it keeps
+               while a digit is drawn at a hand's speed, and while lessons are taught
 and then, per lesson rather than per event,
   teach        PadState.teach until the new network is in: one lesson (the drawing and up to
                two earlier corrections, with their distorted copies and replayed MNIST)
@@ -102,10 +105,60 @@ def _window_pass(net, repeats):
                     window.refresh()
                     if name == "on_mouse_drag":
                         laps.lap("event->bars", t)
-        window.on_draw()   # and the frame still draws
+        frames = _frame_rates(window)
     finally:
         window.close()
-    return laps.summary()
+    return {**laps.summary(), **frames}
+
+
+def _frame_rates(window, seconds=2.0):
+    """Frames per second of pyglet's own loop (asked for 60) while a digit is drawn at a hand's
+    speed, and while a lesson runs on the worker thread; and the longest gap between frames."""
+    import pyglet
+    stamps = []
+    window.push_handlers(on_draw=lambda: stamps.append(time.perf_counter()))
+
+    def loop(until):
+        stamps.clear()
+
+        def check(dt):
+            if until():
+                pyglet.app.exit()
+        pyglet.clock.schedule_interval(check, 0.01)
+        pyglet.app.run(1 / 60)
+        pyglet.clock.unschedule(check)
+        # run() schedules the redraw each time and never takes it back: a second run would
+        # draw twice as often
+        pyglet.clock.unschedule(pyglet.app.event_loop._redraw_windows)
+        gaps = np.diff(stamps) * 1e3
+        return {"fps": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
+                "longest_gap_ms": float(gaps.max()), "frames": len(stamps)}
+
+    from pyglet import gl
+    laps = Laps()
+    for _ in range(30):              # one frame drawn to the end (glFinish waits for the GL)
+        t = laps.now()
+        window.on_draw()
+        gl.glFinish()
+        laps.lap("frame", t)
+    window.clear_drawing()
+    demo.animate(window, 8)
+    start = time.perf_counter()
+    drawing = loop(lambda: time.perf_counter() - start > seconds)
+    state, lessons = window.state, []
+
+    def teach_on():                  # lesson after lesson for the whole time
+        if state.teaching == 0 and time.perf_counter() - start <= seconds:
+            lessons.append(state.teach((state.prediction().digit + 1) % 10))
+        return state.teaching == 0 and time.perf_counter() - start > seconds
+
+    start = time.perf_counter()
+    teach_on()
+    teaching = loop(teach_on)
+    for lesson in lessons:
+        lesson.result()
+    teaching["lessons"] = len(lessons)
+    return {**laps.summary(), "gl": gl.gl_info.get_renderer(), "frames while drawing": drawing, "frames while teaching": teaching}
 
 
 def _teach_pass(net, lessons=10):
@@ -157,9 +210,14 @@ def report(results):
     lines = [f"{'ms':22s} {'median':>8s} {'p95':>8s} {'max':>8s}   {'cpu median':>10s} "
              f"{'cpu p95':>8s}   (per drag event; teach: per lesson)"]
     for name, r in results.items():
-        if isinstance(r, dict):
+        if isinstance(r, dict) and "median_ms" in r:
             lines.append(f"{name:22s} {r['median_ms']:8.3f} {r['p95_ms']:8.3f} {r['max_ms']:8.1f}   "
                          f"{r['cpu_median_ms']:10.3f} {r['cpu_p95_ms']:8.3f}")
+    for name in ("frames while drawing", "frames while teaching"):
+        if name in results:
+            r = results[name]
+            lines.append(f"{name:22s} {r['fps']:8.1f} frames/s (pyglet asked for 60), longest gap "
+                         f"{r['longest_gap_ms']:.1f} ms, {r['frames']} frames")
     if "window" in results:
         lines.append(f"no window numbers: {results['window']}")
     both = results["preprocess+inference"]
@@ -177,7 +235,7 @@ def main(argv=None):
     results = run(args.model, window=not args.no_window, repeats=args.repeats)
     n = results["ink"]["count"]
     print(f"pad: {n} drag events, {pynn.ops.cpu_features()}, 1 thread, "
-          f"DISPLAY={os.environ.get('DISPLAY') or 'virtual'}")
+          f"DISPLAY={os.environ.get('DISPLAY') or 'virtual'}, GL {results.get('gl', '?')}")
     print(report(results))
 
 

@@ -394,3 +394,16 @@ def test_the_command_line_refuses_a_bad_model_with_one_line(tmp_path):
         r = subprocess.run([sys.executable, "-m", "pad", *args], capture_output=True, text=True,
                            timeout=120, env={**os.environ, "XDG_DATA_HOME": str(tmp_path)})
         assert r.returncode == 1 and r.stderr.strip() == f"pad: {bad}: no such file"
+
+
+def test_the_bench_times_every_drag_event_of_the_script(pad_net):
+    from pad import bench
+    results = bench._state_pass(pad_net, repeats=1)
+    drags = sum(len(stroke) - 1 for d in range(10) for stroke in demo.mouse_path(d))
+    for step in ("ink", "preprocess", "inference", "preprocess+inference"):
+        r = results[step]
+        assert r["count"] == drags
+        assert 0 < r["cpu_median_ms"] and r["median_ms"] <= r["p95_ms"] <= r["max_ms"]
+    both = results["preprocess+inference"]
+    assert both["median_ms"] >= results["preprocess"]["median_ms"]
+    assert "preprocess+inference: median" in bench.report(results)
