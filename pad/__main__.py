@@ -16,7 +16,8 @@ import pynn
 
 from . import demo
 from .display import virtual_display
-from .state import PadState, forget_personal_model, open_model, personal_model_path
+from .state import (PadState, forget_personal_model, load_model, open_model,
+                    personal_model_path)
 
 
 def parse_args(argv):
@@ -47,7 +48,7 @@ def main(argv=None):
         if args.screenshot:   # a picture for the docs: the shipped model, never the user's
             if args.reset:
                 forget_personal_model()
-            net = pynn.load(args.model) if args.model else pynn.load_default()
+            net = load_model(args.model) if args.model else pynn.load_default()
             personal, taught = None, None
             message = f"model {args.model}" if args.model else "the shipped model"
         else:

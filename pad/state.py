@@ -414,6 +414,15 @@ def forget_personal_model(path=None):
         return False
 
 
+def load_model(path):
+    """The network in ``path``, refused (ModelFileError) unless it reads 28x28 digits."""
+    net = pynn.load(path)
+    if net.sizes[0] != 784 or net.sizes[-1] != 10:
+        raise io.ModelFileError(f"{path}: {net!r} does not read digits; the pad needs "
+                                f"784 inputs (28x28) and 10 outputs")
+    return net
+
+
 def open_model(model=None, reset=False, personal=None):
     """Choose the network the pad starts with; returns (net, personal_path, taught, message).
 
@@ -426,7 +435,7 @@ def open_model(model=None, reset=False, personal=None):
     if reset:
         forget_personal_model(personal)
     if model is not None:
-        return pynn.load(model), None, None, f"model {os.path.basename(model)} (teaching is not saved)"
+        return load_model(model), None, None, f"model {os.path.basename(model)} (teaching is not saved)"
     if os.path.exists(personal):
         try:
             return pynn.load(personal), personal, load_taught(personal), "your taught model"

@@ -388,6 +388,17 @@ def test_the_data_directory_follows_xdg(monkeypatch, tmp_path):
     assert pad_state.data_dir() == str(tmp_path / ".local" / "share" / "pynn")
 
 
+def test_a_model_that_does_not_read_digits_is_refused(tmp_path):
+    other = tmp_path / "other.npz"
+    pynn.Network([20, 8, 4]).save(other)
+    with pytest.raises(pynn.ModelFileError, match="the pad needs 784 inputs"):
+        open_model(model=str(other), personal=str(tmp_path / "p.npz"))
+    r = subprocess.run([sys.executable, "-m", "pad", "--model", str(other), "--screenshot",
+                        str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "the pad needs 784 inputs" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_the_command_line_refuses_a_bad_model_with_one_line(tmp_path):
     bad = tmp_path / "nothing.npz"
     for args in (["--model", str(bad)], ["--model", str(bad), "--screenshot", str(tmp_path / "x.png")]):
