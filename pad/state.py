@@ -438,7 +438,7 @@ def open_model(model=None, reset=False, personal=None):
         return load_model(model), None, None, f"model {os.path.basename(model)} (teaching is not saved)"
     if os.path.exists(personal):
         try:
-            return pynn.load(personal), personal, load_taught(personal), "your taught model"
+            return load_model(personal), personal, load_taught(personal), "your taught model"
         except io.ModelFileError as e:
             message = f"ignoring your model ({e}); using the shipped one"
             return pynn.load_default(), personal, None, message
