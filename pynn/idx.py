@@ -9,6 +9,7 @@ Every check names the file and what is wrong with it: a bad magic number, a head
 early, data shorter or longer than the header promises, a gzip stream cut short.
 """
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -59,7 +60,7 @@ def parse(data, name="IDX data"):
         raise IdxError(f"{name}: truncated in its header ({len(data)} of {header} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize     # exact: an int64 product could wrap to 0
     have = len(data) - header
     if have < expected:
         raise IdxError(f"{name}: truncated: dimensions {shape} need {expected} bytes of data, "

@@ -167,3 +167,68 @@ def test_damaged_checkpoints_are_refused_in_one_line(tmp_path):
     assert "W1" in damaged(W1=np.zeros((5, 3), np.float32))
     (tmp_path / "checkpoint.npz").unlink()
     assert "no such file" in assert_one_line_refusal(load_checkpoint, tmp_path)
+
+
+# ---- data files: any damage to an IDX file or its gzip is an IdxError, or harmless ----
+
+import gzip  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pynn import idx  # noqa: E402
+
+IDX_DTYPES = [np.uint8, np.int8, ">i2", ">i4", ">f4", ">f8"]
+
+
+@st.composite
+def idx_bytes(draw):
+    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=1, max_size=3)))
+    dtype = np.dtype(draw(st.sampled_from(IDX_DTYPES)))
+    array = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape)
+    return idx.encode(array)
+
+
+def damage(draw, data):
+    how = draw(st.sampled_from(["cut", "flip", "append", "dims"]))
+    data = bytearray(data)
+    if how == "cut":
+        return bytes(data[:draw(st.integers(0, max(0, len(data) - 1)))])
+    if how == "flip" and data:
+        pos = draw(st.integers(0, len(data) - 1))
+        data[pos] ^= 1 << draw(st.integers(0, 7))
+    if how == "append":
+        data += bytes(draw(st.integers(1, 9)))
+    if how == "dims" and len(data) >= 8:   # a dimension count anywhere up to 2^32 - 1
+        data[4:8] = draw(st.integers(0, 2 ** 32 - 1)).to_bytes(4, "big")
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(idx_bytes(), st.data())
+def test_damaged_idx_bytes_are_refused_or_read_back_exactly(data, draw):
+    damaged = damage(draw.draw, data)
+    try:
+        array = idx.parse(damaged, "f.idx")
+    except idx.IdxError as e:
+        assert "\n" not in str(e) and str(e).startswith("f.idx: ")
+        return
+    assert idx.encode(array.astype(array.dtype.newbyteorder(">"))) == damaged
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(idx_bytes(), st.data())
+def test_damaged_gzip_is_refused_or_decodes(tmp_path_factory, data, draw):
+    path = tmp_path_factory.mktemp("gz") / "f-idx1-ubyte.gz"
+    path.write_bytes(damage(draw.draw, gzip.compress(data)))
+    try:
+        idx.parse(idx.read_bytes(path), str(path))
+    except idx.IdxError as e:
+        assert "\n" not in str(e) and str(path) in str(e)
+
+
+def test_dimensions_whose_product_wraps_around_int64_are_refused():
+    # 65536^4 = 2^64 elements would wrap to 0 in int64 and match an empty body
+    header = bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4
+    with pytest.raises(idx.IdxError, match="truncated"):
+        idx.parse(header, "wrap.idx")
