@@ -1,0 +1,99 @@
+"""Teaching the network a writer's own digits: pynn.adapt.teach and the shipped replay set."""
+import numpy as np
+import pytest
+
+import pynn
+from pynn import adapt, drawn, ops
+
+
+@pytest.fixture(scope="module")
+def mnist_test(mnist):
+    X, y = mnist.test
+    return ops.scale_u8(np.ascontiguousarray(X)).reshape(len(X), 784), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def european(mnist):
+    """A European writer's 7s (crossed) and 1s (flagged), drawn from MNIST test digits."""
+    X, y = mnist.test
+    keep = np.nonzero((y == 7) | (y == 1))[0][:300]
+    return drawn.european_set(X[keep], y[keep], seed=1)
+
+
+def test_replay_set_is_200_training_digits_of_each_class():
+    X, y = adapt.replay_set()
+    assert X.shape == (2000, 784) and X.dtype == np.float32
+    assert np.bincount(y, minlength=10).tolist() == [200] * 10
+    assert 0 <= X.min() and X.max() <= 1
+
+
+def test_replay_set_is_the_first_200_of_each_class(mnist):
+    from pynn.train_default import replay_arrays
+    X, y = adapt.replay_set()
+    expected = replay_arrays(*mnist.train)
+    np.testing.assert_array_equal(y, expected["labels"])
+    np.testing.assert_array_equal(X, ops.scale_u8(expected["images"]).reshape(2000, 784))
+
+
+def test_teach_changes_the_answer_and_keeps_mnist(mnist_test, european):
+    """Each of three drawings the shipped model misreads, taught alone to a fresh copy: the
+    drawing is then read right, and the MNIST test set loses at most half a point."""
+    X, y = mnist_test
+    E, E_y = european
+    before_mnist = pynn.load_default().accuracy(X, y)
+    wrong = np.nonzero(pynn.load_default().predict(E) != E_y)[0]
+    assert len(wrong) >= 3, "the shipped model already reads the European drawings"
+    for i in wrong[:3]:
+        net = pynn.load_default()
+        adapt.teach(net, E[i:i + 1], E_y[i:i + 1])
+        assert net.predict(E[i:i + 1])[0] == E_y[i]
+        assert net.accuracy(X, y) >= before_mnist - 0.005
+
+
+def test_a_few_examples_teach_the_style(mnist_test, european):
+    """Three crossed 7s and three flagged 1s: most of the writer's other 7s and 1s are then
+    read right, and MNIST's test digits lose at most half a point."""
+    X, y = mnist_test
+    E, E_y = european
+    pool, held, held_y = E[:60], E[60:], E_y[60:]
+    pick = np.concatenate([np.nonzero(E_y[:60] == d)[0][:3] for d in (7, 1)])
+    net = pynn.load_default()
+    before_held, before_mnist = net.accuracy(held, held_y), net.accuracy(X, y)
+    adapt.teach(net, pool[pick], E_y[pick])
+    after_held = net.accuracy(held, held_y)
+    assert after_held >= 0.9 and after_held > before_held
+    assert net.accuracy(X, y) >= before_mnist - 0.005
+
+
+def test_teach_is_deterministic():
+    X, y = adapt.replay_set()
+    a, b = pynn.load_default(), pynn.load_default()
+    adapt.teach(a, X[:2], y[:2])
+    adapt.teach(b, X[:2], y[:2])
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(wa, wb)
+    c = pynn.load_default()
+    adapt.teach(c, X[:2], y[:2], rng=np.random.default_rng(5))
+    assert not np.array_equal(a.weights[0], c.weights[0])
+
+
+@pytest.mark.parametrize("inputs, labels, error", [
+    (np.zeros((2, 784), np.float64), [1, 2], TypeError),
+    (np.zeros((2, 783), np.float32), [1, 2], ValueError),
+    (np.zeros((0, 784), np.float32), [], ValueError),
+    (np.zeros((2, 784), np.float32), [1], ValueError),
+    (np.zeros((2, 784), np.float32), [1, 10], ValueError),
+    (np.zeros((2, 784), np.float32), [1.0, 2.0], ValueError),
+    (np.full((1, 784), np.nan, np.float32), [1], ValueError),
+])
+def test_bad_lessons_are_refused(inputs, labels, error):
+    net = pynn.load_default()
+    before = net.weights[0].copy()
+    with pytest.raises(error):
+        adapt.teach(net, inputs, np.asarray(labels))
+    np.testing.assert_array_equal(net.weights[0], before)
+
+
+def test_teach_needs_a_digit_network():
+    with pytest.raises(ValueError, match="784"):
+        adapt.teach(pynn.Network([20, 5, 10]), np.zeros((1, 784), np.float32), np.array([3]))
