@@ -254,7 +254,7 @@ class PadWindow(pyglet.window.Window):
     def on_key_press(self, symbol, modifiers):
         ctrl = modifiers & (key.MOD_CTRL | key.MOD_COMMAND)
         if symbol in (key.Q, key.W) and ctrl:
-            self.close()
+            self.on_close()
         elif symbol in (key.C, key.ESCAPE, key.DELETE, key.BACKSPACE):
             self.clear_drawing()
         elif symbol == key.U or (symbol == key.Z and ctrl):
