@@ -41,7 +41,7 @@ def session(out, model):
                                                     pad_window.BAR_TOP, pad_window.BAR_ROW],
         "paper": pad_window.PAPER.tolist(), "ink": pad_window.INK.tolist(),
         "top_bar": list(pad_window.TOP_BAR), "bar_color": list(pad_window.BAR),
-        "unsure_bar": list(pad_window.UNSURE_BAR)}}
+        "unsure_bar": list(pad_window.UNSURE_BAR), "confident": pad_state.CONFIDENT}}
     state = PadState(pynn.load(model), personal_path=os.path.join(out, "personal.npz"))
     win = pad_window.PadWindow(state)
 
@@ -257,7 +257,10 @@ def test_teaching_from_the_keyboard(seen):
     assert t["status_while"] == f"teaching: that is a {t['label']}…"
     assert t["after"] == t["label"] and t["digit"] == t["label"] and t["generation"] == 1
     assert t["saved"] and t["status_after"] == f"learned: that is a {t['label']} (saved)"
-    assert t["caption"].startswith(f"pynn pad: {t['label']}")
+    probs = np.load(seen["out"] / "taught-probs.npy")     # the title says what the bars say
+    sure = probs[t["label"]] >= seen["geometry"]["confident"]
+    assert t["caption"] == ("pynn pad: " + (f"{t['label']} ({probs[t['label']]:.0%})" if sure
+                                            else "not sure"))
 
 
 def png_size(path):
