@@ -29,11 +29,46 @@ static int64_t clamp_index(double v, int64_t lo, int64_t hi) {
     return (int64_t)v;
 }
 
+/* the segment a -> b (a lone point when a == b) drawn into canvas (H,W) with a pen of the given
+ * radius: canvas = max(canvas, coverage), coverage falling from 1 to 0 over the one pixel across
+ * the pen's edge, which anti-aliases it */
+static void draw_segment(float *canvas, int64_t H, int64_t W, double ax, double ay, double bx,
+                         double by, double radius) {
+    double reach = radius + 1.0;
+    int64_t r0 = clamp_index(floor(fmin(ay, by) - reach), 0, H);
+    int64_t r1 = clamp_index(ceil(fmax(ay, by) + reach), 0, H);
+    int64_t c0 = clamp_index(floor(fmin(ax, bx) - reach), 0, W);
+    int64_t c1 = clamp_index(ceil(fmax(ax, bx) + reach), 0, W);
+    double dx = bx - ax, dy = by - ay, len2 = dx * dx + dy * dy;
+    /* squared distances: beyond `outer` nothing is covered, within `inner` all of it, so only
+     * the one-pixel ring between them needs a square root */
+    double outer = (radius + 0.5) * (radius + 0.5);
+    double inner = radius > 0.5 ? (radius - 0.5) * (radius - 0.5) : 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        float *row = canvas + r * W;
+        double py = r + 0.5 - ay;
+        for (int64_t c = c0; c < c1; c++) {
+            if (row[c] >= 1.0f) continue;          /* already fully covered */
+            double px = c + 0.5 - ax;
+            /* distance from the pixel centre to the nearest point of the segment */
+            double t = len2 > 0.0 ? (px * dx + py * dy) / len2 : 0.0;
+            t = t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
+            double ex = px - t * dx, ey = py - t * dy, d2 = ex * ex + ey * ey;
+            if (d2 >= outer) continue;
+            float v = d2 <= inner ? 1.0f : (float)fmin(1.0, radius + 0.5 - sqrt(d2));
+            if (v > row[c]) row[c] = v;
+        }
+    }
+}
+
 /* Strokes drawn into canvas (H,W): canvas = max(canvas, coverage). xy (P,2) holds the points
  * of all strokes one after another as (x,y), lengths (S) how many belong to each stroke. A point
  * lands at (x*scale + off_x, y*scale + off_y) in canvas pixels. A stroke is the set of points
- * within `radius` of its polyline (a lone point is a disc); a pixel's coverage falls from 1 to 0
- * over the one pixel across that border, which anti-aliases the edge. */
+ * within `radius` of its polyline (a lone point is a disc).
+ * A pad sends points much closer together than its pen is wide, and every segment costs the
+ * pixels around it: points nearer than radius/2 to the last one drawn are passed over. On a
+ * curve of radius rho the chord then strays at most (radius/2)^2 / (8 rho) from it, under a
+ * sixteenth of the pen's radius for any curve the pen can draw (rho >= radius/2). */
 int pynn_raster_strokes(float *canvas, int64_t H, int64_t W, const float *xy,
                         const int64_t *lengths, int64_t n_strokes, float scale, float off_x,
                         float off_y, float radius) {
@@ -42,48 +77,36 @@ int pynn_raster_strokes(float *canvas, int64_t H, int64_t W, const float *xy,
     if (n_strokes > 0 && lengths == NULL) return PYNN_ERR_NULL;
     if (!isfinite(scale) || !isfinite(off_x) || !isfinite(off_y) || !(radius >= 0.0f)
         || !isfinite(radius)) return PYNN_ERR_ARG;
+    double step2 = 0.25 * (double)radius * radius;
     int64_t first = 0;
     for (int64_t s = 0; s < n_strokes; s++) {
-        if (lengths[s] < 0) return PYNN_ERR_SIZE;
-        if (lengths[s] > 0 && xy == NULL) return PYNN_ERR_NULL;
+        int64_t n = lengths[s];
+        if (n < 0) return PYNN_ERR_SIZE;
+        if (n > 0 && xy == NULL) return PYNN_ERR_NULL;
         const float *pts = xy + 2 * first;
-        for (int64_t p = 0; p < lengths[s]; p++) {
-            /* segment a -> b; a lone point is the segment a -> a */
-            int64_t q = p + 1 < lengths[s] ? p + 1 : p;
-            if (lengths[s] > 1 && q == p) break;
+        int64_t p = 0;
+        while (p < n) {
             double ax = pts[2 * p] * (double)scale + off_x, ay = pts[2 * p + 1] * (double)scale + off_y;
-            double bx = pts[2 * q] * (double)scale + off_x, by = pts[2 * q + 1] * (double)scale + off_y;
-            if (!isfinite(ax) || !isfinite(ay) || !isfinite(bx) || !isfinite(by)) return PYNN_ERR_ARG;
-            double reach = radius + 1.0;
-            int64_t r0 = clamp_index(floor(fmin(ay, by) - reach), 0, H);
-            int64_t r1 = clamp_index(ceil(fmax(ay, by) + reach), 0, H);
-            int64_t c0 = clamp_index(floor(fmin(ax, bx) - reach), 0, W);
-            int64_t c1 = clamp_index(ceil(fmax(ax, bx) + reach), 0, W);
-            double dx = bx - ax, dy = by - ay, len2 = dx * dx + dy * dy;
-            /* squared distances: beyond `outer` nothing is covered, within `inner` all of it,
-             * so only the one-pixel ring between them needs a square root */
-            double outer = (radius + 0.5) * (radius + 0.5);
-            double inner = radius > 0.5f ? (radius - 0.5) * (radius - 0.5) : 0.0;
-            for (int64_t r = r0; r < r1; r++) {
-                float *row = canvas + r * W;
-                double py = r + 0.5 - ay;
-                for (int64_t c = c0; c < c1; c++) {
-                    if (row[c] >= 1.0f) continue;          /* already fully covered */
-                    double px = c + 0.5 - ax;
-                    /* distance from the pixel centre to the nearest point of the segment */
-                    double t = len2 > 0.0 ? (px * dx + py * dy) / len2 : 0.0;
-                    t = t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
-                    double ex = px - t * dx, ey = py - t * dy, d2 = ex * ex + ey * ey;
-                    if (d2 >= outer) continue;
-                    float v = d2 <= inner ? 1.0f : (float)fmin(1.0, radius + 0.5 - sqrt(d2));
-                    if (v > row[c]) row[c] = v;
-                }
+            double bx = ax, by = ay;
+            int64_t q = p;
+            while (q + 1 < n) {            /* the next point far enough away, or the last one */
+                q++;
+                bx = pts[2 * q] * (double)scale + off_x;
+                by = pts[2 * q + 1] * (double)scale + off_y;
+                if (!isfinite(bx) || !isfinite(by)) return PYNN_ERR_ARG;
+                if ((bx - ax) * (bx - ax) + (by - ay) * (by - ay) >= step2) break;
             }
+            if (!isfinite(ax) || !isfinite(ay)) return PYNN_ERR_ARG;
+            draw_segment(canvas, H, W, ax, ay, bx, by, radius);
+            if (q == n - 1) break;
+            p = q;
         }
-        first += lengths[s];
+        first += n;
     }
     return PYNN_OK;
 }
+
+#define PYNN_RESAMPLE_SPAN 16
 
 /* length of [a,b) inside the pixel [r, r+1) */
 static inline double overlap(double a, double b, int64_t r) {
@@ -102,17 +125,23 @@ int pynn_resample_area(float *out, int64_t h, int64_t w, const float *inp, int64
     if (!isfinite(y0) || !isfinite(x0) || !(sy > 0.0f) || !(sx > 0.0f) || !isfinite(sy)
         || !isfinite(sx) || !isfinite(gain)) return PYNN_ERR_ARG;
     double norm = gain / ((double)sy * (double)sx);
+    double wx[PYNN_RESAMPLE_SPAN];     /* one output column's weights, when it spans few inputs */
     for (int64_t i = 0; i < h; i++) {
         double ya = y0 + (double)i * sy, yb = ya + sy;
         int64_t r0 = clamp_index(floor(ya), 0, H), r1 = clamp_index(ceil(yb), 0, H);
         for (int64_t j = 0; j < w; j++) {
             double xa = x0 + (double)j * sx, xb = xa + sx;
             int64_t c0 = clamp_index(floor(xa), 0, W), c1 = clamp_index(ceil(xb), 0, W);
+            int cached = c1 - c0 <= PYNN_RESAMPLE_SPAN;
+            for (int64_t c = c0; cached && c < c1; c++) wx[c - c0] = overlap(xa, xb, c);
             double acc = 0.0;
             for (int64_t r = r0; r < r1; r++) {
                 const float *row = inp + r * W;
                 double racc = 0.0;
-                for (int64_t c = c0; c < c1; c++) racc += overlap(xa, xb, c) * row[c];
+                if (cached)
+                    for (int64_t c = c0; c < c1; c++) racc += wx[c - c0] * row[c];
+                else
+                    for (int64_t c = c0; c < c1; c++) racc += overlap(xa, xb, c) * row[c];
                 acc += overlap(ya, yb, r) * racc;
             }
             out[i * w + j] = (float)(acc * norm);
@@ -137,7 +166,7 @@ int pynn_ink_moments(double *m, const float *inp, int64_t H, int64_t W) {
             sy += v * (r + 0.5);
             sx += v * (c + 0.5);
             double gx = (c + 1 < W ? row[c + 1] : 0.0f) - v, gy = (below ? below[c] : 0.0f) - v;
-            edge += sqrt(gx * gx + gy * gy);
+            if (gx != 0.0 || gy != 0.0) edge += sqrt(gx * gx + gy * gy);   /* ink is sparse */
         }
         /* the step from outside (0) into the first column and row */
         if (W > 0) edge += fabs((double)row[0]);   /* an empty row has no first column */
