@@ -234,8 +234,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     results = run(args.model, window=not args.no_window, repeats=args.repeats)
     n = results["ink"]["count"]
-    print(f"pad: {n} drag events, {pynn.ops.cpu_features()}, 1 thread, "
-          f"DISPLAY={os.environ.get('DISPLAY') or 'virtual'}, GL {results.get('gl', '?')}")
+    print(f"pad: {n} drag events, {pynn.ops.cpu_features()}, 1 thread"
+          + (f", DISPLAY={os.environ.get('DISPLAY') or 'virtual'}, GL {results['gl']}"
+             if "gl" in results else ""))
     print(report(results))
 
 

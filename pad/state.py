@@ -4,7 +4,6 @@ Points arrive in canvas pixels, y down. A stroke is drawn as a smooth curve thro
 (a centripetal Catmull-Rom spline, which neither overshoots nor loops however unevenly the
 mouse reports), so a fast stroke whose drag events lie far apart still has neither gaps nor
 corners. The curve's last piece is provisional until the next point shows where it goes.
-The stroke under the pen is drawn again whole at every change; finished strokes stay drawn.
 
 The network sees the same curves: ``pynn.preprocess.strokes_to_mnist`` turns them into the
 28x28 image of an MNIST digit, and the network's softmax gives ten probabilities.
@@ -96,21 +95,26 @@ def curve_piece(points, i):
     return catmull_rom(p0, p1, p2, p3, n)
 
 
-def path_box(path, width, shape):
-    """The (x0, y0, x1, y1) pixel box a pen ``width`` wide inks along ``path``, within ``shape``."""
-    reach = width / 2.0 + 1.0
-    (x0, y0), (x1, y1) = path.min(axis=0) - reach, path.max(axis=0) + reach + 1.0
-    H, W = shape
-    x0, y0 = min(max(int(x0), 0), W), min(max(int(y0), 0), H)
-    return (x0, y0, max(min(int(x1), W), x0), max(min(int(y1), H), y0))
-
-
 def stamp(raster, path, width):
     """Draw the polyline ``path`` (m, 2) with a round pen ``width`` pixels wide into ``raster``
     (H, W), keeping the darker of old and new ink (anti-aliased over a pixel at the edge, as
-    pynn's preprocessing draws)."""
-    path = np.ascontiguousarray(path, dtype=np.float32).reshape(-1, 2)
-    ops.raster_strokes(raster, path, np.array([len(path)], dtype=np.int64), radius=width / 2.0)
+    pynn's preprocessing draws). Returns the (x0, y0, x1, y1) box it touched, or None.
+
+    Each segment goes to pynn.ops.raster_strokes as a stroke of its own: a longer stroke it
+    would thin, dropping points nearer than a quarter of the pen's width, which is right for
+    the network's 28x28 image but shows as corners on the screen. Segment by segment, the ink
+    is exactly that of the whole curve, however it is cut: drawn as it grows or all at once.
+    """
+    path = np.asarray(path, dtype=np.float32).reshape(-1, 2)
+    ends = np.repeat(path, 2, axis=0)[1:-1] if len(path) > 1 else path   # a0 b0 a1 b1 ...
+    lengths = np.full(max(len(path) - 1, 1), 2 if len(path) > 1 else 1, dtype=np.int64)
+    ops.raster_strokes(raster, np.ascontiguousarray(ends), lengths, radius=width / 2.0)
+    reach = width / 2.0 + 1.0
+    (x0, y0), (x1, y1) = path.min(axis=0) - reach, path.max(axis=0) + reach + 1.0
+    H, W = raster.shape
+    x0, y0 = max(int(x0), 0), max(int(y0), 0)
+    x1, y1 = min(int(x1), W), min(int(y1), H)
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
 
 def _union(box, other):
@@ -158,8 +162,8 @@ class PadState:
         self.personal_path = personal_path
         self.strokes = []
         self.raster = np.zeros((size, size), dtype=np.float32)   # ink 0..1, what is shown
-        self._committed = np.zeros_like(self.raster)             # the finished strokes' ink
-        self._active_box = None      # where the stroke under the pen is drawn
+        self._committed = np.zeros_like(self.raster)             # ink without the tail
+        self._tail_box = None
         self._dirty = (0, 0, size, size)
         self._changes = 0            # counts stroke changes; keys the cached prediction
         self._cached = (None, None)
@@ -204,8 +208,9 @@ class PadState:
     def begin_stroke(self, x, y):
         """Put the pen down at (x, y): a new stroke, a dot so far."""
         self.end_stroke()
-        self.strokes.append(_Stroke(self._clip(x, y), self.pen_width))
-        self._draw_active()
+        stroke = _Stroke(self._clip(x, y), self.pen_width)
+        self.strokes.append(stroke)
+        self._draw_final(stroke, stroke.curve[0])
 
     def add_point(self, x, y):
         """The pen moved to (x, y) while down: the curve grows towards it."""
@@ -219,9 +224,11 @@ class PadState:
         stroke.points.append(point)
         n = len(stroke.points)
         if n >= 3:                    # the piece before the last now knows where it goes
-            stroke.curve.append(curve_piece(stroke.points, n - 3))
-        stroke.tail = curve_piece(stroke.points, n - 2)
-        self._draw_active()
+            piece = curve_piece(stroke.points, n - 3)
+            stroke.curve.append(piece)
+            self._draw_final(stroke, np.concatenate([stroke.curve[-2][-1:], piece]))
+        stroke.tail = np.concatenate([stroke.curve[-1][-1:], curve_piece(stroke.points, n - 2)])
+        self._draw_tail(stroke)
 
     def end_stroke(self):
         """Lift the pen: the provisional last piece becomes final as it is."""
@@ -229,44 +236,30 @@ class PadState:
         if stroke is None:
             return
         stroke.active = False
-        if stroke.tail is not None:
-            stroke.curve.append(stroke.tail)
+        if stroke.tail is not None:   # already shown; now part of the committed ink too
+            stamp(self._committed, stroke.tail, stroke.width)
+            stroke.curve.append(stroke.tail[1:])
             stroke.tail = None
-        box = self._active_box       # its ink, as shown, joins the finished strokes' ink
-        if box is not None:
-            x0, y0, x1, y1 = box
-            self._committed[y0:y1, x0:x1] = self.raster[y0:y1, x0:x1]
-        self._active_box = None
+            self._tail_box = None
 
     def _active(self):
         if self.strokes and self.strokes[-1].active:
             return self.strokes[-1]
         return None
 
-    def _draw_active(self):
-        """Draw the stroke under the pen again, whole, over the finished strokes' ink.
-
-        Whole, because a stroke's ink is then the same whether it was drawn as it grew or after
-        an undo (pynn's rasteriser thins a path's points, so pieces and wholes differ a little).
-        Only the box where the ink changed is marked for the window to upload.
-        """
-        stroke = self.strokes[-1]
-        path = stroke.path()
-        old, new = self._active_box, path_box(path, stroke.width, self.raster.shape)
-        box = _union(old, new)
-        x0, y0, x1, y1 = box
-        before = self.raster[y0:y1, x0:x1].copy()
-        if old is not None:
-            ox0, oy0, ox1, oy1 = old
-            self.raster[oy0:oy1, ox0:ox1] = self._committed[oy0:oy1, ox0:ox1]
+    def _draw_final(self, stroke, path):
+        box = stamp(self._committed, path, stroke.width)
         stamp(self.raster, path, stroke.width)
-        self._active_box = new
-        rows, cols = np.nonzero(self.raster[y0:y1, x0:x1] != before)
-        if len(rows):
-            self._changed((x0 + int(cols.min()), y0 + int(rows.min()),
-                           x0 + int(cols.max()) + 1, y0 + int(rows.max()) + 1))
-        else:
-            self._changes += 1        # the drawing changed, if not a pixel of its ink
+        self._changed(box)
+
+    def _draw_tail(self, stroke):
+        """Rub out the old provisional piece (restore the committed ink under it), draw the new."""
+        box = self._tail_box
+        if box is not None:
+            x0, y0, x1, y1 = box
+            self.raster[y0:y1, x0:x1] = self._committed[y0:y1, x0:x1]
+        self._tail_box = stamp(self.raster, stroke.tail, stroke.width)
+        self._changed(_union(box, self._tail_box))
 
     def _changed(self, box):
         self._dirty = _union(self._dirty, box)
@@ -274,7 +267,7 @@ class PadState:
 
     def _redraw(self):
         self._committed[:] = 0.0
-        self._active_box = None
+        self._tail_box = None
         for stroke in self.strokes:
             stamp(self._committed, stroke.path(), stroke.width)
         self.raster[:] = self._committed
