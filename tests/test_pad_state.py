@@ -53,6 +53,23 @@ def test_a_fast_stroke_has_no_gaps(pad):
     assert np.degrees(turn).max() < 20
 
 
+def test_the_ink_is_the_pen_swept_along_the_curve(pad):
+    """Every pixel's ink is how far its centre lies inside the pen (radius r) swept along the
+    curve: clip(r + 1/2 - distance to the curve, 0, 1), computed here in float64."""
+    for x, y in [(60, 300), (120, 180), (160, 175), (300, 120), (330, 200)]:
+        pad.add_point(x, y)
+    pad.end_stroke()
+    path = pad.strokes[0].path().astype(np.float64)
+    ys, xs = np.mgrid[0:pad.size, 0:pad.size] + 0.5
+    dist = np.full(xs.shape, np.inf)
+    for a, b in zip(path[:-1], path[1:]):
+        e = b - a
+        t = np.clip(((xs - a[0]) * e[0] + (ys - a[1]) * e[1]) / max(e @ e, 1e-12), 0, 1)
+        dist = np.minimum(dist, np.hypot(xs - a[0] - t * e[0], ys - a[1] - t * e[1]))
+    expected = np.clip(pad.pen_width / 2 + 0.5 - dist, 0, 1)
+    np.testing.assert_allclose(pad.raster, expected, atol=1e-4)
+
+
 def test_the_curve_does_not_overshoot_uneven_points():
     # collinear points, one gap ten times the others: a uniform spline would run past 11
     curve = catmull_rom((0.0, 0.0), (10.0, 0.0), (11.0, 0.0), (21.0, 0.0), 20)
