@@ -232,3 +232,18 @@ def test_dimensions_whose_product_wraps_around_int64_are_refused():
     header = bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4
     with pytest.raises(idx.IdxError, match="truncated"):
         idx.parse(header, "wrap.idx")
+
+
+def test_the_command_line_says_what_is_wrong_with_a_model_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    net, path = saved_model(tmp_path)
+    data = path.read_bytes()
+    cases = {"cut.npz": data[:len(data) // 2], "junk.npz": b"not a model", "empty.npz": b""}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        proc = subprocess.run([sys.executable, "-m", "pynn", "eval", str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr, proc.stderr
