@@ -70,12 +70,11 @@ def main(argv=None):
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         state.close()
         sys.exit("pad: no display (DISPLAY is not set)")
-    import pyglet
-    from .window import PadWindow
+    from .window import PadWindow, run
     window = PadWindow(state, status=message)
     if args.demo is not None:
         demo.animate(window, args.demo)
-    pyglet.app.run()
+    run(window)
     return 0
 
 

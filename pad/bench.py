@@ -11,8 +11,9 @@ each drawn on a cleared canvas. Every drag event is timed:
   event->bars  (window) the drag event through the window's handler, then the refresh that
                uploads the new ink and shows the new answer: all of it, as the pad runs
   frame        (window) drawing one frame of the pad, with the GL's work finished
-  frames       (window) pyglet's own loop, asked for 60 frames a second: the rate it keeps
-               while a digit is drawn at a hand's speed, and while lessons are taught
+  frames       (window) the pad's loop (a frame at 60 Hz whenever something changed): the
+               rate it keeps while digits are drawn at a hand's speed, without and with
+               lessons taught at the same time
 and then, per lesson rather than per event,
   teach        PadState.teach until the new network is in: one lesson (the drawing and up to
                two earlier corrections, with their distorted copies and replayed MNIST)
@@ -23,6 +24,7 @@ costs, which other processes on a busy machine do not inflate).
 ``run()`` returns the numbers, for ``pynn bench``.
 """
 import argparse
+import itertools
 import os
 import time
 
@@ -112,53 +114,51 @@ def _window_pass(net, repeats):
 
 
 def _frame_rates(window, seconds=2.0):
-    """Frames per second of pyglet's own loop (asked for 60) while a digit is drawn at a hand's
-    speed, and while a lesson runs on the worker thread; and the longest gap between frames."""
+    """Frames per second of the pad's loop (pad.window.run: a frame at 60 Hz when something
+    changed) while digits are drawn at a hand's speed, without and with lessons taught at the
+    same time; and the longest gap between frames."""
     import pyglet
-    stamps = []
-    window.push_handlers(on_draw=lambda: stamps.append(time.perf_counter()))
-
-    def loop(until):
-        stamps.clear()
-
-        def check(dt):
-            if until():
-                pyglet.app.exit()
-        pyglet.clock.schedule_interval(check, 0.01)
-        pyglet.app.run(1 / 60)
-        pyglet.clock.unschedule(check)
-        # run() schedules the redraw each time and never takes it back: a second run would
-        # draw twice as often
-        pyglet.clock.unschedule(pyglet.app.event_loop._redraw_windows)
-        gaps = np.diff(stamps) * 1e3
-        return {"fps": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
-                "longest_gap_ms": float(gaps.max()), "frames": len(stamps)}
-
     from pyglet import gl
+
+    from .window import run
     laps = Laps()
     for _ in range(30):              # one frame drawn to the end (glFinish waits for the GL)
         t = laps.now()
         window.on_draw()
         gl.glFinish()
         laps.lap("frame", t)
-    window.clear_drawing()
-    demo.animate(window, 8)
-    start = time.perf_counter()
-    drawing = loop(lambda: time.perf_counter() - start > seconds)
+
+    stamps = []
+    window.push_handlers(on_draw=lambda: stamps.append(time.perf_counter()))
     state, lessons = window.state, []
 
-    def teach_on():                  # lesson after lesson for the whole time
-        if state.teaching == 0 and time.perf_counter() - start <= seconds:
-            lessons.append(state.teach((state.prediction().digit + 1) % 10))
-        return state.teaching == 0 and time.perf_counter() - start > seconds
+    def loop(teach):
+        stamps.clear()
+        start, digits = time.perf_counter(), itertools.count()
 
-    start = time.perf_counter()
-    teach_on()
-    teaching = loop(teach_on)
+        def next_digit():
+            if teach and state.teaching == 0:            # a lesson on the digit just drawn
+                lessons.append(state.teach((state.prediction().digit + 1) % 10))
+            if time.perf_counter() - start > seconds:
+                pyglet.app.exit()
+                return
+            window.clear_drawing()
+            demo.animate(window, next(digits) % 10, on_done=next_digit)
+
+        window.clear_drawing()
+        demo.animate(window, 8, on_done=next_digit)
+        run(window)
+        gaps = np.diff(stamps) * 1e3
+        return {"fps": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
+                "longest_gap_ms": float(gaps.max()), "frames": len(stamps)}
+
+    drawing = loop(teach=False)
+    teaching = loop(teach=True)
     for lesson in lessons:
         lesson.result()
     teaching["lessons"] = len(lessons)
-    return {**laps.summary(), "gl": gl.gl_info.get_renderer(), "frames while drawing": drawing, "frames while teaching": teaching}
+    return {**laps.summary(), "gl": gl.gl_info.get_renderer(), "frames while drawing": drawing,
+            "frames while teaching": teaching}
 
 
 def _teach_pass(net, lessons=10):
@@ -216,7 +216,7 @@ def report(results):
     for name in ("frames while drawing", "frames while teaching"):
         if name in results:
             r = results[name]
-            lines.append(f"{name:22s} {r['fps']:8.1f} frames/s (pyglet asked for 60), longest gap "
+            lines.append(f"{name:22s} {r['fps']:8.1f} frames/s (of 60), longest gap "
                          f"{r['longest_gap_ms']:.1f} ms, {r['frames']} frames")
     if "window" in results:
         lines.append(f"no window numbers: {results['window']}")

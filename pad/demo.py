@@ -77,8 +77,8 @@ def draw_on_window(window, digit, step=10.0):
     window.dispatch_events()
 
 
-def animate(window, digit, events_per_second=120):
-    """Draw ``digit`` on a running window at about a hand's speed."""
+def animate(window, digit, events_per_second=120, on_done=None):
+    """Draw ``digit`` on a running window at about a hand's speed; then call ``on_done()``."""
     import pyglet
     events = mouse_events(window, digit)
 
@@ -87,6 +87,8 @@ def animate(window, digit, events_per_second=120):
             event = next(events, None)
             if event is None:
                 pyglet.clock.unschedule(tick)
+                if on_done is not None:
+                    on_done()
                 return
             window.dispatch_event(event[0], *event[1])
 

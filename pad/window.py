@@ -44,6 +44,15 @@ FONT = ("DejaVu Sans", "Helvetica", "Arial")
 HELP = "C/Esc/right click clear · U/Ctrl+Z undo · [ ] pen width · 0–9 teach the right digit · Ctrl+Q quit"
 
 
+def run(window, fps=60):
+    """Run pyglet's loop for ``window``, which draws a frame only when the pad changed."""
+    pyglet.clock.schedule_interval(window.tick, 1 / fps)
+    try:
+        pyglet.app.run(None)
+    finally:
+        pyglet.clock.unschedule(window.tick)
+
+
 class Button:
     def __init__(self, text, x, y, w, h, action, batch, groups):
         self.x, self.y, self.w, self.h, self.action = x, y, w, h, action
@@ -68,6 +77,7 @@ class PadWindow(pyglet.window.Window):
             super().__init__(WIDTH, HEIGHT, **kwargs)
         self.state = state
         self.status_text = ""
+        self._stale = True          # something changed since the last frame drawn
         self.title = kwargs["caption"]
         self._shown = ()            # the Prediction on screen (None: the empty canvas's)
         self._teach_seen = None
@@ -126,15 +136,19 @@ class PadWindow(pyglet.window.Window):
     # ---- bringing the screen up to date ----
 
     def refresh(self):
-        """Upload the ink that changed, and show the current answer. Cheap when nothing changed."""
+        """Upload the ink that changed, and show the current answer. Cheap when nothing changed.
+        Returns whether anything on the screen changed (since the last frame drawn)."""
         state = self.state
         box = state.take_dirty()
         if box is not None:
             self._upload_canvas(box)
+            self._stale = True
         answer = state.prediction()
         if answer is not self._shown:
             self._show(answer)
+            self._stale = True
         self._show_teaching()
+        return self._stale
 
     def _upload_canvas(self, box):
         x0, y0, x1, y1 = box
@@ -195,6 +209,7 @@ class PadWindow(pyglet.window.Window):
         if text != self.status_text:
             self.status_text = text
             self.status_label.text = text
+            self._stale = True
 
     # ---- drawing ----
 
@@ -203,6 +218,20 @@ class PadWindow(pyglet.window.Window):
         gl.glClearColor(*(c / 255 for c in BACKGROUND), 1.0)
         self.clear()
         self.batch.draw()
+        self._stale = False
+
+    def tick(self, dt):
+        """Called at the display's frame rate: draw a frame when something on it has changed.
+        An idle pad draws nothing, and so costs next to no CPU time."""
+        if self.refresh():
+            self.draw(dt)
+
+    def on_expose(self):        # the window's pixels were lost (uncovered, mapped): draw again
+        self._stale = True
+
+    def on_resize(self, width, height):
+        self._stale = True
+        return super().on_resize(width, height)
 
     def framebuffer(self):
         """The window's pixels as (height, width, 4) uint8, top row first."""
