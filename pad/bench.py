@@ -13,7 +13,7 @@ each drawn on a cleared canvas. Every drag event is timed:
   frame        (window) drawing one frame of the pad, with the GL's work finished
   frames       (window) the pad's loop (a frame at 60 Hz whenever something changed): the
                rate it keeps while digits are drawn at a hand's speed, without and with
-               lessons taught at the same time
+               lessons taught at the same time; and idle, the frames drawn and CPU used
 and then, per lesson rather than per event,
   teach        PadState.teach until the new network is in: one lesson (the drawing and up to
                two earlier corrections, with their distorted copies and replayed MNIST)
@@ -152,13 +152,23 @@ def _frame_rates(window, seconds=2.0):
         return {"fps": float((len(stamps) - 1) / (stamps[-1] - stamps[0])),
                 "longest_gap_ms": float(gaps.max()), "frames": len(stamps)}
 
+    def idle():                      # nothing happens: how many frames, how much CPU?
+        stamps.clear()
+        window.clear_drawing()
+        pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), seconds)
+        wall, cpu = time.perf_counter(), time.process_time()
+        run(window)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return {"frames": len(stamps), "cpu_share": cpu / wall, "seconds": wall}
+
     drawing = loop(teach=False)
     teaching = loop(teach=True)
+    resting = idle()
     for lesson in lessons:
         lesson.result()
     teaching["lessons"] = len(lessons)
     return {**laps.summary(), "gl": gl.gl_info.get_renderer(), "frames while drawing": drawing,
-            "frames while teaching": teaching}
+            "frames while teaching": teaching, "idle": resting}
 
 
 def _teach_pass(net, lessons=10):
@@ -218,6 +228,10 @@ def report(results):
             r = results[name]
             lines.append(f"{name:22s} {r['fps']:8.1f} frames/s (of 60), longest gap "
                          f"{r['longest_gap_ms']:.1f} ms, {r['frames']} frames")
+    if "idle" in results:
+        r = results["idle"]
+        lines.append(f"{'idle':22s} {r['frames']} frames drawn in {r['seconds']:.1f} s, "
+                     f"{r['cpu_share']:.1%} of a core")
     if "window" in results:
         lines.append(f"no window numbers: {results['window']}")
     both = results["preprocess+inference"]
