@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from . import ops
-from .preprocess import strokes_to_mnist, to_mnist
+from .preprocess import PEN, strokes_to_mnist, to_mnist
 
 # the eight neighbours in Zhang & Suen's order P2..P9: N, NE, E, SE, S, SW, W, NW
 _NEIGHBOURS = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
@@ -127,6 +127,8 @@ def render(strokes, shape, pen):
 def drawn_sets(images, seed=0):
     """Drawn versions of ``images``, as {name: (n, 784) float32 inputs}.
 
+    traced, redrawn in place: the strokes at their own place and size with MNIST's pen (the
+             control: no preprocessing);
     strokes: each digit's strokes at a random size (a box 30 to 300 canvas pixels) and place,
              through strokes_to_mnist;
     image, pen P: the strokes rendered on a 280x280 canvas, 200 pixels tall, with a pen P
@@ -134,8 +136,12 @@ def drawn_sets(images, seed=0):
     """
     rng = np.random.default_rng(seed)
     strokes = as_strokes(images)
-    sets = {"strokes (pad)": [], "image, pen 6": [], "image, pen 16": [], "image, pen 30": []}
+    sets = {"traced, redrawn in place": [], "strokes (pad)": [], "image, pen 6": [],
+            "image, pen 16": [], "image, pen 30": []}
     for s in strokes:
+        # the control: the strokes drawn back where they came from with MNIST's pen, no
+        # preprocessing; what this misreads, tracing lost, not preprocessing
+        sets["traced, redrawn in place"].append(render(s, (28, 28), PEN))
         size = rng.uniform(30, 300)
         sets["strokes (pad)"].append(strokes_to_mnist(place(s, size / 28, rng.uniform(0, 500, 2))))
         big = place(s, 200 / 28, (40, 40))

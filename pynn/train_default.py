@@ -2,6 +2,7 @@
 
     python -m pynn.train_default                 # the shipped model (see README for the numbers)
     python -m pynn.train_default --epochs 2 --out /tmp/quick.npz     # a quick look
+    python -m pynn.train_default --plain --out plain.npz               # the same, undistorted
 
 The network is trained for drawings rather than for MNIST alone: every epoch sees the 60,000
 training digits freshly distorted by pynn.augment.Augmenter (shifts, rotations, scaling, shear,
@@ -61,6 +62,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.05, help="first learning rate (default 0.05)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="pynn/models/default.npz", help="default pynn/models/default.npz")
+    p.add_argument("--plain", action="store_true", help="no distortions: the same training on "
+                   "MNIST as it is (the baseline the README compares against)")
     p.add_argument("--replay", metavar="PATH", help="also write the replay set there "
                    "(pynn/models/replay.npz)")
     args = p.parse_args(argv)
@@ -69,7 +72,8 @@ def main(argv=None):
         arrays = replay_arrays(images, labels)
         atomic_write(args.replay, lambda f: np.savez_compressed(f, **arrays))
         print(f"wrote {args.replay}: {len(arrays['labels'])} digits")
-    net = train(images, labels, args.hidden, args.epochs, args.lr, seed=args.seed)
+    still = augment.Augmenter(0, 0, 0, 0, alpha=0, max_thin=0, max_thick=0) if args.plain else None
+    net = train(images, labels, args.hidden, args.epochs, args.lr, seed=args.seed, augmenter=still)
     test_images, test_labels = datasets.mnist("test")
     error = 1 - net.accuracy(test_images.reshape(-1, 784), test_labels.astype(np.int64))
     save(net, args.out)
