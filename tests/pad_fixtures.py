@@ -19,7 +19,7 @@ def pad_net():
     return pynn.load_default()
 
 
-def _no_display(reason):
+def no_display(reason):
     if os.environ.get("PYNN_REQUIRE_DISPLAY") == "1":
         pytest.fail(f"PYNN_REQUIRE_DISPLAY=1 but there is no display for the window tests: {reason}")
     pytest.skip(f"no display for the window tests: {reason}")
@@ -62,7 +62,7 @@ def display_env():
             yield headless
             return
         reasons.append(f"headless EGL: {why}")
-        _no_display("; ".join(reasons))
+        no_display("; ".join(reasons))
     finally:
         if proc is not None:
             stop_xvfb(proc)

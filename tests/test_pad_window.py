@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 import pytest
 
-from pad_fixtures import display_env, pad_net  # noqa: F401  (fixtures)
+from pad_fixtures import display_env, no_display, pad_net  # noqa: F401  (fixtures)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -343,11 +343,9 @@ def draw_a_one(pad):
 
 def test_real_mouse_and_keys_teach_and_remember(display_env, tmp_path):
     if not display_env.get("DISPLAY"):
-        from pad_fixtures import _no_display
-        _no_display("xdotool needs an X display; only headless EGL is available")
+        no_display("xdotool needs an X display; only headless EGL is available")
     if shutil.which("xdotool") is None:
-        from pad_fixtures import _no_display
-        _no_display("xdotool is not installed (apt-get install xdotool)")
+        no_display("xdotool is not installed (apt-get install xdotool)")
     env = dict(display_env, XDG_DATA_HOME=str(tmp_path))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(HERE), env.get("PYTHONPATH")]))
     personal = tmp_path / "pynn" / "pad-model.npz"
