@@ -474,7 +474,14 @@ def test_set_num_threads(n):
 
 JUNK = [None, 1, 1.5, "x", [1.0, 2.0], np.float32(1), np.zeros(0, np.float32),
         np.zeros((2, 3), np.float64), np.ones((3, 2), np.float32), np.ones((2, 3), np.float32)[:, ::2],
-        np.full((2, 2), np.nan, np.float32), np.zeros((2, 2), np.int64), np.zeros(5, np.uint8)]
+        np.full((2, 2), np.nan, np.float32), np.zeros((2, 2), np.int64), np.zeros(5, np.uint8),
+        # float32 arrays of many shapes, so that calls get past the type checks into C with
+        # sizes that disagree (images, affine maps, strokes, batches)
+        0, 2, 3, -1, 0.5, float("nan"), True]
+JUNK += [np.full(shape, 0.5, np.float32) for shape in
+         [(1,), (3,), (6,), (2, 2), (2, 6), (6, 2), (1, 784), (3, 784), (1, 28, 28), (2, 28, 28),
+          (2, 10, 12), (3, 3, 3), (0, 28, 28), (2, 0)]]
+JUNK += [np.zeros((2, 28, 28), np.uint8), np.zeros((3, 2), np.int64)]
 PUBLIC = sorted(name for name, f in vars(ops).items() if inspect.isfunction(f)
                 and not name.startswith("_") and f.__module__ == ops.__name__)
 
