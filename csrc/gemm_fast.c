@@ -1,32 +1,204 @@
 /*
  * gemm_fast.c: the matrix product the network runs on. Same contract as pynn_gemm_ref in
- * gemm.c, and tested against it.
+ * gemm.c, and tested against it on every edge of the blocking.
  *
- * First version: loops ordered so the innermost one streams a row of B and a row of C
- * (unit stride, which the compiler vectorises), rows of C split across threads.
+ * The packed path follows Goto and van de Geijn ("Anatomy of high-performance matrix
+ * multiplication") as BLIS arranges it, written for row-major C (the roles of A and B are the
+ * mirror image of BLIS's column-major ones):
+ *   for each KC-deep slice of the sum:
+ *     pack a block of op(A), up to MC_BIG rows, into slivers of MR rows      (stays in L3/L2)
+ *     for each block of NC columns: pack op(B) into slivers of NR columns     (stays in L2)
+ *       for each MR-row sliver of A (in L1), for each NR-column sliver of B (streamed from L2):
+ *         the micro-kernel updates one MR x NR tile of C in registers.
+ * B that is already stored row by row and small against A's row count is read where it lies
+ * (the backward's delta W and delta^T a_prev), skipping its copy.
+ *
+ * The dot path serves z = a W^T for batches of up to DOT_MAX_M rows: it reads W in place, row
+ * by row, instead of transposing all of it into slivers for a product that uses it only a few
+ * times.
+ *
+ * Threads split the columns of C (or its rows, when C is too narrow); each thread packs its own
+ * blocks into its own thread-local buffers, so no lock or barrier is needed inside a product,
+ * and a thread's share gives the same bits whatever the others do.
  */
-#include "internal.h"
+#include <stdint.h>
+#include "fast.h"
+
+#define MC_BIG 1024         /* rows of A packed at once (1 MiB at KC = 256) */
+#define NC_L2 (5 * PYNN_NR)  /* columns of B packed at once (240 KiB at KC = 256) */
+#define DOT_MAX_M 256        /* the dot path's largest batch */
+#define DOT_MAX_K 4096
+
+/* per-thread packing buffers: static storage, no allocation in any call */
+static __thread float pack_a_buf[MC_BIG * PYNN_KC + 16];
+static __thread float pack_b_buf[PYNN_KC * NC_L2 + 16];
+
+static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* op(A)[i0:i0+mc, p0:p0+kc] into slivers of MR rows: sliver s holds, for each k, the MR values
+ * of column k (rows past mc are zeros, so the kernel needs no row mask on A) */
+static void pack_a(const struct pynn_gemm_args *g, int64_t i0, int64_t mc, int64_t p0,
+                   int64_t kc, float *dst) {
+    for (int64_t ir = 0; ir < mc; ir += PYNN_MR, dst += PYNN_MR * kc) {
+        int m = (int)min64(PYNN_MR, mc - ir);
+        if (!g->trans_a) {              /* A (M,K): row i is contiguous along k */
+            for (int r = 0; r < m; r++) {
+                const float *src = g->A + (i0 + ir + r) * g->lda + p0;
+                for (int64_t k = 0; k < kc; k++) dst[k * PYNN_MR + r] = src[k];
+            }
+            for (int r = m; r < PYNN_MR; r++)
+                for (int64_t k = 0; k < kc; k++) dst[k * PYNN_MR + r] = 0.0f;
+        } else {                        /* A stored (K,M): column k of op(A) is contiguous */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = g->A + (p0 + k) * g->lda + i0 + ir;
+                float *d = dst + k * PYNN_MR;
+                for (int r = 0; r < m; r++) d[r] = src[r];
+                for (int r = m; r < PYNN_MR; r++) d[r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* op(B)[p0:p0+kc, j0:j0+nc] into slivers of NR columns: for each k, NR consecutive values */
+static void pack_b(const struct pynn_gemm_args *g, int64_t p0, int64_t kc, int64_t j0,
+                   int64_t nc, float *dst) {
+    for (int64_t jr = 0; jr < nc; jr += PYNN_NR, dst += PYNN_NR * kc) {
+        int n = (int)min64(PYNN_NR, nc - jr);
+        if (!g->trans_b) {              /* B (K,N): row k is contiguous along j */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = g->B + (p0 + k) * g->ldb + j0 + jr;
+                float *d = dst + k * PYNN_NR;
+                for (int j = 0; j < n; j++) d[j] = src[j];
+                for (int j = n; j < PYNN_NR; j++) d[j] = 0.0f;
+            }
+        } else {                        /* B stored (N,K): column j of op(B) is contiguous */
+            /* a transpose, in 16 x NR pieces: one cache line of each of the n rows in, then
+             * 16 rows of the sliver out */
+            const float *src = g->B + (j0 + jr) * g->ldb + p0;
+            for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+                int kk = (int)min64(16, kc - k0);
+                for (int k = 0; k < kk; k++) {
+                    float *d = dst + (k0 + k) * PYNN_NR;
+                    for (int j = 0; j < n; j++) d[j] = src[j * g->ldb + k0 + k];
+                    for (int j = n; j < PYNN_NR; j++) d[j] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* bias and activation on a finished m x n tile of C while it is still in L1 */
+static void epilogue(const struct pynn_gemm_args *g, float *c, int64_t m, int64_t n, int64_t j0) {
+    if (g->bias == NULL && g->act < 0) return;
+    for (int64_t r = 0; r < m; r++) {
+        float *crow = c + r * g->ldc;
+        if (g->bias != NULL) {
+            const float *b = g->bias + j0;
+            for (int64_t j = 0; j < n; j++) crow[j] += b[j];
+        }
+        switch (g->act) {
+        case PYNN_RELU:    for (int64_t j = 0; j < n; j++) crow[j] = crow[j] < 0.0f ? 0.0f : crow[j]; break;
+        case PYNN_SIGMOID: pynn_sigmoid_forward(crow, crow, n); break;
+        case PYNN_TANH:    pynn_tanh_forward(crow, crow, n); break;
+        default: break;   /* linear, none */
+        }
+    }
+}
+
+/* C[m0:m1, n0:n1] = beta * C (the sum over an empty K), then the epilogue */
+static void scale_only(const struct pynn_gemm_args *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t i = m0; i < m1; i++) {
+        float *crow = g->C + i * g->ldc;
+        for (int64_t j = n0; j < n1; j++) crow[j] = g->beta == 0.0f ? 0.0f : g->beta * crow[j];
+        epilogue(g, crow + n0, 1, n1 - n0, n0);
+    }
+}
+
+static void packed_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
+                         int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    float *abuf = align64(pack_a_buf), *bbuf = align64(pack_b_buf);
+    /* read B in place when it is row-major and not reused across many row blocks */
+    int copy_b = g->trans_b || (m1 - m0) > 4 * PYNN_MR * 16;
+    for (int64_t pc = 0; pc < g->K; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, g->K - pc);
+        float beta = pc == 0 ? g->beta : 1.0f;     /* later slices add to the first */
+        int last = pc + kc == g->K;
+        for (int64_t ic = m0; ic < m1; ic += MC_BIG) {
+            int64_t mc = min64(MC_BIG, m1 - ic);
+            pack_a(g, ic, mc, pc, kc, abuf);
+            for (int64_t jc = n0; jc < n1; jc += NC_L2) {
+                int64_t nc = min64(NC_L2, n1 - jc);
+                if (copy_b) pack_b(g, pc, kc, jc, nc, bbuf);
+                for (int64_t ir = 0; ir < mc; ir += PYNN_MR) {
+                    int m = (int)min64(PYNN_MR, mc - ir);
+                    const float *a_s = abuf + ir * kc;
+                    for (int64_t jr = 0; jr < nc; jr += PYNN_NR) {
+                        int n = (int)min64(PYNN_NR, nc - jr);
+                        const float *b_s = copy_b ? bbuf + jr * kc : g->B + pc * g->ldb + jc + jr;
+                        float *c_t = g->C + (ic + ir) * g->ldc + jc + jr;
+                        kern->ukernel(kc, a_s, b_s, copy_b ? PYNN_NR : g->ldb, c_t, g->ldc, m, n,
+                                      g->alpha, beta);
+                        if (last) epilogue(g, c_t, m, n, jc + jr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void dot_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
+                      int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t j = n0; j < n1; j += PYNN_DOT_NR) {
+        int n = (int)min64(PYNN_DOT_NR, n1 - j);
+        const float *wrows = g->B + j * g->ldb;
+        for (int64_t i = m0; i < m1; i += PYNN_DOT_MR) {
+            int m = (int)min64(PYNN_DOT_MR, m1 - i);
+            float *c_t = g->C + i * g->ldc + j;
+            kern->dotkernel(g->K, g->A + i * g->lda, g->lda, wrows, g->ldb, c_t, g->ldc, m, n,
+                            g->alpha, g->beta);
+            epilogue(g, c_t, m, n, j);
+        }
+    }
+}
+
+/* [lo, hi) of `total` units that thread tid of nt owns, in multiples of `unit` */
+static void share(int64_t total, int64_t unit, int tid, int nt, int64_t *lo, int64_t *hi) {
+    int64_t units = (total + unit - 1) / unit;
+    int64_t a = units * tid / nt, b = units * (tid + 1) / nt;
+    *lo = min64(a * unit, total);
+    *hi = min64(b * unit, total);
+}
+
+void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
+    const struct pynn_kernels *kern = pynn_kernels();
+    int dot = g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K;
+    int64_t m0 = 0, m1 = g->M, n0 = 0, n1 = g->N;
+    int64_t col_unit = dot ? PYNN_DOT_NR : 16;
+    /* split the columns when every thread gets a couple of tiles, else the rows */
+    if (g->N >= 2 * col_unit * nthreads || g->M < 2 * PYNN_MR * nthreads)
+        share(g->N, col_unit, tid, nthreads, &n0, &n1);
+    else
+        share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, &m0, &m1);
+    if (m0 >= m1 || n0 >= n1) return;
+    if (g->K == 0) scale_only(g, m0, m1, n0, n1);
+    else if (dot) dot_range(g, kern, m0, m1, n0, n1);
+    else packed_range(g, kern, m0, m1, n0, n1);
+}
+
+static void gemm_job(int tid, int nthreads, void *arg) {
+    pynn_gemm_part((const struct pynn_gemm_args *)arg, tid, nthreads);
+}
 
 int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc) {
     PYNN_TRY(pynn_gemm_check(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
-    unsigned int fp_mode = pynn_flush_denormals();
-    #pragma omp parallel for schedule(static) if (M * N * K > (1 << 20))
-    for (int64_t i = 0; i < M; i++) {
-        pynn_flush_denormals();
-        float *crow = C + i * ldc;
-        for (int64_t j = 0; j < N; j++) crow[j] = beta == 0.0f ? 0.0f : beta * crow[j];
-        for (int64_t p = 0; p < K; p++) {
-            float a_ip = alpha * (trans_a ? A[p * lda + i] : A[i * lda + p]);
-            if (trans_b) {
-                for (int64_t j = 0; j < N; j++) crow[j] += a_ip * B[j * ldb + p];
-            } else {
-                const float *brow = B + p * ldb;
-                for (int64_t j = 0; j < N; j++) crow[j] += a_ip * brow[j];
-            }
-        }
-    }
-    pynn_restore_denormals(fp_mode);
+    if (M == 0 || N == 0) return PYNN_OK;
+    struct pynn_gemm_args g = {trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb,
+                               beta, C, ldc, NULL, -1};
+    unsigned fp = pynn_flush_denormals();
+    pynn_parallel(pynn_threads_for(2.0 * (double)M * (double)N * (double)K), gemm_job, &g);
+    pynn_restore_denormals(fp);
     return PYNN_OK;
 }

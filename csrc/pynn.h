@@ -107,6 +107,59 @@ int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, con
 int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int64_t H, int64_t W,
                        float sigma, float gain);
 
+/* ---- fast paths: thread pool, SIMD choice, the whole network in one call ----
+ * (runtime.c, gemm_kernels.c, net.c; pynn_gemm above runs on the same pool and kernels) */
+
+/* the kernel set the fast paths use: "avx512f", "avx2", "generic", or "auto" (the widest this
+ * CPU runs, the default). Tests use it to run every path; PYNN_ERR_ARG if the CPU lacks it. */
+int pynn_kernels_select(const char *name);
+
+enum pynn_loss_kind { PYNN_LOSS_QUADRATIC = 0, PYNN_LOSS_CROSS_ENTROPY = 1 };
+enum pynn_optim_kind { PYNN_OPT_SGD = 0, PYNN_OPT_MOMENTUM = 1, PYNN_OPT_ADAM = 2 };
+
+/* a network as the arrays its owner keeps: layer l has W[l] (sizes[l+1], sizes[l]) and b[l]
+ * (sizes[l+1]); hidden and output are enum pynn_activation, loss an enum pynn_loss_kind */
+struct pynn_net {
+    int64_t n_layers;
+    const int64_t *sizes;
+    float **W;
+    float **b;
+    int hidden;
+    int output;
+    int loss;
+};
+
+/* an optimiser's settings and state: state1[p] is momentum's velocity or Adam's m for parameter
+ * array p (in the order W0, b0, W1, b1, ...), state2[p] Adam's v; step counts the steps taken
+ * and advances by one per batch (Adam's bias correction uses it). */
+struct pynn_optimizer {
+    int kind;
+    float lr;
+    float momentum;
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;
+    int64_t step;
+    float **state1;
+    float **state2;
+};
+
+/* floats of workspace the calls below need for batches of up to `batch` rows (training != 0:
+ * pynn_net_train; else pynn_net_forward, which works through larger inputs in chunks) */
+int64_t pynn_net_workspace(const struct pynn_net *net, int64_t batch, int training);
+/* out (n, sizes[L]) = the network's output for X (n, sizes[0]): probabilities for softmax */
+int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, float *out,
+                     float *work, int64_t work_len);
+/* mini-batch training: batch k takes the rows order[k*batch .. ] of X (n, sizes[0]) and of the
+ * targets T (n, sizes[L]) (order NULL: rows in turn), runs forward, loss, backward and one
+ * optimiser step, and writes its loss to losses[k]. A batch whose loss is not finite changes
+ * nothing (no step) and ends the run; *batches_done counts the batches run, that one included. */
+int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
+                   const float *T, int64_t n, const int64_t *order, int64_t n_order,
+                   int64_t batch, double *losses, int64_t *batches_done, float *work,
+                   int64_t work_len);
+
 /* cdef end */
 
 #endif

@@ -1,38 +1,211 @@
 /*
- * runtime.c: what the kernels need to know about the machine: how many threads to use, and
- * which SIMD path the CPU runs (chosen at run time, never at build time).
+ * runtime.c: what the kernels need to know about the machine: how many threads to use, which
+ * SIMD path the CPU runs (chosen at run time, never at build time), and the small thread pool
+ * the parallel kernels run on.
+ *
+ * Why a pool of our own rather than OpenMP: libgomp's workers keep spinning after a parallel
+ * region (unless OMP_WAIT_POLICY=passive is set before it loads, which would also slow every
+ * other OpenMP library in the process), and a child forked after a parallel region hangs on its
+ * next one. This pool's workers spin for at most SPIN_NS after a job (so back-to-back products
+ * in a training loop do not pay a wake-up each) and then sleep on a condition variable, so an
+ * idle process, such as the drawing pad between strokes, uses no CPU; and a forked child starts
+ * a fresh pool. Small problems never wake the pool at all (pynn_threads_for).
  */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
-#include "internal.h"
+#include <time.h>
+#include <unistd.h>
+#include "fast.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
 
-static int num_threads = 0;   /* 0: not set yet, use all cores */
+#define MAX_THREADS 64
+#define SPIN_NS 200000L          /* how long an idle worker spins before it sleeps */
+#define MIN_FLOPS_PER_THREAD 2e6 /* below this, waking a second thread costs more than it saves */
+#define MIN_FLOPS_AWAKE 1e5      /* ... unless the workers are still spinning from the last job */
+
+static int num_threads = 0;     /* 0: not set yet, use all cores */
+
+/* ---- thread count ---- */
+
+static int cores(void) {
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
 
 int pynn_set_num_threads(int n) {
     if (n < 1 || n > 1024) return PYNN_ERR_ARG;
-    num_threads = n;
+    __atomic_store_n(&num_threads, n, __ATOMIC_RELAXED);
 #ifdef _OPENMP
-    omp_set_num_threads(n);
+    omp_set_num_threads(n);   /* the image kernels (augment.c, preprocess.c) use OpenMP */
 #endif
     return PYNN_OK;
 }
 
 int pynn_get_num_threads(void) {
-    if (num_threads > 0) return num_threads;
-#ifdef _OPENMP
-    return omp_get_num_procs();
-#else
-    return 1;
-#endif
+    int n = __atomic_load_n(&num_threads, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    n = cores();
+    return n > MAX_THREADS ? MAX_THREADS : n;
 }
 
 const char *pynn_cpu_features(void) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return "avx512f";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-#endif
-    return "generic";
+    return pynn_kernels()->name;
+}
+
+/* ---- the pool ---- */
+
+static struct {
+    pthread_mutex_t busy;        /* one job at a time; a second caller runs alone */
+    pthread_mutex_t lock;        /* guards the sleep/wake hand-off */
+    pthread_cond_t wake;
+    int workers;                 /* workers started (tids 1..workers) */
+    int sleepers;
+    unsigned generation;         /* bumped for every job */
+    pynn_job_fn fn;
+    void *arg;
+    int nthreads;
+    int remaining;               /* workers of the current job not yet done */
+    int bar_count;               /* barrier among the job's threads */
+    unsigned bar_generation;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          0, 0, 0, NULL, NULL, 0, 0, 0, 0};
+
+static long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static unsigned load_u(unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+/* spin (politely) until *p != old; after a while give the core away between looks */
+static void wait_change(unsigned *p, unsigned old) {
+    for (int spins = 0; load_u(p) == old; spins++) {
+        if (spins < 4000) cpu_relax();
+        else sched_yield();
+    }
+}
+
+static unsigned start_generation[MAX_THREADS];
+
+static void *worker_main(void *arg) {
+    int tid = (int)(intptr_t)arg;
+    /* the generation before the job that started this worker: that job is still to be run,
+     * even when this thread first runs after it was posted */
+    unsigned seen = start_generation[tid];
+    for (;;) {
+        long start = now_ns();
+        for (int spins = 0; load_u(&pool.generation) == seen; spins++) {
+            cpu_relax();
+            if ((spins & 255) == 255 && now_ns() - start > SPIN_NS) {
+                pthread_mutex_lock(&pool.lock);
+                while (load_u(&pool.generation) == seen) {
+                    pool.sleepers++;
+                    pthread_cond_wait(&pool.wake, &pool.lock);
+                    pool.sleepers--;
+                }
+                pthread_mutex_unlock(&pool.lock);
+                break;
+            }
+        }
+        seen = load_u(&pool.generation);
+        if (tid < pool.nthreads) {
+            unsigned fp = pynn_flush_denormals();
+            pool.fn(tid, pool.nthreads, pool.arg);
+            pynn_restore_denormals(fp);
+            __atomic_fetch_sub(&pool.remaining, 1, __ATOMIC_RELEASE);
+        }
+    }
+    return NULL;
+}
+
+/* a forked child has none of the parent's workers: start over */
+static void pool_after_fork(void) {
+    pthread_mutex_init(&pool.busy, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.workers = pool.sleepers = 0;
+    pool.remaining = pool.bar_count = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+/* start workers up to tid n-1; returns how many threads the pool can run now */
+static int pool_grow(int n) {
+    pthread_once(&atfork_once, register_atfork);
+    while (pool.workers < n - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        start_generation[pool.workers + 1] = pool.generation;
+        int rc = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(pool.workers + 1));
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        pool.workers++;
+    }
+    return pool.workers + 1 < n ? pool.workers + 1 : n;
+}
+
+/* Threads for a job of `flops`: sleeping workers take ~10-50 us to wake, so small jobs run
+ * alone; but while the workers are still spinning after a recent job (a training loop, a run
+ * of products), handing them half of a small product pays. The answer never changes results:
+ * every element is computed the same way whichever thread computes it. */
+int pynn_threads_for(double flops) {
+    int n = pynn_get_num_threads();
+    int awake = __atomic_load_n(&pool.workers, __ATOMIC_RELAXED) > 0 &&
+                __atomic_load_n(&pool.sleepers, __ATOMIC_RELAXED) == 0;
+    int useful = (int)(flops / (awake ? MIN_FLOPS_AWAKE : MIN_FLOPS_PER_THREAD));
+    if (useful < 1) useful = 1;
+    return n < useful ? n : useful;
+}
+
+void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
+    if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+    if (nthreads <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
+        fn(0, 1, arg);              /* alone, or another caller has the pool: run here */
+        return;
+    }
+    nthreads = pool_grow(nthreads);
+    pool.fn = fn;
+    pool.arg = arg;
+    pool.nthreads = nthreads;
+    pool.bar_count = 0;
+    __atomic_store_n(&pool.remaining, nthreads - 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&pool.lock);
+    __atomic_fetch_add(&pool.generation, 1, __ATOMIC_RELEASE);
+    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    fn(0, nthreads, arg);
+    for (int spins = 0; __atomic_load_n(&pool.remaining, __ATOMIC_ACQUIRE) > 0; spins++) {
+        if (spins < 4000) cpu_relax();
+        else sched_yield();
+    }
+    pthread_mutex_unlock(&pool.busy);
+}
+
+void pynn_barrier(int nthreads) {
+    if (nthreads <= 1) return;
+    unsigned gen = load_u(&pool.bar_generation);
+    if (__atomic_add_fetch(&pool.bar_count, 1, __ATOMIC_ACQ_REL) == nthreads) {
+        __atomic_store_n(&pool.bar_count, 0, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&pool.bar_generation, 1, __ATOMIC_RELEASE);
+    } else {
+        wait_change(&pool.bar_generation, gen);
+    }
 }

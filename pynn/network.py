@@ -8,14 +8,19 @@ in the C kernels through pynn.ops; numpy only holds the arrays.
 Shapes, with B samples in a batch: a layer's weights W are (n_out, n_in), its bias b (n_out,),
 its input a (B, n_in) one sample per row, so a batch's z = a W^T + b is (B, n_out).
 """
+import weakref
+
 import numpy as np
 
 from . import ops
-from .optim import SGD
+from .optim import SGD, Adam
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
+# each network's C view (pynn.ops.FusedNet), kept beside it rather than in it so that a
+# network still copies and pickles as plain arrays
+_FUSED_VIEWS = weakref.WeakKeyDictionary()
 MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
 
 
@@ -198,11 +203,98 @@ class Network:
     # ---- training ----
 
     def train_batch(self, X, T, optimizer):
-        """One step of gradient descent on one batch: forward, backward, update. Returns the loss."""
-        grads = self.backward_after(X, T)
-        params = [p for pair in zip(self.weights, self.biases) for p in pair]
-        optimizer.step(params, [g for pair in grads for g in pair])
+        """One step of gradient descent on one batch: forward, backward, update. Returns the loss.
+
+        A batch whose loss is NaN or Inf, or holds a NaN or Inf input, leaves the weights and
+        the optimiser untouched and returns a loss that is not finite (``fit`` then stops
+        there, with the weights of the batch before).
+
+        With SGD or Adam the whole step is one C call (csrc/net.c) that does what ``forward``,
+        ``backward`` and ``optimizer.step`` do, in the same order; another optimiser takes the
+        layer-by-layer path.
+        """
+        spec = self._fused_optimizer(optimizer)
+        if spec is None:
+            grads = self.backward_after(X, T)
+            if not all(np.isfinite(g).all() for pair in grads for g in pair):
+                self.last_loss = float("nan")        # a NaN/Inf input or overflow upstream
+            if not np.isfinite(self.last_loss):
+                return self.last_loss                # no step on a NaN or Inf loss
+            params = [p for pair in zip(self.weights, self.biases) for p in pair]
+            optimizer.step(params, [g for pair in grads for g in pair])
+            return self.last_loss
+        X = self._check_inputs(X)
+        T = self.targets(T, X.shape[0])
+        if X.shape[0] == 0:
+            raise ValueError("X is empty: a training step needs at least one sample")
+        losses = self._train_fused(X, T, None, X.shape[0], optimizer, spec)
+        self.last_loss = float(losses[0])
         return self.last_loss
+
+    def train_epoch(self, X, y, batch_size=32, optimizer=None, order=None):
+        """One pass of mini-batch training over X in ``order`` (default: the rows in turn), all
+        of it in one C call with SGD or Adam. Returns the mean loss over the samples.
+
+        What ``fit`` runs each epoch, without its bookkeeping (no accuracy pass), for loops that
+        do their own. Raises FloatingPointError when a batch's loss is not finite.
+        """
+        X = self._check_inputs(X)
+        T = self.targets(y, X.shape[0])
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if optimizer is None:
+            optimizer = SGD(lr=0.1)
+        if X.shape[0] == 0:
+            raise ValueError("X holds no samples: training needs at least one")
+        order = np.arange(X.shape[0]) if order is None else np.asarray(order, dtype=np.int64)
+        return self._epoch(X, T, order, batch_size, optimizer, 0) / max(len(order), 1)
+
+    def _epoch(self, X, T, order, batch_size, optimizer, epoch, callback=None):
+        """Train on the batches of ``order``; returns the sum over batches of loss * batch size."""
+        n = len(order)
+        total, n_batches = 0.0, (n + batch_size - 1) // batch_size
+        spec = self._fused_optimizer(optimizer) if callback is None else None
+        if spec is not None:
+            losses = self._train_fused(X, T, order, batch_size, optimizer, spec)
+        for k in range(n_batches):
+            size = min(batch_size, n - k * batch_size)
+            if spec is not None:
+                loss = float(losses[k])
+            else:
+                idx = order[k * batch_size:(k + 1) * batch_size]
+                loss = self.train_batch(X[idx], T[idx], optimizer)
+            if not np.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss} in epoch {epoch + 1}, batch {k + 1}: "
+                    f"try a lower learning rate")
+            total += loss * size
+            if callback is not None:
+                callback(epoch, k, n_batches, loss)
+        return total
+
+    # ---- the fused C path ----
+
+    def _fused(self):
+        """The C view of this network's weight arrays (pynn.ops.FusedNet), remade when the
+        arrays are replaced; it reads and updates net.weights[i] and net.biases[i] themselves."""
+        view = _FUSED_VIEWS.get(self)
+        if view is None or not view.matches(self.weights, self.biases, self.activation,
+                                            self.output, self.loss):
+            view = _FUSED_VIEWS[self] = ops.FusedNet(self.weights, self.biases, self.activation,
+                                                     self.output, self.loss)
+        return view
+
+    def _fused_optimizer(self, optimizer):
+        """(kind, settings, state) for an optimiser the C step implements; None for others."""
+        if type(optimizer) not in (SGD, Adam):
+            return None
+        return optimizer.fused([p for pair in zip(self.weights, self.biases) for p in pair])
+
+    def _train_fused(self, X, T, order, batch_size, optimizer, spec):
+        kind, hyper, state = spec
+        losses, optimizer.steps = self._fused().train(kind, hyper, state, optimizer.steps,
+                                                      X, T, order, batch_size)
+        return losses
 
     def backward_after(self, X, T):
         self.forward(X)
@@ -234,23 +326,15 @@ class Network:
             X_val = self._check_inputs(X_val)
             T_val = self.targets(y_val, X_val.shape[0])
         n = X.shape[0]
+        if n == 0:
+            raise ValueError("X holds no samples: training needs at least one")
         if history is None:
             history = {"loss": [], "accuracy": []}
             if validation is not None:
                 history.update(val_loss=[], val_accuracy=[])
         for epoch in range(start_epoch, epochs):
             order = self.rng.permutation(n) if shuffle else np.arange(n)
-            total, n_batches = 0.0, (n + batch_size - 1) // batch_size
-            for k in range(n_batches):
-                idx = order[k * batch_size:(k + 1) * batch_size]
-                loss = self.train_batch(X[idx], T[idx], optimizer)
-                if not np.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss} in epoch {epoch + 1}, batch {k + 1}: "
-                        f"try a lower learning rate")
-                total += loss * len(idx)
-                if callback is not None:
-                    callback(epoch, k, n_batches, loss)
+            total = self._epoch(X, T, order, batch_size, optimizer, epoch, callback)
             history["loss"].append(total / n)
             history["accuracy"].append(self.accuracy(X, T))
             if validation is not None:
@@ -266,9 +350,7 @@ class Network:
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""
         X = self._check_inputs(X)
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=np.float32)
-        for start in range(0, X.shape[0], batch_size):
-            out[start:start + batch_size] = self.forward(X[start:start + batch_size], keep=False)
-        return out
+        return self._fused().forward(X, out, chunk=batch_size)
 
     def predict(self, X):
         """The most likely class of every sample, (n,) int64."""

@@ -513,4 +513,158 @@ def gaussian_blur(images, sigma, gain=1.0, out=None):
     return out
 
 
+
+# ---- fast paths: the kernel set, and a whole network in one call (csrc/net.c) ----
+
+LOSS_KINDS = {"quadratic": lib.PYNN_LOSS_QUADRATIC, "cross_entropy": lib.PYNN_LOSS_CROSS_ENTROPY}
+OPTIMIZER_KINDS = {"sgd": lib.PYNN_OPT_SGD, "momentum": lib.PYNN_OPT_MOMENTUM,
+                   "adam": lib.PYNN_OPT_ADAM}
+KERNEL_SETS = ("auto", "avx512f", "avx2", "generic")
+
+
+def select_kernels(name="auto"):
+    """Run the fast kernels on one SIMD path ("avx512f", "avx2", "generic"), or on the widest
+    this CPU runs ("auto", the default). Tests use it to check every path against the reference."""
+    if name not in KERNEL_SETS:
+        raise ValueError(f"kernel set must be one of {', '.join(KERNEL_SETS)}, got {name!r}")
+    if lib.pynn_kernels_select(name.encode()) != lib.PYNN_OK:
+        raise ValueError(f"this CPU cannot run the {name} kernels")
+
+
+def _i64(a):
+    return ffi.cast("int64_t *", ffi.from_buffer(a)) if a.size else ffi.NULL
+
+
+class FusedNet:
+    """The C view of a network: pointers to the very weight and bias arrays its owner keeps.
+
+    Made once per network and reused while ``matches`` says the owner still holds the same
+    arrays (same objects, shapes, dtype, layout), so a digit's forward pass costs one check and
+    one C call. Workspaces are numpy arrays kept per batch size: no call allocates for C.
+    """
+
+    def __init__(self, weights, biases, hidden, output, loss):
+        weights, biases = list(weights), list(biases)
+        if not weights or len(weights) != len(biases):
+            raise ValueError(f"need one bias per weight matrix, got {len(weights)} and {len(biases)}")
+        sizes = [None]
+        for i, (W, b) in enumerate(zip(weights, biases)):
+            _array(f"weights[{i}]", W, ndim=2, writable=True)
+            _array(f"biases[{i}]", b, ndim=1, writable=True)
+            if sizes[-1] is not None and W.shape[1] != sizes[-1]:
+                raise ValueError(f"weights[{i}] must have {sizes[-1]} columns, got shape {W.shape}")
+            _shape(f"biases[{i}]", b, (W.shape[0],))
+            sizes[-1:] = [W.shape[1], W.shape[0]]
+        if any(s == 0 for s in sizes):
+            raise ValueError(f"every layer needs at least one unit, got widths {sizes}")
+        self.sizes = sizes
+        self.kinds = (hidden, output, loss)
+        self._arrays = tuple(weights) + tuple(biases)
+        self._shapes = tuple(a.shape for a in self._arrays)
+        self._sizes = ffi.new("int64_t[]", sizes)
+        self._W = ffi.new("float *[]", [_wptr(W) for W in weights])
+        self._b = ffi.new("float *[]", [_wptr(b) for b in biases])
+        self.c = ffi.new("struct pynn_net *", {
+            "n_layers": len(weights), "sizes": self._sizes, "W": self._W, "b": self._b,
+            "hidden": _kind(hidden), "output": _kind(output), "loss": LOSS_KINDS[loss]})
+        if lib.pynn_net_workspace(self.c, 1, 1) < 0:
+            raise ValueError(f"no fused path for hidden={hidden!r}, output={output!r}, loss={loss!r}")
+        self._work = {}
+
+    def matches(self, weights, biases, hidden, output, loss):
+        """True while the owner's arrays are still the ones this view points into, unchanged."""
+        arrays = self._arrays
+        if len(weights) + len(biases) != len(arrays) or self.kinds != (hidden, output, loss):
+            return False
+        for a, mine, shape in zip([*weights, *biases], arrays, self._shapes):
+            if a is not mine or a.shape != shape or a.dtype != np.float32 or not (
+                    a.flags.c_contiguous and a.flags.writeable):
+                return False
+        return True
+
+    def _workspace(self, rows, training):
+        key = (rows, training)
+        work = self._work.get(key)
+        if work is None:
+            if len(self._work) > 8:
+                self._work.clear()
+            work = self._work[key] = np.empty(lib.pynn_net_workspace(self.c, rows, training),
+                                              dtype=np.float32)
+        return work
+
+    def forward(self, X, out, chunk=1024):
+        """out (n, n_out) = the network's output for X (n, n_in), probabilities for softmax."""
+        _array("X", X, ndim=2)
+        n = X.shape[0]
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have {self.sizes[0]} columns, got shape {X.shape}")
+        _array("out", out, ndim=2, writable=True)
+        _shape("out", out, (n, self.sizes[-1]))
+        _no_overlap(out, X)
+        if n == 0:
+            return out
+        work = self._workspace(min(n, max(1, int(chunk))), 0)
+        _status(lib.pynn_net_forward(self.c, _ptr(X), n, _wptr(out), _wptr(work), work.size),
+                "net_forward")
+        return out
+
+    def train(self, kind, hyper, state, steps, X, T, order, batch):
+        """Batches of ``batch`` rows of X and T taken in ``order`` (int64 indices, or None for
+        the rows in turn), each a forward, backward and optimiser step in C.
+
+        kind: "sgd", "momentum" or "adam"; hyper: its settings (lr, momentum, beta1, beta2, eps,
+        weight_decay); state: per parameter array (W0, b0, W1, ...) the list of its state
+        arrays; steps: steps taken before. Returns (losses of the batches run, steps after);
+        fewer losses than batches means the last one was not finite.
+        """
+        _array("X", X, ndim=2)
+        _array("T", T, ndim=2)
+        n = X.shape[0]
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have {self.sizes[0]} columns, got shape {X.shape}")
+        _shape("T", T, (n, self.sizes[-1]))
+        if order is None:
+            n_order = n
+        else:
+            if not isinstance(order, np.ndarray) or order.dtype != np.int64 or order.ndim != 1:
+                raise TypeError("order must be a 1-D int64 numpy array")
+            order = np.ascontiguousarray(order)
+            n_order = order.size
+            if n_order and (order.min() < 0 or order.max() >= n):
+                raise ValueError(f"order must index rows 0..{n - 1}")
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        batch = int(min(batch, max(n_order, 1)))
+        params = self._arrays[:len(self._arrays) // 2]
+        params = [p for pair in zip(params, self._arrays[len(params):]) for p in pair]
+        need = {"sgd": 0, "momentum": 1, "adam": 2}[kind]
+        if len(state) != len(params) or any(len(s) < need for s in state):
+            raise ValueError(f"{kind} needs {need} state arrays for each of {len(params)} parameters")
+        slots = []
+        for j in range(need):
+            ptrs = []
+            for i, (p, s) in enumerate(zip(params, state)):
+                _array(f"state[{i}][{j}]", s[j], writable=True)
+                _shape(f"state[{i}][{j}]", s[j], p.shape)
+                ptrs.append(_wptr(s[j]))
+            slots.append(ffi.new("float *[]", ptrs))
+        opt = ffi.new("struct pynn_optimizer *", {
+            "kind": OPTIMIZER_KINDS[kind], "lr": hyper.get("lr", 0.0),
+            "momentum": hyper.get("momentum", 0.0), "beta1": hyper.get("beta1", 0.0),
+            "beta2": hyper.get("beta2", 0.0), "eps": hyper.get("eps", 1.0),
+            "weight_decay": hyper.get("weight_decay", 0.0), "step": int(steps),
+            "state1": slots[0] if need > 0 else ffi.NULL,
+            "state2": slots[1] if need > 1 else ffi.NULL})
+        n_batches = (n_order + batch - 1) // batch
+        losses = np.zeros(n_batches, dtype=np.float64)
+        done = ffi.new("int64_t *")
+        work = self._workspace(batch, 1)
+        rc = lib.pynn_net_train(self.c, opt, _ptr(X), _ptr(T), n,
+                                ffi.NULL if order is None else _i64(order), n_order, batch,
+                                ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
+                                if n_batches else ffi.NULL, done, _wptr(work), work.size)
+        _status(rc, "net_train")
+        return losses[:done[0]], int(opt.step)
+
+
 _init_threads()

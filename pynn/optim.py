@@ -50,6 +50,13 @@ class SGD(Optimizer):
         self._ensure_state(params, 1 if self.momentum > 0 else 0)
         super().step(params, grads)
 
+    def fused(self, params):
+        """What the fused C training step needs: (kind, settings, state per parameter array)."""
+        self._ensure_state(params, 1 if self.momentum > 0 else 0)
+        kind = "momentum" if self.momentum > 0 else "sgd"
+        return kind, {"lr": self.lr, "momentum": self.momentum,
+                      "weight_decay": self.weight_decay}, self.state
+
     def _update(self, i, p, g):
         if self.momentum > 0:
             ops.momentum_update(p, self.state[i][0], g, self.lr, self.momentum, self.weight_decay)
@@ -74,6 +81,12 @@ class Adam(Optimizer):
     def step(self, params, grads):
         self._ensure_state(params, 2)
         super().step(params, grads)
+
+    def fused(self, params):
+        """What the fused C training step needs: (kind, settings, state per parameter array)."""
+        self._ensure_state(params, 2)
+        return "adam", {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                        "weight_decay": self.weight_decay}, self.state
 
     def _update(self, i, p, g):
         m, v = self.state[i]

@@ -1,0 +1,72 @@
+/*
+ * fast.h: what the fast kernels share among themselves (not part of the API, which is pynn.h):
+ * the thread pool, the SIMD kernel table chosen at run time, and the blocked GEMM driver that
+ * the fused network step (net.c) calls from inside its own parallel region.
+ */
+#ifndef PYNN_FAST_H
+#define PYNN_FAST_H
+#include <stdint.h>
+#include "internal.h"
+
+/* ---- thread pool (runtime.c) ----
+ * pynn_parallel runs fn(tid, nthreads, arg) on nthreads threads (the caller is tid 0) and
+ * returns when all are done. Every thread flushes denormals while it runs a job (the caller's
+ * entry point does so for itself, with pynn_flush_denormals/pynn_restore_denormals from
+ * internal.h). Workers spin briefly after a job, then sleep on a condition
+ * variable, so an idle process burns no CPU; a forked child starts a fresh pool. */
+typedef void (*pynn_job_fn)(int tid, int nthreads, void *arg);
+void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg);
+/* a barrier among the nthreads threads of the current job (no-op for one thread) */
+void pynn_barrier(int nthreads);
+/* threads to use for a product of about `flops` floating-point operations */
+int pynn_threads_for(double flops);
+
+/* ---- micro-kernels (gemm_kernels.c) ----
+ * Blocking constants of the packed ("BLIS") path. A micro-tile of C is MR x NR; A is packed in
+ * slivers of MR rows (for each k, MR consecutive floats), B is read as rows of NR floats that
+ * are ldb apart (a packed sliver has ldb = NR; an unpacked (K,N) matrix its own row stride). */
+#define PYNN_MR 8
+#define PYNN_NR 48
+#define PYNN_KC 256
+#define PYNN_MC 128
+#define PYNN_NC 3072
+
+/* c (m x n, row stride ldc; m <= MR, n <= NR) = alpha * a_packed (MR x K) * b (K x n) + beta * c;
+ * beta == 0 never reads c. */
+typedef void (*pynn_ukernel_fn)(int64_t K, const float *a, const float *b, int64_t ldb,
+                                float *c, int64_t ldc, int m, int n, float alpha, float beta);
+/* c (m x n) = alpha * A (m x K, row stride lda) * B (n x K, row stride ldb)^T + beta * c:
+ * dot products of rows, for a product whose second operand is stored transposed (z = a W^T)
+ * and is too big to pack every call. m <= 4, n <= 6. */
+typedef void (*pynn_dotkernel_fn)(int64_t K, const float *A, int64_t lda, const float *B,
+                                  int64_t ldb, float *c, int64_t ldc, int m, int n,
+                                  float alpha, float beta);
+#define PYNN_DOT_MR 4
+#define PYNN_DOT_NR 6
+
+struct pynn_kernels {
+    const char *name;
+    pynn_ukernel_fn ukernel;
+    pynn_dotkernel_fn dotkernel;
+};
+const struct pynn_kernels *pynn_kernels(void);
+
+/* ---- the blocked GEMM driver (gemm_fast.c) ----
+ * The part of C = alpha op(A) op(B) + beta C that thread tid of nthreads owns, computed with
+ * that thread's packing buffers. Arguments are trusted (checked by the caller). Every thread of
+ * the job must call it with the same arguments. */
+struct pynn_gemm_args {
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha;
+    const float *A; int64_t lda;
+    const float *B; int64_t ldb;
+    float beta;
+    float *C; int64_t ldc;
+    /* optional epilogue, applied once the whole sum is in C: C[i,j] += bias[j], then act */
+    const float *bias;
+    int act;                  /* enum pynn_activation, elementwise kinds only; -1: none */
+};
+void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads);
+
+#endif

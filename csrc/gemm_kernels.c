@@ -1,0 +1,301 @@
+/*
+ * gemm_kernels.c: the innermost loops of the fast GEMM, one set per SIMD width, chosen when the
+ * library first runs (never at build time: no -march=native, each function carries its own
+ * target attribute and only runs on a CPU that reports the feature).
+ *
+ * Two kinds of kernel:
+ *  - the micro-kernel of the packed path (Goto/BLIS): an MR x NR tile of C held in registers,
+ *    updated with one rank-1 product per k: MR broadcasts of packed A times NR floats of a row
+ *    of B. On AVX-512, 8 x 48 = 24 accumulators of 16 floats, 3 loads of B and 8 broadcasts per
+ *    24 fused multiply-adds.
+ *  - the dot kernel, for z = a W^T with the weights W (N,K) stored row by row: 4 rows of a
+ *    against 6 rows of W, 24 accumulators running along K, summed across lanes at the end.
+ *    It reads W where it lies, which for a batch of 64 is cheaper than packing (transposing) it.
+ * Edges (m < MR, n < NR, K not a multiple of 16) use masked loads and stores, so nothing outside
+ * the matrices is read or written.
+ */
+#include <string.h>
+#include "fast.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define PYNN_X86 1
+#include <immintrin.h>
+#endif
+
+/* ---------------- portable C: the compiler vectorises for the baseline ISA ---------------- */
+
+static void ukernel_generic(int64_t K, const float *a, const float *b, int64_t ldb,
+                            float *c, int64_t ldc, int m, int n, float alpha, float beta) {
+    float acc[PYNN_MR][PYNN_NR];
+    memset(acc, 0, sizeof(acc));
+    for (int64_t p = 0; p < K; p++) {
+        const float *a_p = a + p * PYNN_MR, *b_p = b + p * ldb;
+        for (int r = 0; r < PYNN_MR; r++)
+            for (int j = 0; j < n; j++) acc[r][j] += a_p[r] * b_p[j];
+    }
+    for (int r = 0; r < m; r++) {
+        float *crow = c + r * ldc;
+        for (int j = 0; j < n; j++)
+            crow[j] = alpha * acc[r][j] + (beta == 0.0f ? 0.0f : beta * crow[j]);
+    }
+}
+
+static void dotkernel_generic(int64_t K, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float *c, int64_t ldc, int m, int n,
+                              float alpha, float beta) {
+    for (int r = 0; r < m; r++) {
+        const float *arow = A + r * lda;
+        for (int j = 0; j < n; j++) {
+            const float *brow = B + j * ldb;
+            float s[8] = {0};   /* eight partial sums, so the compiler can vectorise */
+            int64_t p = 0;
+            for (; p + 8 <= K; p += 8)
+                for (int l = 0; l < 8; l++) s[l] += arow[p + l] * brow[p + l];
+            for (; p < K; p++) s[0] += arow[p] * brow[p];
+            float dot = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+            float *cij = c + r * ldc + j;
+            *cij = alpha * dot + (beta == 0.0f ? 0.0f : beta * *cij);
+        }
+    }
+}
+
+static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic};
+
+#ifdef PYNN_X86
+/* ---------------- AVX2 + FMA: 8 floats a vector ----------------
+ * 16 registers do not hold an 8 x 48 tile, so the tile is done as six 4 x 16 pieces
+ * (8 accumulators each); the packed slivers stay in L1 between the pieces. */
+#define TGT_AVX2 __attribute__((target("avx2,fma")))
+
+TGT_AVX2 static inline __m256 mask8(int n) {   /* lanes < n set */
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
+}
+
+TGT_AVX2 static void ukernel_avx2(int64_t K, const float *a, const float *b, int64_t ldb,
+                                  float *c, int64_t ldc, int m, int n, float alpha, float beta) {
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        __m256 m0 = mask8(n - j0), m1 = mask8(n - j0 - 8);
+        for (int r0 = 0; r0 < m; r0 += 4) {
+            __m256 acc[4][2];
+            for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+            const float *a_p = a + r0, *b_p = b + j0;
+            for (int64_t p = 0; p < K; p++, a_p += PYNN_MR, b_p += ldb) {
+                __m256 b0 = _mm256_maskload_ps(b_p, _mm256_castps_si256(m0));
+                __m256 b1 = _mm256_maskload_ps(b_p + 8, _mm256_castps_si256(m1));
+                for (int r = 0; r < 4; r++) {
+                    __m256 ar = _mm256_broadcast_ss(a_p + r);
+                    acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+                }
+            }
+            __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+            for (int r = 0; r < 4 && r0 + r < m; r++) {
+                float *crow = c + (r0 + r) * ldc + j0;
+                __m256 mk[2] = {m0, m1};
+                for (int v = 0; v < 2; v++) {
+                    __m256i mi = _mm256_castps_si256(mk[v]);
+                    __m256 out = _mm256_mul_ps(va, acc[r][v]);
+                    if (beta != 0.0f)
+                        out = _mm256_fmadd_ps(vb, _mm256_maskload_ps(crow + 8 * v, mi), out);
+                    _mm256_maskstore_ps(crow + 8 * v, mi, out);
+                }
+            }
+        }
+    }
+}
+
+TGT_AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 2 rows of A against 3 rows of B at a time: 6 accumulators */
+TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, const float *B,
+                                    int64_t ldb, float *c, int64_t ldc, int m, int n,
+                                    float alpha, float beta) {
+    for (int r0 = 0; r0 < m; r0 += 2) {
+        for (int j0 = 0; j0 < n; j0 += 3) {
+            const float *ar[2], *br[3];
+            for (int r = 0; r < 2; r++) ar[r] = A + (r0 + r < m ? r0 + r : r0) * lda;
+            for (int j = 0; j < 3; j++) br[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
+            __m256 acc[2][3];
+            for (int r = 0; r < 2; r++) for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_ps();
+            int64_t p = 0;
+            for (; p < K; p += 8) {
+                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
+                __m256 av[2], bv[3];
+                for (int r = 0; r < 2; r++) av[r] = _mm256_maskload_ps(ar[r] + p, mk);
+                for (int j = 0; j < 3; j++) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
+                for (int r = 0; r < 2; r++)
+                    for (int j = 0; j < 3; j++) acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
+            }
+            for (int r = 0; r < 2 && r0 + r < m; r++)
+                for (int j = 0; j < 3 && j0 + j < n; j++) {
+                    float *cij = c + (r0 + r) * ldc + j0 + j;
+                    *cij = alpha * hsum256(acc[r][j]) + (beta == 0.0f ? 0.0f : beta * *cij);
+                }
+        }
+    }
+}
+
+static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2};
+
+/* ---------------- AVX-512: 16 floats a vector ---------------- */
+#define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+
+TGT_AVX512 static inline __mmask16 mask16(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* the k loop of the 8 x 48 tile; `full` is a compile-time constant after inlining, so the
+ * common full-width tile runs with plain loads */
+TGT_AVX512 static inline __attribute__((always_inline)) void
+ukernel_avx512_loop(int64_t K, const float *a, const float *b, int64_t ldb, __m512 acc[8][3],
+                    __mmask16 k0, __mmask16 k1, __mmask16 k2, int full) {
+    for (int64_t p = 0; p < K; p++, a += PYNN_MR, b += ldb) {
+        __m512 b0, b1, b2;
+        if (full) {
+            b0 = _mm512_loadu_ps(b); b1 = _mm512_loadu_ps(b + 16); b2 = _mm512_loadu_ps(b + 32);
+        } else {
+            b0 = _mm512_maskz_loadu_ps(k0, b);
+            b1 = _mm512_maskz_loadu_ps(k1, b + 16);
+            b2 = _mm512_maskz_loadu_ps(k2, b + 32);
+        }
+        for (int r = 0; r < 8; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
+        }
+    }
+}
+
+TGT_AVX512 static void ukernel_avx512(int64_t K, const float *a, const float *b, int64_t ldb,
+                                      float *c, int64_t ldc, int m, int n, float alpha, float beta) {
+    __m512 acc[8][3];
+    for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    __mmask16 k[3] = {mask16(n), mask16(n - 16), mask16(n - 32)};
+    if (n == PYNN_NR) ukernel_avx512_loop(K, a, b, ldb, acc, k[0], k[1], k[2], 1);
+    else ukernel_avx512_loop(K, a, b, ldb, acc, k[0], k[1], k[2], 0);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < m; r++) {
+        float *crow = c + r * ldc;
+        for (int v = 0; v < 3; v++) {
+            __m512 out = _mm512_mul_ps(va, acc[r][v]);
+            if (beta != 0.0f)
+                out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k[v], crow + 16 * v), out);
+            _mm512_mask_storeu_ps(crow + 16 * v, k[v], out);
+        }
+    }
+}
+
+/* sums of the 16 lanes of each of 4 vectors, as the 4 lanes of one 128-bit vector */
+TGT_AVX512 static inline __m128 hsum4_512(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+    __m256 s0 = _mm256_add_ps(_mm512_castps512_ps256(v0), _mm512_extractf32x8_ps(v0, 1));
+    __m256 s1 = _mm256_add_ps(_mm512_castps512_ps256(v1), _mm512_extractf32x8_ps(v1, 1));
+    __m256 s2 = _mm256_add_ps(_mm512_castps512_ps256(v2), _mm512_extractf32x8_ps(v2, 1));
+    __m256 s3 = _mm256_add_ps(_mm512_castps512_ps256(v3), _mm512_extractf32x8_ps(v3, 1));
+    __m256 h01 = _mm256_hadd_ps(s0, s1), h23 = _mm256_hadd_ps(s2, s3);
+    __m256 h = _mm256_hadd_ps(h01, h23);   /* lanes: 0 1 2 3 (low half) | 0 1 2 3 (high half) */
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* the dot kernel with MR_ rows of A (a compile-time constant after inlining) and 6 rows of B.
+ * Rows of B past n point at row 0, so they are read safely and their sums dropped. */
+TGT_AVX512 static inline __attribute__((always_inline)) void
+dotkernel_avx512_rows(const int MR_, int64_t K, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float *c, int64_t ldc, int n, float alpha, float beta) {
+    const float *br[6];
+    for (int j = 0; j < 6; j++) br[j] = B + (j < n ? j : 0) * ldb;
+    __m512 acc[4][6];
+    for (int r = 0; r < MR_; r++)
+        for (int j = 0; j < 6; j++) acc[r][j] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 16 <= K; p += 16) {
+        __m512 bv[6];
+        for (int j = 0; j < 6; j++) bv[j] = _mm512_loadu_ps(br[j] + p);
+        for (int r = 0; r < MR_; r++) {
+            __m512 av = _mm512_loadu_ps(A + r * lda + p);
+            for (int j = 0; j < 6; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    if (p < K) {
+        __mmask16 km = mask16((int)(K - p));
+        __m512 bv[6];
+        for (int j = 0; j < 6; j++) bv[j] = _mm512_maskz_loadu_ps(km, br[j] + p);
+        for (int r = 0; r < MR_; r++) {
+            __m512 av = _mm512_maskz_loadu_ps(km, A + r * lda + p);
+            for (int j = 0; j < 6; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    __mmask8 kn = (__mmask8)((1u << n) - 1);
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    for (int r = 0; r < MR_; r++) {
+        __m128 lo = hsum4_512(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        __m128 hi = hsum4_512(acc[r][4], acc[r][5], _mm512_setzero_ps(), _mm512_setzero_ps());
+        __m256 s = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        float *crow = c + r * ldc;
+        __m256 out = _mm256_mul_ps(va, s);
+        if (beta != 0.0f) out = _mm256_fmadd_ps(vb, _mm256_maskz_loadu_ps(kn, crow), out);
+        _mm256_mask_storeu_ps(crow, kn, out);
+    }
+}
+
+TGT_AVX512
+static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float *B,
+                             int64_t ldb, float *c, int64_t ldc, int m, int n,
+                             float alpha, float beta) {
+    switch (m) {
+    case 4: dotkernel_avx512_rows(4, K, A, lda, B, ldb, c, ldc, n, alpha, beta); break;
+    case 3: dotkernel_avx512_rows(3, K, A, lda, B, ldb, c, ldc, n, alpha, beta); break;
+    case 2: dotkernel_avx512_rows(2, K, A, lda, B, ldb, c, ldc, n, alpha, beta); break;
+    default: dotkernel_avx512_rows(1, K, A, lda, B, ldb, c, ldc, n, alpha, beta); break;
+    }
+}
+
+static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512};
+#endif
+
+/* ---------------- the choice ---------------- */
+
+static const struct pynn_kernels *chosen = NULL;
+
+/* the widest set this CPU runs, or the one asked for by name (tests use it to exercise every
+ * path); NULL or "auto" goes back to the widest. Asking for one the CPU lacks is an error. */
+int pynn_kernels_select(const char *name) {
+    const struct pynn_kernels *best = &kernels_generic;
+#ifdef PYNN_X86
+    __builtin_cpu_init();
+    int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
+                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (has_avx512) best = &kernels_avx512;
+    else if (has_avx2) best = &kernels_avx2;
+    if (name != NULL && strcmp(name, "avx512f") == 0) {
+        if (!has_avx512) return PYNN_ERR_ARG;
+        best = &kernels_avx512;
+    } else if (name != NULL && strcmp(name, "avx2") == 0) {
+        if (!has_avx2) return PYNN_ERR_ARG;
+        best = &kernels_avx2;
+    } else
+#endif
+    if (name != NULL && strcmp(name, "generic") == 0) {
+        best = &kernels_generic;
+    } else if (name != NULL && strcmp(name, "auto") != 0 && strcmp(name, best->name) != 0) {
+        return PYNN_ERR_ARG;
+    }
+    __atomic_store_n(&chosen, best, __ATOMIC_RELEASE);
+    return PYNN_OK;
+}
+
+const struct pynn_kernels *pynn_kernels(void) {
+    const struct pynn_kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (k == NULL) {
+        pynn_kernels_select(NULL);
+        k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    }
+    return k;
+}

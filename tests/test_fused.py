@@ -1,0 +1,228 @@
+"""The fused C network step (csrc/net.c) against the readable Python path.
+
+The reference is what a student would write with the layer-by-layer methods: for each batch,
+``net.gradients`` (forward then backward) and ``optimizer.step``. ``fit``, ``train_epoch`` and
+``train_batch`` run the whole step in C; they must land on the same weights, for every hidden
+activation, output, loss and optimiser, give the same answers run after run, and read the very
+arrays in ``net.weights`` / ``net.biases``.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import ops
+from pynn.network import HIDDEN, LOSSES, OUTPUTS
+from pynn.optim import SGD, Adam
+
+COMBOS = [(h, o, l) for h, o, l in itertools.product(HIDDEN, OUTPUTS, LOSSES)
+          if not (l == "cross_entropy" and o == "linear")]
+OPTIMIZERS = {
+    "sgd": lambda: SGD(lr=0.05, weight_decay=0.01),
+    "momentum": lambda: SGD(lr=0.03, momentum=0.9, weight_decay=0.001),
+    "adam": lambda: Adam(lr=0.005, weight_decay=0.001),
+}
+
+
+def data(n=150, n_in=12, n_out=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_in)).astype(np.float32)
+    y = (np.abs(X[:, :n_out]).argmax(axis=1)).astype(np.int64)
+    return X, y
+
+
+def reference_fit(net, X, y, epochs, batch_size, optimizer):
+    """Mini-batch training the layer-by-layer way, batches drawn as fit draws them."""
+    T = net.targets(y, len(X))
+    for _ in range(epochs):
+        order = net.rng.permutation(len(X))
+        for k in range(0, len(X), batch_size):
+            idx = order[k:k + batch_size]
+            grads = net.gradients(X[idx], T[idx])
+            params = [p for pair in zip(net.weights, net.biases) for p in pair]
+            optimizer.step(params, [g for pair in grads for g in pair])
+
+
+def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
+    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("hidden,output,loss", COMBOS)
+def test_fused_fit_lands_on_the_weights_of_the_python_path(hidden, output, loss, opt):
+    X, y = data()
+    sizes = [12, 9, 7, 5]
+    fused = pynn.Network(sizes, hidden, output, loss, seed=4)
+    ref = pynn.Network(sizes, hidden, output, loss, seed=4)
+    o_fused, o_ref = OPTIMIZERS[opt](), OPTIMIZERS[opt]()
+    history = fused.fit(X, y, epochs=2, batch_size=16, optimizer=o_fused)
+    reference_fit(ref, X, y, 2, 16, o_ref)
+    assert_same_weights(fused, ref)
+    assert o_fused.steps == o_ref.steps == 2 * 10
+    for s_f, s_r in zip(o_fused.state, o_ref.state):
+        for a, b in zip(s_f, s_r):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+
+
+@pytest.mark.parametrize("B", [1, 5, 64])
+def test_train_batch_matches_gradients_then_step(B):
+    X, y = data(n=64, n_in=30, n_out=10)
+    fused, ref = pynn.Network([30, 40, 10], seed=1), pynn.Network([30, 40, 10], seed=1)
+    o_f, o_r = SGD(lr=0.1, momentum=0.5), SGD(lr=0.1, momentum=0.5)
+    for k in range(3):
+        Xb, yb = X[:B], y[(k * 7) % 5:(k * 7) % 5 + B] if B <= 59 else y[:B]
+        loss = fused.train_batch(Xb, fused.targets(yb, B), o_f)
+        grads = ref.gradients(Xb, yb)
+        ref_loss = ref.last_loss
+        params = [p for pair in zip(ref.weights, ref.biases) for p in pair]
+        o_r.step(params, [g for pair in grads for g in pair])
+        assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert_same_weights(fused, ref)
+
+
+def test_a_large_network_on_two_threads_matches_and_repeats():
+    # big enough for the pool and the packed GEMM path: 784-300-10, batches of 64
+    rng = np.random.default_rng(3)
+    X = rng.random((256, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 256)
+    before = ops.get_num_threads()
+    runs = []
+    try:
+        for nt in (2, 2, 1):
+            ops.set_num_threads(nt)
+            net = pynn.Network([784, 300, 10], seed=0)
+            net.fit(X, y, epochs=1, batch_size=64, optimizer=SGD(lr=0.05, momentum=0.9))
+            runs.append(net)
+        ops.set_num_threads(2)
+        ref = pynn.Network([784, 300, 10], seed=0)
+        reference_fit(ref, X, y, 1, 64, SGD(lr=0.05, momentum=0.9))
+    finally:
+        ops.set_num_threads(before)
+    for other in runs[1:]:            # same thread count, and even another one: same bits
+        for a, b in zip(runs[0].weights + runs[0].biases, other.weights + other.biases):
+            np.testing.assert_array_equal(a, b)
+    assert_same_weights(runs[0], ref)
+
+
+def test_callback_path_matches_and_is_called_every_batch():
+    X, y = data()
+    calls = []
+    a, b = pynn.Network([12, 8, 5], seed=2), pynn.Network([12, 8, 5], seed=2)
+    a.fit(X, y, epochs=2, batch_size=32, optimizer=SGD(lr=0.1),
+          callback=lambda *args: calls.append(args))
+    b.fit(X, y, epochs=2, batch_size=32, optimizer=SGD(lr=0.1))
+    assert [c[:3] for c in calls] == [(e, k, 5) for e in range(2) for k in range(5)]
+    assert_same_weights(a, b, rtol=0, atol=0)
+
+
+def test_train_epoch_is_fit_without_the_bookkeeping():
+    X, y = data()
+    a, b = pynn.Network([12, 8, 5], seed=2), pynn.Network([12, 8, 5], seed=2)
+    h = a.fit(X, y, epochs=1, batch_size=10, optimizer=Adam(lr=0.01))
+    loss = b.train_epoch(X, y, 10, Adam(lr=0.01), order=b.rng.permutation(len(X)))
+    assert loss == pytest.approx(h["loss"][0], rel=1e-12)
+    assert_same_weights(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        b.train_epoch(X, y, 0)
+
+
+def test_the_fused_path_reads_the_arrays_the_user_changes():
+    X, y = data()
+    net = pynn.Network([12, 8, 5], seed=0)
+    net.predict_proba(X[:3])
+    net.weights[0][:] = 0.0                          # changed in place
+    net.biases[1][:] = np.arange(5, dtype=np.float32)
+    p = net.predict_proba(X[:3])
+    np.testing.assert_allclose(p, np.tile(ops.softmax(net.biases[1].copy()), (3, 1)), rtol=1e-6)
+    net.weights[1] = np.zeros((5, 8), np.float32)     # replaced by another array
+    net.biases[1] = np.zeros(5, np.float32)
+    np.testing.assert_allclose(net.predict_proba(X[:2]), 0.2, rtol=1e-6)
+    net.biases[0][:] = 1.0                            # hidden units all on
+    net.train_batch(X[:4], y[:4], SGD(lr=0.1))
+    assert np.any(net.weights[1] != 0.0)              # the new array was trained
+    net.weights[0] = np.zeros((8, 12), np.float64)
+    with pytest.raises(TypeError, match=r"weights\[0\]"):
+        net.predict_proba(X[:1])
+
+
+@pytest.mark.parametrize("hidden,output,loss", COMBOS)
+def test_predict_proba_is_the_forward_pass(hidden, output, loss):
+    X, _ = data(n=300)
+    net = pynn.Network([12, 20, 5], hidden, output, loss, seed=1)
+    want = net.forward(X, keep=False)
+    np.testing.assert_allclose(net.predict_proba(X), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net.predict_proba(X, batch_size=7), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net.predict_proba(X[0]), want[:1], rtol=1e-5, atol=1e-5)
+    assert net.predict_proba(X[:0]).shape == (0, 5)
+
+
+def test_a_diverging_run_names_epoch_and_batch():
+    X, y = data()
+    X = X * 1e18
+    for callback in (None, lambda *a: None):         # the one-call epoch and the batch loop
+        net = pynn.Network([12, 8, 5], "linear", "linear", "quadratic", seed=0)
+        with pytest.raises(FloatingPointError, match=r"in epoch 1, batch \d+"):
+            net.fit(X, y, epochs=2, batch_size=16, optimizer=SGD(lr=1.0), callback=callback)
+        for w in net.weights + net.biases:          # the last good batch's weights
+            assert np.isfinite(w).all()
+
+
+@pytest.mark.parametrize("optimizer", [SGD(lr=0.1, momentum=0.9), Adam(lr=0.01)],
+                         ids=["momentum", "adam"])
+def test_a_batch_with_a_nan_input_takes_no_step(optimizer):
+    X, y = data(n=8)
+    X[3, 2] = np.nan
+    for opt in (optimizer, type("Mine", (type(optimizer),), {})(lr=0.1)):  # fused, then Python
+        net = pynn.Network([12, 8, 5], seed=0)
+        net.train_batch(X[:2], y[:2], opt)
+        before, steps = [w.copy() for w in net.weights + net.biases], opt.steps
+        assert not np.isfinite(net.train_batch(X[:4], y[:4], opt))
+        assert opt.steps == steps
+        for w, b in zip(net.weights + net.biases, before):
+            np.testing.assert_array_equal(w, b)
+
+
+def test_other_optimisers_take_the_python_path():
+    class Halved(SGD):                               # a user's own optimiser
+        def _update(self, i, p, g):
+            super()._update(i, p, g * np.float32(0.5))
+    X, y = data()
+    a, b = pynn.Network([12, 8, 5], seed=0), pynn.Network([12, 8, 5], seed=0)
+    a.fit(X, y, epochs=1, batch_size=16, optimizer=Halved(lr=0.1))
+    b.fit(X, y, epochs=1, batch_size=16, optimizer=SGD(lr=0.05))
+    assert_same_weights(a, b)
+
+
+def test_fused_net_checks_what_crosses():
+    W0, b0 = np.zeros((4, 3), np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"biases\[0\]"):
+        ops.FusedNet([W0], [np.zeros(5, np.float32)], "relu", "softmax", "cross_entropy")
+    with pytest.raises(ValueError, match=r"weights\[1\]"):
+        ops.FusedNet([W0, np.zeros((2, 5), np.float32)], [b0, np.zeros(2, np.float32)],
+                     "relu", "softmax", "cross_entropy")
+    view = ops.FusedNet([W0], [b0], "relu", "softmax", "cross_entropy")
+    X = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="out"):
+        view.forward(X, np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="order"):
+        view.train("sgd", {"lr": 0.1}, [[], []], 0, X, np.zeros((2, 4), np.float32),
+                   np.array([0, 2]), 1)
+    with pytest.raises(ValueError, match="state"):
+        view.train("momentum", {"lr": 0.1}, [[], []], 0, X, np.zeros((2, 4), np.float32), None, 1)
+
+
+def test_a_trained_network_still_copies_and_pickles():
+    import copy
+    import pickle
+    X, y = data()
+    net = pynn.Network([12, 8, 5], seed=0)
+    net.fit(X, y, epochs=1, optimizer=SGD(lr=0.1, momentum=0.9))
+    p = net.predict_proba(X)
+    for twin in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        np.testing.assert_array_equal(twin.predict_proba(X), p)
+        twin.weights[0][:] = 0.0                     # its own arrays, not the original's
+        assert not np.array_equal(twin.predict_proba(X), p)
+    np.testing.assert_array_equal(net.predict_proba(X), p)

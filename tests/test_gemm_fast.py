@@ -1,0 +1,175 @@
+"""The fast GEMM (csrc/gemm_fast.c, gemm_kernels.c) against the readable one (gemm.c).
+
+Shapes are chosen to land on every edge of the blocking: sizes of 1, one either side of the
+micro-tile (MR = 8, NR = 48), of the dot kernel's tile (4 x 6), of the K slice (KC = 256), of
+the dot path's largest batch (256) and of the row block (1024); primes; every transpose;
+alpha and beta including beta = 0 over a C full of NaN (which must never be read); row strides
+longer than the rows. Each SIMD path the CPU runs is checked, with one thread and with two.
+"""
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from pynn import ops
+from pynn._pynn import ffi, lib
+
+KERNELS = [k for k in ("avx512f", "avx2", "generic")
+           if lib.pynn_kernels_select(k.encode()) == lib.PYNN_OK]
+lib.pynn_kernels_select(b"auto")
+
+MR, NR, KC, DOT_MR, DOT_NR = 8, 48, 256, 4, 6
+
+# (M, N, K): the tile edges, the K slice, the dot path's limit, primes
+SHAPES = [
+    (1, 1, 1), (1, 1, 7), (2, 3, 1), (1, 128, 784), (MR - 1, NR - 1, 5), (MR, NR, KC),
+    (MR + 1, NR + 1, KC + 1), (DOT_MR + 1, DOT_NR + 1, 17), (DOT_MR - 1, DOT_NR - 1, 15),
+    (13, 97, 31), (64, 50, KC - 1), (10, 800, 33), (2 * MR + 3, 3 * NR + 5, 2 * KC + 3),
+    (257, 20, 40), (256, 7, 16), (1030, 3, 5), (3, 1030, 9), (5, 7, 0), (0, 4, 3), (4, 0, 3),
+]
+
+
+@pytest.fixture(params=KERNELS)
+def kernels(request):
+    ops.select_kernels(request.param)
+    yield request.param
+    ops.select_kernels("auto")
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    before = ops.get_num_threads()
+    ops.set_num_threads(request.param)
+    yield request.param
+    ops.set_num_threads(before)
+
+
+def _ptr(a):
+    return ffi.cast("float *", ffi.from_buffer(a)) if a.size else ffi.NULL
+
+
+def run_both(ta, tb, M, N, K, alpha, beta, rng, pad=(0, 0, 0)):
+    """C from pynn_gemm and from pynn_gemm_ref, with operands stored in wider arrays (row
+    strides = width + pad) so leading dimensions differ from the row lengths."""
+    ar, ac = (K, M) if ta else (M, K)
+    br, bc = (N, K) if tb else (K, N)
+    A = rng.standard_normal((ar, ac + pad[0])).astype(np.float32)
+    B = rng.standard_normal((br, bc + pad[1])).astype(np.float32)
+    C = rng.standard_normal((M, N + pad[2])).astype(np.float32)
+    if beta == 0.0:
+        C[:, :N] = np.nan            # beta = 0: C is written, never read
+    outs = []
+    for fn in (lib.pynn_gemm, lib.pynn_gemm_ref):
+        c = C.copy()
+        rc = fn(ta, tb, M, N, K, alpha, _ptr(A), A.shape[1], _ptr(B), B.shape[1], beta,
+                _ptr(c), c.shape[1])
+        assert rc == lib.PYNN_OK
+        outs.append(c)
+    fast, ref = outs
+    # the columns past N belong to nobody: untouched
+    np.testing.assert_array_equal(fast[:, N:], C[:, N:])
+    opA = (A[:, :ac].T if ta else A[:, :ac]).astype(np.float64)
+    opB = (B[:, :bc].T if tb else B[:, :bc]).astype(np.float64)
+    scale = np.abs(alpha) * (np.abs(opA) @ np.abs(opB)) + (0 if beta == 0 else abs(beta) * np.abs(C[:, :N]))
+    return fast[:, :N], ref[:, :N], scale
+
+
+def assert_close(fast, ref, scale, K):
+    tol = 4 * (K + 2) * np.finfo(np.float32).eps * scale + 1e-30
+    assert np.all(np.isfinite(fast)), "NaN from C leaked into a beta = 0 product"
+    assert np.all(np.abs(fast - ref) <= tol), np.max(np.abs(fast - ref) / np.maximum(tol, 1e-30))
+
+
+@pytest.mark.parametrize("trans", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])
+@pytest.mark.parametrize("M,N,K", SHAPES)
+def test_fast_matches_reference_on_every_edge(kernels, threads, trans, M, N, K):
+    rng = np.random.default_rng(M * 10007 + N * 101 + K)
+    for alpha, beta in ((1.0, 0.0), (-0.5, 1.5)):
+        fast, ref, scale = run_both(*trans, M, N, K, alpha, beta, rng)
+        assert_close(fast, ref, scale, K)
+
+
+@pytest.mark.parametrize("trans", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])
+def test_leading_dimensions_longer_than_rows(kernels, trans):
+    rng = np.random.default_rng(5)
+    for M, N, K in ((9, 49, 257), (5, 7, 3), (70, 100, 20)):
+        fast, ref, scale = run_both(*trans, M, N, K, 0.75, 0.5, rng, pad=(3, 5, 2))
+        assert_close(fast, ref, scale, K)
+        fast, ref, scale = run_both(*trans, M, N, K, 1.0, 0.0, rng, pad=(1, 16, 7))
+        assert_close(fast, ref, scale, K)
+
+
+def test_empty_sum_scales_c():
+    # K = 0: C = beta * C, and beta = 0 gives zeros even over NaN
+    a, b = np.zeros((3, 0), np.float32), np.zeros((0, 5), np.float32)
+    c = np.full((3, 5), 2.0, np.float32)
+    ops.gemm(a, b, c, beta=0.5)
+    np.testing.assert_array_equal(c, 1.0)
+    c[:] = np.nan
+    ops.gemm(a, b, c, beta=0.0)
+    np.testing.assert_array_equal(c, 0.0)
+
+
+@pytest.mark.parametrize("M,N,K,ta,tb", [(64, 800, 784, 0, 1), (800, 784, 64, 1, 0),
+                                         (64, 784, 800, 0, 0), (300, 260, 270, 1, 1)])
+def test_network_shapes_against_numpy_float64(M, N, K, ta, tb):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    c = ops.matmul(a, b, trans_a=ta, trans_b=tb)
+    want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(2)
+    before = ops.get_num_threads()
+    try:
+        for M, N, K, ta, tb in ((64, 800, 784, 0, 1), (800, 784, 64, 1, 0), (333, 517, 300, 0, 0),
+                                (1100, 60, 70, 1, 1)):
+            a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+            b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+            got = []
+            for nt in (1, 2, 3, 2):
+                ops.set_num_threads(nt)
+                got.append(ops.matmul(a, b, trans_a=ta, trans_b=tb))
+            for g in got[1:]:
+                np.testing.assert_array_equal(g, got[0])
+    finally:
+        ops.set_num_threads(before)
+
+
+def test_unknown_or_unsupported_kernel_set_is_refused():
+    with pytest.raises(ValueError, match="kernel set"):
+        ops.select_kernels("sse9")
+    assert lib.pynn_kernels_select(b"no-such-set") == lib.PYNN_ERR_ARG
+    assert ops.cpu_features() in ("avx512f", "avx2", "generic")
+
+
+def _child_product(q):
+    a = np.ones((300, 400), np.float32)
+    q.put(float(ops.matmul(a, a, trans_b=True)[0, 0]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_working_pool():
+    # the parent's pool has run (two threads); the child has none of its workers and must
+    # start its own rather than wait for them
+    before = ops.get_num_threads()
+    ops.set_num_threads(2)
+    try:
+        a = np.ones((300, 400), np.float32)
+        ops.matmul(a, a, trans_b=True)
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_product, args=(q,))
+        p.start()
+        p.join(60)
+        alive = p.is_alive()
+        if alive:
+            p.kill()
+        assert not alive, "the forked child hung in the thread pool"
+        assert q.get(timeout=5) == 400.0
+    finally:
+        ops.set_num_threads(before)
