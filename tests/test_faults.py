@@ -71,7 +71,9 @@ def test_a_process_killed_while_saving_leaves_a_whole_file(tmp_path, what):
     assert last >= 1
     # the kills did land mid-save: each such one leaves its temporary file behind
     directory = target.parent if what == "model" else target
-    assert any(name.endswith(".tmp") for name in os.listdir(directory))
+    mid_save = sum(name.endswith(".tmp") for name in os.listdir(directory))
+    print(f"{what}: {mid_save} of 12 kills landed mid-save; the file loaded whole after each")
+    assert mid_save > 0
 
 
 def data(n=240, n_in=12, classes=3, seed=1):
