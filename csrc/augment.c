@@ -23,6 +23,13 @@ static int check_stack(const void *out, const void *inp, int64_t n, int64_t H, i
 /* img (H,W) at the real point (y,x) in pixel units, bilinear between pixel centres, 0 outside */
 static inline float bilinear(const float *img, int64_t H, int64_t W, float y, float x) {
     float fy = y - 0.5f, fx = x - 0.5f;
+    if (fy >= 0.0f && fx >= 0.0f && fy < (float)(H - 1) && fx < (float)(W - 1)) {
+        /* all four neighbours inside: the common case, without a test per neighbour */
+        int64_t r = (int64_t)fy, c = (int64_t)fx;
+        float ty = fy - (float)r, tx = fx - (float)c;
+        const float *p = img + r * W + c;
+        return (1.0f - ty) * ((1.0f - tx) * p[0] + tx * p[1]) + ty * ((1.0f - tx) * p[W] + tx * p[W + 1]);
+    }
     if (!(fy > -1.0f && fy < (float)H && fx > -1.0f && fx < (float)W)) return 0.0f;
     int64_t r = (int64_t)floorf(fy), c = (int64_t)floorf(fx);
     float ty = fy - (float)r, tx = fx - (float)c;
@@ -41,30 +48,39 @@ static inline float bilinear(const float *img, int64_t H, int64_t W, float y, fl
 /* out (n,H,W): out_k at pixel centre (y,x) is inp_k at the point
  *     u = m[0]*x + m[1]*y + m[2] + dx_k(y,x),   v = m[3]*x + m[4]*y + m[5] + dy_k(y,x)
  * with m = mats + 6k (x horizontal, y down, pixel units), bilinear, 0 outside the image. dx and
- * dy are (n,H,W) displacement fields, or both NULL for a purely affine warp. out must not
- * overlap inp. */
+ * dy are (n,fh,fw) displacement fields, or both NULL for a purely affine warp; a field coarser
+ * than the image (fh < H) is read bilinearly at the pixel's place in it, (y*fh/H, x*fw/W), so
+ * a smooth field can be made on a coarse grid. out must not overlap inp. */
 int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
-              const float *dx, const float *dy) {
+              const float *dx, const float *dy, int64_t fh, int64_t fw) {
     int64_t size;
     PYNN_TRY(check_stack(out, inp, n, H, W, &size));
     if (n * size == 0) return PYNN_OK;
     if (mats == NULL) return PYNN_ERR_NULL;
     if ((dx == NULL) != (dy == NULL)) return PYNN_ERR_NULL;
+    if (dx && (fh < 1 || fw < 1)) return PYNN_ERR_SIZE;
+    int64_t fsize = dx ? pynn_mul_size(fh, fw) : 0;
+    if (fsize < 0 || pynn_mul_size(n, fsize) < 0) return PYNN_ERR_OVERFLOW;
     for (int64_t i = 0; i < 6 * n; i++)
         if (!isfinite(mats[i])) return PYNN_ERR_ARG;
+    int same = dx && fh == H && fw == W;          /* a field at the image's own resolution */
+    float sy = (float)fh / (float)H, sx = (float)fw / (float)W;
     #pragma omp parallel for schedule(static) if (n * size > (1 << 16))
     for (int64_t k = 0; k < n; k++) {
         const float *m = mats + 6 * k, *img = inp + k * size;
-        const float *dx_k = dx ? dx + k * size : NULL, *dy_k = dy ? dy + k * size : NULL;
+        const float *dx_k = dx ? dx + k * fsize : NULL, *dy_k = dy ? dy + k * fsize : NULL;
         float *dst = out + k * size;
         for (int64_t r = 0; r < H; r++) {
             float y = (float)r + 0.5f;
             for (int64_t c = 0; c < W; c++) {
                 float x = (float)c + 0.5f;
                 float u = m[0] * x + m[1] * y + m[2], v = m[3] * x + m[4] * y + m[5];
-                if (dx_k) {
+                if (same) {
                     u += dx_k[r * W + c];
                     v += dy_k[r * W + c];
+                } else if (dx_k) {
+                    u += bilinear(dx_k, fh, fw, y * sy, x * sx);
+                    v += bilinear(dy_k, fh, fw, y * sy, x * sx);
                 }
                 dst[r * W + c] = bilinear(img, H, W, v, u);
             }

@@ -221,16 +221,31 @@ int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_
         float *dst = out + k * size;
         float a = amount[k], wa = fabsf(a);
         int grow = a > 0.0f;
+        if (wa == 0.0f) {
+            for (int64_t i = 0; i < size; i++) dst[i] = img[i];
+            continue;
+        }
+        /* the 3x3 extreme is separable: first across each row into dst, then down each
+         * column, keeping the rows above and at r (before they are overwritten) aside */
         for (int64_t r = 0; r < H; r++) {
+            const float *row = img + r * W;
             for (int64_t c = 0; c < W; c++) {
-                float ext = img[r * W + c];
-                for (int64_t rr = r - 1; rr <= r + 1; rr++) {
-                    for (int64_t cc = c - 1; cc <= c + 1; cc++) {
-                        float v = (rr >= 0 && rr < H && cc >= 0 && cc < W) ? img[rr * W + cc] : 0.0f;
-                        ext = grow ? (v > ext ? v : ext) : (v < ext ? v : ext);
-                    }
-                }
-                dst[r * W + c] = (1.0f - wa) * img[r * W + c] + wa * ext;
+                float e = row[c];
+                float left = c > 0 ? row[c - 1] : 0.0f, right = c + 1 < W ? row[c + 1] : 0.0f;
+                if (grow) { e = left > e ? left : e; e = right > e ? right : e; }
+                else { e = left < e ? left : e; e = right < e ? right : e; }
+                dst[r * W + c] = e;
+            }
+        }
+        for (int64_t c = 0; c < W; c++) {
+            float above = 0.0f;                      /* the row extreme of row r-1 */
+            for (int64_t r = 0; r < H; r++) {
+                float here = dst[r * W + c], below = r + 1 < H ? dst[(r + 1) * W + c] : 0.0f;
+                float e = here;
+                if (grow) { e = above > e ? above : e; e = below > e ? below : e; }
+                else { e = above < e ? above : e; e = below < e ? below : e; }
+                above = here;
+                dst[r * W + c] = (1.0f - wa) * img[r * W + c] + wa * e;
             }
         }
     }

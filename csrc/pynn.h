@@ -103,7 +103,7 @@ int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_
 
 /* ---- distortions for training (augment.c); image stacks (n,H,W) ---- */
 int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
-              const float *dx, const float *dy);
+              const float *dx, const float *dy, int64_t fh, int64_t fw);
 int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int64_t H, int64_t W,
                        float sigma, float gain);
 

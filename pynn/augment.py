@@ -55,16 +55,25 @@ def affine_matrices(n, rng, max_shift=2.0, max_rotation=15.0, max_scale=0.1, max
 
 
 def elastic_fields(n, rng, alpha=34.0, sigma=4.0, size=(28, 28)):
-    """Displacement fields (dx, dy), each (n, H, W): random noise smoothed by a Gaussian of
-    standard deviation sigma, times alpha (Simard et al. 2003, section 2).
+    """Displacement fields (dx, dy), each (n, h, w): random noise smoothed by a Gaussian of
+    standard deviation sigma pixels, times alpha (Simard et al. 2003, section 2), for images of
+    ``size`` (H, W); ops.warp reads them at each pixel's place.
 
-    Simard draws the noise uniform in [-1, 1]; this draws it normal with the same variance (1/3),
-    which numpy makes several times faster in float32 and which, once smoothed, is the same kind
-    of field."""
+    Two shortcuts make this several times cheaper than the paper's recipe without changing
+    what comes out in any way that matters: the noise is normal rather than uniform, with the
+    same variance (1/3), which numpy draws faster; and when sigma >= 2 the fields are made on a
+    grid half as fine, (h, w) = (H/2, W/2) (noise there, sigma/2, half the gain, since a
+    Gaussian over cells four times as large sums a quarter as many), which ops.warp
+    interpolates: a Gaussian that wide leaves nothing the coarse grid would miss.
+    """
     if not (np.isfinite(alpha) and alpha >= 0 and np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"alpha and sigma must be finite numbers >= 0, got {alpha}, {sigma}")
-    noise = rng.standard_normal((2 * n, *size), dtype=np.float32)
-    smooth = ops.gaussian_blur(noise, sigma, gain=alpha / np.sqrt(3.0))
+    H, W = size
+    gain = alpha / np.sqrt(3.0)
+    if sigma >= 2 and H >= 4 and W >= 4:
+        H, W, sigma, gain = (H + 1) // 2, (W + 1) // 2, sigma / 2, gain / 2
+    noise = rng.standard_normal((2 * n, H, W), dtype=np.float32)
+    smooth = ops.gaussian_blur(noise, sigma, gain=gain)
     return smooth[:n], smooth[n:]
 
 
@@ -122,13 +131,14 @@ class Augmenter:
     def _chunk(self, stack, rng):
         n, size = len(stack), stack.shape[1:]
         mats = affine_matrices(n, rng, size=size, **self.affine)
-        dx = dy = None
         if self.p_elastic > 0 and self.alpha > 0:
-            dx, dy = elastic_fields(n, rng, self.alpha, self.sigma, size)
-            plain = rng.random(n) >= self.p_elastic     # these get no elastic field
-            dx[plain] = 0.0
-            dy[plain] = 0.0
-        warped = ops.warp(stack, mats, dx, dy)
+            bent = rng.random(n) < self.p_elastic       # these get an elastic field, the rest none
+            dx, dy = elastic_fields(int(bent.sum()), rng, self.alpha, self.sigma, size)
+            warped = np.empty_like(stack)
+            warped[~bent] = ops.warp(np.ascontiguousarray(stack[~bent]), mats[~bent])
+            warped[bent] = ops.warp(np.ascontiguousarray(stack[bent]), mats[bent], dx, dy)
+        else:
+            warped = ops.warp(stack, mats)
         if self.max_thin == 0 and self.max_thick == 0:
             return warped
         return stroke_width(warped, rng, self.max_thin, self.max_thick)

@@ -480,22 +480,29 @@ def stroke_width(images, amount, out=None):
 def warp(images, mats, dx=None, dy=None, out=None):
     """Images (n,H,W) warped: out_k at pixel centre (y,x) is images_k, bilinearly, at
     u = m0*x + m1*y + m2 + dx_k(y,x), v = m3*x + m4*y + m5 + dy_k(y,x), with m = mats[k] (n,6)
-    (pixel units, y down), 0 outside. dx, dy: (n,H,W) displacement fields, or both None."""
+    (pixel units, y down), 0 outside. dx, dy: (n,fh,fw) displacement fields, or both None; a
+    coarser field than the image is read bilinearly at the pixel's place in it."""
     n, H, W = _stack("images", images)
     _array("mats", mats, ndim=2)
     _shape("mats", mats, (n, 6))
     _finite("mats", mats)
     if (dx is None) != (dy is None):
         raise ValueError("dx and dy go together: give both displacement fields or neither")
+    fh = fw = 0
     if dx is not None:
-        for name, f in (("dx", dx), ("dy", dy)):
-            _array(name, f, ndim=3)
-            _shape(name, f, images.shape)
-            _finite(name, f)
+        _array("dx", dx, ndim=3)
+        if dx.shape[0] != n or min(dx.shape) < 1:
+            raise ValueError(f"dx must have shape ({n}, fh, fw) with fh, fw >= 1, got {dx.shape}")
+        _array("dy", dy, ndim=3)
+        _shape("dy", dy, dx.shape)
+        _finite("dx", dx)
+        _finite("dy", dy)
+        fh, fw = dx.shape[1:]
     out = _out(out, images.shape)
     _no_overlap(out, *[a for a in (images, mats, dx, dy) if a is not None])
     rc = lib.pynn_warp(_wptr(out), _ptr(images), n, H, W, _ptr(mats),
-                       ffi.NULL if dx is None else _ptr(dx), ffi.NULL if dy is None else _ptr(dy))
+                       ffi.NULL if dx is None else _ptr(dx), ffi.NULL if dy is None else _ptr(dy),
+                       fh, fw)
     _status(rc, "warp")
     return out
 
@@ -533,6 +540,24 @@ def select_kernels(name="auto"):
 
 def _i64(a):
     return ffi.cast("int64_t *", ffi.from_buffer(a)) if a.size else ffi.NULL
+
+
+class GemmCall:
+    """``gemm(a, b, c, ...)`` prepared once and run many times: the arrays are checked (and the
+    product computed) when it is made, their pointers kept, so each call is one C call, as in
+    the fused network step. For loops over the same buffers, such as ``pynn bench``."""
+
+    def __init__(self, a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+        gemm(a, b, c, alpha, beta, trans_a, trans_b)
+        M, N = c.shape
+        K = a.shape[0] if trans_a else a.shape[1]
+        self._arrays = (a, b, c)
+        self._args = (int(bool(trans_a)), int(bool(trans_b)), M, N, K, float(alpha), _ptr(a),
+                      a.shape[1], _ptr(b), b.shape[1], float(beta), _wptr(c), N)
+
+    def __call__(self):
+        _status(lib.pynn_gemm(*self._args), "gemm")
+        return self._arrays[2]
 
 
 class FusedNet:
