@@ -150,11 +150,12 @@ TGT_AVX512 static inline __mmask16 mask16(int n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* the k loop of the 8 x 48 tile; `full` is a compile-time constant after inlining, so the
- * common full-width tile runs with plain loads */
+/* the k loop of a ROWS x 48 tile (ROWS <= 8 rows of the packed sliver); ROWS and `full` are
+ * compile-time constants after inlining, so the common full tile runs with plain loads and a
+ * tile of 1, 2 or 4 rows (a batch of one, the last rows of a batch) does no wasted work */
 TGT_AVX512 static inline __attribute__((always_inline)) void
-ukernel_avx512_loop(int64_t K, const float *a, const float *b, int64_t ldb, __m512 acc[8][3],
-                    __mmask16 k0, __mmask16 k1, __mmask16 k2, int full) {
+ukernel_avx512_loop(const int ROWS, int64_t K, const float *a, const float *b, int64_t ldb,
+                    __m512 acc[8][3], __mmask16 k0, __mmask16 k1, __mmask16 k2, int full) {
     for (int64_t p = 0; p < K; p++, a += PYNN_MR, b += ldb) {
         __m512 b0, b1, b2;
         if (full) {
@@ -164,7 +165,7 @@ ukernel_avx512_loop(int64_t K, const float *a, const float *b, int64_t ldb, __m5
             b1 = _mm512_maskz_loadu_ps(k1, b + 16);
             b2 = _mm512_maskz_loadu_ps(k2, b + 32);
         }
-        for (int r = 0; r < 8; r++) {
+        for (int r = 0; r < ROWS; r++) {
             __m512 ar = _mm512_set1_ps(a[r]);
             acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
@@ -178,8 +179,17 @@ TGT_AVX512 static void ukernel_avx512(int64_t K, const float *a, const float *b,
     __m512 acc[8][3];
     for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
     __mmask16 k[3] = {mask16(n), mask16(n - 16), mask16(n - 32)};
-    if (n == PYNN_NR) ukernel_avx512_loop(K, a, b, ldb, acc, k[0], k[1], k[2], 1);
-    else ukernel_avx512_loop(K, a, b, ldb, acc, k[0], k[1], k[2], 0);
+    int full = n == PYNN_NR;
+    if (m > 4) {
+        if (full) ukernel_avx512_loop(8, K, a, b, ldb, acc, k[0], k[1], k[2], 1);
+        else ukernel_avx512_loop(8, K, a, b, ldb, acc, k[0], k[1], k[2], 0);
+    } else if (m > 2) {
+        ukernel_avx512_loop(4, K, a, b, ldb, acc, k[0], k[1], k[2], full);
+    } else if (m == 2) {
+        ukernel_avx512_loop(2, K, a, b, ldb, acc, k[0], k[1], k[2], full);
+    } else {
+        ukernel_avx512_loop(1, K, a, b, ldb, acc, k[0], k[1], k[2], full);
+    }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     for (int r = 0; r < m; r++) {
         float *crow = c + r * ldc;

@@ -274,12 +274,12 @@ class Network:
 
     # ---- the fused C path ----
 
-    def _fused(self):
+    def _fused(self, writing=True):
         """The C view of this network's weight arrays (pynn.ops.FusedNet), remade when the
         arrays are replaced; it reads and updates net.weights[i] and net.biases[i] themselves."""
         view = _FUSED_VIEWS.get(self)
         if view is None or not view.matches(self.weights, self.biases, self.activation,
-                                            self.output, self.loss):
+                                            self.output, self.loss, writing):
             view = _FUSED_VIEWS[self] = ops.FusedNet(self.weights, self.biases, self.activation,
                                                      self.output, self.loss)
         return view
@@ -348,9 +348,11 @@ class Network:
 
     def predict_proba(self, X, batch_size=1024):
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""
-        X = self._check_inputs(X)
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=np.float32)
-        return self._fused().forward(X, out, chunk=batch_size)
+        view = self._fused(writing=False)
+        if not (type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2
+                and X.shape[1] == view.sizes[0] and X.flags.c_contiguous):
+            X = self._check_inputs(X)                # the general case: shapes, uint8, images
+        return view.predict(X, chunk=batch_size)
 
     def predict(self, X):
         """The most likely class of every sample, (n,) int64."""

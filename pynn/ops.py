@@ -538,6 +538,9 @@ def select_kernels(name="auto"):
         raise ValueError(f"this CPU cannot run the {name} kernels")
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _i64(a):
     return ffi.cast("int64_t *", ffi.from_buffer(a)) if a.size else ffi.NULL
 
@@ -574,8 +577,8 @@ class FusedNet:
             raise ValueError(f"need one bias per weight matrix, got {len(weights)} and {len(biases)}")
         sizes = [None]
         for i, (W, b) in enumerate(zip(weights, biases)):
-            _array(f"weights[{i}]", W, ndim=2, writable=True)
-            _array(f"biases[{i}]", b, ndim=1, writable=True)
+            _array(f"weights[{i}]", W, ndim=2)
+            _array(f"biases[{i}]", b, ndim=1)
             if sizes[-1] is not None and W.shape[1] != sizes[-1]:
                 raise ValueError(f"weights[{i}] must have {sizes[-1]} columns, got shape {W.shape}")
             _shape(f"biases[{i}]", b, (W.shape[0],))
@@ -587,23 +590,27 @@ class FusedNet:
         self._arrays = tuple(weights) + tuple(biases)
         self._shapes = tuple(a.shape for a in self._arrays)
         self._sizes = ffi.new("int64_t[]", sizes)
-        self._W = ffi.new("float *[]", [_wptr(W) for W in weights])
-        self._b = ffi.new("float *[]", [_wptr(b) for b in biases])
+        # writable pointers for training, which checks writability first (inference only reads)
+        self._W = ffi.new("float *[]", [_ptr(W) for W in weights])
+        self._b = ffi.new("float *[]", [_ptr(b) for b in biases])
         self.c = ffi.new("struct pynn_net *", {
             "n_layers": len(weights), "sizes": self._sizes, "W": self._W, "b": self._b,
             "hidden": _kind(hidden), "output": _kind(output), "loss": LOSS_KINDS[loss]})
         if lib.pynn_net_workspace(self.c, 1, 1) < 0:
             raise ValueError(f"no fused path for hidden={hidden!r}, output={output!r}, loss={loss!r}")
         self._work = {}
+        self._forward_work = {}
 
-    def matches(self, weights, biases, hidden, output, loss):
-        """True while the owner's arrays are still the ones this view points into, unchanged."""
+    def matches(self, weights, biases, hidden, output, loss, writing=True):
+        """True while the owner's arrays are still the ones this view points into, unchanged
+        (and still writable, unless ``writing`` is False: inference only reads them)."""
         arrays = self._arrays
         if len(weights) + len(biases) != len(arrays) or self.kinds != (hidden, output, loss):
             return False
         for a, mine, shape in zip([*weights, *biases], arrays, self._shapes):
-            if a is not mine or a.shape != shape or a.dtype != np.float32 or not (
-                    a.flags.c_contiguous and a.flags.writeable):
+            if a is not mine or a.shape != shape or a.dtype is not _F32:
+                return False
+            if writing and not (a.flags.c_contiguous and a.flags.writeable):
                 return False
         return True
 
@@ -616,6 +623,30 @@ class FusedNet:
             work = self._work[key] = np.empty(lib.pynn_net_workspace(self.c, rows, training),
                                               dtype=np.float32)
         return work
+
+    def predict(self, X, chunk=1024):
+        """A new (n, n_out) array of the network's outputs for X (n, n_in): ``forward`` with
+        the checks a digit-at-a-time caller can afford (the output is fresh, so cannot overlap)."""
+        if type(X) is not np.ndarray or X.dtype is not _F32 or X.ndim != 2 or not X.flags.c_contiguous:
+            _array("X", X, ndim=2)
+        n = X.shape[0]
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have {self.sizes[0]} columns, got shape {X.shape}")
+        out = np.empty((n, self.sizes[-1]), dtype=np.float32)
+        if n == 0:
+            return out
+        rows = n if n < chunk else max(1, int(chunk))
+        work = self._forward_work.get(rows)
+        if work is None:
+            if len(self._forward_work) > 8:
+                self._forward_work.clear()
+            buf = self._workspace(rows, 0)
+            work = self._forward_work[rows] = (ffi.from_buffer("float[]", buf, require_writable=True),
+                                               buf.size)
+        _status(lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
+                                     ffi.from_buffer("float[]", out, require_writable=True),
+                                     work[0], work[1]), "net_forward")
+        return out
 
     def forward(self, X, out, chunk=1024):
         """out (n, n_out) = the network's output for X (n, n_in), probabilities for softmax."""
@@ -648,6 +679,9 @@ class FusedNet:
         if X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have {self.sizes[0]} columns, got shape {X.shape}")
         _shape("T", T, (n, self.sizes[-1]))
+        L = len(self._arrays) // 2
+        for i, a in enumerate(self._arrays):
+            _array(f"weights[{i}]" if i < L else f"biases[{i - L}]", a, writable=True)
         if order is None:
             n_order = n
         else:

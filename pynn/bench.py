@@ -1,0 +1,393 @@
+"""pynn bench: pynn's speed next to numpy (OpenBLAS) and PyTorch, measured side by side in one run.
+
+Three sections, each printed as a table with ratios (pynn's speed over the other's, > 1 means
+pynn is faster):
+  gemm   the matrix products of training a 784-H-10 network (forward z = a W^T, dW = delta^T a,
+         dX = delta W for batches of 1, 10, 64, 256 and H of 128, 800), and 1024/2048 squares,
+         with all threads and with one
+  train  samples/s of mini-batch training (ReLU, softmax cross-entropy, SGD with momentum,
+         data in memory): 784-800-10 at batch 64 over whole MNIST epochs, with the test
+         accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
+  infer  one digit (1,784) to probabilities, from Python: pynn's predict_proba, PyTorch, and
+         numpy's two matrix products
+Times are medians of calls interleaved between the libraries, so a busy machine slows all of
+them alike. PyTorch is optional (``pip install .[bench]``); without it its columns are blank.
+"""
+import argparse
+import ctypes
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import ops
+from .network import Network
+from .optim import SGD
+
+GEMM_BATCHES = (1, 10, 64, 256)
+GEMM_HIDDEN = (128, 800)
+TRAIN_SMALL = ((1, 3000), (10, 20000), (64, 60000), (256, 60000))   # (batch, samples timed)
+
+
+# ---- the competitors ----
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _openblas_threads(n):
+    """Set OpenBLAS's thread count in this process (numpy's BLAS); False if it cannot be found."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return False
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(ctypes.c_int(n))
+                return True
+    return False
+
+
+def machine(torch, threads):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:   # older numpy: no dict form
+        blas = "unknown BLAS"
+    lines = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs; pynn kernels: {ops.cpu_features()}, "
+             f"{threads} thread(s)",
+             f"Python {platform.python_version()}, numpy {np.__version__} ({blas})",
+             "PyTorch: " + (f"{torch.__version__}, {torch.get_num_threads()} thread(s)"
+                            if torch else "not installed")]
+    return "\n".join(lines)
+
+
+# ---- timing ----
+
+def interleaved(fns, budget, inner=1):
+    """Median seconds per call of each function, calls taken in turns (inner calls a sample)
+    until ``budget`` seconds have passed (at least 3 turns)."""
+    samples = [[] for _ in fns]
+    for f in fns:            # warm up: caches, thread pools, lazy initialisation
+        if f is not None:
+            f()
+    start, turns = time.perf_counter(), 0
+    while turns < 3 or time.perf_counter() - start < budget:
+        for s, f in zip(samples, fns):
+            if f is None:
+                continue
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                f()
+            s.append((time.perf_counter() - t0) / inner)
+        turns += 1
+        if turns >= 100000:
+            break
+    return [statistics.median(s) if s else None for s in samples]
+
+
+def _ratio(mine, others):
+    """pynn's speed over the faster other (times: smaller is faster)."""
+    best = min((t for t in others if t), default=None)
+    return f"{best / mine:5.2f}x" if best and mine else "   - "
+
+
+def _fmt(v, width=8, digits=1):
+    return f"{v:{width}.{digits}f}" if v is not None else " " * (width - 1) + "-"
+
+
+def _inner(seconds_per_call):
+    return max(1, min(1000, int(2e-3 / max(seconds_per_call, 1e-9))))
+
+
+# ---- gemm ----
+
+def gemm_cases(quick):
+    cases = []
+    for H in GEMM_HIDDEN:
+        for B in GEMM_BATCHES:
+            cases.append((f"z = a W^T   a {B}x784, W {H}x784", B, H, 784, False, True))
+            cases.append((f"dW = d^T a  d {B}x{H}, a {B}x784", H, 784, B, True, False))
+            cases.append((f"dX = d W    d {B}x{H}, W {H}x784", B, 784, H, False, False))
+    cases.append(("square 1024", 1024, 1024, 1024, False, False))
+    if not quick:
+        cases.append(("square 2048", 2048, 2048, 2048, False, False))
+    return cases
+
+
+def _gemm_fns(M, N, K, ta, tb, torch, rng):
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    c = np.empty((M, N), np.float32)
+    # pynn: the kernel through ops.GemmCall, arrays checked once as the fused network step does
+    call = ops.GemmCall(a, b, c, trans_a=ta, trans_b=tb)
+    an, bn = (a.T if ta else a), (b.T if tb else b)
+    fns = [call, lambda: np.matmul(an, bn, out=c)]
+    if torch is not None:
+        at, bt, ct = torch.from_numpy(an), torch.from_numpy(bn), torch.from_numpy(c)
+        fns.append(lambda: torch.matmul(at, bt, out=ct))
+    else:
+        fns.append(None)
+    return fns
+
+
+def bench_gemm(args, torch, out):
+    rng = np.random.default_rng(0)
+    budget = 0.08 if args.quick else 0.25
+    modes = [("all threads", args.threads)] + ([] if args.quick else [("one thread", 1)])
+    for title, nt in modes:
+        ops.set_num_threads(nt)
+        single = nt == 1
+        blas_ok = _openblas_threads(1) if single else _openblas_threads(os.cpu_count() or 1)
+        if torch is not None:
+            torch.set_num_threads(nt)
+        out(f"\nGEMM, {title} (GFLOP/s; ratio = pynn / the faster of numpy and PyTorch)"
+            + ("" if blas_ok or not single else "  [numpy's thread count could not be set]"))
+        out(f"{'product':38s} {'pynn':>8s} {'numpy':>8s} {'torch':>8s} {'ratio':>7s}")
+        for name, M, N, K, ta, tb in gemm_cases(args.quick):
+            if single and M * N * K > 2 ** 31:
+                continue
+            fns = _gemm_fns(M, N, K, ta, tb, torch, rng)
+            t0 = time.perf_counter()
+            fns[0]()
+            inner = _inner(time.perf_counter() - t0)
+            times = interleaved(fns, budget, inner)
+            flops = 2.0 * M * N * K
+            gf = [flops / t / 1e9 if t else None for t in times]
+            out(f"{name:38s} {_fmt(gf[0])} {_fmt(gf[1])} {_fmt(gf[2])} {_ratio(times[0], times[1:]):>7s}")
+    ops.set_num_threads(args.threads)
+    _openblas_threads(os.cpu_count() or 1)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+
+
+# ---- training ----
+
+def _mnist(args):
+    """(X_train float32 (60000,784), y_train, X_test, y_test), or None if MNIST is not at hand."""
+    from . import datasets
+    try:
+        Xtr, ytr = datasets.mnist("train", data_dir=args.data_dir)
+        Xte, yte = datasets.mnist("test", data_dir=args.data_dir)
+    except Exception as e:  # no data and no network: the section says so and goes on
+        return None, str(e)
+    scale = lambda X: ops.scale_u8(np.ascontiguousarray(X.reshape(len(X), 784)))
+    return (scale(Xtr), ytr.astype(np.int64), scale(Xte), yte.astype(np.int64)), None
+
+
+class TorchMLP:
+    """The same network in PyTorch: Linear-ReLU-Linear, cross-entropy, SGD with momentum."""
+
+    def __init__(self, torch, sizes, lr, momentum, seed=0):
+        torch.manual_seed(seed)
+        self.torch = torch
+        self.model = torch.nn.Sequential(torch.nn.Linear(sizes[0], sizes[1]), torch.nn.ReLU(),
+                                         torch.nn.Linear(sizes[1], sizes[2]))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def epoch(self, X, y, batch):
+        torch = self.torch
+        perm = torch.randperm(len(X))
+        for k in range(0, len(X), batch):
+            idx = perm[k:k + batch]
+            self.opt.zero_grad()
+            self.loss(self.model(X[idx]), y[idx]).backward()
+            self.opt.step()
+
+    def accuracy(self, X, y):
+        with self.torch.no_grad():
+            return float((self.model(X).argmax(1) == y).float().mean())
+
+
+def bench_train(args, torch, out):
+    data, why = _mnist(args)
+    if data is None:
+        out(f"\nTraining: skipped, MNIST is not available ({why})")
+        return
+    Xtr, ytr, Xte, yte = data
+    lr, momentum = 0.05, 0.9
+    if torch is not None:
+        torch.set_flush_denormal(True)     # PyTorch's faster mode on x86
+        tX, ty = torch.from_numpy(Xtr), torch.from_numpy(ytr)
+        tXe, tye = torch.from_numpy(Xte), torch.from_numpy(yte)
+
+    epochs = 1 if args.quick else args.epochs
+    out(f"\nTraining 784-800-10 at batch 64, {epochs} epoch(s) of MNIST's 60,000 "
+        f"(ReLU, softmax cross-entropy, SGD lr={lr} momentum={momentum}; PyTorch with "
+        f"flush-denormal on); samples/s of the training loop, test accuracy after it")
+    net = Network([784, 800, 10], seed=0)
+    opt = SGD(lr=lr, momentum=momentum)
+    tm = TorchMLP(torch, [784, 800, 10], lr, momentum) if torch is not None else None
+    rates = [[], []]
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        net.train_epoch(Xtr, ytr, 64, opt, order=net.rng.permutation(len(Xtr)))
+        rates[0].append(len(Xtr) / (time.perf_counter() - t0))
+        if tm is not None:
+            t0 = time.perf_counter()
+            tm.epoch(tX, ty, 64)
+            rates[1].append(len(Xtr) / (time.perf_counter() - t0))
+    acc = [net.accuracy(Xte, yte), tm.accuracy(tXe, tye) if tm else None]
+    rate = [statistics.median(r) if r else None for r in rates]
+    out(f"{'':20s} {'samples/s':>10s} {'test acc':>9s}")
+    out(f"{'pynn':20s} {rate[0]:10.0f} {acc[0]:9.4f}")
+    if tm is not None:
+        out(f"{'PyTorch':20s} {rate[1]:10.0f} {acc[1]:9.4f}")
+        out(f"{'ratio':20s} {rate[0] / rate[1]:9.2f}x")
+
+    out("\nTraining 784-128-10, samples/s by batch size (same loss and optimiser)")
+    out(f"{'batch':>6s} {'samples':>8s} {'pynn':>10s} {'torch':>10s} {'ratio':>7s}")
+    for batch, n in TRAIN_SMALL:
+        n = min(n, len(Xtr)) // (4 if args.quick else 1)
+        net = Network([784, 128, 10], seed=0)
+        opt = SGD(lr=lr if batch > 1 else 0.01, momentum=momentum)
+        tm = TorchMLP(torch, [784, 128, 10], lr, momentum) if torch is not None else None
+        fns = [lambda: net.train_epoch(Xtr[:n], ytr[:n], batch, opt,
+                                       order=net.rng.permutation(n)),
+               (lambda: tm.epoch(tX[:n], ty[:n], batch)) if tm is not None else None]
+        times = interleaved(fns, 0.0 if args.quick else 1.0)
+        rate = [n / t if t else None for t in times]
+        out(f"{batch:6d} {n:8d} {_fmt(rate[0], 10, 0)} {_fmt(rate[1], 10, 0)} "
+            f"{_ratio(times[0], times[1:]):>7s}")
+
+
+# ---- inference ----
+
+def _numpy_forward(W1, b1, W2, b2):
+    def forward(x):
+        h = np.maximum(x @ W1.T + b1, 0.0)
+        z = h @ W2.T + b2
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return forward
+
+
+def bench_infer(args, torch, out):
+    from . import load_default
+    out("\nOne digit (1,784) to probabilities, from Python (microseconds a call; "
+        "ratio = the faster of numpy and PyTorch / pynn)")
+    out(f"{'network':24s} {'pynn':>8s} {'numpy':>8s} {'torch':>8s} {'ratio':>7s}")
+    nets = [("784-128-10", Network([784, 128, 10], seed=0)),
+            ("784-800-10", Network([784, 800, 10], seed=0))]
+    try:
+        shipped = load_default()
+        nets.append((f"shipped {'-'.join(map(str, shipped.sizes))}", shipped))
+    except Exception as e:
+        out(f"(the shipped model could not be loaded: {e})")
+    x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+    budget = 0.2 if args.quick else 1.0
+    for name, net in nets:
+        if len(net.weights) != 2 or net.activation != "relu" or net.output != "softmax":
+            out(f"{name:24s} (not a one-hidden-layer ReLU/softmax network: skipped)")
+            continue
+        W1, W2 = net.weights
+        b1, b2 = net.biases
+        fns = [lambda: net.predict_proba(x), lambda: _numpy_forward(W1, b1, W2, b2)(x)]
+        if torch is not None:
+            model = torch.nn.Sequential(torch.nn.Linear(784, W1.shape[0]), torch.nn.ReLU(),
+                                        torch.nn.Linear(W1.shape[0], W2.shape[0]))
+            with torch.no_grad():
+                for layer, W, b in ((model[0], W1, b1), (model[2], W2, b2)):
+                    layer.weight.copy_(torch.from_numpy(W))
+                    layer.bias.copy_(torch.from_numpy(b))
+            xt = torch.from_numpy(x)
+
+            def torch_forward(model=model, xt=xt):
+                with torch.no_grad():
+                    return torch.softmax(model(xt), dim=1)
+            fns.append(torch_forward)
+        else:
+            fns.append(None)
+        times = interleaved(fns, budget, inner=20)
+        us = [t * 1e6 if t else None for t in times]
+        out(f"{name:24s} {_fmt(us[0])} {_fmt(us[1])} {_fmt(us[2])} {_ratio(times[0], times[1:]):>7s}")
+
+
+# ---- command line ----
+
+SECTIONS = {"gemm": bench_gemm, "train": bench_train, "infer": bench_infer}
+
+
+def add_arguments(p):
+    p.add_argument("--quick", action="store_true",
+                   help="a short run (about a fifth of the time): fewer repeats and samples")
+    p.add_argument("--sections", default="gemm,train,infer",
+                   help="comma-separated sections to run: gemm, train, infer (default all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for pynn and PyTorch (default: pynn's, all cores)")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="MNIST epochs of the 784-800-10 training comparison (default 2)")
+    p.add_argument("--data-dir", default=None, help="where MNIST's files are (default: the cache)")
+
+
+def run(args, out=print):
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        raise ValueError(f"--sections takes {', '.join(SECTIONS)}; got {args.sections!r}")
+    if args.threads is None:
+        args.threads = ops.get_num_threads()
+    if args.threads < 1 or args.epochs < 1:
+        raise ValueError("--threads and --epochs must be at least 1")
+    torch = _torch()
+    ops.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    given = sys.argv[1:]
+    out("command: pynn " + " ".join(given if given[:1] == ["bench"] else ["bench"] + given))
+    out(machine(torch, args.threads))
+    start = time.perf_counter()
+    for s in sections:
+        SECTIONS[s](args, torch, out)
+    out(f"\n(took {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def _cmd(args):
+    try:
+        return run(args)
+    except ValueError as e:
+        print(f"pynn bench: error: {e}", file=sys.stderr)
+        return 2
+
+
+def register(subparsers):
+    p = subparsers.add_parser("bench", help="measure pynn's speed next to numpy and PyTorch",
+                              description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=_cmd)
+    return p
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="pynn bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return _cmd(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""pynn bench runs to the end and prints its tables, with or without PyTorch (timings are not
+checked here: they are what the benchmark reports, never what a test asserts)."""
+import numpy as np
+import pytest
+
+from pynn import bench, ops
+
+
+def test_inference_section_runs_without_torch(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "_torch", lambda: None)
+    assert bench.main(["--quick", "--sections", "infer", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "PyTorch: not installed" in text
+    row = next(line for line in text.splitlines() if line.startswith("784-128-10"))
+    pynn_us, numpy_us, torch_us = row.split()[1:4]
+    assert float(pynn_us) > 0 and float(numpy_us) > 0 and torch_us == "-"
+
+
+def test_gemm_rows_measure_the_right_product(monkeypatch):
+    # the prepared call the GEMM table times computes what numpy computes
+    rng = np.random.default_rng(0)
+    for name, M, N, K, ta, tb in bench.gemm_cases(quick=True)[:6]:
+        fns = bench._gemm_fns(M, N, K, ta, tb, None, rng)
+        got = fns[0]().copy()
+        want = fns[1]()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+
+
+def test_unknown_section_is_an_error(capsys):
+    assert bench.main(["--sections", "gemm,nope"]) == 2
+    assert "--sections" in capsys.readouterr().err
+    assert ops.get_num_threads() >= 1
