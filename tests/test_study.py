@@ -311,11 +311,19 @@ def test_sweep_quick_and_resume(tmp_path, mnist_available, capsys):
     md = open(os.path.join(out, "sweep.md")).read()
     assert "Made by: `" in md and "test_error" in md
     capsys.readouterr()
-    study(["sweep", "--quick", "--out", out, "--set", "hidden=8,16,4", "--final", "1"])
+    # the rerun adds two configurations, trained in two spawned worker processes
+    study(["sweep", "--quick", "--out", out, "--set", "hidden=8,16,4,6", "--final", "1",
+           "--workers", "2"])
     assert "2 already in" in capsys.readouterr().out
     with open(os.path.join(out, "sweep.csv")) as f:
         again = list(csv.DictReader(f))
-    assert again[:2] == rows and len(again) == 3
+    assert again[:2] == rows and len(again) == 4
+    assert {r["hidden"] for r in again[2:]} == {"4", "6"}
+    capsys.readouterr()
+    study(["sweep", "--quick", "--out", out, "--set", "hidden=8,16,4,6,2", "--report-only"])
+    said = capsys.readouterr().out
+    assert "4 already in" in said and "0 to run" in said
+    assert len(open(os.path.join(out, "sweep.csv")).read().splitlines()) == 5
     check_plots(out, ["sweep_settings.png", "sweep_curves.png"])
 
 

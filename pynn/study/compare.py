@@ -223,7 +223,8 @@ def report(rows, n_eval, out, best_model):
     main_cols = ["name", "test_error", "train_seconds", "infer_us_per_digit", "size_kb"]
     lines, noise_lines, adapt_lines = [], [], []
     for r in rows:
-        lines.append(dict(r, test_error=pct(r["test_error"])))
+        trained = r["train_seconds"] if r["train_seconds"] != "nan" else "(in the sweep)"
+        lines.append(dict(r, test_error=pct(r["test_error"]), train_seconds=trained))
         noise_lines.append({"name": r["name"], **{n: pct(r[f"noise_{n}"]) for n in NOISES}})
         for style, a in json.loads(r["adapt"]).items():
             n = a["needed"]

@@ -154,6 +154,17 @@ def _fmt(row):
     return dict(row, val_error=pct(row["val_error"]))
 
 
+def _order(name, value):
+    """Where a setting's value goes on its plot's axis: numbers (and hidden widths, by their
+    total) in increasing order, names in SPACE's order."""
+    if name == "hidden":
+        return (0, sum(int(h) for h in value.split("-") if h), value)
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, SPACE[name].index(value) if value in SPACE.get(name, []) else len(SPACE), value)
+
+
 def _plot_settings(plt, rows, base, out):
     """Validation error against each setting, the others held at BASE (axes search)."""
     by_axis = {}
@@ -171,8 +182,7 @@ def _plot_settings(plt, rows, base, out):
     fig, grid = plt.subplots((len(axes) + cols - 1) // cols, cols, figsize=(12, 3.2 * ((len(axes) + 2) // 3)),
                              squeeze=False)
     for ax, name in zip(grid.ravel(), axes):
-        pts = sorted(by_axis[name], key=lambda r: SPACE[name].index(type(BASE[name])(r[name]))
-                     if type(BASE[name])(r[name]) in SPACE[name] else 0)
+        pts = sorted(by_axis[name], key=lambda r: _order(name, r[name]))
         ax.plot(range(len(pts)), [100 * float(r["val_error"]) for r in pts], "o-")
         ax.set_xticks(range(len(pts)), [r[name] for r in pts], rotation=20, fontsize=7)
         ax.set_title(name)
@@ -239,7 +249,7 @@ def main(args):
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     results = Results(os.path.join(out, "sweep.csv"), FIELDS)
     done = results.done()
-    todo = [c for c in configs if config_key(c) not in done]
+    todo = [] if args.report_only else [c for c in configs if config_key(c) not in done]
     print(f"sweep: {len(configs)} configurations, {len(configs) - len(todo)} already in "
           f"{results.path}, {len(todo)} to run")
     tasks = [(c, out, args.workers <= 1) for c in todo]
@@ -248,6 +258,8 @@ def main(args):
         results.append([row])
     keys = {config_key(c) for c in configs}
     rows = [r for r in results.rows() if r["key"] in keys]
+    if not rows:
+        raise SystemExit(f"sweep: no finished configuration in {results.path} to report")
     test_xy = load_split(args.data_dir, args.quick)["test"]
     chosen = finish(out, rows, test_xy, args.final, dict(base, **{k: v[0] for k, v in settings.items()
                                                                    if len(v) == 1}))
@@ -267,3 +279,5 @@ def add_arguments(p):
     p.add_argument("--trials", type=int, default=20, help="configurations in a random search")
     p.add_argument("--seed", type=int, default=0, help="seed of the random search")
     p.add_argument("--final", type=int, default=3, help="best configurations to test at the end")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the configurations already finished")
