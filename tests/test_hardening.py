@@ -38,6 +38,16 @@ def test_kernels_leave_the_callers_denormals_alone():
         assert np.float32(1e-39) / np.float32(2.0) != 0.0
 
 
+def test_training_and_inference_leave_the_callers_denormals_alone():
+    import pynn
+    X = np.random.default_rng(0).random((300, 64), dtype=np.float32)
+    net = pynn.Network([64, 128, 10])
+    for call in (lambda: net.fit(X, np.arange(300) % 10, epochs=1),
+                 lambda: net.predict_proba(X), lambda: net.gradients(X[:5], np.arange(5))):
+        call()
+        assert np.float32(1e-40) * np.float32(1.0) != 0.0
+
+
 # ---- model files: every kind of damage is one line, and nothing is unpickled ----
 
 import json  # noqa: E402
