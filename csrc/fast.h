@@ -66,6 +66,12 @@ struct pynn_gemm_args {
     /* optional epilogue, applied once the whole sum is in C: C[i,j] += bias[j], then act */
     const float *bias;
     int act;                  /* enum pynn_activation, elementwise kinds only; -1: none */
+    /* optional, packed path with K <= PYNN_KC only: C is never written; each finished tile
+     * of alpha op(A) op(B) (m x n, row stride ld, at rows i0.., columns j0.. of C) goes to
+     * tile_fn instead, e.g. a gradient tile straight into the optimiser's step */
+    void (*tile_fn)(void *ctx, const float *tile, int64_t ld, int64_t i0, int64_t j0,
+                    int64_t m, int64_t n);
+    void *tile_ctx;
 };
 void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads);
 

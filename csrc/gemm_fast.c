@@ -32,6 +32,7 @@
 /* per-thread packing buffers: static storage, no allocation in any call */
 static __thread float pack_a_buf[MC_BIG * PYNN_KC + 16];
 static __thread float pack_b_buf[PYNN_KC * NC_L2 + 16];
+static __thread float tile_buf[PYNN_MR * PYNN_NR + 16];    /* a tile on its way to tile_fn */
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -136,9 +137,15 @@ static void packed_range(const struct pynn_gemm_args *g, const struct pynn_kerne
                     for (int64_t jr = 0; jr < nc; jr += PYNN_NR) {
                         int n = (int)min64(PYNN_NR, nc - jr);
                         const float *b_s = copy_b ? bbuf + jr * kc : g->B + pc * g->ldb + jc + jr;
+                        int64_t ldb = copy_b ? PYNN_NR : g->ldb;
+                        if (g->tile_fn != NULL) {   /* one K slice: the tile is complete */
+                            float *t = align64(tile_buf);
+                            kern->ukernel(kc, a_s, b_s, ldb, t, PYNN_NR, m, n, g->alpha, 0.0f);
+                            g->tile_fn(g->tile_ctx, t, PYNN_NR, ic + ir, jc + jr, m, n);
+                            continue;
+                        }
                         float *c_t = g->C + (ic + ir) * g->ldc + jc + jr;
-                        kern->ukernel(kc, a_s, b_s, copy_b ? PYNN_NR : g->ldb, c_t, g->ldc, m, n,
-                                      g->alpha, beta);
+                        kern->ukernel(kc, a_s, b_s, ldb, c_t, g->ldc, m, n, g->alpha, beta);
                         if (last) epilogue(g, c_t, m, n, jc + jr);
                     }
                 }
@@ -172,7 +179,8 @@ static void share(int64_t total, int64_t unit, int tid, int nt, int64_t *lo, int
 
 void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
     const struct pynn_kernels *kern = pynn_kernels();
-    int dot = g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K;
+    int dot = g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K &&
+              g->tile_fn == NULL;
     int64_t m0 = 0, m1 = g->M, n0 = 0, n1 = g->N;
     int64_t col_unit = dot ? PYNN_DOT_NR : 16;
     /* split the columns when every thread gets a couple of tiles, else the rows */
@@ -196,7 +204,7 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     PYNN_TRY(pynn_gemm_check(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
     if (M == 0 || N == 0) return PYNN_OK;
     struct pynn_gemm_args g = {trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb,
-                               beta, C, ldc, NULL, -1};
+                               beta, C, ldc, NULL, -1, NULL, NULL};
     unsigned fp = pynn_flush_denormals();
     pynn_parallel(pynn_threads_for(2.0 * (double)M * (double)N * (double)K), gemm_job, &g);
     pynn_restore_denormals(fp);

@@ -65,7 +65,7 @@ static struct pynn_gemm_args layer_forward(const struct pynn_net *net, int64_t l
                                            float *z, int64_t B, int act) {
     int64_t n_in = net->sizes[l], n_out = net->sizes[l + 1];
     struct pynn_gemm_args g = {0, 1, B, n_out, n_in, 1.0f, a, n_in, net->W[l], n_in, 0.0f,
-                               z, n_out, net->b[l], act};
+                               z, n_out, net->b[l], act, NULL, NULL};
     return g;
 }
 
@@ -201,29 +201,41 @@ static void output_delta_rows(const struct pynn_net *net, float *z, const float 
     }
 }
 
-/* one parameter array's rows [0,rows) x columns [c0,c1) (row length ld) take the optimiser's
- * step; the state arrays have the parameter's layout */
-static void update_block(const struct pynn_optimizer *opt, int64_t p, float *w, const float *g,
-                         int64_t rows, int64_t ld, int64_t c0, int64_t c1, int64_t gld) {
+/* rows [i0, i0+rows) x columns [j0, j0+n) of parameter array p (row length ld) take the
+ * optimiser's step with the gradient g (row stride gld); its state arrays share its layout */
+static void step_block(const struct pynn_optimizer *opt, int64_t p, int64_t step, float *w,
+                       int64_t ld, int64_t i0, int64_t j0, int64_t rows, int64_t n,
+                       const float *g, int64_t gld) {
     for (int64_t i = 0; i < rows; i++) {
-        float *w_i = w + i * ld + c0;
-        const float *g_i = g + i * gld + c0;
-        int64_t n = c1 - c0;
+        int64_t at = (i0 + i) * ld + j0;
+        const float *g_i = g + i * gld;
         switch (opt->kind) {
         case PYNN_OPT_SGD:
-            pynn_sgd_update(w_i, g_i, n, opt->lr, opt->weight_decay);
+            pynn_sgd_update(w + at, g_i, n, opt->lr, opt->weight_decay);
             break;
         case PYNN_OPT_MOMENTUM:
-            pynn_momentum_update(w_i, opt->state1[p] + i * ld + c0, g_i, n, opt->lr, opt->momentum,
+            pynn_momentum_update(w + at, opt->state1[p] + at, g_i, n, opt->lr, opt->momentum,
                                  opt->weight_decay);
             break;
         default:
-            pynn_adam_update(w_i, opt->state1[p] + i * ld + c0, opt->state2[p] + i * ld + c0, g_i, n,
-                             opt->lr, opt->beta1, opt->beta2, opt->eps, opt->weight_decay,
-                             opt->step);
+            pynn_adam_update(w + at, opt->state1[p] + at, opt->state2[p] + at, g_i, n, opt->lr,
+                             opt->beta1, opt->beta2, opt->eps, opt->weight_decay, step);
             break;
         }
     }
+}
+
+/* the dW product's tiles go straight into the step: dW is never written to memory */
+struct tile_step {
+    const struct pynn_optimizer *opt;
+    int64_t p, step, ld;
+    float *w;
+};
+
+static void step_tile(void *ctx, const float *tile, int64_t ld, int64_t i0, int64_t j0,
+                      int64_t m, int64_t n) {
+    const struct tile_step *t = ctx;
+    step_block(t->opt, t->p, t->step, t->w, t->ld, i0, j0, m, n, tile, ld);
 }
 
 static void col_share(int64_t n, int tid, int nt, int64_t *c0, int64_t *c1) {
@@ -266,7 +278,7 @@ static double train_step(struct train_job *job, const float *Xb, const float *Tb
     for (int64_t r = 0; r < B; r++) loss += job->row_loss[r];
     loss /= (double)B;
     if (!isfinite(loss)) return loss;
-    if (tid == 0) job->opt->step++;     /* read by the updates, after the next barrier */
+    int64_t step = job->opt->step + 1;  /* thread 0 stores it once every thread has read it */
     /* backward, last layer first */
     for (int64_t l = L - 1; l >= 0; l--) {
         int64_t n_in = net->sizes[l], n_outl = net->sizes[l + 1];
@@ -277,7 +289,7 @@ static double train_step(struct train_job *job, const float *Xb, const float *Tb
              * the hidden activation's derivative, each thread on the columns it computed */
             float *dprev = job->delta[(l - 1) % 2];
             struct pynn_gemm_args g = {0, 0, B, n_in, n_outl, 1.0f, delta, n_outl, net->W[l], n_in,
-                                       0.0f, dprev, n_in, NULL, -1};
+                                       0.0f, dprev, n_in, NULL, -1, NULL, NULL};
             pynn_gemm_part(&g, tid, nt);
             pynn_barrier(nt);
             row_share(B, tid, nt, &r0, &r1);
@@ -285,9 +297,15 @@ static double train_step(struct train_job *job, const float *Xb, const float *Tb
                 pynn_activation_backward(net->hidden, dprev + r0 * n_in, a_prev + r0 * n_in,
                                          dprev + r0 * n_in, r1 - r0, n_in);
         }
-        /* dW = delta^T a_prev (n_out, n_in); each thread then steps the columns it owns */
+        /* dW = delta^T a_prev (n_out, n_in), each tile stepped as it comes out of the kernel
+         * (one K slice: B <= KC); a bigger batch goes through the dW buffer */
+        struct tile_step ts = {job->opt, 2 * l, step, n_in, net->W[l]};
         struct pynn_gemm_args g = {1, 0, n_outl, n_in, B, 1.0f, delta, n_outl, a_prev, n_in,
-                                   0.0f, job->dW, n_in, NULL, -1};
+                                   0.0f, job->dW, n_in, NULL, -1, NULL, NULL};
+        if (B <= PYNN_KC) {
+            g.tile_fn = step_tile;
+            g.tile_ctx = &ts;
+        }
         pynn_gemm_part(&g, tid, nt);
         /* db = column sums of delta, in row order (as bias_backward adds them) */
         int64_t c0, c1;
@@ -299,13 +317,19 @@ static double train_step(struct train_job *job, const float *Xb, const float *Tb
                 for (int64_t j = c0; j < c1; j++) job->db[j] += d_r[j];
             }
         }
-        pynn_barrier(nt);   /* dW complete (the split of its columns is not ours to know) */
-        col_share(n_in, tid, nt, &c0, &c1);
-        if (c1 > c0) update_block(job->opt, 2 * l, net->W[l], job->dW, n_outl, n_in, c0, c1, n_in);
-        col_share(n_outl, tid, nt, &c0, &c1);
-        if (c1 > c0) update_block(job->opt, 2 * l + 1, net->b[l], job->db, 1, n_outl, c0, c1, n_outl);
-        pynn_barrier(nt);   /* weights, db and the next delta are complete */
+        if (c1 > c0)
+            step_block(job->opt, 2 * l + 1, step, net->b[l], n_outl, 0, c0, 1, c1 - c0,
+                       job->db + c0, n_outl);
+        if (g.tile_fn == NULL) {
+            pynn_barrier(nt);   /* dW complete (the split of its columns is not ours to know) */
+            col_share(n_in, tid, nt, &c0, &c1);
+            if (c1 > c0)
+                step_block(job->opt, 2 * l, step, net->W[l], n_in, 0, c0, n_outl, c1 - c0,
+                           job->dW + c0, n_in);
+        }
+        pynn_barrier(nt);   /* weights and the next delta are complete */
     }
+    if (tid == 0) job->opt->step = step;
     return loss;
 }
 

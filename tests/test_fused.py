@@ -226,3 +226,16 @@ def test_a_trained_network_still_copies_and_pickles():
         twin.weights[0][:] = 0.0                     # its own arrays, not the original's
         assert not np.array_equal(twin.predict_proba(X), p)
     np.testing.assert_array_equal(net.predict_proba(X), p)
+
+
+def test_batches_bigger_than_a_k_slice_match_too():
+    # B > 256 rows: dW no longer fits one K slice of the packed product and goes through the
+    # gradient buffer instead of straight into the step
+    X, y = data(n=600, n_in=20, n_out=5)
+    for opt in ("momentum", "adam"):
+        a, b = pynn.Network([20, 30, 5], seed=1), pynn.Network([20, 30, 5], seed=1)
+        o_a, o_b = OPTIMIZERS[opt](), OPTIMIZERS[opt]()
+        a.fit(X, y, epochs=1, batch_size=300, optimizer=o_a)
+        reference_fit(b, X, y, 1, 300, o_b)
+        assert_same_weights(a, b)
+        assert o_a.steps == o_b.steps == 2
