@@ -250,7 +250,8 @@ def main(args):
     results = Results(os.path.join(out, "sweep.csv"), FIELDS)
     done = results.done()
     todo = [] if args.report_only else [c for c in configs if config_key(c) not in done]
-    print(f"sweep: {len(configs)} configurations, {len(configs) - len(todo)} already in "
+    finished = sum(config_key(c) in done for c in configs)
+    print(f"sweep: {len(configs)} configurations, {finished} already in "
           f"{results.path}, {len(todo)} to run")
     tasks = [(c, out, args.workers <= 1) for c in todo]
     for row in run_all(run_config, tasks, args.workers, (args.data_dir, args.quick, threads_for(args.workers)),
