@@ -150,55 +150,68 @@ TGT_AVX512 static inline __mmask16 mask16(int n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* the k loop of a ROWS x 48 tile (ROWS <= 8 rows of the packed sliver); ROWS and `full` are
- * compile-time constants after inlining, so the common full tile runs with plain loads and a
- * tile of 1, 2 or 4 rows (a batch of one, the last rows of a batch) does no wasted work */
+/* a ROWS x 48 tile (ROWS <= 8 rows of the packed sliver, m <= ROWS of them stored). ROWS and
+ * FULL are compile-time constants after inlining, so the full 8-row tile runs with plain
+ * loads and a tile of 1, 2 or 4 rows (a batch of one, a batch's last rows) does no wasted
+ * work. The 24 accumulators are named variables, not an array: GCC then keeps every one in a
+ * register instead of writing an array back to the stack each iteration. */
+#define ACC_ZERO(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = c##r##0, c##r##2 = c##r##0;
+#define ACC_FMA(r)                                                        \
+    if (ROWS > r) {                                                       \
+        __m512 ar = _mm512_set1_ps(a[r]);                                 \
+        c##r##0 = _mm512_fmadd_ps(ar, b0, c##r##0);                       \
+        c##r##1 = _mm512_fmadd_ps(ar, b1, c##r##1);                       \
+        c##r##2 = _mm512_fmadd_ps(ar, b2, c##r##2);                       \
+    }
+#define ACC_STORE(r)                                                      \
+    if (ROWS > r && m > r) {                                              \
+        float *crow = c + r * ldc;                                        \
+        __m512 o0 = _mm512_mul_ps(va, c##r##0), o1 = _mm512_mul_ps(va, c##r##1); \
+        __m512 o2 = _mm512_mul_ps(va, c##r##2);                           \
+        if (beta != 0.0f) {                                               \
+            o0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, crow), o0);      \
+            o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, crow + 16), o1); \
+            o2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k2, crow + 32), o2); \
+        }                                                                 \
+        _mm512_mask_storeu_ps(crow, k0, o0);                              \
+        _mm512_mask_storeu_ps(crow + 16, k1, o1);                         \
+        _mm512_mask_storeu_ps(crow + 32, k2, o2);                         \
+    }
+
 TGT_AVX512 static inline __attribute__((always_inline)) void
-ukernel_avx512_loop(const int ROWS, int64_t K, const float *a, const float *b, int64_t ldb,
-                    __m512 acc[8][3], __mmask16 k0, __mmask16 k1, __mmask16 k2, int full) {
+ukernel_avx512_tile(const int ROWS, const int FULL, int64_t K, const float *a, const float *b,
+                    int64_t ldb, float *c, int64_t ldc, int m, int n, float alpha, float beta) {
+    ACC_ZERO(0) ACC_ZERO(1) ACC_ZERO(2) ACC_ZERO(3) ACC_ZERO(4) ACC_ZERO(5) ACC_ZERO(6) ACC_ZERO(7)
+    const __mmask16 k0 = mask16(n), k1 = mask16(n - 16), k2 = mask16(n - 32);
     for (int64_t p = 0; p < K; p++, a += PYNN_MR, b += ldb) {
         __m512 b0, b1, b2;
-        if (full) {
+        if (FULL) {
             b0 = _mm512_loadu_ps(b); b1 = _mm512_loadu_ps(b + 16); b2 = _mm512_loadu_ps(b + 32);
         } else {
             b0 = _mm512_maskz_loadu_ps(k0, b);
             b1 = _mm512_maskz_loadu_ps(k1, b + 16);
             b2 = _mm512_maskz_loadu_ps(k2, b + 32);
         }
-        for (int r = 0; r < ROWS; r++) {
-            __m512 ar = _mm512_set1_ps(a[r]);
-            acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
-        }
+        ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
     }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3)
+    ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
 }
 
 TGT_AVX512 static void ukernel_avx512(int64_t K, const float *a, const float *b, int64_t ldb,
                                       float *c, int64_t ldc, int m, int n, float alpha, float beta) {
-    __m512 acc[8][3];
-    for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    __mmask16 k[3] = {mask16(n), mask16(n - 16), mask16(n - 32)};
     int full = n == PYNN_NR;
     if (m > 4) {
-        if (full) ukernel_avx512_loop(8, K, a, b, ldb, acc, k[0], k[1], k[2], 1);
-        else ukernel_avx512_loop(8, K, a, b, ldb, acc, k[0], k[1], k[2], 0);
+        if (full) ukernel_avx512_tile(8, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);
+        else ukernel_avx512_tile(8, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
     } else if (m > 2) {
-        ukernel_avx512_loop(4, K, a, b, ldb, acc, k[0], k[1], k[2], full);
+        if (full) ukernel_avx512_tile(4, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);
+        else ukernel_avx512_tile(4, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
     } else if (m == 2) {
-        ukernel_avx512_loop(2, K, a, b, ldb, acc, k[0], k[1], k[2], full);
+        ukernel_avx512_tile(2, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
     } else {
-        ukernel_avx512_loop(1, K, a, b, ldb, acc, k[0], k[1], k[2], full);
-    }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (int r = 0; r < m; r++) {
-        float *crow = c + r * ldc;
-        for (int v = 0; v < 3; v++) {
-            __m512 out = _mm512_mul_ps(va, acc[r][v]);
-            if (beta != 0.0f)
-                out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k[v], crow + 16 * v), out);
-            _mm512_mask_storeu_ps(crow + 16 * v, k[v], out);
-        }
+        ukernel_avx512_tile(1, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
     }
 }
 
@@ -214,44 +227,59 @@ TGT_AVX512 static inline __m128 hsum4_512(__m512 v0, __m512 v1, __m512 v2, __m51
 }
 
 /* the dot kernel with MR_ rows of A (a compile-time constant after inlining) and 6 rows of B.
- * Rows of B past n point at row 0, so they are read safely and their sums dropped. */
+ * Rows of B past n point at row 0, so they are read safely and their sums dropped. Named
+ * accumulators again, for the same reason as above. */
+#define DOT_ZERO(r)                                                                  \
+    __m512 d##r##0 = _mm512_setzero_ps(), d##r##1 = d##r##0, d##r##2 = d##r##0,      \
+           d##r##3 = d##r##0, d##r##4 = d##r##0, d##r##5 = d##r##0;
+#define DOT_FMA(r, av_expr)                                                          \
+    if (MR_ > r) {                                                                   \
+        __m512 av = av_expr;                                                         \
+        d##r##0 = _mm512_fmadd_ps(av, bv0, d##r##0);                                 \
+        d##r##1 = _mm512_fmadd_ps(av, bv1, d##r##1);                                 \
+        d##r##2 = _mm512_fmadd_ps(av, bv2, d##r##2);                                 \
+        d##r##3 = _mm512_fmadd_ps(av, bv3, d##r##3);                                 \
+        d##r##4 = _mm512_fmadd_ps(av, bv4, d##r##4);                                 \
+        d##r##5 = _mm512_fmadd_ps(av, bv5, d##r##5);                                 \
+    }
+#define DOT_STORE(r)                                                                 \
+    if (MR_ > r) {                                                                   \
+        __m128 lo = hsum4_512(d##r##0, d##r##1, d##r##2, d##r##3);                   \
+        __m128 hi = hsum4_512(d##r##4, d##r##5, _mm512_setzero_ps(), _mm512_setzero_ps()); \
+        __m256 sum = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);        \
+        float *crow = c + r * ldc;                                                   \
+        __m256 out = _mm256_mul_ps(va, sum);                                         \
+        if (beta != 0.0f) out = _mm256_fmadd_ps(vb, _mm256_maskz_loadu_ps(kn, crow), out); \
+        _mm256_mask_storeu_ps(crow, kn, out);                                        \
+    }
+
 TGT_AVX512 static inline __attribute__((always_inline)) void
 dotkernel_avx512_rows(const int MR_, int64_t K, const float *A, int64_t lda, const float *B,
                       int64_t ldb, float *c, int64_t ldc, int n, float alpha, float beta) {
-    const float *br[6];
-    for (int j = 0; j < 6; j++) br[j] = B + (j < n ? j : 0) * ldb;
-    __m512 acc[4][6];
-    for (int r = 0; r < MR_; r++)
-        for (int j = 0; j < 6; j++) acc[r][j] = _mm512_setzero_ps();
+    const float *br0 = B, *br1 = B + (1 < n ? 1 : 0) * ldb, *br2 = B + (2 < n ? 2 : 0) * ldb;
+    const float *br3 = B + (3 < n ? 3 : 0) * ldb, *br4 = B + (4 < n ? 4 : 0) * ldb;
+    const float *br5 = B + (5 < n ? 5 : 0) * ldb;
+    const float *ar0 = A, *ar1 = A + lda, *ar2 = A + 2 * lda, *ar3 = A + 3 * lda;
+    DOT_ZERO(0) DOT_ZERO(1) DOT_ZERO(2) DOT_ZERO(3)
     int64_t p = 0;
     for (; p + 16 <= K; p += 16) {
-        __m512 bv[6];
-        for (int j = 0; j < 6; j++) bv[j] = _mm512_loadu_ps(br[j] + p);
-        for (int r = 0; r < MR_; r++) {
-            __m512 av = _mm512_loadu_ps(A + r * lda + p);
-            for (int j = 0; j < 6; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
-        }
+        __m512 bv0 = _mm512_loadu_ps(br0 + p), bv1 = _mm512_loadu_ps(br1 + p);
+        __m512 bv2 = _mm512_loadu_ps(br2 + p), bv3 = _mm512_loadu_ps(br3 + p);
+        __m512 bv4 = _mm512_loadu_ps(br4 + p), bv5 = _mm512_loadu_ps(br5 + p);
+        DOT_FMA(0, _mm512_loadu_ps(ar0 + p)) DOT_FMA(1, _mm512_loadu_ps(ar1 + p))
+        DOT_FMA(2, _mm512_loadu_ps(ar2 + p)) DOT_FMA(3, _mm512_loadu_ps(ar3 + p))
     }
     if (p < K) {
         __mmask16 km = mask16((int)(K - p));
-        __m512 bv[6];
-        for (int j = 0; j < 6; j++) bv[j] = _mm512_maskz_loadu_ps(km, br[j] + p);
-        for (int r = 0; r < MR_; r++) {
-            __m512 av = _mm512_maskz_loadu_ps(km, A + r * lda + p);
-            for (int j = 0; j < 6; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
-        }
+        __m512 bv0 = _mm512_maskz_loadu_ps(km, br0 + p), bv1 = _mm512_maskz_loadu_ps(km, br1 + p);
+        __m512 bv2 = _mm512_maskz_loadu_ps(km, br2 + p), bv3 = _mm512_maskz_loadu_ps(km, br3 + p);
+        __m512 bv4 = _mm512_maskz_loadu_ps(km, br4 + p), bv5 = _mm512_maskz_loadu_ps(km, br5 + p);
+        DOT_FMA(0, _mm512_maskz_loadu_ps(km, ar0 + p)) DOT_FMA(1, _mm512_maskz_loadu_ps(km, ar1 + p))
+        DOT_FMA(2, _mm512_maskz_loadu_ps(km, ar2 + p)) DOT_FMA(3, _mm512_maskz_loadu_ps(km, ar3 + p))
     }
     __mmask8 kn = (__mmask8)((1u << n) - 1);
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    for (int r = 0; r < MR_; r++) {
-        __m128 lo = hsum4_512(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
-        __m128 hi = hsum4_512(acc[r][4], acc[r][5], _mm512_setzero_ps(), _mm512_setzero_ps());
-        __m256 s = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-        float *crow = c + r * ldc;
-        __m256 out = _mm256_mul_ps(va, s);
-        if (beta != 0.0f) out = _mm256_fmadd_ps(vb, _mm256_maskz_loadu_ps(kn, crow), out);
-        _mm256_mask_storeu_ps(crow, kn, out);
-    }
+    DOT_STORE(0) DOT_STORE(1) DOT_STORE(2) DOT_STORE(3)
 }
 
 TGT_AVX512
