@@ -191,19 +191,24 @@ def _plot_settings(plt, rows, base, out):
     return save_figure(plt, fig, grid.ravel()[len(axes):], out, "sweep_settings.png")
 
 
-def _plot_curves(plt, rows, out, top=8):
+def _label(row, base):
+    """A configuration named by what it changes from the base."""
+    diff = [f"{k}={row[k]}" for k in AXES_ORDER if str(row[k]) != str(base[k])]
+    return ", ".join(diff) or "base"
+
+
+def _plot_curves(plt, rows, base, out, top=8):
     best = sorted(rows, key=lambda r: float(r["val_error"]))[:top]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in best:
         curve = json.loads(r["curve"])
-        ax.plot(range(1, len(curve) + 1), [100 * e for e in curve],
-                label=f"{r['hidden']} {r['activation']} {r['optimizer']} {r['augment']}")
+        ax.plot(range(1, len(curve) + 1), [100 * e for e in curve], label=_label(r, base))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation error %")
-    ax.set_yscale("log")
-    ax.set_title("learning curves (best configurations)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"learning curves of the {len(best)} best configurations")
     ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     return save_figure(plt, fig, [], out, "sweep_curves.png")
 
 
@@ -234,7 +239,7 @@ def finish(out, rows, test_xy, final, base):
     if plt is None:
         body += "\n" + no_plots_note()
     else:
-        for path in (_plot_settings(plt, rows, base, out), _plot_curves(plt, rows, out)):
+        for path in (_plot_settings(plt, rows, base, out), _plot_curves(plt, rows, base, out)):
             if path:
                 body += f"\n![{os.path.basename(path)}]({os.path.basename(path)})\n"
     write_markdown(os.path.join(out, "sweep.md"), "Sweep", body)
