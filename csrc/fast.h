@@ -44,10 +44,17 @@ typedef void (*pynn_dotkernel_fn)(int64_t K, const float *A, int64_t lda, const 
 #define PYNN_DOT_MR 4
 #define PYNN_DOT_NR 6
 
+/* one optimiser step over n parameters w with gradient g; s1 is momentum's velocity or Adam's
+ * m, s2 Adam's v (NULL when the kind has none): the formulas of optim.c, whose functions the
+ * portable set calls and the AVX-512 set runs 16 lanes at a time */
+typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t step, float *w,
+                                   float *s1, float *s2, const float *g, int64_t n);
+
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
     pynn_dotkernel_fn dotkernel;
+    pynn_stepkernel_fn stepkernel;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -14,6 +14,7 @@
  * Edges (m < MR, n < NR, K not a multiple of 16) use masked loads and stores, so nothing outside
  * the matrices is read or written.
  */
+#include <math.h>
 #include <string.h>
 #include "fast.h"
 
@@ -59,7 +60,25 @@ static void dotkernel_generic(int64_t K, const float *A, int64_t lda, const floa
     }
 }
 
-static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic};
+/* the optimiser's step: the reference functions of optim.c themselves */
+static void stepkernel_generic(const struct pynn_optimizer *opt, int64_t step, float *w,
+                               float *s1, float *s2, const float *g, int64_t n) {
+    switch (opt->kind) {
+    case PYNN_OPT_SGD:
+        pynn_sgd_update(w, g, n, opt->lr, opt->weight_decay);
+        break;
+    case PYNN_OPT_MOMENTUM:
+        pynn_momentum_update(w, s1, g, n, opt->lr, opt->momentum, opt->weight_decay);
+        break;
+    default:
+        pynn_adam_update(w, s1, s2, g, n, opt->lr, opt->beta1, opt->beta2, opt->eps,
+                         opt->weight_decay, step);
+        break;
+    }
+}
+
+static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
+                                                    stepkernel_generic};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -141,7 +160,8 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
     }
 }
 
-static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2};
+static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
+                                                 stepkernel_generic};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -294,7 +314,46 @@ static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float
     }
 }
 
-static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512};
+/* the optimiser's step, 16 parameters at a time (the tail masked), in optim.c's order of
+ * operations; only the fused multiply-adds round differently */
+TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64_t step, float *w,
+                                         float *s1, float *s2, const float *g, int64_t n) {
+    const __m512 lr = _mm512_set1_ps(opt->lr), wd = _mm512_set1_ps(opt->weight_decay);
+    const __m512 mom = _mm512_set1_ps(opt->momentum);
+    const __m512 b1 = _mm512_set1_ps(opt->beta1), nb1 = _mm512_set1_ps(1.0f - opt->beta1);
+    const __m512 b2 = _mm512_set1_ps(opt->beta2), nb2 = _mm512_set1_ps(1.0f - opt->beta2);
+    const __m512 eps = _mm512_set1_ps(opt->eps);
+    float c1 = 1.0f, c2 = 1.0f;
+    if (opt->kind == PYNN_OPT_ADAM) {
+        c1 = 1.0f / (1.0f - powf(opt->beta1, (float)step));
+        c2 = 1.0f / (1.0f - powf(opt->beta2, (float)step));
+    }
+    const __m512 vc1 = _mm512_set1_ps(c1), vc2 = _mm512_set1_ps(c2);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = mask16((int)(n - i < 16 ? n - i : 16));
+        __m512 wi = _mm512_maskz_loadu_ps(k, w + i);
+        __m512 gi = _mm512_fmadd_ps(wd, wi, _mm512_maskz_loadu_ps(k, g + i));   /* dw + wd w */
+        if (opt->kind == PYNN_OPT_SGD) {
+            wi = _mm512_fnmadd_ps(lr, gi, wi);
+        } else if (opt->kind == PYNN_OPT_MOMENTUM) {
+            __m512 vel = _mm512_fmadd_ps(mom, _mm512_maskz_loadu_ps(k, s1 + i), gi);
+            _mm512_mask_storeu_ps(s1 + i, k, vel);
+            wi = _mm512_fnmadd_ps(lr, vel, wi);
+        } else {
+            __m512 m = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(k, s1 + i), _mm512_mul_ps(nb1, gi));
+            __m512 v = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(k, s2 + i),
+                                       _mm512_mul_ps(_mm512_mul_ps(nb2, gi), gi));
+            _mm512_mask_storeu_ps(s1 + i, k, m);
+            _mm512_mask_storeu_ps(s2 + i, k, v);
+            __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(v, vc2)), eps);
+            wi = _mm512_sub_ps(wi, _mm512_div_ps(_mm512_mul_ps(lr, _mm512_mul_ps(m, vc1)), den));
+        }
+        _mm512_mask_storeu_ps(w + i, k, wi);
+    }
+}
+
+static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
+                                                   stepkernel_avx512};
 #endif
 
 /* ---------------- the choice ---------------- */

@@ -206,22 +206,12 @@ static void output_delta_rows(const struct pynn_net *net, float *z, const float 
 static void step_block(const struct pynn_optimizer *opt, int64_t p, int64_t step, float *w,
                        int64_t ld, int64_t i0, int64_t j0, int64_t rows, int64_t n,
                        const float *g, int64_t gld) {
+    pynn_stepkernel_fn stepkernel = pynn_kernels()->stepkernel;
     for (int64_t i = 0; i < rows; i++) {
         int64_t at = (i0 + i) * ld + j0;
-        const float *g_i = g + i * gld;
-        switch (opt->kind) {
-        case PYNN_OPT_SGD:
-            pynn_sgd_update(w + at, g_i, n, opt->lr, opt->weight_decay);
-            break;
-        case PYNN_OPT_MOMENTUM:
-            pynn_momentum_update(w + at, opt->state1[p] + at, g_i, n, opt->lr, opt->momentum,
-                                 opt->weight_decay);
-            break;
-        default:
-            pynn_adam_update(w + at, opt->state1[p] + at, opt->state2[p] + at, g_i, n, opt->lr,
-                             opt->beta1, opt->beta2, opt->eps, opt->weight_decay, step);
-            break;
-        }
+        float *s1 = opt->kind == PYNN_OPT_SGD ? NULL : opt->state1[p] + at;
+        float *s2 = opt->kind == PYNN_OPT_ADAM ? opt->state2[p] + at : NULL;
+        stepkernel(opt, step, w + at, s1, s2, g + i * gld, n);
     }
 }
 

@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
 #include "fast.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -30,6 +35,7 @@
 
 #define MAX_THREADS 64
 #define SPIN_NS 200000L          /* how long an idle worker spins before it sleeps */
+#define WAIT_SPIN_NS 50000L      /* how long a thread spins at a barrier before it sleeps */
 #define MIN_FLOPS_PER_THREAD 2e6 /* below this, waking a second thread costs more than it saves */
 #define MIN_FLOPS_AWAKE 1e5      /* ... unless the workers are still spinning from the last job */
 
@@ -79,10 +85,12 @@ static struct {
     void *arg;
     int nthreads;
     int remaining;               /* workers of the current job not yet done */
+    int caller_sleeping;         /* the caller sleeps on `remaining` */
+    int bar_sleepers;            /* threads asleep at the barrier */
     int bar_count;               /* barrier among the job's threads */
     unsigned bar_generation;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          0, 0, 0, NULL, NULL, 0, 0, 0, 0};
+          0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0};
 
 static long now_ns(void) {
     struct timespec ts;
@@ -92,12 +100,37 @@ static long now_ns(void) {
 
 static unsigned load_u(unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
-/* spin (politely) until *p != old; after a while give the core away between looks */
-static void wait_change(unsigned *p, unsigned old) {
-    for (int spins = 0; load_u(p) == old; spins++) {
-        if (spins < 4000) cpu_relax();
-        else sched_yield();
+/* wait until *p != old: spin for a while (the other threads are usually a few microseconds
+ * away), then sleep in the kernel, counted in *sleepers, so that a thread whose partner lost
+ * its core on a busy machine gives its own core away instead of burning it */
+static void wait_change(unsigned *p, unsigned old, int *sleepers) {
+    long start = 0;
+    for (int spins = 0; __atomic_load_n(p, __ATOMIC_SEQ_CST) == old; spins++) {
+        cpu_relax();
+        if ((spins & 63) != 63) continue;
+        long t = now_ns();
+        if (start == 0) start = t;
+        if (t - start < WAIT_SPIN_NS) continue;
+#ifdef __linux__
+        __atomic_add_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(p, __ATOMIC_SEQ_CST) == old)
+            syscall(SYS_futex, p, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
+        __atomic_sub_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
+        return;
+#else
+        sched_yield();
+#endif
     }
+}
+
+/* after changing *p: wake whoever sleeps on it */
+static void wake_all(unsigned *p, int *sleepers) {
+#ifdef __linux__
+    if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) > 0)
+        syscall(SYS_futex, p, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)p; (void)sleepers;
+#endif
 }
 
 static unsigned start_generation[MAX_THREADS];
@@ -127,7 +160,8 @@ static void *worker_main(void *arg) {
             unsigned fp = pynn_flush_denormals();
             pool.fn(tid, pool.nthreads, pool.arg);
             pynn_restore_denormals(fp);
-            __atomic_fetch_sub(&pool.remaining, 1, __ATOMIC_RELEASE);
+            __atomic_sub_fetch(&pool.remaining, 1, __ATOMIC_SEQ_CST);
+            wake_all((unsigned *)&pool.remaining, &pool.caller_sleeping);
         }
     }
     return NULL;
@@ -139,7 +173,7 @@ static void pool_after_fork(void) {
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.wake, NULL);
     pool.workers = pool.sleepers = 0;
-    pool.remaining = pool.bar_count = 0;
+    pool.remaining = pool.bar_count = pool.caller_sleeping = pool.bar_sleepers = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -192,10 +226,8 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     fn(0, nthreads, arg);
-    for (int spins = 0; __atomic_load_n(&pool.remaining, __ATOMIC_ACQUIRE) > 0; spins++) {
-        if (spins < 4000) cpu_relax();
-        else sched_yield();
-    }
+    for (int left; (left = __atomic_load_n(&pool.remaining, __ATOMIC_SEQ_CST)) > 0;)
+        wait_change((unsigned *)&pool.remaining, (unsigned)left, &pool.caller_sleeping);
     pthread_mutex_unlock(&pool.busy);
 }
 
@@ -204,8 +236,9 @@ void pynn_barrier(int nthreads) {
     unsigned gen = load_u(&pool.bar_generation);
     if (__atomic_add_fetch(&pool.bar_count, 1, __ATOMIC_ACQ_REL) == nthreads) {
         __atomic_store_n(&pool.bar_count, 0, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&pool.bar_generation, 1, __ATOMIC_RELEASE);
+        __atomic_fetch_add(&pool.bar_generation, 1, __ATOMIC_SEQ_CST);
+        wake_all(&pool.bar_generation, &pool.bar_sleepers);
     } else {
-        wait_change(&pool.bar_generation, gen);
+        wait_change(&pool.bar_generation, gen, &pool.bar_sleepers);
     }
 }

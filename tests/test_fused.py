@@ -239,3 +239,20 @@ def test_batches_bigger_than_a_k_slice_match_too():
         reference_fit(b, X, y, 1, 300, o_b)
         assert_same_weights(a, b)
         assert o_a.steps == o_b.steps == 2
+
+
+@pytest.mark.parametrize("kernels", [k for k in ("avx512f", "avx2", "generic")
+                                     if ops.lib.pynn_kernels_select(k.encode()) == 0])
+def test_every_kernel_set_trains_to_the_reference(kernels):
+    ops.select_kernels(kernels)
+    try:
+        X, y = data(n=200, n_in=40, n_out=10)
+        for opt in sorted(OPTIMIZERS):
+            a = pynn.Network([40, 50, 10], seed=5)
+            b = pynn.Network([40, 50, 10], seed=5)
+            o_a, o_b = OPTIMIZERS[opt](), OPTIMIZERS[opt]()
+            a.fit(X, y, epochs=2, batch_size=9, optimizer=o_a)
+            reference_fit(b, X, y, 2, 9, o_b)
+            assert_same_weights(a, b)
+    finally:
+        ops.select_kernels("auto")
