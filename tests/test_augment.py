@@ -231,3 +231,16 @@ def test_a_coarse_field_is_read_at_each_pixels_place():
           for f in (np.pad(fx, ((0, 0), (0, 14), (0, 14))), np.pad(fy, ((0, 0), (0, 14), (0, 14))))]
     np.testing.assert_allclose(ops.warp(imgs, ident, fx, fy),
                                reference_warp(imgs, ident, up[0], up[1]), atol=1e-4)
+
+
+def test_distorted_epochs_are_the_augmenters_calls_in_order():
+    """Made a step ahead on another thread, but from the same stream: the same as calling the
+    Augmenter epoch after epoch."""
+    X = digits(30)
+    made = list(augment.distorted_epochs(X, np.random.default_rng(4), 3))
+    rng = np.random.default_rng(4)
+    expected = [augment.Augmenter()(X, rng) for _ in range(3)]
+    assert len(made) == 3
+    for a, b in zip(made, expected):
+        np.testing.assert_array_equal(a, b)
+    assert list(augment.distorted_epochs(X, np.random.default_rng(4), 0)) == []
