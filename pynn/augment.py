@@ -17,6 +17,8 @@ shape. The randomness comes only from ``rng``, a numpy Generator, so the same se
 same distortions. The pixel work (warping, smoothing the fields, dilating strokes) is done by
 the C kernels in csrc/augment.c and csrc/preprocess.c; numpy only draws the random numbers.
 """
+import copy
+
 import numpy as np
 
 from . import ops
@@ -156,8 +158,9 @@ def distorted_epochs(images, rng, epochs, augmenter=None):
 
     Each copy is made on a second thread while the caller trains on the one before: the C
     kernels and numpy let go of Python's lock while they work, so on a machine with a core to
-    spare the distortions cost no training time. Only that thread draws from ``rng``, one epoch
-    after another, so a seed still gives the same distortions.
+    spare the distortions cost no training time. The draws come from ``rng`` one epoch after
+    another, so a seed still gives the same distortions; while the caller trains on an epoch,
+    ``rng`` stands just past that epoch's draws (so a checkpoint may save it).
     """
     from concurrent.futures import ThreadPoolExecutor
     augmenter = Augmenter() if augmenter is None else augmenter
@@ -166,12 +169,18 @@ def distorted_epochs(images, rng, epochs, augmenter=None):
     stack, _ = _stack(images)
     if epochs <= 0:
         return
+    # the thread draws from a copy, and ``rng`` takes the copy's state when an epoch's digits
+    # are handed over: while an epoch trains, ``rng`` is just past that epoch's draws, which is
+    # what a checkpoint saved at the epoch's end must hold for a resumed run to go on the same
     with ThreadPoolExecutor(max_workers=1) as worker:
-        upcoming = worker.submit(augmenter, stack, rng)
+        ahead = copy.deepcopy(rng)
+        upcoming = worker.submit(augmenter, stack, ahead)
         for epoch in range(epochs):
             current = upcoming.result()
+            rng.bit_generator.state = ahead.bit_generator.state
             if epoch + 1 < epochs:
-                upcoming = worker.submit(augmenter, stack, rng)
+                ahead = copy.deepcopy(rng)
+                upcoming = worker.submit(augmenter, stack, ahead)
             yield current
 
 

@@ -244,3 +244,12 @@ def test_distorted_epochs_are_the_augmenters_calls_in_order():
     for a, b in zip(made, expected):
         np.testing.assert_array_equal(a, b)
     assert list(augment.distorted_epochs(X, np.random.default_rng(4), 0)) == []
+
+
+def test_distorted_epochs_leave_rng_just_past_the_epoch_handed_over():
+    X = digits(10)
+    rng = np.random.default_rng(9)
+    reference = np.random.default_rng(9)
+    for _ in augment.distorted_epochs(X, rng, 3):
+        augment.Augmenter()(X, reference)
+        assert rng.bit_generator.state == reference.bit_generator.state
