@@ -75,8 +75,13 @@ def machine(torch, threads):
         blas = f"{blas.get('name')} {blas.get('version')}"
     except Exception:   # older numpy: no dict form
         blas = "unknown BLAS"
-    lines = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs; pynn kernels: {ops.cpu_features()}, "
-             f"{threads} thread(s)",
+    try:
+        load = "load average {:.1f} {:.1f} {:.1f} (1, 5, 15 min)".format(*os.getloadavg())
+    except OSError:
+        load = "load average unknown"
+    lines = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs, {load}",
+             f"pynn kernels: {ops.cpu_features()}, {threads} thread(s) for pynn, numpy's BLAS "
+             f"and PyTorch",
              f"Python {platform.python_version()}, numpy {np.__version__} ({blas})",
              "PyTorch: " + (f"{torch.__version__}, {torch.get_num_threads()} thread(s)"
                             if torch else "not installed")]
@@ -155,11 +160,13 @@ def _gemm_fns(M, N, K, ta, tb, torch, rng):
 def bench_gemm(args, torch, out):
     rng = np.random.default_rng(0)
     budget = 0.08 if args.quick else 0.25
-    modes = [("all threads", args.threads)] + ([] if args.quick else [("one thread", 1)])
+    modes = [(f"{args.threads} thread(s)", args.threads)]
+    if args.threads > 1 and not args.quick:
+        modes.append(("one thread", 1))
     for title, nt in modes:
         ops.set_num_threads(nt)
         single = nt == 1
-        blas_ok = _openblas_threads(1) if single else _openblas_threads(os.cpu_count() or 1)
+        blas_ok = _openblas_threads(nt)
         if torch is not None:
             torch.set_num_threads(nt)
         out(f"\nGEMM, {title} (GFLOP/s; ratio = pynn / the faster of numpy and PyTorch)"
@@ -177,7 +184,7 @@ def bench_gemm(args, torch, out):
             gf = [flops / t / 1e9 if t else None for t in times]
             out(f"{name:38s} {_fmt(gf[0])} {_fmt(gf[1])} {_fmt(gf[2])} {_ratio(times[0], times[1:]):>7s}")
     ops.set_num_threads(args.threads)
-    _openblas_threads(os.cpu_count() or 1)
+    _openblas_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
 
@@ -353,6 +360,7 @@ def run(args, out=print):
         raise ValueError("--threads and --epochs must be at least 1")
     torch = _torch()
     ops.set_num_threads(args.threads)
+    _openblas_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
     given = sys.argv[1:]
