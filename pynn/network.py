@@ -8,8 +8,6 @@ in the C kernels through pynn.ops; numpy only holds the arrays.
 Shapes, with B samples in a batch: a layer's weights W are (n_out, n_in), its bias b (n_out,),
 its input a (B, n_in) one sample per row, so a batch's z = a W^T + b is (B, n_out).
 """
-import weakref
-
 import numpy as np
 
 from . import ops
@@ -18,9 +16,6 @@ from .optim import SGD, Adam
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
-# each network's C view (pynn.ops.FusedNet), kept beside it rather than in it so that a
-# network still copies and pickles as plain arrays
-_FUSED_VIEWS = weakref.WeakKeyDictionary()
 MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
 
 
@@ -277,12 +272,18 @@ class Network:
     def _fused(self, writing=True):
         """The C view of this network's weight arrays (pynn.ops.FusedNet), remade when the
         arrays are replaced; it reads and updates net.weights[i] and net.biases[i] themselves."""
-        view = _FUSED_VIEWS.get(self)
+        view = self.__dict__.get("_fused_view")
         if view is None or not view.matches(self.weights, self.biases, self.activation,
                                             self.output, self.loss, writing):
-            view = _FUSED_VIEWS[self] = ops.FusedNet(self.weights, self.biases, self.activation,
-                                                     self.output, self.loss)
+            view = self._fused_view = ops.FusedNet(self.weights, self.biases, self.activation,
+                                                   self.output, self.loss)
         return view
+
+    def __getstate__(self):
+        """Copies and pickles hold the arrays, not the C view of them (made again on use)."""
+        state = self.__dict__.copy()
+        state.pop("_fused_view", None)
+        return state
 
     def _fused_optimizer(self, optimizer):
         """(kind, settings, state) for an optimiser the C step implements; None for others."""

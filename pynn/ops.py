@@ -9,6 +9,8 @@ a float64 array passed where float32 is expected is an error, not a hidden copy.
 The functions return new arrays; ``out=`` writes into a buffer the caller owns instead, which
 the training loop uses so that no batch allocates.
 """
+import itertools
+import operator
 import os
 
 import numpy as np
@@ -605,10 +607,11 @@ class FusedNet:
         """True while the owner's arrays are still the ones this view points into, unchanged
         (and still writable, unless ``writing`` is False: inference only reads them)."""
         arrays = self._arrays
-        if len(weights) + len(biases) != len(arrays) or self.kinds != (hidden, output, loss):
+        if (self.kinds != (hidden, output, loss) or len(weights) + len(biases) != len(arrays)
+                or not all(map(operator.is_, itertools.chain(weights, biases), arrays))):
             return False
-        for a, mine, shape in zip([*weights, *biases], arrays, self._shapes):
-            if a is not mine or a.shape != shape or a.dtype is not _F32:
+        for a, shape in zip(self._arrays, self._shapes):
+            if a.shape != shape or a.dtype is not _F32:
                 return False
             if writing and not (a.flags.c_contiguous and a.flags.writeable):
                 return False
