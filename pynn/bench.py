@@ -10,7 +10,8 @@ pynn is faster):
          accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
   infer  one digit (1,784) to probabilities, from Python: pynn's predict_proba, PyTorch, and
          numpy's two matrix products
-Times are medians of calls interleaved between the libraries, so a busy machine slows all of
+Times are medians of blocks of calls the libraries take in turns (with a pause between, so
+that no library's idle threads still spin while another runs), so a busy machine slows all of
 them alike. PyTorch is optional (``pip install .[bench]``); without it its columns are blank.
 """
 import argparse
@@ -90,26 +91,33 @@ def machine(torch, threads):
 
 # ---- timing ----
 
-def interleaved(fns, budget, inner=1):
-    """Median seconds per call of each function, calls taken in turns (inner calls a sample)
-    until ``budget`` seconds have passed (at least 3 turns)."""
-    samples = [[] for _ in fns]
-    for f in fns:            # warm up: caches, thread pools, lazy initialisation
-        if f is not None:
-            f()
-    start, turns = time.perf_counter(), 0
-    while turns < 3 or time.perf_counter() - start < budget:
-        for s, f in zip(samples, fns):
-            if f is None:
-                continue
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                f()
-            s.append((time.perf_counter() - t0) / inner)
-        turns += 1
-        if turns >= 100000:
-            break
-    return [statistics.median(s) if s else None for s in samples]
+PAUSE = 0.1   # seconds between libraries: OpenBLAS's and OpenMP's idle threads spin for a while
+# after a call, and would take the next library's second core
+
+
+def interleaved(fns, budget, inner=1, rounds=3):
+    """Median seconds per call of each function. The libraries take turns, ``rounds`` times,
+    each turn a block of calls (``inner`` calls a sample) about budget / (rounds * libraries)
+    long after a pause, so a busy moment of the machine falls on all of them alike and no
+    library runs while another's idle threads still spin."""
+    live = [f for f in fns if f is not None]
+    samples = {id(f): [] for f in live}
+    for f in live:           # warm up: caches, thread pools, lazy initialisation
+        f()
+    block = budget / (rounds * max(len(live), 1))
+    for _ in range(rounds):
+        for f in live:
+            time.sleep(PAUSE)
+            start = time.perf_counter()
+            while True:
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    f()
+                t1 = time.perf_counter()
+                samples[id(f)].append((t1 - t0) / inner)
+                if t1 - start >= block:
+                    break
+    return [statistics.median(samples[id(f)]) if f is not None else None for f in fns]
 
 
 def _ratio(mine, others):
@@ -179,7 +187,7 @@ def bench_gemm(args, torch, out):
             t0 = time.perf_counter()
             fns[0]()
             inner = _inner(time.perf_counter() - t0)
-            times = interleaved(fns, budget, inner)
+            times = interleaved(fns, budget, inner, rounds=2 if args.quick else 3)
             flops = 2.0 * M * N * K
             gf = [flops / t / 1e9 if t else None for t in times]
             out(f"{name:38s} {_fmt(gf[0])} {_fmt(gf[1])} {_fmt(gf[2])} {_ratio(times[0], times[1:]):>7s}")
@@ -249,10 +257,12 @@ def bench_train(args, torch, out):
     tm = TorchMLP(torch, [784, 800, 10], lr, momentum) if torch is not None else None
     rates = [[], []]
     for _ in range(epochs):
+        time.sleep(PAUSE)
         t0 = time.perf_counter()
         net.train_epoch(Xtr, ytr, 64, opt, order=net.rng.permutation(len(Xtr)))
         rates[0].append(len(Xtr) / (time.perf_counter() - t0))
         if tm is not None:
+            time.sleep(PAUSE)
             t0 = time.perf_counter()
             tm.epoch(tX, ty, 64)
             rates[1].append(len(Xtr) / (time.perf_counter() - t0))
@@ -274,7 +284,7 @@ def bench_train(args, torch, out):
         fns = [lambda: net.train_epoch(Xtr[:n], ytr[:n], batch, opt,
                                        order=net.rng.permutation(n)),
                (lambda: tm.epoch(tX[:n], ty[:n], batch)) if tm is not None else None]
-        times = interleaved(fns, 0.0 if args.quick else 1.0)
+        times = interleaved(fns, 0.0, rounds=1 if args.quick else 3)
         rate = [n / t if t else None for t in times]
         out(f"{batch:6d} {n:8d} {_fmt(rate[0], 10, 0)} {_fmt(rate[1], 10, 0)} "
             f"{_ratio(times[0], times[1:]):>7s}")
@@ -327,7 +337,7 @@ def bench_infer(args, torch, out):
             fns.append(torch_forward)
         else:
             fns.append(None)
-        times = interleaved(fns, budget, inner=20)
+        times = interleaved(fns, budget, inner=20, rounds=2 if args.quick else 3)
         us = [t * 1e6 if t else None for t in times]
         out(f"{name:24s} {_fmt(us[0])} {_fmt(us[1])} {_fmt(us[2])} {_ratio(times[0], times[1:]):>7s}")
 
