@@ -50,11 +50,18 @@ typedef void (*pynn_dotkernel_fn)(int64_t K, const float *A, int64_t lda, const 
 typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t step, float *w,
                                    float *s1, float *s2, const float *g, int64_t n);
 
+/* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c, B read
+ * row by row where it lies: a batch of one times a row-major matrix (dX = delta W). NULL in a
+ * set without one (the packed path serves). */
+typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, const float *B,
+                                   int64_t ldb, float *c, int64_t n, float alpha, float beta);
+
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
     pynn_dotkernel_fn dotkernel;
     pynn_stepkernel_fn stepkernel;
+    pynn_gemvkernel_fn gemvkernel;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

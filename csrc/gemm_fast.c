@@ -15,7 +15,8 @@
  *
  * The dot path serves z = a W^T for batches of up to DOT_MAX_M rows: it reads W in place, row
  * by row, instead of transposing all of it into slivers for a product that uses it only a few
- * times.
+ * times. One or two rows of C times a row-major B (delta W for a batch of one) take the gemv
+ * kernel, which streams B's rows 128 columns at a time.
  *
  * Threads split the columns of C (or its rows, when C is too narrow); each thread packs its own
  * blocks into its own thread-local buffers, so no lock or barrier is needed inside a product,
@@ -169,6 +170,18 @@ static void dot_range(const struct pynn_gemm_args *g, const struct pynn_kernels 
     }
 }
 
+/* rows of C one at a time, each a sum of B's rows weighted by a row of op(A) */
+static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
+                       int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t i = m0; i < m1; i++) {
+        const float *a = g->trans_a ? g->A + i : g->A + i * g->lda;
+        float *c = g->C + i * g->ldc + n0;
+        kern->gemvkernel(g->K, a, g->trans_a ? g->lda : 1, g->B + n0, g->ldb, c, n1 - n0,
+                         g->alpha, g->beta);
+        epilogue(g, c, 1, n1 - n0, n0);
+    }
+}
+
 /* [lo, hi) of `total` units that thread tid of nt owns, in multiples of `unit` */
 static void share(int64_t total, int64_t unit, int tid, int nt, int64_t *lo, int64_t *hi) {
     int64_t units = (total + unit - 1) / unit;
@@ -191,6 +204,8 @@ void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
     if (m0 >= m1 || n0 >= n1) return;
     if (g->K == 0) scale_only(g, m0, m1, n0, n1);
     else if (dot) dot_range(g, kern, m0, m1, n0, n1);
+    else if (g->M <= 2 && !g->trans_b && g->tile_fn == NULL && kern->gemvkernel != NULL)
+        gemv_range(g, kern, m0, m1, n0, n1);
     else packed_range(g, kern, m0, m1, n0, n1);
 }
 

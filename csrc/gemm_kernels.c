@@ -78,7 +78,7 @@ static void stepkernel_generic(const struct pynn_optimizer *opt, int64_t step, f
 }
 
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
-                                                    stepkernel_generic};
+                                                    stepkernel_generic, NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -161,7 +161,7 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
 }
 
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
-                                                 stepkernel_generic};
+                                                 stepkernel_generic, NULL};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -352,8 +352,43 @@ TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64
     }
 }
 
+/* a row of C, 128 columns (8 vectors) at a time: per k one broadcast and 8 fused
+ * multiply-adds on 512 contiguous bytes of a row of B */
+TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_step, const float *B,
+                                         int64_t ldb, float *c, int64_t n, float alpha, float beta) {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int64_t j0 = 0; j0 < n; j0 += 128) {
+        __mmask16 k[8];
+        __m512 acc[8];
+        for (int v = 0; v < 8; v++) {
+            k[v] = mask16((int)(n - j0 - 16 * v < 16 ? n - j0 - 16 * v : 16));
+            acc[v] = _mm512_setzero_ps();
+        }
+        const float *b_p = B + j0;
+        if (n - j0 >= 128) {
+            for (int64_t p = 0; p < K; p++, b_p += ldb) {
+                __m512 ap = _mm512_set1_ps(a[p * a_step]);
+                for (int v = 0; v < 8; v++)
+                    acc[v] = _mm512_fmadd_ps(ap, _mm512_loadu_ps(b_p + 16 * v), acc[v]);
+            }
+        } else {
+            for (int64_t p = 0; p < K; p++, b_p += ldb) {
+                __m512 ap = _mm512_set1_ps(a[p * a_step]);
+                for (int v = 0; v < 8; v++)
+                    acc[v] = _mm512_fmadd_ps(ap, _mm512_maskz_loadu_ps(k[v], b_p + 16 * v), acc[v]);
+            }
+        }
+        for (int v = 0; v < 8; v++) {
+            float *cv = c + j0 + 16 * v;
+            __m512 out = _mm512_mul_ps(va, acc[v]);
+            if (beta != 0.0f) out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k[v], cv), out);
+            _mm512_mask_storeu_ps(cv, k[v], out);
+        }
+    }
+}
+
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
-                                                   stepkernel_avx512};
+                                                   stepkernel_avx512, gemvkernel_avx512};
 #endif
 
 /* ---------------- the choice ---------------- */
