@@ -352,37 +352,43 @@ TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64
     }
 }
 
-/* a row of C, 128 columns (8 vectors) at a time: per k one broadcast and 8 fused
- * multiply-adds on 512 contiguous bytes of a row of B */
+/* a row of C, kept in L1 while four rows of B at a time stream through it front to back
+ * (four sequential streams the prefetcher follows): per 16 columns, four loads of B, four
+ * fused multiply-adds, and one load and store of C */
 TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_step, const float *B,
                                          int64_t ldb, float *c, int64_t n, float alpha, float beta) {
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (int64_t j0 = 0; j0 < n; j0 += 128) {
-        __mmask16 k[8];
-        __m512 acc[8];
-        for (int v = 0; v < 8; v++) {
-            k[v] = mask16((int)(n - j0 - 16 * v < 16 ? n - j0 - 16 * v : 16));
-            acc[v] = _mm512_setzero_ps();
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (int64_t j = 0; j < n; j += 16) {          /* C = beta C, never reading C when beta = 0 */
+        __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
+        __m512 y = beta == 0.0f ? _mm512_setzero_ps()
+                                : _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k, c + j));
+        _mm512_mask_storeu_ps(c + j, k, y);
+    }
+    int64_t p = 0;
+    for (; p + 4 <= K; p += 4) {
+        const float *b0 = B + p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+        __m512 a0 = _mm512_set1_ps(alpha * a[p * a_step]);
+        __m512 a1 = _mm512_set1_ps(alpha * a[(p + 1) * a_step]);
+        __m512 a2 = _mm512_set1_ps(alpha * a[(p + 2) * a_step]);
+        __m512 a3 = _mm512_set1_ps(alpha * a[(p + 3) * a_step]);
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
+            __m512 y = _mm512_maskz_loadu_ps(k, c + j);
+            y = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j), y);
+            y = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(k, b1 + j), y);
+            y = _mm512_fmadd_ps(a2, _mm512_maskz_loadu_ps(k, b2 + j), y);
+            y = _mm512_fmadd_ps(a3, _mm512_maskz_loadu_ps(k, b3 + j), y);
+            _mm512_mask_storeu_ps(c + j, k, y);
         }
-        const float *b_p = B + j0;
-        if (n - j0 >= 128) {
-            for (int64_t p = 0; p < K; p++, b_p += ldb) {
-                __m512 ap = _mm512_set1_ps(a[p * a_step]);
-                for (int v = 0; v < 8; v++)
-                    acc[v] = _mm512_fmadd_ps(ap, _mm512_loadu_ps(b_p + 16 * v), acc[v]);
-            }
-        } else {
-            for (int64_t p = 0; p < K; p++, b_p += ldb) {
-                __m512 ap = _mm512_set1_ps(a[p * a_step]);
-                for (int v = 0; v < 8; v++)
-                    acc[v] = _mm512_fmadd_ps(ap, _mm512_maskz_loadu_ps(k[v], b_p + 16 * v), acc[v]);
-            }
-        }
-        for (int v = 0; v < 8; v++) {
-            float *cv = c + j0 + 16 * v;
-            __m512 out = _mm512_mul_ps(va, acc[v]);
-            if (beta != 0.0f) out = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k[v], cv), out);
-            _mm512_mask_storeu_ps(cv, k[v], out);
+    }
+    for (; p < K; p++) {
+        const float *b0 = B + p * ldb;
+        __m512 a0 = _mm512_set1_ps(alpha * a[p * a_step]);
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
+            __m512 y = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j),
+                                       _mm512_maskz_loadu_ps(k, c + j));
+            _mm512_mask_storeu_ps(c + j, k, y);
         }
     }
 }
