@@ -15,8 +15,8 @@
  *
  * The dot path serves z = a W^T for batches of up to DOT_MAX_M rows: it reads W in place, row
  * by row, instead of transposing all of it into slivers for a product that uses it only a few
- * times. One or two rows of C times a row-major B (delta W for a batch of one) take the gemv
- * kernel, which streams B's rows 128 columns at a time.
+ * times. One or two rows of C times a row-major B (delta W for a batch of one), and sums of
+ * one or two products (delta^T a for a batch of one), take the gemv kernel row by row.
  *
  * Threads split the columns of C (or its rows, when C is too narrow); each thread packs its own
  * blocks into its own thread-local buffers, so no lock or barrier is needed inside a product,
@@ -204,7 +204,7 @@ void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
     if (m0 >= m1 || n0 >= n1) return;
     if (g->K == 0) scale_only(g, m0, m1, n0, n1);
     else if (dot) dot_range(g, kern, m0, m1, n0, n1);
-    else if (g->M <= 2 && !g->trans_b && g->tile_fn == NULL && kern->gemvkernel != NULL)
+    else if ((g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL && kern->gemvkernel != NULL)
         gemv_range(g, kern, m0, m1, n0, n1);
     else packed_range(g, kern, m0, m1, n0, n1);
 }

@@ -358,14 +358,14 @@ TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64
 TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_step, const float *B,
                                          int64_t ldb, float *c, int64_t n, float alpha, float beta) {
     const __m512 vb = _mm512_set1_ps(beta);
-    for (int64_t j = 0; j < n; j += 16) {          /* C = beta C, never reading C when beta = 0 */
+    /* beta == 0: C is never read, the first pass over it starts from zero */
+    int fresh = beta == 0.0f;
+    for (int64_t j = 0; j < n && !fresh; j += 16) {     /* C = beta C */
         __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
-        __m512 y = beta == 0.0f ? _mm512_setzero_ps()
-                                : _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k, c + j));
-        _mm512_mask_storeu_ps(c + j, k, y);
+        _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k, c + j)));
     }
     int64_t p = 0;
-    for (; p + 4 <= K; p += 4) {
+    for (; p + 4 <= K; p += 4, fresh = 0) {
         const float *b0 = B + p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
         __m512 a0 = _mm512_set1_ps(alpha * a[p * a_step]);
         __m512 a1 = _mm512_set1_ps(alpha * a[(p + 1) * a_step]);
@@ -373,7 +373,7 @@ TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_st
         __m512 a3 = _mm512_set1_ps(alpha * a[(p + 3) * a_step]);
         for (int64_t j = 0; j < n; j += 16) {
             __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
-            __m512 y = _mm512_maskz_loadu_ps(k, c + j);
+            __m512 y = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, c + j);
             y = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j), y);
             y = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(k, b1 + j), y);
             y = _mm512_fmadd_ps(a2, _mm512_maskz_loadu_ps(k, b2 + j), y);
@@ -381,14 +381,13 @@ TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_st
             _mm512_mask_storeu_ps(c + j, k, y);
         }
     }
-    for (; p < K; p++) {
+    for (; p < K; p++, fresh = 0) {
         const float *b0 = B + p * ldb;
         __m512 a0 = _mm512_set1_ps(alpha * a[p * a_step]);
         for (int64_t j = 0; j < n; j += 16) {
             __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
-            __m512 y = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j),
-                                       _mm512_maskz_loadu_ps(k, c + j));
-            _mm512_mask_storeu_ps(c + j, k, y);
+            __m512 y = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, c + j);
+            _mm512_mask_storeu_ps(c + j, k, _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j), y));
         }
     }
 }
