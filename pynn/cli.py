@@ -179,36 +179,43 @@ def percent(fraction):
 
 
 class TrainingReport:
-    """A progress bar per epoch (samples/s, running loss) and one line after each epoch.
+    """A progress bar over the whole run (samples/s, running loss) and one line per epoch.
 
-    ``batch`` and ``epoch_end`` plug into Network.fit's ``callback`` and ``on_epoch_end``.
+    ``batch`` and ``epoch_end`` plug into Network.fit's ``callback`` and ``on_epoch_end``. The
+    callback is passed whether or not a terminal shows the bar, so the same command trains the
+    same way (batch by batch) and gives the same network on a terminal and off it.
     """
 
-    def __init__(self, epochs, n, batch_size, out=None):
+    def __init__(self, epochs, n, batch_size, start_epoch=0, out=None):
+        from tqdm import tqdm
         self.epochs, self.n, self.batch_size, self.out = epochs, n, batch_size, out or sys.stdout
-        self.bar = None
+        self.bar = tqdm(total=max(epochs - start_epoch, 0) * n, unit="sample", unit_scale=True,
+                        leave=False, disable=None, file=sys.stderr, desc="training")
+        self.started, self.counted, self.running = time.perf_counter(), 0, None
 
     def batch(self, epoch, k, n_batches, loss):
-        from tqdm import tqdm
-        if self.bar is None:
-            self.bar = tqdm(total=self.n, desc=f"epoch {epoch + 1}/{self.epochs}", unit="sample",
-                            unit_scale=True, leave=False, disable=None, file=sys.stderr)
-            self.started, self.running = time.perf_counter(), loss
-        self.running = 0.98 * self.running + 0.02 * loss
-        self.bar.update(min(self.batch_size, self.n - k * self.batch_size))
+        size = min(self.batch_size, self.n - k * self.batch_size)
+        self.counted += size
+        self.running = loss if self.running is None else 0.98 * self.running + 0.02 * loss
+        self.bar.update(size)
         if k % 20 == 0 or k == n_batches - 1:
             self.bar.set_postfix(loss=f"{self.running:.4f}", refresh=False)
 
     def epoch_end(self, epoch, history):
-        seconds = time.perf_counter() - self.started if self.bar is not None else 0.0
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        seconds = time.perf_counter() - self.started
+        self.bar.update(self.n - self.counted)
+        self.bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", refresh=False)
         line = (f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}  "
                 f"loss {history['loss'][-1]:.4f}  train error {percent(1 - history['accuracy'][-1])}")
         if "val_accuracy" in history:
             line += f"  val error {percent(1 - history['val_accuracy'][-1])}"
+        self.bar.clear()
         print(f"{line}  {seconds:.1f} s", file=self.out, flush=True)
+        self.bar.refresh()
+        self.started, self.counted = time.perf_counter(), 0
+
+    def close(self):
+        self.bar.close()
 
 
 def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, history=None,
@@ -217,23 +224,26 @@ def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, 
     prints its line, then each of ``epoch_hooks(epoch, history)`` runs (e.g. a checkpoint).
     ``augment_rng`` draws the distortions with --augment (default: seeded by --seed)."""
     X, y = train
-    report = TrainingReport(args.epochs, len(y), args.batch_size)
+    report = TrainingReport(args.epochs, len(y), args.batch_size, start_epoch)
 
     def on_epoch_end(epoch, history):
         report.epoch_end(epoch, history)
         for hook in epoch_hooks:
             hook(epoch, history)
 
-    if getattr(args, "augment", False):
-        from . import augment
-        rng = np.random.default_rng(args.seed) if augment_rng is None else augment_rng
-        return augment.fit(net, X, y, args.epochs, rng,
-                           batch_size=args.batch_size, optimizer=optimizer, validation=validation,
-                           callback=report.batch, on_epoch_end=on_epoch_end,
-                           start_epoch=start_epoch, history=history)
-    return net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                   validation=validation, callback=report.batch, on_epoch_end=on_epoch_end,
-                   start_epoch=start_epoch, history=history)
+    try:
+        if getattr(args, "augment", False):
+            from . import augment
+            rng = np.random.default_rng(args.seed) if augment_rng is None else augment_rng
+            return augment.fit(net, X, y, args.epochs, rng,
+                               batch_size=args.batch_size, optimizer=optimizer, validation=validation,
+                               callback=report.batch, on_epoch_end=on_epoch_end,
+                               start_epoch=start_epoch, history=history)
+        return net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                       validation=validation, callback=report.batch, on_epoch_end=on_epoch_end,
+                       start_epoch=start_epoch, history=history)
+    finally:
+        report.close()
 
 
 def test_error(net, images, labels):
@@ -533,6 +543,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         status = args.func(args)
+    except BrokenPipeError:      # the reader went away (| head): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (UserError, ModelFileError, datasets.DataError, IdxError, FloatingPointError, OSError) as e:
         print(f"pynn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
