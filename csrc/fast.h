@@ -88,5 +88,12 @@ struct pynn_gemm_args {
     void *tile_ctx;
 };
 void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads);
+/* whether pynn_gemm_part splits C's columns among the threads (in units of 16 off the dot
+ * path; else its rows): a function of the shapes and thread count only, the same in every
+ * thread */
+int pynn_gemm_splits_columns(const struct pynn_gemm_args *g, int nthreads);
+/* the block of C, rows [m0,m1) x columns [n0,n1), that pynn_gemm_part gives thread tid */
+void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int64_t *m0,
+                      int64_t *m1, int64_t *n0, int64_t *n1);
 
 #endif

@@ -190,17 +190,32 @@ static void share(int64_t total, int64_t unit, int tid, int nt, int64_t *lo, int
     *hi = min64(b * unit, total);
 }
 
+static int use_dot(const struct pynn_gemm_args *g) {
+    return g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K && g->tile_fn == NULL;
+}
+
+/* split the columns when every thread gets a couple of tiles, else the rows; columns go to
+ * the threads in units of 16, or of 6 on the dot path */
+int pynn_gemm_splits_columns(const struct pynn_gemm_args *g, int nthreads) {
+    int64_t col_unit = use_dot(g) ? PYNN_DOT_NR : 16;
+    return g->N >= 2 * col_unit * nthreads || g->M < 2 * PYNN_MR * nthreads;
+}
+
+void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int64_t *m0,
+                      int64_t *m1, int64_t *n0, int64_t *n1) {
+    int dot = use_dot(g);
+    *m0 = 0, *m1 = g->M, *n0 = 0, *n1 = g->N;
+    if (pynn_gemm_splits_columns(g, nthreads))
+        share(g->N, dot ? PYNN_DOT_NR : 16, tid, nthreads, n0, n1);
+    else
+        share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, m0, m1);
+}
+
 void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
     const struct pynn_kernels *kern = pynn_kernels();
-    int dot = g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K &&
-              g->tile_fn == NULL;
-    int64_t m0 = 0, m1 = g->M, n0 = 0, n1 = g->N;
-    int64_t col_unit = dot ? PYNN_DOT_NR : 16;
-    /* split the columns when every thread gets a couple of tiles, else the rows */
-    if (g->N >= 2 * col_unit * nthreads || g->M < 2 * PYNN_MR * nthreads)
-        share(g->N, col_unit, tid, nthreads, &n0, &n1);
-    else
-        share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, &m0, &m1);
+    int dot = use_dot(g);
+    int64_t m0, m1, n0, n1;
+    pynn_gemm_region(g, tid, nthreads, &m0, &m1, &n0, &n1);
     if (m0 >= m1 || n0 >= n1) return;
     if (g->K == 0) scale_only(g, m0, m1, n0, n1);
     else if (dot) dot_range(g, kern, m0, m1, n0, n1);

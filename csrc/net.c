@@ -281,11 +281,20 @@ static double train_step(struct train_job *job, const float *Xb, const float *Tb
             struct pynn_gemm_args g = {0, 0, B, n_in, n_outl, 1.0f, delta, n_outl, net->W[l], n_in,
                                        0.0f, dprev, n_in, NULL, -1, NULL, NULL};
             pynn_gemm_part(&g, tid, nt);
-            pynn_barrier(nt);
-            row_share(B, tid, nt, &r0, &r1);
-            if (r1 > r0)
-                pynn_activation_backward(net->hidden, dprev + r0 * n_in, a_prev + r0 * n_in,
-                                         dprev + r0 * n_in, r1 - r0, n_in);
+            int64_t m0, m1, j0, j1;     /* the block this thread computed */
+            pynn_gemm_region(&g, tid, nt, &m0, &m1, &j0, &j1);
+            for (int64_t r = m0; r < m1 && j1 > j0; r++)
+                pynn_activation_backward(net->hidden, dprev + r * n_in + j0, a_prev + r * n_in + j0,
+                                         dprev + r * n_in + j0, 1, j1 - j0);
+            /* the step below rewrites the columns of W this thread's dW covers; the other
+             * threads' delta W may still be reading them, so wait, unless both products split
+             * W's columns alike (units of 16): each thread then reads only what it rewrites.
+             * The test depends on shapes only, so every thread takes the same branch. */
+            struct pynn_gemm_args gw = {1, 0, n_outl, n_in, B, 1.0f, delta, n_outl, a_prev, n_in,
+                                        0.0f, job->dW, n_in, NULL, -1, step_tile, NULL};
+            if (!(B <= PYNN_KC && pynn_gemm_splits_columns(&g, nt) &&
+                  pynn_gemm_splits_columns(&gw, nt)))
+                pynn_barrier(nt);
         }
         /* dW = delta^T a_prev (n_out, n_in), each tile stepped as it comes out of the kernel
          * (one K slice: B <= KC); a bigger batch goes through the dW buffer */

@@ -256,3 +256,24 @@ def test_every_kernel_set_trains_to_the_reference(kernels):
             assert_same_weights(a, b)
     finally:
         ops.select_kernels("auto")
+
+
+@pytest.mark.parametrize("sizes,batch", [([784, 40, 300, 10], 200), ([784, 300, 40, 10], 64)])
+def test_deeper_networks_on_two_threads_match_and_repeat(sizes, batch):
+    # layers whose products split W among the threads differently (a narrow one splits rows),
+    # where the step must wait for the other thread's delta W, and layers where it need not
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 400)
+    before = ops.get_num_threads()
+    try:
+        ops.set_num_threads(2)
+        a, b, c = (pynn.Network(sizes, seed=0) for _ in range(3))
+        a.fit(X, y, epochs=1, batch_size=batch, optimizer=SGD(lr=0.05, momentum=0.9))
+        c.fit(X, y, epochs=1, batch_size=batch, optimizer=SGD(lr=0.05, momentum=0.9))
+        reference_fit(b, X, y, 1, batch, SGD(lr=0.05, momentum=0.9))
+    finally:
+        ops.set_num_threads(before)
+    assert_same_weights(a, b)
+    for p, q in zip(a.weights + a.biases, c.weights + c.biases):
+        np.testing.assert_array_equal(p, q)
