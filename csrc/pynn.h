@@ -160,6 +160,17 @@ int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const
                    int64_t batch, double *losses, int64_t *batches_done, float *work,
                    int64_t work_len);
 
+/* ---- every distortion of an image in one pass (augment.c) ----
+ * out (n,H,W), H and W at most PYNN_DISTORT_MAX: image k warped as pynn_warp does with the affine
+ * map mats + 6k plus, when field[k] >= 0, the elastic field made from noise + field[k]*2*fh*fw,
+ * i.e. (dx, dy) = gain * Gaussian_sigma(2 noise - 1) on the (fh, fw) grid (as pynn_gaussian_blur,
+ * noise uniform in [0,1]), read bilinearly at each pixel; then its stroke width changed by
+ * amount[k] as pynn_stroke_width does. field NULL: no fields; amount NULL: no stroke change. */
+#define PYNN_DISTORT_MAX 64
+int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
+                 const int64_t *field, const float *noise, int64_t n_fields, int64_t fh,
+                 int64_t fw, float sigma, float gain, const float *amount);
+
 /* cdef end */
 
 #endif

@@ -729,4 +729,56 @@ class FusedNet:
         return losses[:done[0]], int(opt.step)
 
 
+# ---- every distortion in one pass (augment.c) ----
+
+DISTORT_MAX = lib.PYNN_DISTORT_MAX
+
+
+def distort(images, mats, field=None, noise=None, sigma=0.0, gain=0.0, amount=None, out=None):
+    """Images (n,H,W), H and W at most DISTORT_MAX (64), each warped as ``warp`` does by its
+    affine map mats[k] plus, where field[k] >= 0, the elastic field gain * gaussian_blur(2 *
+    noise[field[k]] - 1, sigma) (dx the first of the pair, dy the second) on the (fh, fw) grid,
+    then its stroke width changed by amount[k] as ``stroke_width`` does; all in one pass.
+    field: (n,) int64 in [-1, m), or None for no fields; noise: (m, 2, fh, fw) uniform in [0,1];
+    amount: (n,) in [-1,1], or None to leave the stroke width alone."""
+    n, H, W = _stack("images", images)
+    if H > DISTORT_MAX or W > DISTORT_MAX:
+        raise ValueError(f"images must be at most {DISTORT_MAX}x{DISTORT_MAX} for distort, got "
+                         f"{H}x{W} (warp, gaussian_blur and stroke_width take any size)")
+    _array("mats", mats, ndim=2)
+    _shape("mats", mats, (n, 6))
+    _finite("mats", mats)
+    m = fh = fw = 0
+    fptr = nptr = ffi.NULL
+    if (field is None) != (noise is None):
+        raise ValueError("field and noise go together: give both or neither")
+    if field is not None:
+        _array("noise", noise, ndim=4)
+        m, two, fh, fw = noise.shape
+        if two != 2 or fh < 1 or fw < 1 or fh > DISTORT_MAX or fw > DISTORT_MAX:
+            raise ValueError(f"noise must have shape (m, 2, fh, fw) with 1 <= fh, fw <= "
+                             f"{DISTORT_MAX}, got {noise.shape}")
+        if not isinstance(field, np.ndarray) or field.dtype != np.int64 or field.shape != (n,):
+            raise TypeError(f"field must be an int64 numpy array of shape ({n},)")
+        field = np.ascontiguousarray(field)
+        if n and (field.min() < -1 or field.max() >= m):
+            raise ValueError(f"field must hold -1 or an index of noise's {m} fields")
+        fptr = ffi.cast("int64_t *", ffi.from_buffer(field))
+        nptr = _ptr(noise)
+    if amount is not None:
+        _array("amount", amount, ndim=1)
+        _shape("amount", amount, (n,))
+        if n and not (np.abs(amount) <= 1.0).all():
+            raise ValueError("amount must lie in [-1, 1]")
+    out = _out(out, images.shape)
+    _no_overlap(out, *[a for a in (images, mats, noise, amount) if a is not None])
+    rc = lib.pynn_distort(_wptr(out), _ptr(images), n, H, W, _ptr(mats), fptr, nptr, m, fh, fw,
+                          _hyper("sigma", sigma), _hyper("gain", gain, -np.inf),
+                          ffi.NULL if amount is None else _ptr(amount))
+    if rc == lib.PYNN_ERR_ARG:
+        raise ValueError("noise must lie in [0, 1] (uniform random numbers)")
+    _status(rc, "distort")
+    return out
+
+
 _init_threads()

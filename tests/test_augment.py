@@ -253,3 +253,185 @@ def test_distorted_epochs_leave_rng_just_past_the_epoch_handed_over():
     for _ in augment.distorted_epochs(X, rng, 3):
         augment.Augmenter()(X, reference)
         assert rng.bit_generator.state == reference.bit_generator.state
+
+
+# ---- every distortion in one pass (ops.distort) ----
+
+def _draws(n, seed, p=0.5, size=(28, 28)):
+    """mats, field, noise, sigma, gain, amount as Augmenter draws them."""
+    rng = np.random.default_rng(seed)
+    mats = augment.affine_matrices(n, rng, size=size)
+    bent = rng.random(n) < p
+    field = np.where(bent, np.cumsum(bent) - 1, -1).astype(np.int64)
+    _, _, sigma, gain = augment.field_grid(size)
+    noise = augment.elastic_noise(int(bent.sum()), rng, size)
+    amount = rng.uniform(-1, 1, n).astype(np.float32)
+    return mats, field, noise, sigma, gain, amount
+
+
+def test_one_pass_equals_the_separate_kernels():
+    """The fused kernel makes the fields as gaussian_blur does, warps as ops.warp does and
+    changes the stroke width as ops.stroke_width does: the same images up to rounding."""
+    imgs = digits(40)
+    mats, field, noise, sigma, gain, amount = _draws(40, 1)
+    bent = field >= 0
+    assert 0 < bent.sum() < 40
+    dx, dy = augment.fields_from_noise(noise, sigma, gain)
+    full_dx = np.zeros((40,) + dx.shape[1:], np.float32)
+    full_dy = np.zeros_like(full_dx)
+    full_dx[bent], full_dy[bent] = dx[field[bent]], dy[field[bent]]
+    warped = ops.warp(imgs, mats, full_dx, full_dy)
+    separate = ops.stroke_width(warped, amount)
+    fused = ops.distort(imgs, mats, field, noise, sigma, gain, amount)
+    np.testing.assert_allclose(fused, separate, atol=2e-5)
+    np.testing.assert_allclose(ops.distort(imgs, mats, field, noise, sigma, gain), warped, atol=2e-5)
+    np.testing.assert_allclose(ops.distort(imgs, mats), ops.warp(imgs, mats), atol=1e-5)
+    assert np.abs(fused - imgs).mean() > 0.01
+
+
+def test_the_augmenter_gives_the_same_digits_either_way():
+    imgs = digits(50)
+    fused, separate = np.empty_like(imgs), np.empty_like(imgs)
+    augment.Augmenter()._chunk(imgs, np.random.default_rng(3), fused)
+    augment.Augmenter()._chunk(imgs, np.random.default_rng(3), separate, separate=True)
+    np.testing.assert_allclose(fused, separate, atol=2e-5)
+
+
+def test_images_too_large_for_one_pass_take_the_separate_kernels():
+    rng = np.random.default_rng(0)
+    big = np.zeros((3, 70, 66), np.float32)
+    big[:, 20:50, 30:36] = 1.0
+    with pytest.raises(ValueError, match="at most 64x64"):
+        ops.distort(big, augment._identity(3))
+    a = augment.Augmenter()(big, np.random.default_rng(2))
+    np.testing.assert_array_equal(a, augment.Augmenter()(big, np.random.default_rng(2)))
+    assert a.shape == big.shape and np.abs(a - big).mean() > 0.001
+    assert 0.5 < a.sum() / big.sum() < 2
+
+
+@pytest.mark.parametrize("kernels", [k for k in ("generic", "avx2", "avx512f")
+                                     if ops.lib.pynn_kernels_select(k.encode()) == 0])
+def test_every_simd_path_gives_the_same_digits(kernels):
+    ops.select_kernels("auto")
+    imgs = digits(30)
+    draws = _draws(30, 4)
+    auto = ops.distort(imgs, *draws)
+    try:
+        ops.select_kernels(kernels)
+        np.testing.assert_array_equal(ops.distort(imgs, *draws), auto)
+    finally:
+        ops.select_kernels("auto")
+
+
+def test_one_pass_at_zero_strength_is_the_identity():
+    imgs = digits(12)
+    ident = augment._identity(12)
+    np.testing.assert_array_equal(ops.distort(imgs, ident), imgs)
+    # noise 1/2 is the field 2*(1/2) - 1 = 0 everywhere; amount 0 leaves the strokes alone
+    half = np.full((12, 2, 14, 14), 0.5, np.float32)
+    np.testing.assert_array_equal(
+        ops.distort(imgs, ident, np.arange(12), half, 2.0, 17.0, np.zeros(12, np.float32)), imgs)
+    np.testing.assert_array_equal(augment.elastic(imgs, np.random.default_rng(0), alpha=0), imgs)
+
+
+def test_one_pass_of_odd_sizes_and_full_resolution_fields():
+    """Any image size up to 64, fields coarser or as fine as the image: still the separate
+    kernels' result."""
+    rng = np.random.default_rng(6)
+    for H, W, fh, fw in ((19, 33, 7, 12), (64, 64, 64, 64), (5, 3, 5, 3), (28, 28, 28, 28)):
+        imgs = rng.random((4, H, W), dtype=np.float32)
+        mats = augment.affine_matrices(4, rng, size=(H, W))
+        noise = rng.random((4, 2, fh, fw), dtype=np.float32)
+        amount = rng.uniform(-1, 1, 4).astype(np.float32)
+        dx, dy = augment.fields_from_noise(noise, 1.5, 3.0)
+        expected = ops.stroke_width(ops.warp(imgs, mats, dx, dy), amount)
+        np.testing.assert_allclose(ops.distort(imgs, mats, np.arange(4), noise, 1.5, 3.0, amount),
+                                   expected, atol=2e-5)
+
+
+def test_coarse_uniform_noise_bends_as_the_papers_recipe():
+    """Uniform noise in (-1, 1) smoothed on the 14x14 grid moves pixels as far as the paper's
+    recipe at full resolution (the same noise on 28x28, sigma 4, alpha 34) does."""
+    rng = np.random.default_rng(0)
+    fine = ops.gaussian_blur(rng.uniform(-1, 1, (1000, 28, 28)).astype(np.float32), 4.0, gain=34.0)
+    dx, dy = augment.elastic_fields(1000, rng)
+    assert dx.shape == (1000, 14, 14)
+    rms = lambda a: np.sqrt((a ** 2).mean())
+    assert 0.9 < rms(dx) / rms(fine) < 1.1 and 0.9 < rms(dy) / rms(fine) < 1.1
+    assert abs(dx.mean()) < 0.1 and abs(np.corrcoef(dx.ravel(), dy.ravel())[0, 1]) < 0.05
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ops.distort(digits(2), np.zeros((3, 6), np.float32)), ValueError, "mats"),
+    (lambda: ops.distort(digits(2), np.full((2, 6), np.inf, np.float32)), ValueError, "mats"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.zeros(2, np.int64)), ValueError,
+     "field and noise"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, 1]),
+                         np.full((1, 2, 14, 14), 0.5, np.float32)), ValueError, "field"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+                         np.full((1, 2, 14, 14), 1.5, np.float32)), ValueError, "noise"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+                         np.full((1, 2, 14, 14), np.nan, np.float32)), ValueError, "noise"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+                         np.full((1, 3, 14, 14), 0.5, np.float32)), ValueError, "noise"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1], np.int32),
+                         np.full((1, 2, 14, 14), 0.5, np.float32)), TypeError, "field"),
+    (lambda: ops.distort(digits(2), augment._identity(2), amount=np.full(2, 2, np.float32)),
+     ValueError, "amount"),
+    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+                         np.full((1, 2, 14, 14), 0.5, np.float32), sigma=-1.0), ValueError, "sigma"),
+])
+def test_one_pass_arguments_are_checked(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_the_kernel_refuses_what_python_would_not_pass():
+    """The C entry point checks on its own too: NULLs, sizes, noise and amount out of range."""
+    from pynn._pynn import ffi, lib
+    img = np.zeros((1, 4, 4), np.float32)
+    out = np.empty_like(img)
+    mats = augment._identity(1)
+    p = lambda a: ffi.cast("float *", ffi.from_buffer(a))
+    field = np.zeros(1, np.int64)
+    fptr = ffi.cast("int64_t *", ffi.from_buffer(field))
+    bad = np.full((1, 2, 2, 2), 2.0, np.float32)
+    args = (p(out), p(img), 1, 4, 4, p(mats))
+    assert lib.pynn_distort(*args, fptr, p(bad), 1, 2, 2, 1.0, 1.0, ffi.NULL) == lib.PYNN_ERR_ARG
+    assert lib.pynn_distort(*args, fptr, ffi.NULL, 1, 2, 2, 1.0, 1.0, ffi.NULL) == lib.PYNN_ERR_NULL
+    assert lib.pynn_distort(*args, fptr, p(bad), 1, 0, 2, 1.0, 1.0, ffi.NULL) == lib.PYNN_ERR_SIZE
+    assert lib.pynn_distort(p(out), p(img), 1, 65, 4, p(mats), ffi.NULL, ffi.NULL, 0, 0, 0, 0.0,
+                            0.0, ffi.NULL) == lib.PYNN_ERR_SIZE
+    amount = np.full(1, -1.5, np.float32)
+    assert lib.pynn_distort(*args, ffi.NULL, ffi.NULL, 0, 0, 0, 0.0, 0.0, p(amount)) == lib.PYNN_ERR_ARG
+    assert lib.pynn_distort(*args, ffi.NULL, ffi.NULL, 0, 0, 0, 0.0, 0.0, ffi.NULL) == lib.PYNN_OK
+
+
+def test_distorted_epochs_write_into_arrays_the_caller_let_go():
+    """A loop that drops each epoch's digits gets them in a few arrays written again, with the
+    same values as fresh calls; a caller that keeps them (as list() does) gets new arrays."""
+    X = digits(30)
+    rng = np.random.default_rng(4)
+    places = []
+    for a in augment.distorted_epochs(X, np.random.default_rng(4), 7):
+        a = a.reshape(30, 784)                  # a view, as training loops make
+        np.testing.assert_array_equal(a, augment.Augmenter()(X, rng).reshape(30, 784))
+        places.append(a.__array_interface__["data"][0])
+    assert len(set(places)) <= 3
+    kept = list(augment.distorted_epochs(X, np.random.default_rng(4), 7))
+    assert len({a.__array_interface__["data"][0] for a in kept}) == 7
+    rng = np.random.default_rng(4)
+    for a in kept:
+        np.testing.assert_array_equal(a, augment.Augmenter()(X, rng))
+
+
+def test_augmenter_writes_into_out():
+    X = digits(10)
+    out = np.full((10, 784), np.nan, np.float32)
+    got = augment.Augmenter()(X.reshape(10, 784), np.random.default_rng(1), out=out)
+    assert np.shares_memory(got, out)
+    np.testing.assert_array_equal(out, augment.Augmenter()(X, np.random.default_rng(1)).reshape(10, 784))
+    with pytest.raises(ValueError, match="out"):
+        augment.Augmenter()(X, np.random.default_rng(1), out=np.empty((10, 784), np.float32))
+    with pytest.raises(ValueError, match="overlap"):
+        augment.Augmenter()(X, np.random.default_rng(1), out=X)
