@@ -327,6 +327,16 @@ def test_sweep_quick_and_resume(tmp_path, mnist_available, capsys):
     check_plots(out, ["sweep_settings.png", "sweep_curves.png"])
 
 
+def test_sweep_without_matplotlib_writes_tables_and_says_so(tmp_path, mnist_available, monkeypatch):
+    from pynn.study import sweep
+    monkeypatch.setattr(sweep, "pyplot", lambda: None)
+    out = str(tmp_path / "noplots")
+    assert study(["sweep", "--quick", "--out", out, "--set", "hidden=4", "--set", "epochs=1"]) == 0
+    md = open(os.path.join(out, "sweep.md")).read()
+    assert "plots skipped: matplotlib is not installed" in md and "| 4 |" in md
+    assert not any(f.endswith(".png") for f in os.listdir(out))
+
+
 def test_noise_quick(tmp_path, mnist_available):
     out = str(tmp_path / "noise")
     assert study(["noise", "--quick", "--out", out, "--noises", "blur,occlude"]) == 0
