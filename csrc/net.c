@@ -136,6 +136,44 @@ int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, floa
     return PYNN_OK;
 }
 
+/* ---- one sample: a digit from the pad ----
+ * The batch path's work without its machinery: no pool (a digit's few hundred thousand flops
+ * cost less than waking a thread), no chunking, no GEMM driver. Each layer is dot products of
+ * the input with W's rows, six rows at a time through the dot kernel (each output a sum over
+ * n_in, read where W lies), then bias and activation on the n_out results while they are in
+ * L1. The same kernel and formulas as the batch path, so a row gets the same bits either way. */
+int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
+                         float scale, float *out, float *work, int64_t work_len) {
+    PYNN_TRY(check_net(net));
+    if ((x == NULL) == (x_u8 == NULL) || out == NULL || work == NULL) return PYNN_ERR_NULL;
+    int64_t L = net->n_layers, w = widest(net);
+    if (work_len < 2 * w) return PYNN_ERR_SIZE;
+    if (x_u8 != NULL) {              /* pixels to 0..1 as pynn_scale_u8 does, into buffer 0 */
+        for (int64_t i = 0; i < net->sizes[0]; i++) work[i] = (float)x_u8[i] * scale;
+        x = work;
+    }
+    const struct pynn_kernels *kern = pynn_kernels();
+    unsigned fp = pynn_flush_denormals();
+    const float *a = x;
+    for (int64_t l = 0; l < L; l++) {
+        int64_t n_in = net->sizes[l], n_out = net->sizes[l + 1];
+        int last = l == L - 1;
+        float *z = last ? out : work + ((l + 1) % 2) * w;   /* layer 0 never writes over x */
+        const float *W = net->W[l], *b = net->b[l];
+        for (int64_t j = 0; j < n_out; j += PYNN_DOT_NR) {
+            int n = (int)(n_out - j < PYNN_DOT_NR ? n_out - j : PYNN_DOT_NR);
+            kern->dotkernel(n_in, a, n_in, W + j * n_in, n_in, z + j, n_out, 1, n, 1.0f, 0.0f);
+        }
+        for (int64_t j = 0; j < n_out; j++) z[j] += b[j];
+        int act = last ? net->output : net->hidden;
+        if (act == PYNN_RELU) for (int64_t j = 0; j < n_out; j++) z[j] = z[j] < 0.0f ? 0.0f : z[j];
+        else if (act != PYNN_LINEAR) output_rows(act, z, 0, 1, n_out);
+        a = z;
+    }
+    pynn_restore_denormals(fp);
+    return PYNN_OK;
+}
+
 /* ---- training ---- */
 
 struct train_job {

@@ -16,6 +16,7 @@ from .optim import SGD, Adam
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
+_ONE_DTYPES = (np.float32, np.uint8)       # inputs predict_one takes as they are
 MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
 
 
@@ -283,6 +284,7 @@ class Network:
         """Copies and pickles hold the arrays, not the C view of them (made again on use)."""
         state = self.__dict__.copy()
         state.pop("_fused_view", None)
+        state.pop("_one", None)
         return state
 
     def _fused_optimizer(self, optimizer):
@@ -347,8 +349,24 @@ class Network:
 
     # ---- using the network ----
 
+    def predict_one(self, x):
+        """The output for one sample, (n_out,) float32: x holds its n_in values in any shape
+        ((784,), (1, 784), (28, 28)), float32, or uint8 scaled to 0..1; C-contiguous.
+
+        One C call on one thread, with the buffers and weight pointers made on the first call
+        and kept while net.weights and net.biases hold the same arrays (values may change).
+        """
+        one = self.__dict__.get("_one")
+        if one is None or not one.current(self.weights + self.biases,
+                                          (self.activation, self.output, self.loss)):
+            one = self._one = ops.OneSample(self._fused(writing=False))
+        return one(x)
+
     def predict_proba(self, X, batch_size=1024):
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""
+        if (type(X) is np.ndarray and X.shape == (1, self.sizes[0]) and X.flags.c_contiguous
+                and X.dtype in _ONE_DTYPES):
+            return self.predict_one(X).reshape(1, -1)     # a digit (the pad's case): lean path
         view = self._fused(writing=False)
         if not (type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2
                 and X.shape[1] == view.sizes[0] and X.flags.c_contiguous):

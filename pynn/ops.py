@@ -12,6 +12,7 @@ the training loop uses so that no batch allocates.
 import itertools
 import operator
 import os
+import threading
 
 import numpy as np
 
@@ -779,6 +780,65 @@ def distort(images, mats, field=None, noise=None, sigma=0.0, gain=0.0, amount=No
         raise ValueError("noise must lie in [0, 1] (uniform random numbers)")
     _status(rc, "distort")
     return out
+
+
+# ---- one sample in one C call (csrc/net.c pynn_net_forward_one): the pad's digit ----
+
+_U8 = np.dtype(np.uint8)
+_U8_SCALE = float(np.float32(1.0 / 255.0))      # what scale_u8 uses by default
+_LAYOUT = operator.attrgetter("shape", "strides", "dtype")
+
+
+class OneSample:
+    """``FusedNet``'s forward for one sample, with everything but the input prepared once.
+
+    The output and work buffers and their pointers are made here; each call checks the input
+    (a C-contiguous float32 or uint8 array of n_in values, any shape) and the arrays the view
+    points into (``current``), makes the input's pointer, and runs one C call, single thread.
+    """
+
+    def __init__(self, view):
+        self.view = view
+        self.n_in = view.sizes[0]
+        self._arrays = view._arrays
+        self._layout = list(map(_LAYOUT, self._arrays))
+        self._out = np.empty(view.sizes[-1], dtype=np.float32)
+        self._work = np.empty(lib.pynn_net_workspace(view.c, 1, 0), dtype=np.float32)
+        self._args = (view.c, _wptr(self._out), _wptr(self._work), self._work.size)
+        self._lock = threading.Lock()
+
+    def current(self, arrays, kinds):
+        """True while ``arrays`` (weights then biases) are the very arrays the view points
+        into, with the shape, strides and dtype it was made for. Their data cannot move: the
+        view holds a reference, so numpy refuses to resize them in place."""
+        return (kinds == self.view.kinds and len(arrays) == len(self._arrays)
+                and all(map(operator.is_, arrays, self._arrays))
+                and list(map(_LAYOUT, arrays)) == self._layout)
+
+    def __call__(self, x):
+        """A new (n_out,) float32 array: the network's output for x (uint8 scaled to 0..1)."""
+        if type(x) is not np.ndarray:
+            if not isinstance(x, np.ndarray):
+                raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
+            x = x.view(np.ndarray)              # a subclass: its data, as a plain array
+        if x.size != self.n_in:
+            raise ValueError(f"x must hold {self.n_in} values (one sample), got shape {x.shape}")
+        if not x.flags.c_contiguous:
+            raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
+        net, out, work, work_len = self._args
+        dt = x.dtype
+        if dt == _F32:
+            xf, xu, scale = ffi.from_buffer("float[]", x), ffi.NULL, 0.0
+        elif dt == _U8:
+            xf, xu, scale = ffi.NULL, ffi.from_buffer("uint8_t[]", x), _U8_SCALE
+        else:
+            raise TypeError(f"x must have dtype float32 or uint8, got {dt}")
+        with self._lock:                # C runs without the GIL: one caller at a time in the buffers
+            rc = lib.pynn_net_forward_one(net, xf, xu, scale, out, work, work_len)
+            result = self._out.copy()
+        if rc:
+            _status(rc, "net_forward_one")
+        return result
 
 
 _init_threads()

@@ -6,7 +6,9 @@ The reference is what a student would write with the layer-by-layer methods: for
 activation, output, loss and optimiser, give the same answers run after run, and read the very
 arrays in ``net.weights`` / ``net.biases``.
 """
+import copy
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -277,3 +279,123 @@ def test_deeper_networks_on_two_threads_match_and_repeat(sizes, batch):
     assert_same_weights(a, b)
     for p, q in zip(a.weights + a.biases, c.weights + c.biases):
         np.testing.assert_array_equal(p, q)
+
+
+# ---- one sample in one C call: Network.predict_one (and predict_proba of one row) ----
+
+KERNEL_SETS = [k for k in ("avx512f", "avx2", "generic") if ops.lib.pynn_kernels_select(k.encode()) == 0]
+ops.select_kernels("auto")
+
+
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@pytest.mark.parametrize("hidden,output,loss", COMBOS)
+def test_predict_one_is_the_forward_pass(hidden, output, loss, kernels):
+    # widths off the kernels' multiples of 6 and 16, and three layers so the work buffers
+    # take turns; the batch path and this one run the same kernel, so the bits agree
+    rng = np.random.default_rng(2)
+    net = pynn.Network([37, 23, 13, 7], hidden, output, loss, seed=3)
+    X = rng.standard_normal((5, 37)).astype(np.float32)
+    ops.select_kernels(kernels)
+    try:
+        want = net.forward(X, keep=False)
+        for i in range(len(X)):
+            got = net.predict_one(X[i])
+            assert got.shape == (7,) and got.dtype == np.float32
+            np.testing.assert_array_equal(got, want[i])
+            np.testing.assert_array_equal(net.predict_one(X[i:i + 1]), want[i])
+            np.testing.assert_array_equal(net.predict_proba(X[i:i + 1]), want[i:i + 1])
+    finally:
+        ops.select_kernels("auto")
+
+
+def test_predict_one_takes_digits_as_pixels_or_images():
+    rng = np.random.default_rng(0)
+    net = pynn.Network([784, 30, 10], seed=0)
+    img = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    want = net.forward(img.reshape(1, 784), keep=False)[0]       # uint8 scaled to 0..1
+    np.testing.assert_array_equal(net.predict_one(img), want)
+    np.testing.assert_array_equal(net.predict_one(img.reshape(1, 784)), want)
+    np.testing.assert_array_equal(net.predict_proba(img.reshape(1, 784)), want[None])
+    f = (img / np.float32(255)).astype(np.float32)
+    np.testing.assert_array_equal(net.predict_one(f), net.forward(f.reshape(1, -1), keep=False)[0])
+    f.flags.writeable = False                                     # only read
+    assert net.predict_one(f).shape == (10,)
+    a, b = net.predict_one(f), net.predict_one(img)
+    assert not np.shares_memory(a, b)                             # each call a new array
+    assert np.isclose(a.sum(), 1.0, atol=1e-6)
+
+
+def test_predict_one_checks_its_argument():
+    net = pynn.Network([12, 8, 5], seed=0)
+    x = np.ones(12, np.float32)
+    with pytest.raises(TypeError, match="x must be a numpy array"):
+        net.predict_one([1.0] * 12)
+    with pytest.raises(TypeError, match="x must have dtype float32 or uint8, got float64"):
+        net.predict_one(x.astype(np.float64))
+    with pytest.raises(TypeError, match="x must have dtype float32 or uint8, got int32"):
+        net.predict_one(x.astype(np.int32))
+    with pytest.raises(TypeError, match="x must have dtype"):
+        net.predict_one(x.astype(">f4"))                          # not the C side's byte order
+    with pytest.raises(ValueError, match="x must hold 12 values"):
+        net.predict_one(np.ones(11, np.float32))
+    with pytest.raises(ValueError, match="x must hold 12 values"):
+        net.predict_one(np.ones((2, 12), np.float32))             # two samples: predict_proba
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.predict_one(np.ones(24, np.float32)[::2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.predict_one(np.ones((12, 2), np.uint8)[:, 0])
+
+    class Sub(np.ndarray):
+        pass
+    np.testing.assert_array_equal(net.predict_one(x.view(Sub)), net.predict_one(x))
+    # predict_proba of one row that the lean path does not take goes the general way
+    np.testing.assert_allclose(net.predict_proba(np.ones((1, 24), np.float32)[:, ::2]),
+                               net.predict_one(x)[None], rtol=1e-6)
+    np.testing.assert_allclose(net.predict_proba(np.ones((1, 12), np.float64).astype(np.float32)),
+                               net.predict_one(x)[None], rtol=1e-6)
+    with pytest.raises(ValueError, match="X must have 12 values"):
+        net.predict_proba(np.ones((1, 11), np.float32))
+
+
+def test_predict_one_notices_changed_and_replaced_weights():
+    rng = np.random.default_rng(1)
+    net = pynn.Network([12, 8, 5], seed=0)
+    x = rng.standard_normal(12).astype(np.float32)
+
+    def check():
+        np.testing.assert_array_equal(net.predict_one(x), net.forward(x[None], keep=False)[0])
+
+    check()
+    net.weights[0][:] *= 2.0                                      # changed in place
+    net.biases[1][:] = np.arange(5, dtype=np.float32)
+    check()
+    net.weights[1] = rng.standard_normal((5, 8)).astype(np.float32)   # replaced
+    check()
+    net.biases = [b + 1.0 for b in net.biases]                    # the whole list replaced
+    check()
+    net.weights = [w.copy() for w in net.weights]
+    check()
+    net.train_batch(x[None], np.array([3]), SGD(lr=0.5))          # trained in C, in place
+    check()
+    net.activation = "tanh"                                       # the kinds are read again
+    check()
+    net.weights[1] = np.asfortranarray(net.weights[1])            # a layout C cannot read
+    with pytest.raises(ValueError, match=r"weights\[1\] must be C-contiguous"):
+        net.predict_one(x)
+    net.weights[1] = np.ascontiguousarray(net.weights[1])
+    check()
+    net.weights[0].shape = (12, 8)                                # reshaped in place
+    with pytest.raises(ValueError, match=r"biases\[0\] must have shape \(12,\)"):
+        net.predict_one(x)
+    net.weights[0].shape = (8, 12)
+    check()
+    net.weights[0].dtype = np.int32                               # reinterpreted in place
+    with pytest.raises(TypeError, match=r"weights\[0\] must have dtype float32"):
+        net.predict_one(x)
+    net.weights[0].dtype = np.float32
+    check()
+    with pytest.raises(ValueError, match="cannot resize"):
+        net.weights[0].resize((20, 20))                           # the data cannot move away
+    twin = pickle.loads(pickle.dumps(net))                        # caches are not pickled
+    np.testing.assert_array_equal(twin.predict_one(x), net.predict_one(x))
+    assert "_one" not in copy.copy(net).__getstate__()
