@@ -29,6 +29,9 @@ def atomic_write(path, write):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)   # mkstemp makes 0600; a saved file gets the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

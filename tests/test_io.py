@@ -114,3 +114,15 @@ def test_truncated_missing_and_pickled_files_are_refused(tmp_path):
     with pytest.raises(pynn.ModelFileError, match="pickle"):
         pynn.load(pickled)
     assert issubclass(pynn.ModelFileError, ValueError)
+
+
+def test_saved_file_gets_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        net = pynn.Network([3, 2], seed=0)
+        net.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o644
