@@ -20,6 +20,7 @@ import numpy as np
 from . import datasets
 from .idx import IdxError
 from .io import ModelFileError
+from .optim import SCHEDULES, scheduled_lr
 
 EXIT_ERROR = 1       # a user error found while running
 EXIT_USAGE = 2       # bad arguments (argparse's own code)
@@ -129,6 +130,9 @@ def add_train_arguments(p):
     opt.add_argument("--momentum", type=float, default=0.9, help="sgd's momentum (default 0.9; 0 for plain sgd)")
     opt.add_argument("--beta1", type=float, default=0.9, help="adam's beta1 (default 0.9)")
     opt.add_argument("--beta2", type=float, default=0.999, help="adam's beta2 (default 0.999)")
+    opt.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                     help="learning rate over the epochs: constant, step (halved every third of "
+                          "the run) or cosine (down to 0 along a half cosine); default constant")
     opt.add_argument("--l2", type=float, default=0.0, help="L2 weight decay: adds l2*w to every gradient (default 0)")
     opt.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
     opt.add_argument("--epochs", type=count, default=10, help="default 10")
@@ -162,14 +166,19 @@ def build_network(args, X, y):
     return net
 
 
+DEFAULT_LR = {"sgd": 0.05, "adam": 0.001}
+
+
+def base_lr(args):
+    return DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+
+
 def build_optimizer(args):
     from .optim import SGD, Adam
     try:
         if args.optimizer == "adam":
-            return Adam(lr=0.001 if args.lr is None else args.lr, beta1=args.beta1,
-                        beta2=args.beta2, weight_decay=args.l2)
-        return SGD(lr=0.05 if args.lr is None else args.lr, momentum=args.momentum,
-                   weight_decay=args.l2)
+            return Adam(lr=base_lr(args), beta1=args.beta1, beta2=args.beta2, weight_decay=args.l2)
+        return SGD(lr=base_lr(args), momentum=args.momentum, weight_decay=args.l2)
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -226,7 +235,12 @@ def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, 
     X, y = train
     report = TrainingReport(args.epochs, len(y), args.batch_size, start_epoch)
 
+    # the rate of every epoch follows from the settings alone, so a resumed run steps alike
+    lr0, schedule = base_lr(args), getattr(args, "schedule", None) or "constant"
+    optimizer.lr = scheduled_lr(schedule, lr0, start_epoch, args.epochs)
+
     def on_epoch_end(epoch, history):
+        optimizer.lr = scheduled_lr(schedule, lr0, epoch + 1, args.epochs)
         report.epoch_end(epoch, history)
         for hook in epoch_hooks:
             hook(epoch, history)
@@ -253,7 +267,7 @@ def test_error(net, images, labels):
 
 
 # the settings that decide a run's result: a checkpoint keeps them, --resume takes them back
-RUN_SETTINGS = ("arch", "activation", "output", "loss", "seed", "optimizer", "lr", "momentum",
+RUN_SETTINGS = ("arch", "activation", "output", "loss", "seed", "optimizer", "lr", "schedule", "momentum",
                 "beta1", "beta2", "l2", "batch_size", "epochs", "dataset", "data_dir", "limit",
                 "val", "augment", "out")
 

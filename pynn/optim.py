@@ -4,9 +4,26 @@ An optimiser holds its hyperparameters and, per parameter array, whatever state 
 between steps (momentum's velocity, Adam's two running means). The arithmetic runs in C
 (csrc/optim.c) through pynn.ops.
 """
+import math
+
 import numpy as np
 
 from . import ops
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def scheduled_lr(schedule, lr, epoch, epochs):
+    """The learning rate for ``epoch`` (from 0) of ``epochs``: constant; step (halved after
+    every third of the run); or cosine (from lr down to 0 along a half cosine, so the last
+    epochs take small steps that settle the weights into a minimum)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "step":
+        return lr * 0.5 ** (epoch // max(1, math.ceil(epochs / 3)))
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs)))
+    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
 
 
 class Optimizer:

@@ -15,7 +15,6 @@ looked at once, at the end, to report the error.
 digits of each class, as uint8.
 """
 import argparse
-import math
 import sys
 import time
 
@@ -24,7 +23,7 @@ import numpy as np
 from . import augment, datasets, ops
 from .io import atomic_write, save
 from .network import Network
-from .optim import SGD
+from .optim import SGD, scheduled_lr
 
 
 def train(images, labels, hidden=512, epochs=20, lr=0.05, batch_size=64, seed=0,
@@ -42,7 +41,7 @@ def train(images, labels, hidden=512, epochs=20, lr=0.05, batch_size=64, seed=0,
                                                 augmenter)
     start = time.perf_counter()
     for epoch, X_aug in enumerate(epochs_of_digits):     # the wait for the digits counts too
-        opt.lr = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        opt.lr = scheduled_lr("cosine", lr, epoch, epochs)
         X_aug = X_aug.reshape(len(X), 784)
         # one pass of mini-batch SGD (Network.fit would also score all 60,000 every epoch)
         order, total = order_rng.permutation(len(X)), 0.0

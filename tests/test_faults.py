@@ -143,7 +143,7 @@ def write_digits(directory, n_train=1200, n_test=100):
 
 
 TRAIN_ARGS = ["--dataset", "idx", "--arch", "784-24-10", "--epochs", "4", "--batch-size", "20",
-              "--optimizer", "adam", "--seed", "5"]
+              "--optimizer", "adam", "--schedule", "cosine", "--seed", "5"]
 
 
 def pynn_train(cwd, *args):
