@@ -144,6 +144,7 @@ int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, floa
  * L1. The same kernel and formulas as the batch path, so a row gets the same bits either way. */
 int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
                          float scale, float *out, float *work, int64_t work_len) {
+    if (work_len < 0) return PYNN_ERR_SIZE;
     PYNN_TRY(check_net(net));
     if ((x == NULL) == (x_u8 == NULL) || out == NULL || work == NULL) return PYNN_ERR_NULL;
     int64_t L = net->n_layers, w = widest(net);

@@ -8,8 +8,8 @@ pynn is faster):
   train  samples/s of mini-batch training (ReLU, softmax cross-entropy, SGD with momentum,
          data in memory): 784-800-10 at batch 64 over whole MNIST epochs, with the test
          accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
-  infer  one digit (1,784) to probabilities, from Python: pynn's predict_proba, PyTorch, and
-         numpy's two matrix products
+  infer  one digit (1,784) to probabilities, from Python: pynn's predict_proba (and
+         predict_one, which returns the (10,) row), PyTorch, and numpy's two matrix products
 Times are medians of blocks of calls the libraries take in turns (with a pause between, so
 that no library's idle threads still spin while another runs), so a busy machine slows all of
 them alike. PyTorch is optional (``pip install .[bench]``); without it its columns are blank.
@@ -304,9 +304,11 @@ def _numpy_forward(W1, b1, W2, b2):
 
 def bench_infer(args, torch, out):
     from . import load_default
-    out("\nOne digit (1,784) to probabilities, from Python (microseconds a call; "
-        "ratio = the faster of numpy and PyTorch / pynn)")
-    out(f"{'network':24s} {'pynn':>8s} {'numpy':>8s} {'torch':>8s} {'ratio':>7s}")
+    out("\nOne digit (1,784) to probabilities, from Python (microseconds a call; pynn: "
+        "predict_proba, one: predict_one, C: its C call alone; ratio = the faster of numpy "
+        "and PyTorch / pynn, vs torch = PyTorch / pynn)")
+    out(f"{'network':24s} {'pynn':>8s} {'one':>8s} {'C':>6s} {'numpy':>8s} {'torch':>8s} "
+        f"{'ratio':>7s} {'vs torch':>8s}")
     nets = [("784-128-10", Network([784, 128, 10], seed=0)),
             ("784-800-10", Network([784, 800, 10], seed=0))]
     try:
@@ -322,7 +324,9 @@ def bench_infer(args, torch, out):
             continue
         W1, W2 = net.weights
         b1, b2 = net.biases
-        fns = [lambda: net.predict_proba(x), lambda: _numpy_forward(W1, b1, W2, b2)(x)]
+        net.predict_one(x)
+        fns = [lambda: net.predict_proba(x), lambda: net.predict_one(x),
+               net._one.prepared(x), lambda: _numpy_forward(W1, b1, W2, b2)(x)]
         if torch is not None:
             model = torch.nn.Sequential(torch.nn.Linear(784, W1.shape[0]), torch.nn.ReLU(),
                                         torch.nn.Linear(W1.shape[0], W2.shape[0]))
@@ -340,7 +344,8 @@ def bench_infer(args, torch, out):
             fns.append(None)
         times = interleaved(fns, budget, inner=20, rounds=2 if args.quick else 3)
         us = [t * 1e6 if t else None for t in times]
-        out(f"{name:24s} {_fmt(us[0])} {_fmt(us[1])} {_fmt(us[2])} {_ratio(times[0], times[1:]):>7s}")
+        out(f"{name:24s} {_fmt(us[0])} {_fmt(us[1])} {_fmt(us[2], 6)} {_fmt(us[3])} "
+            f"{_fmt(us[4])} {_ratio(times[0], times[3:]):>7s} {_ratio(times[0], times[4:]):>8s}")
 
 
 # ---- command line ----

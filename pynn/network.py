@@ -366,7 +366,7 @@ class Network:
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""
         if (type(X) is np.ndarray and X.shape == (1, self.sizes[0]) and X.flags.c_contiguous
                 and X.dtype in _ONE_DTYPES):
-            return self.predict_one(X).reshape(1, -1)     # a digit (the pad's case): lean path
+            return self.predict_one(X)[None]     # a digit (the pad's case): the lean path
         view = self._fused(writing=False)
         if not (type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2
                 and X.shape[1] == view.sizes[0] and X.flags.c_contiguous):

@@ -399,3 +399,14 @@ def test_predict_one_notices_changed_and_replaced_weights():
     twin = pickle.loads(pickle.dumps(net))                        # caches are not pickled
     np.testing.assert_array_equal(twin.predict_one(x), net.predict_one(x))
     assert "_one" not in copy.copy(net).__getstate__()
+
+
+def test_the_prepared_c_call_bench_times_is_predict_one():
+    net = pynn.Network([40, 17, 10], seed=2)
+    for x in (np.linspace(0, 1, 40, dtype=np.float32), np.arange(40, dtype=np.uint8)):
+        want = net.predict_one(x)
+        net.predict_one(np.zeros(40, np.float32))
+        call = net._one.prepared(x)
+        net._one._out[:] = np.nan
+        assert call() == 0
+        np.testing.assert_array_equal(net._one._out, want)
