@@ -799,6 +799,7 @@ class OneSample:
 
     def __init__(self, view):
         self.view = view
+        self.kinds = view.kinds
         self.n_in = view.sizes[0]
         self._arrays = view._arrays
         self._layout = list(map(_LAYOUT, self._arrays))
@@ -809,11 +810,11 @@ class OneSample:
 
     def current(self, arrays, kinds):
         """True while ``arrays`` (weights then biases) are the very arrays the view points
-        into, with the shape, strides and dtype it was made for. Their data cannot move: the
-        view holds a reference, so numpy refuses to resize them in place."""
-        return (kinds == self.view.kinds and len(arrays) == len(self._arrays)
-                and all(map(operator.is_, arrays, self._arrays))
-                and list(map(_LAYOUT, arrays)) == self._layout)
+        into, with the shape, strides and dtype it was made for. Their data cannot move unseen:
+        the view holds a reference, so numpy refuses to resize them in place, and a resize
+        forced with refcheck=False changes the shape."""
+        return (list(map(_LAYOUT, arrays)) == self._layout     # also: as many arrays
+                and all(map(operator.is_, arrays, self._arrays)) and kinds == self.kinds)
 
     def __call__(self, x):
         """A new (n_out,) float32 array: the network's output for x (uint8 scaled to 0..1)."""
