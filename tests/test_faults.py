@@ -142,7 +142,9 @@ def write_digits(directory, n_train=1200, n_test=100):
         (directory / f"{split}-labels-idx1-ubyte").write_bytes(encode(labels))
 
 
-TRAIN_ARGS = ["--dataset", "idx", "--arch", "784-24-10", "--epochs", "4", "--batch-size", "20",
+# Many short epochs: the signal, sent when epoch 2's line appears, must land while dozens of
+# epochs are still to run, however loaded the machine is.
+TRAIN_ARGS = ["--dataset", "idx", "--arch", "784-24-10", "--epochs", "40", "--batch-size", "20",
               "--optimizer", "adam", "--schedule", "cosine", "--seed", "5"]
 
 
@@ -167,7 +169,7 @@ def test_pynn_train_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, how,
 
     run = pynn_train(tmp_path, *args, "--out", "stopped.npz", "--checkpoint", "ck")
     for line in run.stdout:               # stop it in the epoch after the second one's line
-        if line.startswith("epoch 2/4"):
+        if line.startswith("epoch  2/40"):
             time.sleep(np.random.default_rng().uniform(0.0, 0.05))
             run.send_signal(getattr(signal, how))
             break
