@@ -14,6 +14,7 @@ from . import ops
 from .optim import SGD, Adam
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
+CHUNK = 4096        # samples per C call in fit when a callback reports progress
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
 _ONE_DTYPES = (np.float32, np.uint8)       # inputs predict_one takes as they are
@@ -246,26 +247,35 @@ class Network:
         return self._epoch(X, T, order, batch_size, optimizer, 0) / max(len(order), 1)
 
     def _epoch(self, X, T, order, batch_size, optimizer, epoch, callback=None):
-        """Train on the batches of ``order``; returns the sum over batches of loss * batch size."""
+        """Train on the batches of ``order``; returns the sum over batches of loss * batch size.
+
+        With SGD or Adam the batches run in C, many per call: all of the epoch in one call, or,
+        when a ``callback`` wants news, calls of whole batches covering about CHUNK samples
+        each. The batches and steps are the same either way, so the weights are too; between
+        calls the callback reports and Ctrl+C can land."""
         n = len(order)
         total, n_batches = 0.0, (n + batch_size - 1) // batch_size
-        spec = self._fused_optimizer(optimizer) if callback is None else None
-        if spec is not None:
-            losses = self._train_fused(X, T, order, batch_size, optimizer, spec)
-        for k in range(n_batches):
-            size = min(batch_size, n - k * batch_size)
+        spec = self._fused_optimizer(optimizer)
+        per_call = n_batches if callback is None or spec is None else max(1, CHUNK // batch_size)
+        for first in range(0, n_batches, per_call):
+            last = min(n_batches, first + per_call)
             if spec is not None:
-                loss = float(losses[k])
-            else:
-                idx = order[k * batch_size:(k + 1) * batch_size]
-                loss = self.train_batch(X[idx], T[idx], optimizer)
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss} in epoch {epoch + 1}, batch {k + 1}: "
-                    f"try a lower learning rate")
-            total += loss * size
-            if callback is not None:
-                callback(epoch, k, n_batches, loss)
+                chunk = order[first * batch_size:last * batch_size]
+                losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
+            for k in range(first, last):
+                size = min(batch_size, n - k * batch_size)
+                if spec is not None:
+                    loss = float(losses[k - first])  # a short list ends on the non-finite loss
+                else:
+                    idx = order[k * batch_size:(k + 1) * batch_size]
+                    loss = self.train_batch(X[idx], T[idx], optimizer)
+                if not np.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss became {loss} in epoch {epoch + 1}, batch {k + 1}: "
+                        f"try a lower learning rate")
+                total += loss * size
+                if callback is not None:
+                    callback(epoch, k, n_batches, loss)
         return total
 
     # ---- the fused C path ----

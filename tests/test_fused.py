@@ -120,6 +120,26 @@ def test_callback_path_matches_and_is_called_every_batch():
     assert_same_weights(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("chunk", [1, 50, 64, 10_000])
+def test_progress_callback_runs_c_in_chunks_of_whole_batches_with_the_same_result(monkeypatch, chunk):
+    from pynn import network
+    monkeypatch.setattr(network, "CHUNK", chunk)
+    X, y = data()
+    calls, chunks = [], []
+    a, b = pynn.Network([12, 8, 5], seed=2), pynn.Network([12, 8, 5], seed=2)
+    real = a._train_fused
+    monkeypatch.setattr(a, "_train_fused", lambda X, T, order, *rest: (
+        chunks.append(len(order)), real(X, T, order, *rest))[1])
+    a.fit(X, y, epochs=2, batch_size=16, optimizer=Adam(lr=0.01),
+          callback=lambda *args: calls.append(args))
+    b.fit(X, y, epochs=2, batch_size=16, optimizer=Adam(lr=0.01))
+    n_batches = -(-len(X) // 16)
+    assert [c[:3] for c in calls] == [(e, k, n_batches) for e in range(2) for k in range(n_batches)]
+    per_call = max(1, chunk // 16) * 16
+    assert chunks == 2 * [min(per_call, len(X) - i) for i in range(0, len(X), per_call)]
+    assert_same_weights(a, b, rtol=0, atol=0)
+
+
 def test_train_epoch_is_fit_without_the_bookkeeping():
     X, y = data()
     a, b = pynn.Network([12, 8, 5], seed=2), pynn.Network([12, 8, 5], seed=2)
