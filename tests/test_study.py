@@ -81,6 +81,14 @@ def test_noise_known_values():
     assert 0.1 < np.mean(half != 0.5) < 0.3 and set(np.unique(half)) <= {0.0, 0.5, 1.0}
 
 
+def test_noisy_test_set_is_the_same_for_every_caller():
+    X = digits()
+    a = noise.noisy_test_set("rotate", X, 3)
+    assert np.array_equal(a, noise.noisy_test_set("rotate", X.copy(), 3))
+    assert np.array_equal(a, noise.apply("rotate", X, 3, noise.TEST_SEED + 97 * 3))
+    assert np.array_equal(noise.noisy_test_set("rotate", X, 0), X)
+
+
 def test_noise_rejects_bad_input():
     with pytest.raises(TypeError, match="float32"):
         noise.gaussian(np.zeros((2, 784)), 0.1)

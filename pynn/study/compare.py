@@ -20,7 +20,7 @@ import numpy as np
 from .common import (BASE, DATA, QUICK_SIZES, Results, markdown_table, pct,
                      run_all, threads_for, train, write_markdown)
 from .classic import KNearest, NearestCentroid
-from .noise import LEVELS, MIDDLE, NOISES, apply
+from .noise import LEVELS, MIDDLE, NOISES, noisy_test_set
 
 METHODS = ["centroid", "knn", "softmax", "paper", "best"]
 NAMES = {"centroid": "nearest centroid", "knn": "k-nearest neighbours",
@@ -196,7 +196,7 @@ def run_method(task):
     t0 = time.perf_counter()
     test_error = error(method, Xt, yt)
     per_digit = (time.perf_counter() - t0) / len(yt)
-    noisy = {f"noise_{n}": error(method, apply(n, Xt[:n_eval], MIDDLE, 12345 + 97 * MIDDLE), yt[:n_eval])
+    noisy = {f"noise_{n}": error(method, noisy_test_set(n, Xt[:n_eval], MIDDLE), yt[:n_eval])
              for n in NOISES}
     adapt = adaptivity(method, Xt, yt, n_eval)
     row = {"method": name, "name": NAMES[name], "test_error": test_error,

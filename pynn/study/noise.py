@@ -203,6 +203,15 @@ def apply(name, X, level, rng=0):
     return fn(X, amounts[level], rng)
 
 
+TEST_SEED = 12345
+
+
+def noisy_test_set(name, X, level):
+    """The test digits X under noise ``name`` at ``level``, with a fixed seed per level, so
+    that every model and every method meets the same noisy digits."""
+    return apply(name, X, level, TEST_SEED + 97 * level)
+
+
 def apply_mixed(name, X, rng=0, levels=None):
     """X with noise ``name`` at a level drawn per image from ``levels`` (default: 1..top):
     the training data of a model that should cope with every level."""

@@ -11,25 +11,18 @@ import os
 from .common import (BASE, DATA, QUICK_SIZES, Results, error_rate, markdown_table,
                      no_plots_note, pct, pyplot, run_all, save_figure, threads_for, train,
                      write_markdown)
-from .noise import LEVELS, NOISES, apply, apply_mixed
+from .noise import LEVELS, NOISES, apply_mixed, noisy_test_set
 
 CONFIG = dict(BASE, hidden="100", epochs=10)
 QUICK_CONFIG = dict(BASE, hidden="16", epochs=2, batch=32)
 FIELDS = ["model", "noise", "level", "amount", "error", "train_seconds"]
-TEST_SEED = 12345   # every model meets the same noisy test digits
-
-
-def noisy_test(name, level, X):
-    return apply(name, X, level, TEST_SEED + 97 * level)
-
-
 def evaluate(net, model, noises, test_xy, seconds):
     X, y = test_xy
     clean = error_rate(net, X, y)
     rows = []
     for name in noises:
         for level, amount in enumerate(LEVELS[name]):
-            err = clean if level == 0 else error_rate(net, noisy_test(name, level, X), y)
+            err = clean if level == 0 else error_rate(net, noisy_test_set(name, X, level), y)
             rows.append({"model": model, "noise": name, "level": level, "amount": amount,
                          "error": err, "train_seconds": round(seconds, 2)})
     return rows

@@ -165,12 +165,18 @@ def _order(name, value):
         return (1, SPACE[name].index(value) if value in SPACE.get(name, []) else len(SPACE), value)
 
 
-def _plot_settings(plt, rows, base, out):
-    """Validation error against each setting, the others held at BASE (axes search)."""
+def _plot_settings(plt, rows, base, out, one_at_a_time=True):
+    """Validation error against each setting. After an axes search each panel holds the
+    configurations that change only that setting from the base, joined by a line; after a
+    grid or random search, where many settings change at once, every configuration is a dot
+    in every panel, over its value of that setting."""
     by_axis = {}
     for r in rows:
         diff = [k for k in AXES_ORDER if str(r[k]) != str(base[k])]
-        if len(diff) == 1 or (diff == ["optimizer", "lr"] and r["lr"] == str(DEFAULT_LR[r["optimizer"]])):
+        if not one_at_a_time:
+            for k in AXES_ORDER:
+                by_axis.setdefault(k, []).append(r)
+        elif len(diff) == 1 or (diff == ["optimizer", "lr"] and r["lr"] == str(DEFAULT_LR[r["optimizer"]])):
             by_axis.setdefault(diff[0], []).append(r)
         elif not diff:
             for k in AXES_ORDER:
@@ -182,9 +188,11 @@ def _plot_settings(plt, rows, base, out):
     fig, grid = plt.subplots((len(axes) + cols - 1) // cols, cols, figsize=(12, 3.2 * ((len(axes) + 2) // 3)),
                              squeeze=False)
     for ax, name in zip(grid.ravel(), axes):
+        values = sorted({r[name] for r in by_axis[name]}, key=lambda v: _order(name, v))
         pts = sorted(by_axis[name], key=lambda r: _order(name, r[name]))
-        ax.plot(range(len(pts)), [100 * float(r["val_error"]) for r in pts], "o-")
-        ax.set_xticks(range(len(pts)), [r[name] for r in pts], rotation=20, fontsize=7)
+        ax.plot([values.index(r[name]) for r in pts], [100 * float(r["val_error"]) for r in pts],
+                "o-" if one_at_a_time else "o", alpha=1.0 if one_at_a_time else 0.6)
+        ax.set_xticks(range(len(values)), values, rotation=20, fontsize=7)
         ax.set_title(name)
         ax.set_ylabel("validation error %")
         ax.grid(alpha=0.3)
@@ -212,7 +220,7 @@ def _plot_curves(plt, rows, base, out, top=8):
     return save_figure(plt, fig, [], out, "sweep_curves.png")
 
 
-def finish(out, rows, test_xy, final, base):
+def finish(out, rows, test_xy, final, base, one_at_a_time=True):
     """Pick the best ``final`` configs on validation, run them on the test set (the one
     time the test set is used), write sweep.md, sweep_final.csv and the plots."""
     from ..io import load
@@ -239,7 +247,7 @@ def finish(out, rows, test_xy, final, base):
     if plt is None:
         body += "\n" + no_plots_note()
     else:
-        for path in (_plot_settings(plt, rows, base, out), _plot_curves(plt, rows, base, out)):
+        for path in (_plot_settings(plt, rows, base, out, one_at_a_time), _plot_curves(plt, rows, base, out)):
             if path:
                 body += f"\n![{os.path.basename(path)}]({os.path.basename(path)})\n"
     write_markdown(os.path.join(out, "sweep.md"), "Sweep", body)
@@ -267,8 +275,8 @@ def main(args):
     if not rows:
         raise SystemExit(f"sweep: no finished configuration in {results.path} to report")
     test_xy = load_split(args.data_dir, args.quick)["test"]
-    chosen = finish(out, rows, test_xy, args.final, dict(base, **{k: v[0] for k, v in settings.items()
-                                                                   if len(v) == 1}))
+    fixed = dict(base, **{k: v[0] for k, v in settings.items() if len(v) == 1})
+    chosen = finish(out, rows, test_xy, args.final, fixed, args.search == "axes")
     for r in chosen:
         print(f"chosen: {r['hidden']} {r['activation']} {r['head']} {r['optimizer']} "
               f"lr={r['lr']} {r['augment']}: validation {pct(r['val_error'])}, test {pct(r['test_error'])}")
