@@ -380,10 +380,13 @@ def test_lang_quick(tmp_path, mnist_available):
     assert study(["lang", "--quick", "--out", out]) == 0
     with open(os.path.join(out, "lang.csv")) as f:
         rows = list(csv.DictReader(f))
-    epoch = [("pure", "NumPy", "C")[i % 3] for i in range(6)]
-    assert [r["language"].split()[0] for r in rows] == epoch + ["pure", "NumPy", "C"]
-    assert [r["work"] for r in rows] == ["epoch, batches of 10"] * 3 + ["epoch, batches of 100"] * 3 + ["GEMM"] * 3
+    epoch = ["pure Python", "NumPy", "C kernels (pynn)", "C kernels, one call an epoch"]
+    assert [r["language"] for r in rows] == 2 * epoch + ["pure Python", "NumPy (its BLAS)", "C kernels (pynn)"]
+    assert [r["work"] for r in rows] == ["epoch, batches of 10"] * 4 + ["epoch, batches of 100"] * 4 + ["GEMM"] * 3
     assert all(float(r["seconds"]) > 0 for r in rows)
+    # 'times C' is over the one-call epoch for the epochs and the C product for the GEMM
+    assert [float(r["times_c"]) for r in rows if r["language"].startswith("C kernels,")] == [1.0, 1.0]
+    assert float(rows[-1]["times_c"]) == 1.0
     assert "extrapolated" in rows[0]["measured"]
 
 
