@@ -178,6 +178,13 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
 int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
                          float scale, float *out, float *work, int64_t work_len);
 
+/* ---- dropout (dropout.c), element by element over n floats ----
+ * inverted dropout: mask[i] = 1/(1-p) with probability 1-p, else 0, drawn from (seed, stream,
+ * i) alone (no state: the same arguments give the same mask); a[i] *= mask[i]. p in [0,1). */
+int pynn_dropout_forward(float *a, float *mask, int64_t n, float p, uint64_t seed,
+                         uint64_t stream);
+int pynn_dropout_backward(float *da, const float *mask, int64_t n);   /* da[i] *= mask[i] */
+
 /* cdef end */
 
 #endif

@@ -1,6 +1,6 @@
 """Saving and loading networks: a .npz file of plain arrays, never a pickle.
 
-The file holds a format version, the architecture (sizes, activation, output, loss) and the
+The file holds a format version, the architecture (sizes, activation, output, loss, dropout) and the
 parameters W0, b0, W1, b1, ... Loading checks all of it and refuses, with one line saying
 what is wrong, a file that is truncated, corrupt, of an unknown version, holds pickled objects,
 has parameters whose shapes do not fit the architecture, or holds NaN or Inf.
@@ -57,7 +57,7 @@ def network_arrays(net):
     arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
               "architecture": np.array(json.dumps({
                   "sizes": net.sizes, "activation": net.activation,
-                  "output": net.output, "loss": net.loss}))}
+                  "output": net.output, "loss": net.loss, "dropout": net.dropout}))}
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
         arrays[f"W{i}"] = W
         arrays[f"b{i}"] = b
@@ -123,7 +123,9 @@ def network_from_arrays(arrays, path="model"):
             raise ModelFileError(f"{path}: {name} is {arrays[name].dtype} {arrays[name].shape}, "
                                  f"the architecture needs float32 {shape}")
     try:
-        net = Network(sizes, arch["activation"], arch["output"], arch["loss"])
+        # files written before dropout existed have none: 0.0 (so the version stays 1)
+        net = Network(sizes, arch["activation"], arch["output"], arch["loss"],
+                      dropout=arch.get("dropout", 0.0))
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
     for i in range(len(net.weights)):

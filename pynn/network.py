@@ -55,9 +55,12 @@ class Network:
     output     f of the last layer: softmax (probabilities), sigmoid (each unit in 0..1) or linear
     loss       quadratic (eq. 22) or cross_entropy (fused with the softmax or sigmoid output)
     seed       seeds the initial weights and the shuffling in ``fit``
+    dropout    probability of dropping each hidden unit's activation in training (inverted
+               dropout, csrc/dropout.c); never applied when predicting. 0 <= dropout < 1
     """
 
-    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy", seed=0):
+    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy", seed=0,
+                 dropout=0.0):
         self.sizes = parse_sizes(sizes)
         self.activation = _choice("activation", activation, HIDDEN)
         self.output = _choice("output", output, OUTPUTS)
@@ -71,6 +74,15 @@ class Network:
             self.weights.append(self._init_weights(n_in, n_out, f))
             self.biases.append(np.zeros(n_out, dtype=np.float32))
         self._buffers = {}
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        # the masks' seed, drawn after the weights (so dropout=0 leaves every draw as it was);
+        # step numbers the training forwards, each of which draws its own masks
+        self._dropout_seed = int(self.rng.integers(2 ** 63)) if self.dropout > 0 else 0
+        self._dropout_step = 0
 
     def _init_weights(self, n_in, n_out, f):
         """He initialisation for ReLU (variance 2/n_in keeps the signal's size through layers
@@ -93,7 +105,7 @@ class Network:
 
     def _buffers_for(self, B):
         """Per-layer work arrays for batches of B, made once and reused: no batch allocates."""
-        if B not in self._buffers:
+        if B not in self._buffers or (self.dropout > 0 and "mask" not in self._buffers[B]):
             if len(self._buffers) > 4:
                 self._buffers.clear()
             widths = self.sizes[1:]
@@ -102,19 +114,26 @@ class Network:
                 "delta": [np.empty((B, n), dtype=np.float32) for n in widths],
                 "dA": [np.empty((B, n), dtype=np.float32) for n in self.sizes[1:-1]],
             }
+            if self.dropout > 0:     # hidden outputs after dropout, and their masks
+                self._buffers[B]["dropped"] = [np.empty((B, n), np.float32) for n in self.sizes[1:-1]]
+                self._buffers[B]["mask"] = [np.empty((B, n), np.float32) for n in self.sizes[1:-1]]
         return self._buffers[B]
 
-    def forward(self, X, keep=True):
+    def forward(self, X, keep=True, training=True):
         """Feed X (B, n_in) through every layer (eq. 13-16 with matrices); return the output (B, n_out).
 
         Layer l computes z = a W^T + b, then a = f(z), written over z in the same buffer. With
         cross-entropy the output layer keeps z (the logits): the loss applies its own
         softmax/sigmoid. ``keep`` keeps the activations for ``backward``.
+        With dropout, a pass that keeps them (and ``training``) drops hidden units: each hidden
+        a = f(z) stays as it is for f' in ``backward``, and a * mask goes on to the next layer;
+        every such pass draws new masks (stream ``_dropout_step``, then counted up).
         """
         X = self._check_inputs(X)
         B = X.shape[0]
         bufs = self._buffers_for(B) if keep else {"a": [np.empty((B, n), dtype=np.float32)
                                                         for n in self.sizes[1:]]}
+        drop = keep and training and self.dropout > 0
         a = X
         for layer, (W, b) in enumerate(zip(self.weights, self.biases)):
             z = bufs["a"][layer]
@@ -124,9 +143,17 @@ class Network:
             if not (last and keep and self._fused_loss()):
                 ops.activation_forward(self._f(layer), z, out=z)   # a = f(z)
             a = z
+            if drop and not last:
+                a = bufs["dropped"][layer]
+                np.copyto(a, z)
+                ops.dropout_forward(a, bufs["mask"][layer], self.dropout, self._dropout_seed,
+                                    self._dropout_step * len(self.weights) + layer)
         if keep:
             self._inputs = X
             self._acts = bufs["a"]
+            self._dropped = bufs["dropped"] if drop else None
+            self._masks = bufs["mask"] if drop else None
+            self._dropout_step += drop
         return a
 
     def backward(self, T):
@@ -148,14 +175,18 @@ class Network:
         loss = self._output_delta(acts[L - 1], T, out_delta)
         grads = [None] * L
         delta = out_delta
+        dropped = getattr(self, "_dropped", None)
         for layer in reversed(range(L)):
             a_prev = acts[layer - 1] if layer > 0 else X
-            dW = ops.matmul(delta, a_prev, trans_a=True)         # (n_out, n_in)
+            a_in = dropped[layer - 1] if dropped is not None and layer > 0 else a_prev
+            dW = ops.matmul(delta, a_in, trans_a=True)           # (n_out, n_in)
             db = ops.bias_backward(delta)                        # (n_out,)
             grads[layer] = (dW, db)
             if layer > 0:
                 dA = bufs["dA"][layer - 1]
                 ops.gemm(delta, self.weights[layer], dA)         # dL/da_prev = delta W
+                if dropped is not None:                          # through a_in = a_prev * mask
+                    ops.dropout_backward(dA, self._masks[layer - 1])
                 delta = bufs["delta"][layer - 1]
                 ops.activation_backward(self.activation, a_prev, dA, dinp=delta)
         self.last_loss = loss
@@ -190,7 +221,7 @@ class Network:
         """The loss (mean over the samples) of the network on X against y."""
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
-        self.forward(X)
+        self.forward(X, training=False)
         out = self._acts[-1]
         if self.loss == "cross_entropy":
             fused = ops.softmax_cross_entropy if self.output == "softmax" else ops.sigmoid_cross_entropy
@@ -298,8 +329,9 @@ class Network:
         return state
 
     def _fused_optimizer(self, optimizer):
-        """(kind, settings, state) for an optimiser the C step implements; None for others."""
-        if type(optimizer) not in (SGD, Adam):
+        """(kind, settings, state) for an optimiser the C step implements; None for others, and
+        for a network with dropout (the C step has none: the layer-by-layer path does it)."""
+        if type(optimizer) not in (SGD, Adam) or self.dropout > 0:
             return None
         return optimizer.fused([p for pair in zip(self.weights, self.biases) for p in pair])
 
@@ -441,4 +473,5 @@ class Network:
 
     def __repr__(self):
         arch = "-".join(str(s) for s in self.sizes)
-        return f"Network({arch}, {self.activation}, {self.output}, {self.loss})"
+        drop = f", dropout={self.dropout:g}" if self.dropout else ""
+        return f"Network({arch}, {self.activation}, {self.output}, {self.loss}{drop})"

@@ -852,4 +852,35 @@ class OneSample:
         return lambda: lib.pynn_net_forward_one(*args)
 
 
+# ---- dropout (csrc/dropout.c) ----
+
+def _u64(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2 ** 64:
+        raise ValueError(f"{name} must be an int in [0, 2**64), got {value!r}")
+    return int(value)
+
+
+def dropout_forward(a, mask, p, seed, stream):
+    """Inverted dropout in place: mask = 1/(1-p) for kept units, 0 for dropped (probability p),
+    drawn from (seed, stream) alone; a *= mask. a and mask: float32 arrays of one shape."""
+    _array("a", a, writable=True)
+    _array("mask", mask, writable=True)
+    _shape("mask", mask, a.shape)
+    _no_overlap(mask, a, name="mask")
+    p = _hyper("p", p, 0.0, 1.0, True)
+    _status(lib.pynn_dropout_forward(_wptr(a), _wptr(mask), a.size, p, _u64("seed", seed),
+                                     _u64("stream", stream)), "dropout_forward")
+    return a
+
+
+def dropout_backward(da, mask):
+    """da *= mask in place: the gradient through the units dropout_forward kept."""
+    _array("da", da, writable=True)
+    _array("mask", mask)
+    _shape("mask", mask, da.shape)
+    _no_overlap(da, mask, name="da")
+    _status(lib.pynn_dropout_backward(_wptr(da), _ptr(mask), da.size), "dropout_backward")
+    return da
+
+
 _init_threads()

@@ -7,6 +7,7 @@ choice is made on them), and the 10,000 test digits are touched only to report t
 already chosen.
 """
 import csv
+import io
 import multiprocessing
 import json
 import math
@@ -61,19 +62,24 @@ def load_split(data_dir=None, quick=False):
 # A config is a flat dict of plain values, so it fits in a CSV row and a JSON key.
 BASE = {"hidden": "100", "activation": "relu", "head": "softmax+cross_entropy",
         "optimizer": "momentum", "lr": 0.05, "schedule": "constant", "batch": 64,
-        "epochs": 10, "l2": 0.0, "augment": "none", "seed": 0}
+        "epochs": 10, "l2": 0.0, "augment": "none", "seed": 0, "dropout": 0.0}
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.001}
+# settings added after results were recorded, with the value the older runs had: at that value
+# a setting stays out of the key, so a rerun still finds (and skips) the older rows
+LATER = {"dropout": 0.0}
 
 
 def config_key(config):
     """A config's identity: its settings, sorted, as one string (the resume key)."""
-    return json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True)
+    return json.dumps({k: config[k] for k in sorted(config)
+                       if not (k in LATER and float(config[k]) == LATER[k])}, sort_keys=True)
 
 
 def make_network(config, n_in=784, n_out=10):
     output, loss = config["head"].split("+")
     hidden = [int(h) for h in str(config["hidden"]).split("-") if h]
-    return Network([n_in, *hidden, n_out], config["activation"], output, loss, seed=int(config["seed"]))
+    return Network([n_in, *hidden, n_out], config["activation"], output, loss,
+                   seed=int(config["seed"]), dropout=float(config.get("dropout", 0.0)))
 
 
 def make_optimizer(config):
@@ -117,6 +123,7 @@ class Checkpoint:
         extra = {"epoch": np.array(epoch), "curve": np.array(json.dumps(curve)),
                  "rng": np.array(json.dumps(net.rng.bit_generator.state)),
                  "opt_steps": np.array(state["steps"]),
+                 "dropout_step": np.array(net._dropout_step, dtype=np.int64),
                  "opt_shape": np.array([len(s) for s in state["state"]], dtype=np.int64)}
         for i, arrays in enumerate(state["state"]):
             for j, a in enumerate(arrays):
@@ -133,6 +140,8 @@ class Checkpoint:
         saved = network_from_arrays(arrays, self.path)
         net.weights, net.biases = saved.weights, saved.biases
         net.rng.bit_generator.state = json.loads(str(arrays["rng"]))
+        if "dropout_step" in arrays:           # where the dropout masks' draws stood
+            net._dropout_step = int(arrays["dropout_step"])
         shape = arrays["opt_shape"]
         optimizer.load_state_dict({"steps": int(arrays["opt_steps"]), "state": [
             [arrays[f"opt_{i}_{j}"] for j in range(int(k))] for i, k in enumerate(shape)]})
@@ -186,16 +195,37 @@ class Results:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def rows(self):
+        """The rows as dicts; a column an older file lacks (a LATER setting) reads as the
+        value the older runs had."""
         if not os.path.exists(self.path):
             return []
         with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+            rows = list(csv.DictReader(f))
+        later = {k: str(v) for k, v in LATER.items() if k in self.fields}
+        return [dict(later, **r) for r in rows]
+
+    def _upgrade(self):
+        """A file whose header lacks some of our LATER columns is rewritten with them (filled
+        with the older runs' value), so the rows appended next line up with the header."""
+        with open(self.path, newline="") as f:
+            header = next(csv.reader(f), [])
+        missing = [k for k in self.fields if k not in header]
+        if not header or not missing or not set(missing) <= set(LATER):
+            return
+        from ..io import atomic_write
+        rows, text = self.rows(), io.StringIO()
+        w = csv.DictWriter(text, fieldnames=self.fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
 
     def done(self, field="key"):
         return {r[field] for r in self.rows()}
 
     def append(self, rows):
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        if not new:
+            self._upgrade()
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             if new:

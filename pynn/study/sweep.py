@@ -31,12 +31,13 @@ SPACE = {
     "epochs": [5, 10, 20, 30],
     "l2": [0.0, 1e-5, 1e-4, 1e-3],
     "augment": ["none", "affine", "elastic", "affine+elastic"],
+    "dropout": [0.0, 0.2, 0.5],
 }
 QUICK_BASE = dict(BASE, hidden="16", epochs=2, batch=32)
 QUICK_SPACE = {"hidden": ["8", "16"], "activation": ["sigmoid", "relu"],
                "augment": ["none", "affine"], "epochs": [2]}
 FIELDS = ["key", "hidden", "activation", "head", "optimizer", "lr", "schedule", "batch",
-          "epochs", "l2", "augment", "seed", "val_error", "train_seconds", "curve"]
+          "epochs", "l2", "augment", "seed", "val_error", "train_seconds", "curve", "dropout"]
 AXES_ORDER = list(SPACE)
 
 
@@ -225,7 +226,7 @@ def finish(out, rows, test_xy, final, base, one_at_a_time=True):
     time the test set is used), write sweep.md, sweep_final.csv and the plots."""
     from ..io import load
     cols = ["hidden", "activation", "head", "optimizer", "lr", "schedule", "batch", "epochs",
-            "l2", "augment", "val_error", "train_seconds"]
+            "l2", "dropout", "augment", "val_error", "train_seconds"]
     ranked = sorted(rows, key=lambda r: float(r["val_error"]))
     chosen = []
     for r in ranked[:final]:

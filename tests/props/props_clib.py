@@ -67,6 +67,8 @@ def call(name, params, sizes, pointers="valid", ints=0, floats=0.5):
                         else buffer(ctype))
         elif ctype == "int64_t":
             args.append(sizes.get(pname, 1) if isinstance(sizes, dict) else sizes)
+        elif ctype == "uint64_t":        # a seed or counter (dropout's): every value is valid
+            args.append(2 ** 64 - 1)
         elif ctype == "int":
             args.append(ints.get(pname, 0) if isinstance(ints, dict) else ints)
         else:
