@@ -7,14 +7,16 @@
     net.predict(X_test)
 
 pynn.ops is the one module that calls C; pynn.network holds the network, pynn.optim the
-optimisers, pynn.io saving and loading.
+optimisers, pynn.io saving and loading; pynn.datasets the data, pynn.preprocess a drawing's way
+to the network, pynn.augment distortions, pynn.adapt teaching.
 """
-from . import ops
+from . import adapt, augment, datasets, ops, preprocess
 from .io import ModelFileError, load
 from .network import Network
 from .optim import SGD, Adam, Optimizer
 
-__all__ = ["Network", "SGD", "Adam", "Optimizer", "load", "ModelFileError", "ops",
+__all__ = ["Network", "SGD", "Adam", "Optimizer", "load", "ModelFileError", "ops", "datasets",
+           "preprocess", "augment", "adapt",
            "set_num_threads", "get_num_threads", "load_default"]
 __version__ = "0.1.0"
 

@@ -123,6 +123,9 @@ def add_train_arguments(p):
     net.add_argument("--activation", choices=HIDDEN, default="relu", help="hidden layers' function (default relu)")
     net.add_argument("--output", choices=OUTPUTS, default="softmax", help="output layer's function (default softmax)")
     net.add_argument("--loss", choices=LOSSES, default="cross_entropy", help="default cross_entropy")
+    net.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                     help="drop each hidden unit with probability P while training (default 0; "
+                          "trains layer by layer in Python, not in one C call)")
     net.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the shuffling (default 0)")
     opt = p.add_argument_group("optimiser")
     opt.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="default sgd")
@@ -159,7 +162,8 @@ def add_train_arguments(p):
 def build_network(args, X, y):
     from .network import Network
     try:
-        net = Network(args.arch, args.activation, args.output, args.loss, seed=args.seed)
+        net = Network(args.arch, args.activation, args.output, args.loss, seed=args.seed,
+                      dropout=getattr(args, "dropout", 0.0))
     except ValueError as e:
         raise UserError(str(e)) from None
     check_fits(net, X, y, "training")
@@ -267,7 +271,7 @@ def test_error(net, images, labels):
 
 
 # the settings that decide a run's result: a checkpoint keeps them, --resume takes them back
-RUN_SETTINGS = ("arch", "activation", "output", "loss", "seed", "optimizer", "lr", "schedule", "momentum",
+RUN_SETTINGS = ("arch", "activation", "output", "loss", "dropout", "seed", "optimizer", "lr", "schedule", "momentum",
                 "beta1", "beta2", "l2", "batch_size", "epochs", "dataset", "data_dir", "limit",
                 "val", "augment", "out")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import idx
+from pynn import datasets, idx  # noqa: F401  (pynn.datasets is used as an attribute)
 
 FASHION = "/usr/share/datasets/fashion-mnist"      # Debian's dataset-fashion-mnist
 
@@ -140,6 +140,13 @@ def test_train_on_any_idx_directory(tmp_path):
     assert "test error 0.00%" in ok("eval", tmp_path / "m.npz", "--dataset", "idx", "--data-dir", tmp_path)
 
 
+def test_train_with_dropout_saves_it_with_the_model(tmp_path):
+    test_train_on_any_idx_directory(tmp_path)
+    ok("train", "--dataset", "idx", "--data-dir", tmp_path, "--arch", "36-8-3", "--epochs", 2,
+       "--dropout", "0.25", "--out", tmp_path / "d.npz")
+    assert pynn.load(tmp_path / "d.npz").dropout == 0.25
+
+
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="dataset-fashion-mnist is not installed")
 def test_fashion_mnist_trains_with_the_same_command(tmp_path):
     out = ok("train", "--dataset", "idx", "--data-dir", FASHION, "--arch", "784-32-10", "--limit", 3000,
@@ -174,6 +181,7 @@ def bad_files(tmp_path_factory):
     (["train", "--arch", "784"], "needs an input and an output"),
     (["train", "--arch", "100-10", "--limit", "100"], "the network takes 100 inputs but the training images have 784"),
     (["train", "--lr", "-1", "--limit", "100"], "lr must be"),
+    (["train", "--dropout", "1", "--limit", "100"], "dropout must be"),
     (["train", "--epochs", "two"], "argument --epochs: 'two' is not an integer"),
     (["train", "--val", "100", "--limit", "100"], "--val 100 leaves nothing to train on"),
     (["train", "--dataset", "idx"], "--dataset idx needs --data-dir"),

@@ -148,9 +148,16 @@ TRAIN_ARGS = ["--dataset", "idx", "--arch", "784-24-10", "--epochs", "40", "--ba
               "--optimizer", "adam", "--schedule", "cosine", "--seed", "5"]
 
 
+def _interruptible():
+    # A shell that starts CI in the background leaves SIGINT ignored, and Python keeps it so;
+    # the child must get Ctrl+C the way a terminal gives it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def pynn_train(cwd, *args):
     return subprocess.Popen([sys.executable, "-m", "pynn", "train", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
 
 
 def same_weights(a, b):

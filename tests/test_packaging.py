@@ -30,8 +30,8 @@ def sdist(tmp_path_factory):
     ensure_build()
     out = tmp_path_factory.mktemp("dist")
     cmd = [sys.executable, "-m", "build", "--sdist", "--outdir", str(out)]
-    # with setuptools and cffi already here, build without an isolated environment: no download
-    if all(importlib.util.find_spec(m) for m in ("setuptools", "cffi")):
+    # with the build requirements already here, build without an isolated environment: no download
+    if all(importlib.util.find_spec(m) for m in ("setuptools", "cffi", "wheel")):
         cmd.append("--no-isolation")
     run = subprocess.run(cmd + [ROOT], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"python -m build --sdist failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"

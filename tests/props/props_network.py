@@ -182,7 +182,10 @@ def test_fit_and_evaluate(net, data):
     acc = net.accuracy(X, y)
     assert 0.0 <= acc <= 1.0
     loss = net.loss_value(X, y)
-    assert np.isfinite(loss) and loss >= 0.0
+    if np.isfinite(rows).all():
+        assert np.isfinite(loss) and loss >= 0.0
+    else:              # NaN or Inf in: whatever the arithmetic gives (sigmoid(inf) is 1), no error
+        assert isinstance(loss, float)
 
 
 @SETTINGS
