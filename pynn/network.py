@@ -27,6 +27,13 @@ def _choice(name, value, allowed):
     return value
 
 
+def _count(name, value, least):
+    """Check a whole-number setting such as batch_size or epochs."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        kind = "positive" if least == 1 else "non-negative"
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+
+
 def parse_sizes(sizes):
     """[784, 800, 10] or "784-800-10" -> a list of layer widths, checked."""
     if isinstance(sizes, str):
@@ -243,7 +250,8 @@ class Network:
         """
         spec = self._fused_optimizer(optimizer)
         if spec is None:
-            grads = self.backward_after(X, T)
+            self.forward(X)
+            grads = self.backward(T)
             if not all(np.isfinite(g).all() for pair in grads for g in pair):
                 self.last_loss = float("nan")        # a NaN/Inf input or overflow upstream
             if not np.isfinite(self.last_loss):
@@ -268,8 +276,7 @@ class Network:
         """
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _count("batch_size", batch_size, least=1)
         if optimizer is None:
             optimizer = SGD(lr=0.1)
         if X.shape[0] == 0:
@@ -341,10 +348,6 @@ class Network:
                                                       X, T, order, batch_size)
         return losses
 
-    def backward_after(self, X, T):
-        self.forward(X)
-        return self.backward(T)
-
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation=None,
             shuffle=True, callback=None, on_epoch_end=None, start_epoch=0, history=None):
         """Train with mini-batch gradient descent; return the history.
@@ -360,10 +363,8 @@ class Network:
         """
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        _count("batch_size", batch_size, least=1)
+        _count("epochs", epochs, least=0)
         if optimizer is None:
             optimizer = SGD(lr=0.1)
         if validation is not None:
