@@ -20,6 +20,9 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg);
 void pynn_barrier(int nthreads);
 /* threads to use for a product of about `flops` floating-point operations */
 int pynn_threads_for(double flops);
+/* threads for one job of `steps` steps of `step_flops` each that meet at a barrier every step:
+ * waking the pool is paid once for the whole job, a barrier once a step */
+int pynn_threads_for_steps(double step_flops, int64_t steps);
 
 /* ---- micro-kernels (gemm_kernels.c) ----
  * Blocking constants of the packed ("BLIS") path. A micro-tile of C is MR x NR; A is packed in
@@ -56,12 +59,20 @@ typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t ste
 typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, const float *B,
                                    int64_t ldb, float *c, int64_t n, float alpha, float beta);
 
+/* up to four rows of a small batch's gradient d^T A: for i < m (m <= 4), g[i * ldg ..] (n) =
+ * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net.c's small
+ * steps: four rows of W at a time, so that each load of A serves four of them) */
+#define PYNN_ROWGRAD_M 4
+typedef void (*pynn_rowgrad_fn)(int B, int m, const float *d, int64_t d_step, const float *A,
+                                int64_t lda, float *g, int64_t ldg, int64_t n);
+
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
     pynn_dotkernel_fn dotkernel;
     pynn_stepkernel_fn stepkernel;
     pynn_gemvkernel_fn gemvkernel;
+    pynn_rowgrad_fn rowgrad;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

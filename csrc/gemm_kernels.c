@@ -77,8 +77,29 @@ static void stepkernel_generic(const struct pynn_optimizer *opt, int64_t step, f
     }
 }
 
+/* a small batch's gradient rows, batch rows in order; inlined into each set so that the
+ * compiler vectorises it for that set's ISA */
+static inline __attribute__((always_inline)) void rowgrad_body(int B, int m, const float *d,
+        int64_t d_step, const float *A, int64_t lda, float *g, int64_t ldg, int64_t n) {
+    for (int i = 0; i < m; i++) {
+        float *gi = g + i * ldg;
+        float d0 = d[i];
+        for (int64_t k = 0; k < n; k++) gi[k] = d0 * A[k];
+        for (int r = 1; r < B; r++) {
+            float dr = d[r * d_step + i];
+            const float *a = A + r * lda;
+            for (int64_t k = 0; k < n; k++) gi[k] += dr * a[k];
+        }
+    }
+}
+
+static void rowgrad_generic(int B, int m, const float *d, int64_t d_step, const float *A,
+                            int64_t lda, float *g, int64_t ldg, int64_t n) {
+    rowgrad_body(B, m, d, d_step, A, lda, g, ldg, n);
+}
+
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
-                                                    stepkernel_generic, NULL};
+                                                    stepkernel_generic, NULL, rowgrad_generic};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -160,8 +181,13 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
     }
 }
 
+TGT_AVX2 static void rowgrad_avx2(int B, int m, const float *d, int64_t d_step, const float *A,
+                                  int64_t lda, float *g, int64_t ldg, int64_t n) {
+    rowgrad_body(B, m, d, d_step, A, lda, g, ldg, n);
+}
+
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
-                                                 stepkernel_generic, NULL};
+                                                 stepkernel_generic, NULL, rowgrad_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -329,15 +355,21 @@ TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64
         c2 = 1.0f / (1.0f - powf(opt->beta2, (float)step));
     }
     const __m512 vc1 = _mm512_set1_ps(c1), vc2 = _mm512_set1_ps(c2);
+    const int kind = opt->kind;   /* a local: the stores below cannot change it */
+    /* whole vectors unmasked (a masked store costs more on some CPUs), then the tail */
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = mask16((int)(n - i < 16 ? n - i : 16));
-        __m512 wi = _mm512_maskz_loadu_ps(k, w + i);
-        __m512 gi = _mm512_fmadd_ps(wd, wi, _mm512_maskz_loadu_ps(k, g + i));   /* dw + wd w */
-        if (opt->kind == PYNN_OPT_SGD) {
+        int whole = k == (__mmask16)0xFFFF;
+        __m512 wi = whole ? _mm512_loadu_ps(w + i) : _mm512_maskz_loadu_ps(k, w + i);
+        __m512 gi = _mm512_fmadd_ps(wd, wi, whole ? _mm512_loadu_ps(g + i)
+                                                  : _mm512_maskz_loadu_ps(k, g + i));   /* dw + wd w */
+        if (kind == PYNN_OPT_SGD) {
             wi = _mm512_fnmadd_ps(lr, gi, wi);
-        } else if (opt->kind == PYNN_OPT_MOMENTUM) {
-            __m512 vel = _mm512_fmadd_ps(mom, _mm512_maskz_loadu_ps(k, s1 + i), gi);
-            _mm512_mask_storeu_ps(s1 + i, k, vel);
+        } else if (kind == PYNN_OPT_MOMENTUM) {
+            __m512 vel = _mm512_fmadd_ps(mom, whole ? _mm512_loadu_ps(s1 + i)
+                                                    : _mm512_maskz_loadu_ps(k, s1 + i), gi);
+            if (whole) _mm512_storeu_ps(s1 + i, vel);
+            else _mm512_mask_storeu_ps(s1 + i, k, vel);
             wi = _mm512_fnmadd_ps(lr, vel, wi);
         } else {
             __m512 m = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(k, s1 + i), _mm512_mul_ps(nb1, gi));
@@ -348,7 +380,8 @@ TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64
             __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(v, vc2)), eps);
             wi = _mm512_sub_ps(wi, _mm512_div_ps(_mm512_mul_ps(lr, _mm512_mul_ps(m, vc1)), den));
         }
-        _mm512_mask_storeu_ps(w + i, k, wi);
+        if (whole) _mm512_storeu_ps(w + i, wi);
+        else _mm512_mask_storeu_ps(w + i, k, wi);
     }
 }
 
@@ -392,8 +425,59 @@ TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_st
     }
 }
 
+/* a small batch's gradient rows: for 64 columns, each row of A loaded once (four vectors) for
+ * the M rows of g, 4M accumulators in registers; fused multiply-adds, batch rows in order.
+ * M is a constant in each instance (see rowgrad_avx512), so the loops over it unroll. */
+TGT_AVX512 static inline __attribute__((always_inline)) void rowgrad_avx512_m(
+        const int M, int B, const float *d, int64_t d_step, const float *A, int64_t lda, float *g,
+        int64_t ldg, int64_t n) {
+    int64_t k = 0;
+    for (; k + 64 <= n; k += 64) {      /* whole vectors: unmasked loads and stores */
+        __m512 acc[PYNN_ROWGRAD_M][4], a[4];
+        for (int v = 0; v < 4; v++) a[v] = _mm512_loadu_ps(A + k + 16 * v);
+        for (int i = 0; i < M; i++) {
+            __m512 di = _mm512_set1_ps(d[i]);
+            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_mul_ps(di, a[v]);
+        }
+        for (int r = 1; r < B; r++) {
+            const float *ar = A + r * lda + k, *dr = d + r * d_step;
+            for (int v = 0; v < 4; v++) a[v] = _mm512_loadu_ps(ar + 16 * v);
+            for (int i = 0; i < M; i++) {
+                __m512 di = _mm512_set1_ps(dr[i]);
+                for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(di, a[v], acc[i][v]);
+            }
+        }
+        for (int i = 0; i < M; i++)
+            for (int v = 0; v < 4; v++) _mm512_storeu_ps(g + i * ldg + k + 16 * v, acc[i][v]);
+    }
+    for (; k < n; k += 16) {            /* the tail, masked */
+        __mmask16 km = mask16((int)(n - k));
+        __m512 acc[PYNN_ROWGRAD_M];
+        __m512 a0 = _mm512_maskz_loadu_ps(km, A + k);
+        for (int i = 0; i < M; i++) acc[i] = _mm512_mul_ps(_mm512_set1_ps(d[i]), a0);
+        for (int r = 1; r < B; r++) {
+            a0 = _mm512_maskz_loadu_ps(km, A + r * lda + k);
+            for (int i = 0; i < M; i++)
+                acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(d[r * d_step + i]), a0, acc[i]);
+        }
+        for (int i = 0; i < M; i++) _mm512_mask_storeu_ps(g + i * ldg + k, km, acc[i]);
+    }
+}
+
+TGT_AVX512 static void rowgrad_avx512(int B, int m, const float *d, int64_t d_step, const float *A,
+                                      int64_t lda, float *g, int64_t ldg, int64_t n) {
+    switch (m) {
+    case 4: rowgrad_avx512_m(4, B, d, d_step, A, lda, g, ldg, n); break;
+    case 3: rowgrad_avx512_m(3, B, d, d_step, A, lda, g, ldg, n); break;
+    case 2: rowgrad_avx512_m(2, B, d, d_step, A, lda, g, ldg, n); break;
+    case 1: rowgrad_avx512_m(1, B, d, d_step, A, lda, g, ldg, n); break;
+    default: break;
+    }
+}
+
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
-                                                   stepkernel_avx512, gemvkernel_avx512};
+                                                   stepkernel_avx512, gemvkernel_avx512,
+                                                   rowgrad_avx512};
 #endif
 
 /* ---------------- the choice ---------------- */

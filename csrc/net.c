@@ -99,6 +99,8 @@ static void forward_job(int tid, int nt, void *arg) {
     }
 }
 
+static int64_t small_workspace(const struct pynn_net *net, int64_t batch);
+
 static double forward_flops(const struct pynn_net *net, int64_t B) {
     double f = 0.0;
     for (int64_t l = 0; l < net->n_layers; l++) f += 2.0 * (double)B * net->sizes[l] * net->sizes[l + 1];
@@ -113,8 +115,11 @@ int64_t pynn_net_workspace(const struct pynn_net *net, int64_t batch, int traini
     for (int64_t l = 1; l <= L; l++) acts += net->sizes[l];
     for (int64_t l = 0; l < L; l++)
         if (net->sizes[l] * net->sizes[l + 1] > grad) grad = net->sizes[l] * net->sizes[l + 1];
-    /* row losses (doubles), gathered X and T, activations, two deltas, dW, db */
-    return 2 * batch + batch * (net->sizes[0] + net->sizes[L] + acts + 2 * w) + grad + w + 64;
+    /* row losses (doubles), gathered X and T, activations, two deltas, dW, db; or what the
+     * small path needs, for a batch that pynn_net_train cuts down to a short epoch */
+    int64_t general = 2 * batch + batch * (net->sizes[0] + net->sizes[L] + acts + 2 * w) + grad + w + 64;
+    int64_t small = small_workspace(net, batch);
+    return general > small ? general : small;
 }
 
 int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, float *out,
@@ -191,6 +196,18 @@ struct train_job {
     float *Xb, *Tb, *acts[65], *delta[2], *dW, *db;
 };
 
+/* whether all n values are finite: a NaN's or an Inf's exponent bits are all ones (integer
+ * operations, which the compiler vectorises, unlike a floating-point sum kept in order) */
+static int all_finite(const float *x, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, x + j, sizeof(u));
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad == 0;
+}
+
 /* loss of each row in [r0,r1) and dL/dz of the output layer (cross-entropy: z holds logits and
  * becomes the probabilities; quadratic: z holds f(z)). Mirrors losses.c and activations.c. */
 static void output_delta_rows(const struct pynn_net *net, float *z, const float *T, float *delta,
@@ -201,9 +218,7 @@ static void output_delta_rows(const struct pynn_net *net, float *z, const float 
     for (int64_t r = r0; r < r1; r++) {
         /* a NaN or Inf input poisons the gradients even when the loss comes out finite (ReLU
          * turns -Inf into 0): its row's loss is NaN, so the batch takes no step */
-        const float *x_b = X + r * n_in;
-        float x_sum = 0.0f;
-        for (int64_t j = 0; j < n_in; j++) x_sum += x_b[j] * 0.0f;   /* 0 unless some x is NaN or Inf */
+        int x_ok = all_finite(X + r * n_in, n_in);
         float *z_b = z + r * n, *d_b = delta + r * n;
         const float *t_b = T + r * n;
         double loss = 0.0;
@@ -236,7 +251,7 @@ static void output_delta_rows(const struct pynn_net *net, float *z, const float 
             for (int64_t j = 0; j < n; j++) d_b[j] = scale * (z_b[j] - t_b[j]);
             pynn_activation_backward(net->output, d_b, z_b, d_b, 1, n);
         }
-        row_loss[r] = x_sum == 0.0f ? loss : NAN;
+        row_loss[r] = x_ok ? loss : NAN;
     }
 }
 
@@ -401,6 +416,200 @@ static void train_job(int tid, int nt, void *arg) {
     }
 }
 
+/* ---- small batches through one hidden layer: the paper's way of training ----
+ * A batch of one digit (or ten) is too small a product to share out block by block: the
+ * barriers between the general step's products would cost more than their arithmetic. So for
+ * a network with one hidden layer, each thread owns a fixed run of hidden units for the whole
+ * call: their rows of W0, their columns of W1, and the optimiser's state of both, which stay in
+ * that core's cache from one step to the next. A step then needs one meeting of the threads:
+ *   1. a0[:, own] = f(x W0[own]^T + b0[own])
+ *   2. P_k = a0[:, k] W1[:, k]^T for each own block k of SMALL_BLOCK units (thread 0, owner of
+ *      block 0, adds b1 to P_0)
+ *   3. barrier
+ *   4. every thread alike: z = P_0 + P_1 + ... in block order, then the loss and delta
+ *   5. delta0[:, own] = f'(delta W1[:, own]); W1[:, own] and W0[own] step, b1 by thread 0
+ * The blocks and the order of the partial sums depend on the widths alone, so a run gives the
+ * same bits on any number of threads. P is kept for even and odd steps, since a thread may
+ * begin the next step while another still reads this one's sums. */
+#define SMALL_B 16          /* batches of up to this many rows take the small path */
+#define SMALL_OUT 64        /* ... when the output layer is at most this wide */
+#define SMALL_BLOCK 64      /* hidden units a block: what a thread owns, and one partial sum */
+#define SMALL_THREADS 8
+#define SMALL_CHUNK 256     /* gradient floats made at a time, in L1, before they step */
+
+static int small_path(const struct pynn_net *net, int64_t batch) {
+    return net->n_layers == 2 && batch <= SMALL_B && net->sizes[2] <= SMALL_OUT;
+}
+
+static int64_t small_blocks(const struct pynn_net *net) {
+    return (net->sizes[1] + SMALL_BLOCK - 1) / SMALL_BLOCK;
+}
+
+/* a0 and delta0 (B, H); the partial sums, twice; each thread's gathered rows. For any batch
+ * size, so that the general path's workspace covers a batch cut down to a short epoch's rows. */
+static int64_t small_workspace(const struct pynn_net *net, int64_t batch) {
+    if (net->n_layers != 2) return 0;
+    if (batch > SMALL_B) batch = SMALL_B;
+    return 2 * batch * net->sizes[1] + 2 * small_blocks(net) * batch * net->sizes[2] +
+           SMALL_THREADS * batch * net->sizes[0] + 64;
+}
+
+struct small_job {
+    const struct pynn_net *net;
+    struct pynn_optimizer *opt;
+    const float *X, *T;
+    const int64_t *order;
+    int64_t n_order, batch;
+    double *losses;
+    int64_t done;
+    float *a0, *delta0, *P, *Xg;
+};
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static void small_job(int tid, int nt, void *arg) {
+    struct small_job *job = arg;
+    const struct pynn_net *net = job->net;
+    const struct pynn_kernels *kern = pynn_kernels();
+    const struct pynn_optimizer *opt = job->opt;
+    int64_t n0 = net->sizes[0], H = net->sizes[1], nL = net->sizes[2], nb = small_blocks(net);
+    int64_t k0 = nb * tid / nt, k1 = nb * (tid + 1) / nt;
+    int64_t u0 = k0 * SMALL_BLOCK, u1 = min64(H, k1 * SMALL_BLOCK), nu = u1 - u0;
+    float *W0 = net->W[0], *b0 = net->b[0], *W1 = net->W[1], *b1 = net->b[1];
+    float *a0 = job->a0, *delta0 = job->delta0, *Xg = job->Xg + tid * job->batch * n0;
+    float z[SMALL_B * SMALL_OUT], delta[SMALL_B * SMALL_OUT], Tg[SMALL_B * SMALL_OUT];
+    float g[PYNN_ROWGRAD_M * SMALL_CHUNK];
+    double row_loss[SMALL_B];
+    int64_t step = opt->step;   /* read before any thread passes the first barrier */
+    int64_t n_batches = (job->n_order + job->batch - 1) / job->batch;
+    for (int64_t k = 0; k < n_batches; k++) {
+        int64_t first = k * job->batch, B = min64(job->batch, job->n_order - first);
+        /* the batch's rows: one row or an unshuffled run is read where it lies */
+        const float *Xb = job->X + (job->order ? job->order[first] : first) * n0;
+        for (int64_t r = 0; r < B; r++) {
+            int64_t src = job->order ? job->order[first + r] : first + r;
+            memcpy(Tg + r * nL, job->T + src * nL, (size_t)nL * sizeof(float));
+            if (B > 1 && job->order)
+                memcpy(Xg + r * n0, job->X + src * n0, (size_t)n0 * sizeof(float));
+        }
+        if (B > 1 && job->order) Xb = Xg;
+        /* the next batch's rows are scattered over the data set, likely in memory only: ask
+         * for them now so that they are in cache by the time this step is done */
+        for (int64_t r = first + B; r < min64(first + B + job->batch, job->n_order); r++) {
+            const char *row = (const char *)(job->X + (job->order ? job->order[r] : r) * n0);
+            for (int64_t byte = 0; byte < n0 * (int64_t)sizeof(float); byte += 64)
+                __builtin_prefetch(row + byte, 0, 2);
+        }
+        float *P = job->P + (k % 2) * nb * job->batch * nL;
+        /* 1. own hidden units, six rows of W0 at a time against every row of the batch */
+        for (int64_t j = u0; j < u1; j += PYNN_DOT_NR) {
+            int n = (int)min64(PYNN_DOT_NR, u1 - j);
+            for (int64_t r = 0; r < B; r += PYNN_DOT_MR)
+                kern->dotkernel(n0, Xb + r * n0, n0, W0 + j * n0, n0, a0 + r * H + j, H,
+                                (int)min64(PYNN_DOT_MR, B - r), n, 1.0f, 0.0f);
+        }
+        for (int64_t r = 0; r < B && nu > 0; r++) {
+            float *a = a0 + r * H + u0;
+            for (int64_t j = 0; j < nu; j++) a[j] += b0[u0 + j];
+            if (net->hidden == PYNN_RELU) for (int64_t j = 0; j < nu; j++) a[j] = a[j] < 0.0f ? 0.0f : a[j];
+            else if (net->hidden != PYNN_LINEAR) pynn_activation_forward(net->hidden, a, a, 1, nu);
+        }
+        /* 2. the output layer's partial sums over own blocks */
+        for (int64_t kb = k0; kb < k1; kb++) {
+            int64_t c0 = kb * SMALL_BLOCK, bw = min64(SMALL_BLOCK, H - c0);
+            float *Pk = P + kb * job->batch * nL;
+            for (int64_t o = 0; o < nL; o += PYNN_DOT_NR)
+                for (int64_t r = 0; r < B; r += PYNN_DOT_MR)
+                    kern->dotkernel(bw, a0 + r * H + c0, H, W1 + o * H + c0, H, Pk + r * nL + o, nL,
+                                    (int)min64(PYNN_DOT_MR, B - r), (int)min64(PYNN_DOT_NR, nL - o),
+                                    1.0f, 0.0f);
+            if (kb == 0)
+                for (int64_t r = 0; r < B; r++)
+                    for (int64_t o = 0; o < nL; o++) Pk[r * nL + o] += b1[o];
+        }
+        pynn_barrier(nt);
+        /* 4. the output, its loss and delta, the same in every thread */
+        for (int64_t i = 0; i < B * nL; i++) {
+            float sum = P[i];
+            for (int64_t kb = 1; kb < nb; kb++) sum += P[kb * job->batch * nL + i];
+            z[i] = sum;
+        }
+        if (net->loss == PYNN_LOSS_QUADRATIC && net->output != PYNN_LINEAR)
+            output_rows(net->output, z, 0, B, nL);
+        output_delta_rows(net, z, Tg, delta, row_loss, 0, B, B, Xb);
+        double loss = 0.0;
+        for (int64_t r = 0; r < B; r++) loss += row_loss[r];
+        loss /= (double)B;
+        if (tid == 0) {
+            job->losses[k] = loss;
+            job->done = k + 1;
+        }
+        if (!isfinite(loss)) break;     /* no step, as on the general path */
+        step++;
+        /* 5. back through W1 to own hidden units (W1 as it was before this step) */
+        for (int64_t r = 0; r < B && nu > 0; r++) {
+            float *d = delta0 + r * H + u0;
+            if (kern->gemvkernel)
+                kern->gemvkernel(nL, delta + r * nL, 1, W1 + u0, H, d, nu, 1.0f, 0.0f);
+            else
+                for (int64_t j = 0; j < nu; j++) {
+                    float sum = 0.0f;
+                    for (int64_t o = 0; o < nL; o++) sum += delta[r * nL + o] * W1[o * H + u0 + j];
+                    d[j] = sum;
+                }
+            pynn_activation_backward(net->hidden, d, a0 + r * H + u0, d, 1, nu);
+        }
+        /* own columns of W1, rows of W0, and own biases step: gradients a chunk at a time */
+        for (int64_t o = 0; o < nL; o += PYNN_ROWGRAD_M)
+            for (int64_t c = u0; c < u1; c += SMALL_CHUNK) {
+                int64_t len = min64(SMALL_CHUNK, u1 - c), m = min64(PYNN_ROWGRAD_M, nL - o);
+                kern->rowgrad((int)B, (int)m, delta + o, nL, a0 + c, H, g, SMALL_CHUNK, len);
+                step_block(opt, 2, step, W1, H, o, c, m, len, g, SMALL_CHUNK);
+            }
+        if (tid == 0) {
+            for (int64_t o = 0; o < nL; o++) {
+                g[o] = 0.0f;
+                for (int64_t r = 0; r < B; r++) g[o] += delta[r * nL + o];
+            }
+            step_block(opt, 3, step, b1, nL, 0, 0, 1, nL, g, nL);
+        }
+        for (int64_t j = u0; j < u1; j += PYNN_ROWGRAD_M)
+            for (int64_t c = 0; c < n0; c += SMALL_CHUNK) {
+                int64_t len = min64(SMALL_CHUNK, n0 - c), m = min64(PYNN_ROWGRAD_M, u1 - j);
+                kern->rowgrad((int)B, (int)m, delta0 + j, H, Xb + c, n0, g, SMALL_CHUNK, len);
+                step_block(opt, 0, step, W0, n0, j, c, m, len, g, SMALL_CHUNK);
+            }
+        for (int64_t c = u0; c < u1; c += SMALL_CHUNK) {
+            int64_t len = min64(SMALL_CHUNK, u1 - c);
+            for (int64_t j = 0; j < len; j++) {
+                g[j] = 0.0f;
+                for (int64_t r = 0; r < B; r++) g[j] += delta0[r * H + c + j];
+            }
+            step_block(opt, 1, step, b0, H, 0, c, 1, len, g, len);
+        }
+    }
+    if (tid == 0) job->opt->step = step;
+}
+
+static void small_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
+                        const float *T, const int64_t *order, int64_t n_order, int64_t batch,
+                        double *losses, int64_t *batches_done, float *work) {
+    struct small_job job = {net, opt, X, T, order, n_order, batch, losses, 0, NULL, NULL, NULL, NULL};
+    int64_t H = net->sizes[1], nb = small_blocks(net);
+    float *p = work;
+    job.a0 = p;          p += batch * H;
+    job.delta0 = p;      p += batch * H;
+    job.P = p;           p += 2 * nb * batch * net->sizes[2];
+    job.Xg = p;
+    int64_t steps = (n_order + batch - 1) / batch;
+    int nt = pynn_threads_for_steps(3.0 * forward_flops(net, batch), steps);
+    if (nt > nb) nt = (int)nb;
+    if (nt > SMALL_THREADS) nt = SMALL_THREADS;
+    if (nt <= 1) small_job(0, 1, &job);
+    else pynn_parallel(nt, small_job, &job);
+    *batches_done = job.done;
+}
+
 int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
                    const float *T, int64_t n, const int64_t *order, int64_t n_order,
                    int64_t batch, double *losses, int64_t *batches_done, float *work,
@@ -432,6 +641,12 @@ int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const
     if (batch > n_order) batch = n_order;
     int64_t need = pynn_net_workspace(net, batch, 1);
     if (need < 0 || work_len < need) return PYNN_ERR_SIZE;
+    if (small_path(net, batch)) {
+        unsigned fp = pynn_flush_denormals();
+        small_train(net, opt, X, T, order, n_order, batch, losses, batches_done, work);
+        pynn_restore_denormals(fp);
+        return PYNN_OK;
+    }
 
     struct train_job job;
     memset(&job, 0, sizeof(job));

@@ -209,6 +209,14 @@ int pynn_threads_for(double flops) {
     return n < useful ? n : useful;
 }
 
+int pynn_threads_for_steps(double step_flops, int64_t steps) {
+    int n = pynn_get_num_threads();
+    if ((double)steps * step_flops < MIN_FLOPS_PER_THREAD) return 1;   /* not worth a wake-up */
+    int useful = (int)(step_flops / MIN_FLOPS_AWAKE);
+    if (useful < 1) useful = 1;
+    return n < useful ? n : useful;
+}
+
 void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
     if (nthreads <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
