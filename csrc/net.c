@@ -445,13 +445,13 @@ static int64_t small_blocks(const struct pynn_net *net) {
     return (net->sizes[1] + SMALL_BLOCK - 1) / SMALL_BLOCK;
 }
 
-/* a0 and delta0 (B, H); the partial sums, twice; each thread's gathered rows. For any batch
+/* a0 and delta0 (B, H); the partial sums, twice; gathered rows, three batches. For any batch
  * size, so that the general path's workspace covers a batch cut down to a short epoch's rows. */
 static int64_t small_workspace(const struct pynn_net *net, int64_t batch) {
     if (net->n_layers != 2) return 0;
     if (batch > SMALL_B) batch = SMALL_B;
     return 2 * batch * net->sizes[1] + 2 * small_blocks(net) * batch * net->sizes[2] +
-           SMALL_THREADS * batch * net->sizes[0] + 64;
+           3 * batch * net->sizes[0] + 64;
 }
 
 struct small_job {
@@ -467,6 +467,28 @@ struct small_job {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* this thread's share of batch k's rows, copied into slot k % 3 of the gathered rows, and a
+ * request for its share of batch k + 1's rows, so that they are in cache when their turn
+ * comes (rows drawn at random from a data set are likely in memory only). Batch k is copied
+ * during step k - 1, before its barrier; step k reads slot k % 3 until it is done, and no
+ * thread can be more than one step ahead of another, so the copy for k + 1 lands in the slot
+ * nobody is reading. */
+static void small_gather(const struct small_job *job, int64_t k, int tid, int nt) {
+    int64_t n0 = job->net->sizes[0], first = k * job->batch;
+    int64_t B = min64(job->batch, job->n_order - first), r0, r1;
+    row_share(B, tid, nt, &r0, &r1);
+    float *slot = job->Xg + (k % 3) * job->batch * n0;
+    for (int64_t r = r0; r < r1; r++)
+        memcpy(slot + r * n0, job->X + job->order[first + r] * n0, (size_t)n0 * sizeof(float));
+    int64_t next = first + job->batch, n_next = min64(job->batch, job->n_order - next);
+    row_share(n_next > 0 ? n_next : 0, tid, nt, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        const char *row = (const char *)(job->X + job->order[next + r] * n0);
+        for (int64_t byte = 0; byte < n0 * (int64_t)sizeof(float); byte += 64)
+            __builtin_prefetch(row + byte, 0, 2);
+    }
+}
+
 static void small_job(int tid, int nt, void *arg) {
     struct small_job *job = arg;
     const struct pynn_net *net = job->net;
@@ -476,27 +498,29 @@ static void small_job(int tid, int nt, void *arg) {
     int64_t k0 = nb * tid / nt, k1 = nb * (tid + 1) / nt;
     int64_t u0 = k0 * SMALL_BLOCK, u1 = min64(H, k1 * SMALL_BLOCK), nu = u1 - u0;
     float *W0 = net->W[0], *b0 = net->b[0], *W1 = net->W[1], *b1 = net->b[1];
-    float *a0 = job->a0, *delta0 = job->delta0, *Xg = job->Xg + tid * job->batch * n0;
+    float *a0 = job->a0, *delta0 = job->delta0;
     float z[SMALL_B * SMALL_OUT], delta[SMALL_B * SMALL_OUT], Tg[SMALL_B * SMALL_OUT];
     float g[PYNN_ROWGRAD_M * SMALL_CHUNK];
     double row_loss[SMALL_B];
     int64_t step = opt->step;   /* read before any thread passes the first barrier */
     int64_t n_batches = (job->n_order + job->batch - 1) / job->batch;
+    /* shuffled batches of several rows are gathered by all threads together, a step ahead;
+     * one row, or an unshuffled run, is read where it lies */
+    int gather = job->order != NULL && job->batch > 1;
+    if (gather) {
+        small_gather(job, 0, tid, nt);
+        pynn_barrier(nt);
+    }
     for (int64_t k = 0; k < n_batches; k++) {
         int64_t first = k * job->batch, B = min64(job->batch, job->n_order - first);
-        /* the batch's rows: one row or an unshuffled run is read where it lies */
-        const float *Xb = job->X + (job->order ? job->order[first] : first) * n0;
+        const float *Xb = gather ? job->Xg + (k % 3) * job->batch * n0
+                                 : job->X + (job->order ? job->order[first] : first) * n0;
         for (int64_t r = 0; r < B; r++) {
             int64_t src = job->order ? job->order[first + r] : first + r;
             memcpy(Tg + r * nL, job->T + src * nL, (size_t)nL * sizeof(float));
-            if (B > 1 && job->order)
-                memcpy(Xg + r * n0, job->X + src * n0, (size_t)n0 * sizeof(float));
         }
-        if (B > 1 && job->order) Xb = Xg;
-        /* the next batch's rows are scattered over the data set, likely in memory only: ask
-         * for them now so that they are in cache by the time this step is done */
-        for (int64_t r = first + B; r < min64(first + B + job->batch, job->n_order); r++) {
-            const char *row = (const char *)(job->X + (job->order ? job->order[r] : r) * n0);
+        if (!gather && job->order && first + 1 < job->n_order) {   /* the next row, to cache */
+            const char *row = (const char *)(job->X + job->order[first + 1] * n0);
             for (int64_t byte = 0; byte < n0 * (int64_t)sizeof(float); byte += 64)
                 __builtin_prefetch(row + byte, 0, 2);
         }
@@ -527,6 +551,7 @@ static void small_job(int tid, int nt, void *arg) {
                 for (int64_t r = 0; r < B; r++)
                     for (int64_t o = 0; o < nL; o++) Pk[r * nL + o] += b1[o];
         }
+        if (gather && k + 1 < n_batches) small_gather(job, k + 1, tid, nt);
         pynn_barrier(nt);
         /* 4. the output, its loss and delta, the same in every thread */
         for (int64_t i = 0; i < B * nL; i++) {
