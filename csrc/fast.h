@@ -23,6 +23,12 @@ int pynn_threads_for(double flops);
 /* threads for one job of `steps` steps of `step_flops` each that meet at a barrier every step:
  * waking the pool is paid once for the whole job, a barrier once a step */
 int pynn_threads_for_steps(double step_flops, int64_t steps);
+/* whether this call comes within a moment of the last one that asked: a stream of small calls
+ * (a digit at a time), for which waking the pool once pays, since its workers then stay awake
+ * while the calls keep coming; a lone call runs on the caller's thread */
+int pynn_stream_call(void);
+/* threads for a product of `flops` when the pool's workers are awake */
+int pynn_threads_for_awake(double flops);
 
 /* ---- micro-kernels (gemm_kernels.c) ----
  * Blocking constants of the packed ("BLIS") path. A micro-tile of C is MR x NR; A is packed in

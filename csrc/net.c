@@ -142,40 +142,69 @@ int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, floa
 }
 
 /* ---- one sample: a digit from the pad ----
- * The batch path's work without its machinery: no pool (a digit's few hundred thousand flops
- * cost less than waking a thread), no chunking, no GEMM driver. Each layer is dot products of
- * the input with W's rows, six rows at a time through the dot kernel (each output a sum over
- * n_in, read where W lies), then bias and activation on the n_out results while they are in
- * L1. The same kernel and formulas as the batch path, so a row gets the same bits either way. */
+ * The batch path's work without its machinery: no chunking, no GEMM driver. Each layer is dot
+ * products of the input with W's rows, six rows at a time through the dot kernel (each output a
+ * sum over n_in, read where W lies), then bias and activation on the n_out results while they
+ * are in L1. The same kernel and formulas as the batch path, so a row gets the same bits
+ * either way.
+ * A lone call runs on the caller's thread: a digit's few hundred thousand flops cost less than
+ * waking a sleeping thread. Calls that come back to back (a stream of digits) share each layer's
+ * rows among the threads, always the same rows to the same thread, so that each core keeps its
+ * part of the weights in its own cache; they meet at a barrier between layers. */
+struct one_job {
+    const struct pynn_net *net;
+    int64_t l;
+    const float *a;
+    float *z;
+};
+
+/* units [j0, j1) of layer l: z = f(a W^T + b), softmax excepted (it needs the whole row) */
+static void one_layer_part(int tid, int nt, void *arg) {
+    const struct one_job *job = arg;
+    const struct pynn_net *net = job->net;
+    const struct pynn_kernels *kern = pynn_kernels();
+    int64_t l = job->l, n_in = net->sizes[l], n_out = net->sizes[l + 1];
+    int64_t groups = (n_out + PYNN_DOT_NR - 1) / PYNN_DOT_NR;
+    int64_t j0 = groups * tid / nt * PYNN_DOT_NR, j1 = groups * (tid + 1) / nt * PYNN_DOT_NR;
+    if (j1 > n_out) j1 = n_out;
+    if (j0 >= j1) return;
+    const float *W = net->W[l], *b = net->b[l], *a = job->a;
+    float *z = job->z;
+    for (int64_t j = j0; j < j1; j += PYNN_DOT_NR) {
+        int n = (int)(j1 - j < PYNN_DOT_NR ? j1 - j : PYNN_DOT_NR);
+        kern->dotkernel(n_in, a, n_in, W + j * n_in, n_in, z + j, n_out, 1, n, 1.0f, 0.0f);
+    }
+    for (int64_t j = j0; j < j1; j++) z[j] += b[j];
+    int act = l == net->n_layers - 1 ? net->output : net->hidden;
+    if (act == PYNN_RELU) for (int64_t j = j0; j < j1; j++) z[j] = z[j] < 0.0f ? 0.0f : z[j];
+    else if (act != PYNN_LINEAR && act != PYNN_SOFTMAX)
+        pynn_activation_forward(act, z + j0, z + j0, 1, j1 - j0);
+}
+
 int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
                          float scale, float *out, float *work, int64_t work_len) {
     if (work_len < 0) return PYNN_ERR_SIZE;
     PYNN_TRY(check_net(net));
     if ((x == NULL) == (x_u8 == NULL) || out == NULL || work == NULL) return PYNN_ERR_NULL;
-    int64_t L = net->n_layers, w = widest(net);
+    int64_t w = widest(net);
     if (work_len < 2 * w) return PYNN_ERR_SIZE;
     if (x_u8 != NULL) {              /* pixels to 0..1 as pynn_scale_u8 does, into buffer 0 */
         for (int64_t i = 0; i < net->sizes[0]; i++) work[i] = (float)x_u8[i] * scale;
         x = work;
     }
-    const struct pynn_kernels *kern = pynn_kernels();
     unsigned fp = pynn_flush_denormals();
+    int stream = pynn_stream_call();
     const float *a = x;
-    for (int64_t l = 0; l < L; l++) {
-        int64_t n_in = net->sizes[l], n_out = net->sizes[l + 1];
-        int last = l == L - 1;
-        float *z = last ? out : work + ((l + 1) % 2) * w;   /* layer 0 never writes over x */
-        const float *W = net->W[l], *b = net->b[l];
-        for (int64_t j = 0; j < n_out; j += PYNN_DOT_NR) {
-            int n = (int)(n_out - j < PYNN_DOT_NR ? n_out - j : PYNN_DOT_NR);
-            kern->dotkernel(n_in, a, n_in, W + j * n_in, n_in, z + j, n_out, 1, n, 1.0f, 0.0f);
-        }
-        for (int64_t j = 0; j < n_out; j++) z[j] += b[j];
-        int act = last ? net->output : net->hidden;
-        if (act == PYNN_RELU) for (int64_t j = 0; j < n_out; j++) z[j] = z[j] < 0.0f ? 0.0f : z[j];
-        else if (act != PYNN_LINEAR) output_rows(act, z, 0, 1, n_out);
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        float *z = l == net->n_layers - 1 ? out : work + ((l + 1) % 2) * w;  /* never over x */
+        struct one_job job = {net, l, a, z};
+        /* a layer too small to share (the output layer, typically) stays on this thread */
+        int nt = stream ? pynn_threads_for_awake(2.0 * net->sizes[l] * net->sizes[l + 1]) : 1;
+        if (nt > 1) pynn_parallel(nt, one_layer_part, &job);
+        else one_layer_part(0, 1, &job);
         a = z;
     }
+    if (net->output == PYNN_SOFTMAX) output_rows(PYNN_SOFTMAX, out, 0, 1, net->sizes[net->n_layers]);
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }

@@ -171,10 +171,11 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
                  const int64_t *field, const float *noise, int64_t n_fields, int64_t fh,
                  int64_t fw, float sigma, float gain, const float *amount);
 
-/* ---- one sample, single thread (net.c): the pad's digit ----
+/* ---- one sample (net.c): the pad's digit ----
  * out (sizes[L]) = the network's output for one input: x (sizes[0]) floats, or x_u8 (sizes[0])
  * pixels times scale (exactly one of the two non-NULL). work: at least pynn_net_workspace(net,
- * 1, 0) floats; out must not overlap x or work. */
+ * 1, 0) floats; out must not overlap x or work. A lone call runs on the caller's thread; calls
+ * that come back to back share their big layers among the threads. */
 int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
                          float scale, float *out, float *work, int64_t work_len);
 

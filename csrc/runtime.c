@@ -217,6 +217,22 @@ int pynn_threads_for_steps(double step_flops, int64_t steps) {
     return n < useful ? n : useful;
 }
 
+#define STREAM_NS 100000L     /* calls closer than this are a stream */
+
+int pynn_stream_call(void) {
+    static long last_call = 0;
+    long now = now_ns();
+    long before = __atomic_exchange_n(&last_call, now, __ATOMIC_RELAXED);
+    return now - before <= STREAM_NS;
+}
+
+int pynn_threads_for_awake(double flops) {
+    int n = pynn_get_num_threads();
+    int useful = (int)(flops / MIN_FLOPS_AWAKE);
+    if (useful < 1) useful = 1;
+    return n < useful ? n : useful;
+}
+
 void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
     if (nthreads <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {

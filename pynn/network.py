@@ -396,8 +396,9 @@ class Network:
         """The output for one sample, (n_out,) float32: x holds its n_in values in any shape
         ((784,), (1, 784), (28, 28)), float32, or uint8 scaled to 0..1; C-contiguous.
 
-        One C call on one thread, with the buffers and weight pointers made on the first call
-        and kept while net.weights and net.biases hold the same arrays (values may change).
+        One C call, with the buffers and weight pointers made on the first call and kept while
+        net.weights and net.biases hold the same arrays (values may change). A lone call runs
+        on one thread; calls that come back to back share the big layers among the threads.
         """
         one = self.__dict__.get("_one")
         if one is None or not one.current(self.weights + self.biases,

@@ -794,7 +794,7 @@ class OneSample:
 
     The output and work buffers and their pointers are made here; each call checks the input
     (a C-contiguous float32 or uint8 array of n_in values, any shape) and the arrays the view
-    points into (``current``), makes the input's pointer, and runs one C call, single thread.
+    points into (``current``), makes the input's pointer, and runs one C call.
     """
 
     def __init__(self, view):

@@ -430,3 +430,21 @@ def test_the_prepared_c_call_bench_times_is_predict_one():
         net._one._out[:] = np.nan
         assert call() == 0
         np.testing.assert_array_equal(net._one._out, want)
+
+
+@pytest.mark.parametrize("sizes", [[784, 128, 10], [300, 400, 300, 10], [784, 131, 10]])
+def test_a_stream_of_digits_shares_the_layers_and_keeps_the_bits(sizes):
+    # calls that come back to back split each big layer's units between the threads (a lone
+    # call stays on one); every output is the batch forward's, bit for bit
+    rng = np.random.default_rng(7)
+    X = rng.random((40, sizes[0]), dtype=np.float32)
+    before = ops.get_num_threads()
+    try:
+        for nt in (2, 1):
+            ops.set_num_threads(nt)
+            net = pynn.Network(sizes, seed=1)
+            want = net.forward(X, keep=False)
+            got = [net.predict_one(x) for x in X]          # back to back: a stream
+            np.testing.assert_array_equal(np.array(got), want)
+    finally:
+        ops.set_num_threads(before)
