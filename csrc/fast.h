@@ -16,6 +16,11 @@
  * variable, so an idle process burns no CPU; a forked child starts a fresh pool. */
 typedef void (*pynn_job_fn)(int tid, int nthreads, void *arg);
 void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg);
+/* fn(i, nparts, arg) for each part i < nparts (at most 16), on up to nthreads threads: thread i
+ * runs part i as a rule, but a part is claimed by whichever thread is free, so a worker
+ * that is slow to wake (its core busy with another program) costs nothing: the caller runs
+ * the parts nobody has claimed. A part must not call pynn_barrier. */
+void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg);
 /* a barrier among the nthreads threads of the current job (no-op for one thread) */
 void pynn_barrier(int nthreads);
 /* threads to use for a product of about `flops` floating-point operations */

@@ -149,8 +149,9 @@ int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, floa
  * either way.
  * A lone call runs on the caller's thread: a digit's few hundred thousand flops cost less than
  * waking a sleeping thread. Calls that come back to back (a stream of digits) share each layer's
- * rows among the threads, always the same rows to the same thread, so that each core keeps its
- * part of the weights in its own cache; they meet at a barrier between layers. */
+ * rows among the threads, in parts that each thread claims in turn (the caller takes the worker's
+ * part too when the worker is slow to come), so that each core, as a rule, keeps the same part
+ * of the weights in its own cache. */
 struct one_job {
     const struct pynn_net *net;
     int64_t l;
@@ -158,7 +159,8 @@ struct one_job {
     float *z;
 };
 
-/* units [j0, j1) of layer l: z = f(a W^T + b), softmax excepted (it needs the whole row) */
+/* part `tid` of `nt` of layer l's units: z = f(a W^T + b), softmax excepted (it needs the
+ * whole row) */
 static void one_layer_part(int tid, int nt, void *arg) {
     const struct one_job *job = arg;
     const struct pynn_net *net = job->net;
@@ -200,7 +202,7 @@ int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8
         struct one_job job = {net, l, a, z};
         /* a layer too small to share (the output layer, typically) stays on this thread */
         int nt = stream ? pynn_threads_for_awake(2.0 * net->sizes[l] * net->sizes[l + 1]) : 1;
-        if (nt > 1) pynn_parallel(nt, one_layer_part, &job);
+        if (nt > 1) pynn_parallel_parts(nt, nt, one_layer_part, &job);
         else one_layer_part(0, 1, &job);
         a = z;
     }

@@ -89,8 +89,12 @@ static struct {
     int bar_sleepers;            /* threads asleep at the barrier */
     int bar_count;               /* barrier among the job's threads */
     unsigned bar_generation;
+    int parts;                   /* 1: the job is parts (pynn_parallel_parts), 0: threads */
+    uint64_t claim;              /* parts: generation << 32 | parts << 16 | parts claimed */
+    unsigned parts_done;
+    int parts_sleepers;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0};
+          0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 static long now_ns(void) {
     struct timespec ts;
@@ -135,6 +139,30 @@ static void wake_all(unsigned *p, int *sleepers) {
 
 static unsigned start_generation[MAX_THREADS];
 
+/* claim and run the parts of job `gen` until none is left: first part `tid` (so that a part
+ * goes to the same thread each time, whose cache keeps its data), then any other. A part is
+ * claimed by one compare-and-swap on a word that names the job (generation << 32 | parts << 16
+ * | a bit for each part claimed), so a thread that comes late (the job done, or another
+ * posted) claims nothing and never touches a finished job's arguments; the caller waits only
+ * for the parts that were claimed, which are running. */
+static void run_parts(unsigned gen, int tid) {
+    for (;;) {
+        uint64_t w = __atomic_load_n(&pool.claim, __ATOMIC_ACQUIRE);
+        unsigned n = (unsigned)(w >> 16) & 0xFFFFu, taken = (unsigned)w & 0xFFFFu;
+        if ((unsigned)(w >> 32) != gen || taken == (1u << n) - 1) return;
+        unsigned part = (unsigned)tid % n;
+        if (taken & (1u << part)) part = (unsigned)__builtin_ctz(~taken);   /* any free part */
+        if (!__atomic_compare_exchange_n(&pool.claim, &w, w | (1u << part), 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            continue;
+        unsigned fp = pynn_flush_denormals();
+        pool.fn((int)part, (int)n, pool.arg);   /* set before the claim word was published */
+        pynn_restore_denormals(fp);
+        __atomic_add_fetch(&pool.parts_done, 1, __ATOMIC_SEQ_CST);
+        wake_all(&pool.parts_done, &pool.parts_sleepers);
+    }
+}
+
 static void *worker_main(void *arg) {
     int tid = (int)(intptr_t)arg;
     /* the generation before the job that started this worker: that job is still to be run,
@@ -155,10 +183,18 @@ static void *worker_main(void *arg) {
                 break;
             }
         }
-        seen = load_u(&pool.generation);
-        if (tid < pool.nthreads) {
+        /* the job's fields, read as one: a worker that lags behind a parts job (whose caller
+         * does not wait for it) may find the next job being posted, and reads again */
+        unsigned gen = load_u(&pool.generation);
+        int parts = __atomic_load_n(&pool.parts, __ATOMIC_ACQUIRE);
+        int nthreads = __atomic_load_n(&pool.nthreads, __ATOMIC_ACQUIRE);
+        if (load_u(&pool.generation) != gen) continue;
+        seen = gen;
+        if (parts) {
+            run_parts(gen, tid);
+        } else if (tid < nthreads) {
             unsigned fp = pynn_flush_denormals();
-            pool.fn(tid, pool.nthreads, pool.arg);
+            pool.fn(tid, nthreads, pool.arg);
             pynn_restore_denormals(fp);
             __atomic_sub_fetch(&pool.remaining, 1, __ATOMIC_SEQ_CST);
             wake_all((unsigned *)&pool.remaining, &pool.caller_sleeping);
@@ -174,6 +210,8 @@ static void pool_after_fork(void) {
     pthread_cond_init(&pool.wake, NULL);
     pool.workers = pool.sleepers = 0;
     pool.remaining = pool.bar_count = pool.caller_sleeping = pool.bar_sleepers = 0;
+    pool.parts_sleepers = 0;
+    pool.claim = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -242,7 +280,8 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     nthreads = pool_grow(nthreads);
     pool.fn = fn;
     pool.arg = arg;
-    pool.nthreads = nthreads;
+    __atomic_store_n(&pool.parts, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool.nthreads, nthreads, __ATOMIC_RELEASE);
     pool.bar_count = 0;
     __atomic_store_n(&pool.remaining, nthreads - 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&pool.lock);
@@ -252,6 +291,30 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     fn(0, nthreads, arg);
     for (int left; (left = __atomic_load_n(&pool.remaining, __ATOMIC_SEQ_CST)) > 0;)
         wait_change((unsigned *)&pool.remaining, (unsigned)left, &pool.caller_sleeping);
+    pthread_mutex_unlock(&pool.busy);
+}
+
+void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
+    if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
+    if (nthreads > nparts) nthreads = nparts;
+    if (nthreads <= 1 || nparts > 16 || pthread_mutex_trylock(&pool.busy) != 0) {
+        for (int i = 0; i < nparts; i++) fn(i, nparts, arg);
+        return;
+    }
+    pool_grow(nthreads);
+    pool.fn = fn;
+    pool.arg = arg;
+    __atomic_store_n(&pool.parts, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool.parts_done, 0, __ATOMIC_RELEASE);
+    unsigned gen = load_u(&pool.generation) + 1;
+    __atomic_store_n(&pool.claim, (uint64_t)gen << 32 | (uint64_t)nparts << 16, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&pool.lock);
+    __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
+    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    run_parts(gen, 0);              /* the caller claims parts too, all of them if need be */
+    for (unsigned done; (done = __atomic_load_n(&pool.parts_done, __ATOMIC_SEQ_CST)) < (unsigned)nparts;)
+        wait_change(&pool.parts_done, done, &pool.parts_sleepers);
     pthread_mutex_unlock(&pool.busy);
 }
 

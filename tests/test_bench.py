@@ -30,3 +30,24 @@ def test_unknown_section_is_an_error(capsys):
     assert bench.main(["--sections", "gemm,nope"]) == 2
     assert "--sections" in capsys.readouterr().err
     assert ops.get_num_threads() >= 1
+
+
+def test_pytorch_is_compared_at_its_faster_thread_count():
+    class FakeTorch:                      # records the thread count each call ran on
+        threads = 2
+
+        def get_num_threads(self):
+            return self.threads
+
+        def set_num_threads(self, n):
+            self.threads = n
+    torch, seen = FakeTorch(), []
+    fns = bench._torch_thread_counts(torch, lambda: seen.append(torch.threads))
+    for f in fns:
+        f()
+    assert seen == [2, 1] and torch.threads == 2          # restored after the one-thread run
+    assert bench._fastest([3.0, 2.0], torch) == (2.0, "1")
+    assert bench._fastest([1.0, 2.0], torch) == (1.0, "2")
+    assert bench._fastest([], None) == (None, "-")
+    torch.threads = 1
+    assert len(bench._torch_thread_counts(torch, lambda: None)) == 1
