@@ -72,10 +72,18 @@ typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, co
 
 /* up to four rows of a small batch's gradient d^T A: for i < m (m <= 4), g[i * ldg ..] (n) =
  * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net.c's small
- * steps: four rows of W at a time, so that each load of A serves four of them) */
+ * steps: four rows of W at a time, so that each load of A serves four of them); the building
+ * block of the gradstep kernels */
 #define PYNN_ROWGRAD_M 4
 typedef void (*pynn_rowgrad_fn)(int B, int m, const float *d, int64_t d_step, const float *A,
                                 int64_t lda, float *g, int64_t ldg, int64_t n);
+
+/* rows [0, m) of W (row stride ldw) and its optimiser state take the step with the gradient
+ * a rowgrad gives for them (m <= 4, n columns): the gradient is never stored where the set can
+ * keep it in registers. s1, s2 as for the step kernel (NULL when the kind has none). */
+typedef void (*pynn_gradstep_fn)(const struct pynn_optimizer *opt, int64_t step, int B, int m,
+                                 const float *d, int64_t d_step, const float *A, int64_t lda,
+                                 float *w, float *s1, float *s2, int64_t ldw, int64_t n);
 
 struct pynn_kernels {
     const char *name;
@@ -83,7 +91,7 @@ struct pynn_kernels {
     pynn_dotkernel_fn dotkernel;
     pynn_stepkernel_fn stepkernel;
     pynn_gemvkernel_fn gemvkernel;
-    pynn_rowgrad_fn rowgrad;
+    pynn_gradstep_fn gradstep;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -98,8 +98,34 @@ static void rowgrad_generic(int B, int m, const float *d, int64_t d_step, const 
     rowgrad_body(B, m, d, d_step, A, lda, g, ldg, n);
 }
 
+/* the fused gradient-and-step for a set without one of its own: the set's rowgrad into a
+ * buffer on the stack, a chunk at a time, then its step kernel */
+#define GRADSTEP_CHUNK 256
+static inline __attribute__((always_inline)) void gradstep_via(
+        pynn_rowgrad_fn rowgrad, pynn_stepkernel_fn stepkernel, const struct pynn_optimizer *opt,
+        int64_t step, int B, int m, const float *d, int64_t d_step, const float *A, int64_t lda,
+        float *w, float *s1, float *s2, int64_t ldw, int64_t n) {
+    float g[PYNN_ROWGRAD_M * GRADSTEP_CHUNK];
+    for (int64_t c = 0; c < n; c += GRADSTEP_CHUNK) {
+        int64_t len = n - c < GRADSTEP_CHUNK ? n - c : GRADSTEP_CHUNK;
+        rowgrad(B, m, d, d_step, A + c, lda, g, GRADSTEP_CHUNK, len);
+        for (int i = 0; i < m; i++) {
+            int64_t at = i * ldw + c;
+            stepkernel(opt, step, w + at, s1 ? s1 + at : NULL, s2 ? s2 + at : NULL,
+                       g + i * GRADSTEP_CHUNK, len);
+        }
+    }
+}
+
+static void gradstep_generic(const struct pynn_optimizer *opt, int64_t step, int B, int m,
+                             const float *d, int64_t d_step, const float *A, int64_t lda, float *w,
+                             float *s1, float *s2, int64_t ldw, int64_t n) {
+    gradstep_via(rowgrad_generic, stepkernel_generic, opt, step, B, m, d, d_step, A, lda, w, s1,
+                 s2, ldw, n);
+}
+
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
-                                                    stepkernel_generic, NULL, rowgrad_generic};
+                                                    stepkernel_generic, NULL, gradstep_generic};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -186,8 +212,15 @@ TGT_AVX2 static void rowgrad_avx2(int B, int m, const float *d, int64_t d_step, 
     rowgrad_body(B, m, d, d_step, A, lda, g, ldg, n);
 }
 
+static void gradstep_avx2(const struct pynn_optimizer *opt, int64_t step, int B, int m,
+                          const float *d, int64_t d_step, const float *A, int64_t lda, float *w,
+                          float *s1, float *s2, int64_t ldw, int64_t n) {
+    gradstep_via(rowgrad_avx2, stepkernel_generic, opt, step, B, m, d, d_step, A, lda, w, s1, s2,
+                 ldw, n);
+}
+
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
-                                                 stepkernel_generic, NULL, rowgrad_avx2};
+                                                 stepkernel_generic, NULL, gradstep_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -340,48 +373,63 @@ static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float
     }
 }
 
-/* the optimiser's step, 16 parameters at a time (the tail masked), in optim.c's order of
- * operations; only the fused multiply-adds round differently */
-TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64_t step, float *w,
-                                         float *s1, float *s2, const float *g, int64_t n) {
-    const __m512 lr = _mm512_set1_ps(opt->lr), wd = _mm512_set1_ps(opt->weight_decay);
-    const __m512 mom = _mm512_set1_ps(opt->momentum);
-    const __m512 b1 = _mm512_set1_ps(opt->beta1), nb1 = _mm512_set1_ps(1.0f - opt->beta1);
-    const __m512 b2 = _mm512_set1_ps(opt->beta2), nb2 = _mm512_set1_ps(1.0f - opt->beta2);
-    const __m512 eps = _mm512_set1_ps(opt->eps);
+/* the optimiser's constants, broadcast once per call */
+struct step_consts {
+    int kind;
+    __m512 lr, wd, mom, b1, nb1, b2, nb2, eps, vc1, vc2;
+};
+
+TGT_AVX512 static inline __attribute__((always_inline)) struct step_consts
+step_consts(const struct pynn_optimizer *opt, int64_t step) {
     float c1 = 1.0f, c2 = 1.0f;
     if (opt->kind == PYNN_OPT_ADAM) {
         c1 = 1.0f / (1.0f - powf(opt->beta1, (float)step));
         c2 = 1.0f / (1.0f - powf(opt->beta2, (float)step));
     }
-    const __m512 vc1 = _mm512_set1_ps(c1), vc2 = _mm512_set1_ps(c2);
-    const int kind = opt->kind;   /* a local: the stores below cannot change it */
-    /* whole vectors unmasked (a masked store costs more on some CPUs), then the tail */
+    struct step_consts c = {opt->kind, _mm512_set1_ps(opt->lr), _mm512_set1_ps(opt->weight_decay),
+                            _mm512_set1_ps(opt->momentum), _mm512_set1_ps(opt->beta1),
+                            _mm512_set1_ps(1.0f - opt->beta1), _mm512_set1_ps(opt->beta2),
+                            _mm512_set1_ps(1.0f - opt->beta2), _mm512_set1_ps(opt->eps),
+                            _mm512_set1_ps(c1), _mm512_set1_ps(c2)};
+    return c;
+}
+
+/* the step of 16 parameters (lanes k; whole: all 16, stored unmasked, since a masked store
+ * costs more on some CPUs) with gradient g, in optim.c's order of operations; only the fused
+ * multiply-adds round differently */
+TGT_AVX512 static inline __attribute__((always_inline)) void
+step16(const struct step_consts *c, float *w, float *s1, float *s2, __m512 g, __mmask16 k, int whole) {
+    __m512 wi = whole ? _mm512_loadu_ps(w) : _mm512_maskz_loadu_ps(k, w);
+    __m512 gi = _mm512_fmadd_ps(c->wd, wi, g);                          /* dw + wd w */
+    if (c->kind == PYNN_OPT_SGD) {
+        wi = _mm512_fnmadd_ps(c->lr, gi, wi);
+    } else if (c->kind == PYNN_OPT_MOMENTUM) {
+        __m512 vel = _mm512_fmadd_ps(c->mom, whole ? _mm512_loadu_ps(s1) : _mm512_maskz_loadu_ps(k, s1), gi);
+        if (whole) _mm512_storeu_ps(s1, vel);
+        else _mm512_mask_storeu_ps(s1, k, vel);
+        wi = _mm512_fnmadd_ps(c->lr, vel, wi);
+    } else {
+        __m512 m = _mm512_fmadd_ps(c->b1, _mm512_maskz_loadu_ps(k, s1), _mm512_mul_ps(c->nb1, gi));
+        __m512 v = _mm512_fmadd_ps(c->b2, _mm512_maskz_loadu_ps(k, s2),
+                                   _mm512_mul_ps(_mm512_mul_ps(c->nb2, gi), gi));
+        _mm512_mask_storeu_ps(s1, k, m);
+        _mm512_mask_storeu_ps(s2, k, v);
+        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(v, c->vc2)), c->eps);
+        wi = _mm512_sub_ps(wi, _mm512_div_ps(_mm512_mul_ps(c->lr, _mm512_mul_ps(m, c->vc1)), den));
+    }
+    if (whole) _mm512_storeu_ps(w, wi);
+    else _mm512_mask_storeu_ps(w, k, wi);
+}
+
+/* the optimiser's step, 16 parameters at a time, the tail masked */
+TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64_t step, float *w,
+                                         float *s1, float *s2, const float *g, int64_t n) {
+    const struct step_consts c = step_consts(opt, step);
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = mask16((int)(n - i < 16 ? n - i : 16));
         int whole = k == (__mmask16)0xFFFF;
-        __m512 wi = whole ? _mm512_loadu_ps(w + i) : _mm512_maskz_loadu_ps(k, w + i);
-        __m512 gi = _mm512_fmadd_ps(wd, wi, whole ? _mm512_loadu_ps(g + i)
-                                                  : _mm512_maskz_loadu_ps(k, g + i));   /* dw + wd w */
-        if (kind == PYNN_OPT_SGD) {
-            wi = _mm512_fnmadd_ps(lr, gi, wi);
-        } else if (kind == PYNN_OPT_MOMENTUM) {
-            __m512 vel = _mm512_fmadd_ps(mom, whole ? _mm512_loadu_ps(s1 + i)
-                                                    : _mm512_maskz_loadu_ps(k, s1 + i), gi);
-            if (whole) _mm512_storeu_ps(s1 + i, vel);
-            else _mm512_mask_storeu_ps(s1 + i, k, vel);
-            wi = _mm512_fnmadd_ps(lr, vel, wi);
-        } else {
-            __m512 m = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(k, s1 + i), _mm512_mul_ps(nb1, gi));
-            __m512 v = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(k, s2 + i),
-                                       _mm512_mul_ps(_mm512_mul_ps(nb2, gi), gi));
-            _mm512_mask_storeu_ps(s1 + i, k, m);
-            _mm512_mask_storeu_ps(s2 + i, k, v);
-            __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(v, vc2)), eps);
-            wi = _mm512_sub_ps(wi, _mm512_div_ps(_mm512_mul_ps(lr, _mm512_mul_ps(m, vc1)), den));
-        }
-        if (whole) _mm512_storeu_ps(w + i, wi);
-        else _mm512_mask_storeu_ps(w + i, k, wi);
+        __m512 gi = whole ? _mm512_loadu_ps(g + i) : _mm512_maskz_loadu_ps(k, g + i);
+        step16(&c, w + i, s1 ? s1 + i : NULL, s2 ? s2 + i : NULL, gi, k, whole);
     }
 }
 
@@ -475,9 +523,63 @@ TGT_AVX512 static void rowgrad_avx512(int B, int m, const float *d, int64_t d_st
     }
 }
 
+/* a small batch's gradient rows straight into the optimiser's step: for 32 columns of M rows
+ * of W, the gradient (as rowgrad_avx512 makes it) stays in registers and steps w and its state
+ * there, so the gradient is never stored */
+TGT_AVX512 static inline __attribute__((always_inline)) void gradstep_avx512_m(
+        const int M, const struct step_consts *c, int B, const float *d, int64_t d_step,
+        const float *A, int64_t lda, float *w, float *s1, float *s2, int64_t ldw, int64_t n) {
+    for (int64_t k = 0; k + 32 <= n; k += 32) {     /* whole vectors; the caller does the tail */
+        __m512 acc[PYNN_ROWGRAD_M][2], a[2];
+        for (int v = 0; v < 2; v++) a[v] = _mm512_loadu_ps(A + k + 16 * v);
+        for (int i = 0; i < M; i++) {
+            __m512 di = _mm512_set1_ps(d[i]);
+            for (int v = 0; v < 2; v++) acc[i][v] = _mm512_mul_ps(di, a[v]);
+        }
+        for (int r = 1; r < B; r++) {
+            const float *ar = A + r * lda + k, *dr = d + r * d_step;
+            for (int v = 0; v < 2; v++) a[v] = _mm512_loadu_ps(ar + 16 * v);
+            for (int i = 0; i < M; i++) {
+                __m512 di = _mm512_set1_ps(dr[i]);
+                for (int v = 0; v < 2; v++) acc[i][v] = _mm512_fmadd_ps(di, a[v], acc[i][v]);
+            }
+        }
+        for (int i = 0; i < M; i++)
+            for (int v = 0; v < 2; v++) {
+                int64_t at = i * ldw + k + 16 * v;
+                step16(c, w + at, s1 ? s1 + at : NULL, s2 ? s2 + at : NULL, acc[i][v],
+                       (__mmask16)0xFFFF, 1);
+            }
+    }
+}
+
+TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t step, int B,
+                                       int m, const float *d, int64_t d_step, const float *A,
+                                       int64_t lda, float *w, float *s1, float *s2, int64_t ldw,
+                                       int64_t n) {
+    const struct step_consts c = step_consts(opt, step);
+    switch (m) {
+    case 4: gradstep_avx512_m(4, &c, B, d, d_step, A, lda, w, s1, s2, ldw, n); break;
+    case 3: gradstep_avx512_m(3, &c, B, d, d_step, A, lda, w, s1, s2, ldw, n); break;
+    case 2: gradstep_avx512_m(2, &c, B, d, d_step, A, lda, w, s1, s2, ldw, n); break;
+    case 1: gradstep_avx512_m(1, &c, B, d, d_step, A, lda, w, s1, s2, ldw, n); break;
+    default: return;
+    }
+    int64_t k = n / 32 * 32;         /* the last columns: gradient to a buffer, then the step */
+    if (k < n) {
+        float g[PYNN_ROWGRAD_M * 32];
+        rowgrad_avx512(B, m, d, d_step, A + k, lda, g, 32, n - k);
+        for (int i = 0; i < m; i++) {
+            int64_t at = i * ldw + k;
+            stepkernel_avx512(opt, step, w + at, s1 ? s1 + at : NULL, s2 ? s2 + at : NULL,
+                              g + 32 * i, n - k);
+        }
+    }
+}
+
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
-                                                   rowgrad_avx512};
+                                                   gradstep_avx512};
 #endif
 
 /* ---------------- the choice ---------------- */

@@ -466,7 +466,7 @@ static void train_job(int tid, int nt, void *arg) {
 #define SMALL_OUT 64        /* ... when the output layer is at most this wide */
 #define SMALL_BLOCK 64      /* hidden units a block: what a thread owns, and one partial sum */
 #define SMALL_THREADS 8
-#define SMALL_CHUNK 256     /* gradient floats made at a time, in L1, before they step */
+#define SMALL_CHUNK 256     /* bias gradients made at a time, on the stack, before they step */
 
 static int small_path(const struct pynn_net *net, int64_t batch) {
     return net->n_layers == 2 && batch <= SMALL_B && net->sizes[2] <= SMALL_OUT;
@@ -520,6 +520,17 @@ static void small_gather(const struct small_job *job, int64_t k, int tid, int nt
     }
 }
 
+/* rows [i0, i0+m) x columns [j0, j0+n) of parameter array p (row length ld) step with the
+ * gradient d^T A of a small batch: d's column i (stride d_step) for row i0 + i */
+static void small_gradstep(const struct pynn_optimizer *opt, int64_t p, int64_t step, int64_t B,
+                           int m, const float *d, int64_t d_step, const float *A, int64_t lda,
+                           float *w, int64_t ld, int64_t i0, int64_t j0, int64_t n) {
+    int64_t at = i0 * ld + j0;
+    float *s1 = opt->kind == PYNN_OPT_SGD ? NULL : opt->state1[p] + at;
+    float *s2 = opt->kind == PYNN_OPT_ADAM ? opt->state2[p] + at : NULL;
+    pynn_kernels()->gradstep(opt, step, (int)B, m, d, d_step, A, lda, w + at, s1, s2, ld, n);
+}
+
 static void small_job(int tid, int nt, void *arg) {
     struct small_job *job = arg;
     const struct pynn_net *net = job->net;
@@ -531,7 +542,7 @@ static void small_job(int tid, int nt, void *arg) {
     float *W0 = net->W[0], *b0 = net->b[0], *W1 = net->W[1], *b1 = net->b[1];
     float *a0 = job->a0, *delta0 = job->delta0;
     float z[SMALL_B * SMALL_OUT], delta[SMALL_B * SMALL_OUT], Tg[SMALL_B * SMALL_OUT];
-    float g[PYNN_ROWGRAD_M * SMALL_CHUNK];
+    float g[SMALL_CHUNK];
     double row_loss[SMALL_B];
     int64_t step = opt->step;   /* read before any thread passes the first barrier */
     int64_t n_batches = (job->n_order + job->batch - 1) / job->batch;
@@ -615,13 +626,10 @@ static void small_job(int tid, int nt, void *arg) {
                 }
             pynn_activation_backward(net->hidden, d, a0 + r * H + u0, d, 1, nu);
         }
-        /* own columns of W1, rows of W0, and own biases step: gradients a chunk at a time */
-        for (int64_t o = 0; o < nL; o += PYNN_ROWGRAD_M)
-            for (int64_t c = u0; c < u1; c += SMALL_CHUNK) {
-                int64_t len = min64(SMALL_CHUNK, u1 - c), m = min64(PYNN_ROWGRAD_M, nL - o);
-                kern->rowgrad((int)B, (int)m, delta + o, nL, a0 + c, H, g, SMALL_CHUNK, len);
-                step_block(opt, 2, step, W1, H, o, c, m, len, g, SMALL_CHUNK);
-            }
+        /* own columns of W1, rows of W0, and own biases step, four rows of W at a time */
+        for (int64_t o = 0; o < nL && nu > 0; o += PYNN_ROWGRAD_M)
+            small_gradstep(opt, 2, step, B, (int)min64(PYNN_ROWGRAD_M, nL - o), delta + o, nL,
+                           a0 + u0, H, W1, H, o, u0, nu);
         if (tid == 0) {
             for (int64_t o = 0; o < nL; o++) {
                 g[o] = 0.0f;
@@ -630,11 +638,8 @@ static void small_job(int tid, int nt, void *arg) {
             step_block(opt, 3, step, b1, nL, 0, 0, 1, nL, g, nL);
         }
         for (int64_t j = u0; j < u1; j += PYNN_ROWGRAD_M)
-            for (int64_t c = 0; c < n0; c += SMALL_CHUNK) {
-                int64_t len = min64(SMALL_CHUNK, n0 - c), m = min64(PYNN_ROWGRAD_M, u1 - j);
-                kern->rowgrad((int)B, (int)m, delta0 + j, H, Xb + c, n0, g, SMALL_CHUNK, len);
-                step_block(opt, 0, step, W0, n0, j, c, m, len, g, SMALL_CHUNK);
-            }
+            small_gradstep(opt, 0, step, B, (int)min64(PYNN_ROWGRAD_M, u1 - j), delta0 + j, H, Xb,
+                           n0, W0, n0, j, 0, n0);
         for (int64_t c = u0; c < u1; c += SMALL_CHUNK) {
             int64_t len = min64(SMALL_CHUNK, u1 - c);
             for (int64_t j = 0; j < len; j++) {
