@@ -473,32 +473,14 @@ TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_st
     }
 }
 
-/* a small batch's gradient rows: for 64 columns, each row of A loaded once (four vectors) for
- * the M rows of g, 4M accumulators in registers; fused multiply-adds, batch rows in order.
- * M is a constant in each instance (see rowgrad_avx512), so the loops over it unroll. */
+/* a small batch's gradient rows, 16 columns at a time (masked), each row of A loaded once for
+ * the M rows of g; fused multiply-adds, batch rows in order. Only the last columns of the
+ * gradstep kernel come here: it does whole vectors itself, with the same arithmetic. M is a
+ * constant in each instance (see rowgrad_avx512), so the loops over it unroll. */
 TGT_AVX512 static inline __attribute__((always_inline)) void rowgrad_avx512_m(
         const int M, int B, const float *d, int64_t d_step, const float *A, int64_t lda, float *g,
         int64_t ldg, int64_t n) {
-    int64_t k = 0;
-    for (; k + 64 <= n; k += 64) {      /* whole vectors: unmasked loads and stores */
-        __m512 acc[PYNN_ROWGRAD_M][4], a[4];
-        for (int v = 0; v < 4; v++) a[v] = _mm512_loadu_ps(A + k + 16 * v);
-        for (int i = 0; i < M; i++) {
-            __m512 di = _mm512_set1_ps(d[i]);
-            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_mul_ps(di, a[v]);
-        }
-        for (int r = 1; r < B; r++) {
-            const float *ar = A + r * lda + k, *dr = d + r * d_step;
-            for (int v = 0; v < 4; v++) a[v] = _mm512_loadu_ps(ar + 16 * v);
-            for (int i = 0; i < M; i++) {
-                __m512 di = _mm512_set1_ps(dr[i]);
-                for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(di, a[v], acc[i][v]);
-            }
-        }
-        for (int i = 0; i < M; i++)
-            for (int v = 0; v < 4; v++) _mm512_storeu_ps(g + i * ldg + k + 16 * v, acc[i][v]);
-    }
-    for (; k < n; k += 16) {            /* the tail, masked */
+    for (int64_t k = 0; k < n; k += 16) {
         __mmask16 km = mask16((int)(n - k));
         __m512 acc[PYNN_ROWGRAD_M];
         __m512 a0 = _mm512_maskz_loadu_ps(km, A + k);
