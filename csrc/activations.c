@@ -46,7 +46,10 @@ int pynn_relu_forward(float *out, const float *inp, int64_t n) {
 /* the forward passed inp through where it was positive: the gradient passes there too */
 int pynn_relu_backward(float *dinp, const float *out, const float *dout, int64_t n) {
     PYNN_TRY(check_ew(dinp, out, dout, n));
-    for (int64_t i = 0; i < n; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {   /* both read first: a select the compiler vectorises */
+        float d = dout[i], o = out[i];
+        dinp[i] = o > 0.0f ? d : 0.0f;
+    }
     return PYNN_OK;
 }
 

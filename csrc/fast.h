@@ -58,11 +58,14 @@ typedef void (*pynn_dotkernel_fn)(int64_t K, const float *A, int64_t lda, const 
 #define PYNN_DOT_MR 4
 #define PYNN_DOT_NR 6
 
-/* one optimiser step over n parameters w with gradient g; s1 is momentum's velocity or Adam's
- * m, s2 Adam's v (NULL when the kind has none): the formulas of optim.c, whose functions the
- * portable set calls and the AVX-512 set runs 16 lanes at a time */
+/* one optimiser step over a block of m rows by n parameters of w (row stride ldw) with
+ * gradient g (row stride ldg); s1 is momentum's velocity or Adam's m, s2 Adam's v, laid out as
+ * w (NULL when the kind has none): the formulas of optim.c, whose functions the portable set
+ * calls and the AVX-512 set runs 16 lanes at a time. A block at a time, because a gradient
+ * tile of the GEMM steps as it comes out: a call a row would cost more than the row. */
 typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t step, float *w,
-                                   float *s1, float *s2, const float *g, int64_t n);
+                                   float *s1, float *s2, int64_t ldw, const float *g,
+                                   int64_t ldg, int64_t m, int64_t n);
 
 /* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c, B read
  * row by row where it lies: a batch of one times a row-major matrix (dX = delta W). NULL in a

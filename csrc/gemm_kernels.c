@@ -62,18 +62,21 @@ static void dotkernel_generic(int64_t K, const float *A, int64_t lda, const floa
 
 /* the optimiser's step: the reference functions of optim.c themselves */
 static void stepkernel_generic(const struct pynn_optimizer *opt, int64_t step, float *w,
-                               float *s1, float *s2, const float *g, int64_t n) {
-    switch (opt->kind) {
-    case PYNN_OPT_SGD:
-        pynn_sgd_update(w, g, n, opt->lr, opt->weight_decay);
-        break;
-    case PYNN_OPT_MOMENTUM:
-        pynn_momentum_update(w, s1, g, n, opt->lr, opt->momentum, opt->weight_decay);
-        break;
-    default:
-        pynn_adam_update(w, s1, s2, g, n, opt->lr, opt->beta1, opt->beta2, opt->eps,
-                         opt->weight_decay, step);
-        break;
+                               float *s1, float *s2, int64_t ldw, const float *g, int64_t ldg,
+                               int64_t m, int64_t n) {
+    for (int64_t i = 0; i < m; i++, w += ldw, g += ldg) {
+        switch (opt->kind) {
+        case PYNN_OPT_SGD:
+            pynn_sgd_update(w, g, n, opt->lr, opt->weight_decay);
+            break;
+        case PYNN_OPT_MOMENTUM:
+            pynn_momentum_update(w, s1 + i * ldw, g, n, opt->lr, opt->momentum, opt->weight_decay);
+            break;
+        default:
+            pynn_adam_update(w, s1 + i * ldw, s2 + i * ldw, g, n, opt->lr, opt->beta1, opt->beta2,
+                             opt->eps, opt->weight_decay, step);
+            break;
+        }
     }
 }
 
@@ -109,11 +112,8 @@ static inline __attribute__((always_inline)) void gradstep_via(
     for (int64_t c = 0; c < n; c += GRADSTEP_CHUNK) {
         int64_t len = n - c < GRADSTEP_CHUNK ? n - c : GRADSTEP_CHUNK;
         rowgrad(B, m, d, d_step, A + c, lda, g, GRADSTEP_CHUNK, len);
-        for (int i = 0; i < m; i++) {
-            int64_t at = i * ldw + c;
-            stepkernel(opt, step, w + at, s1 ? s1 + at : NULL, s2 ? s2 + at : NULL,
-                       g + i * GRADSTEP_CHUNK, len);
-        }
+        stepkernel(opt, step, w + c, s1 ? s1 + c : NULL, s2 ? s2 + c : NULL, ldw, g,
+                   GRADSTEP_CHUNK, m, len);
     }
 }
 
@@ -421,16 +421,20 @@ step16(const struct step_consts *c, float *w, float *s1, float *s2, __m512 g, __
     else _mm512_mask_storeu_ps(w, k, wi);
 }
 
-/* the optimiser's step, 16 parameters at a time, the tail masked */
+/* the optimiser's step, row by row, 16 parameters at a time, the tail masked */
 TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64_t step, float *w,
-                                         float *s1, float *s2, const float *g, int64_t n) {
+                                         float *s1, float *s2, int64_t ldw, const float *g,
+                                         int64_t ldg, int64_t m, int64_t n) {
     const struct step_consts c = step_consts(opt, step);
-    for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = mask16((int)(n - i < 16 ? n - i : 16));
-        int whole = k == (__mmask16)0xFFFF;
-        __m512 gi = whole ? _mm512_loadu_ps(g + i) : _mm512_maskz_loadu_ps(k, g + i);
-        step16(&c, w + i, s1 ? s1 + i : NULL, s2 ? s2 + i : NULL, gi, k, whole);
-    }
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 k = mask16((int)(n - i < 16 ? n - i : 16));
+            int whole = k == (__mmask16)0xFFFF;
+            const float *gi = g + r * ldg + i;
+            int64_t at = r * ldw + i;
+            step16(&c, w + at, s1 ? s1 + at : NULL, s2 ? s2 + at : NULL,
+                   whole ? _mm512_loadu_ps(gi) : _mm512_maskz_loadu_ps(k, gi), k, whole);
+        }
 }
 
 /* a row of C, kept in L1 while four rows of B at a time stream through it front to back
@@ -551,11 +555,8 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
     if (k < n) {
         float g[PYNN_ROWGRAD_M * 32];
         rowgrad_avx512(B, m, d, d_step, A + k, lda, g, 32, n - k);
-        for (int i = 0; i < m; i++) {
-            int64_t at = i * ldw + k;
-            stepkernel_avx512(opt, step, w + at, s1 ? s1 + at : NULL, s2 ? s2 + at : NULL,
-                              g + 32 * i, n - k);
-        }
+        stepkernel_avx512(opt, step, w + k, s1 ? s1 + k : NULL, s2 ? s2 + k : NULL, ldw, g, 32,
+                          m, n - k);
     }
 }
 

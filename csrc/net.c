@@ -291,13 +291,10 @@ static void output_delta_rows(const struct pynn_net *net, float *z, const float 
 static void step_block(const struct pynn_optimizer *opt, int64_t p, int64_t step, float *w,
                        int64_t ld, int64_t i0, int64_t j0, int64_t rows, int64_t n,
                        const float *g, int64_t gld) {
-    pynn_stepkernel_fn stepkernel = pynn_kernels()->stepkernel;
-    for (int64_t i = 0; i < rows; i++) {
-        int64_t at = (i0 + i) * ld + j0;
-        float *s1 = opt->kind == PYNN_OPT_SGD ? NULL : opt->state1[p] + at;
-        float *s2 = opt->kind == PYNN_OPT_ADAM ? opt->state2[p] + at : NULL;
-        stepkernel(opt, step, w + at, s1, s2, g + i * gld, n);
-    }
+    int64_t at = i0 * ld + j0;
+    float *s1 = opt->kind == PYNN_OPT_SGD ? NULL : opt->state1[p] + at;
+    float *s2 = opt->kind == PYNN_OPT_ADAM ? opt->state2[p] + at : NULL;
+    pynn_kernels()->stepkernel(opt, step, w + at, s1, s2, ld, g, gld, rows, n);
 }
 
 /* the dW product's tiles go straight into the step: dW is never written to memory */
