@@ -213,21 +213,38 @@ void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int
         share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, m0, m1);
 }
 
-void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
+/* rows [m0,m1) x columns [n0,n1) of C, on the calling thread */
+static void gemm_range(const struct pynn_gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1) {
     const struct pynn_kernels *kern = pynn_kernels();
-    int dot = use_dot(g);
-    int64_t m0, m1, n0, n1;
-    pynn_gemm_region(g, tid, nthreads, &m0, &m1, &n0, &n1);
     if (m0 >= m1 || n0 >= n1) return;
     if (g->K == 0) scale_only(g, m0, m1, n0, n1);
-    else if (dot) dot_range(g, kern, m0, m1, n0, n1);
+    else if (use_dot(g)) dot_range(g, kern, m0, m1, n0, n1);
     else if ((g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL && kern->gemvkernel != NULL)
         gemv_range(g, kern, m0, m1, n0, n1);
     else packed_range(g, kern, m0, m1, n0, n1);
 }
 
-static void gemm_job(int tid, int nthreads, void *arg) {
-    pynn_gemm_part((const struct pynn_gemm_args *)arg, tid, nthreads);
+void pynn_gemm_part(const struct pynn_gemm_args *g, int tid, int nthreads) {
+    int64_t m0, m1, n0, n1;
+    pynn_gemm_region(g, tid, nthreads, &m0, &m1, &n0, &n1);
+    gemm_range(g, m0, m1, n0, n1);
+}
+
+/* pynn_gemm's parts: the region split as pynn_gemm_region splits it, except that a split
+ * between columns falls on a cache line of C (when every row of C starts at the same place in
+ * a line): two threads writing the two ends of one line would pass it back and forth on every
+ * row, which made a two-thread outer product slower than one thread */
+static void gemm_job(int part, int nparts, void *arg) {
+    const struct pynn_gemm_args *g = arg;
+    int64_t m0, m1, n0, n1;
+    pynn_gemm_region(g, part, nparts, &m0, &m1, &n0, &n1);
+    if (pynn_gemm_splits_columns(g, nparts) && g->ldc % 16 == 0) {
+        int64_t lead = (int64_t)(((uintptr_t)g->C / sizeof(float)) % 16);  /* floats into a line */
+        if (n0 > 0) n0 = n0 - lead < 0 ? 0 : n0 - lead;
+        if (n1 < g->N) n1 = n1 - lead < 0 ? 0 : n1 - lead;
+    }
+    gemm_range(g, m0, m1, n0, n1);
 }
 
 int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -237,8 +254,12 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     if (M == 0 || N == 0) return PYNN_OK;
     struct pynn_gemm_args g = {trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb,
                                beta, C, ldc, NULL, -1, NULL, NULL};
+    /* parts any free thread may claim: a worker whose core is busy elsewhere costs nothing,
+     * the caller runs its part; a run of products called back to back counts the pool awake */
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int nt = pynn_stream_call() ? pynn_threads_for_awake(flops) : pynn_threads_for(flops);
     unsigned fp = pynn_flush_denormals();
-    pynn_parallel(pynn_threads_for(2.0 * (double)M * (double)N * (double)K), gemm_job, &g);
+    pynn_parallel_parts(nt, nt, gemm_job, &g);
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }

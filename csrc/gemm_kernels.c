@@ -443,11 +443,17 @@ TGT_AVX512 static void stepkernel_avx512(const struct pynn_optimizer *opt, int64
 TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_step, const float *B,
                                          int64_t ldb, float *c, int64_t n, float alpha, float beta) {
     const __m512 vb = _mm512_set1_ps(beta);
+    /* whole vectors load and store unmasked (a masked store costs far more on some CPUs, as
+     * much as the rest of the loop), the tail masked */
+#define GEMV_LOAD(p, k, whole) ((whole) ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((k), (p)))
+#define GEMV_STORE(p, k, whole, v) \
+    do { if (whole) _mm512_storeu_ps((p), (v)); else _mm512_mask_storeu_ps((p), (k), (v)); } while (0)
     /* beta == 0: C is never read, the first pass over it starts from zero */
     int fresh = beta == 0.0f;
     for (int64_t j = 0; j < n && !fresh; j += 16) {     /* C = beta C */
         __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
-        _mm512_mask_storeu_ps(c + j, k, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k, c + j)));
+        int whole = n - j >= 16;
+        GEMV_STORE(c + j, k, whole, _mm512_mul_ps(vb, GEMV_LOAD(c + j, k, whole)));
     }
     int64_t p = 0;
     for (; p + 4 <= K; p += 4, fresh = 0) {
@@ -458,12 +464,13 @@ TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_st
         __m512 a3 = _mm512_set1_ps(alpha * a[(p + 3) * a_step]);
         for (int64_t j = 0; j < n; j += 16) {
             __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
-            __m512 y = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, c + j);
-            y = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j), y);
-            y = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(k, b1 + j), y);
-            y = _mm512_fmadd_ps(a2, _mm512_maskz_loadu_ps(k, b2 + j), y);
-            y = _mm512_fmadd_ps(a3, _mm512_maskz_loadu_ps(k, b3 + j), y);
-            _mm512_mask_storeu_ps(c + j, k, y);
+            int whole = n - j >= 16;
+            __m512 y = fresh ? _mm512_setzero_ps() : GEMV_LOAD(c + j, k, whole);
+            y = _mm512_fmadd_ps(a0, GEMV_LOAD(b0 + j, k, whole), y);
+            y = _mm512_fmadd_ps(a1, GEMV_LOAD(b1 + j, k, whole), y);
+            y = _mm512_fmadd_ps(a2, GEMV_LOAD(b2 + j, k, whole), y);
+            y = _mm512_fmadd_ps(a3, GEMV_LOAD(b3 + j, k, whole), y);
+            GEMV_STORE(c + j, k, whole, y);
         }
     }
     for (; p < K; p++, fresh = 0) {
@@ -471,10 +478,13 @@ TGT_AVX512 static void gemvkernel_avx512(int64_t K, const float *a, int64_t a_st
         __m512 a0 = _mm512_set1_ps(alpha * a[p * a_step]);
         for (int64_t j = 0; j < n; j += 16) {
             __mmask16 k = mask16((int)(n - j < 16 ? n - j : 16));
-            __m512 y = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(k, c + j);
-            _mm512_mask_storeu_ps(c + j, k, _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(k, b0 + j), y));
+            int whole = n - j >= 16;
+            __m512 y = fresh ? _mm512_setzero_ps() : GEMV_LOAD(c + j, k, whole);
+            GEMV_STORE(c + j, k, whole, _mm512_fmadd_ps(a0, GEMV_LOAD(b0 + j, k, whole), y));
         }
     }
+#undef GEMV_LOAD
+#undef GEMV_STORE
 }
 
 /* a small batch's gradient rows, 16 columns at a time (masked), each row of A loaded once for

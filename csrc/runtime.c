@@ -139,6 +139,35 @@ static void wake_all(unsigned *p, int *sleepers) {
 
 static unsigned start_generation[MAX_THREADS];
 
+/* A worker is often placed on the CPU of the thread that woke it (its recent load is low, so
+ * the scheduler takes it for a short helper), and the two then take turns on one CPU: while
+ * the caller sleeps waiting for the worker and the worker sleeps waiting for work, the load
+ * balancer never sees two runnable threads there and leaves them be. A two-thread product ran
+ * at half the speed of one thread after every pause, or for good. So a worker that starts a
+ * job on the caller's CPU moves itself to another CPU it may run on, and then lets the
+ * scheduler place it freely again (which does not move it back). */
+static int caller_cpu = -1;
+
+static void note_callers_cpu(void) {
+#ifdef __linux__
+    __atomic_store_n(&caller_cpu, sched_getcpu(), __ATOMIC_RELAXED);
+#endif
+}
+
+static void leave_callers_cpu(void) {
+#if defined(__linux__) && defined(CPU_COUNT)
+    int cpu = __atomic_load_n(&caller_cpu, __ATOMIC_RELAXED);
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu) return;
+    cpu_set_t allowed, others;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (sched_setaffinity(0, sizeof(others), &others) == 0)
+        sched_setaffinity(0, sizeof(allowed), &allowed);
+#endif
+}
+
 /* claim and run the parts of job `gen` until none is left: first part `tid` (so that a part
  * goes to the same thread each time, whose cache keeps its data), then any other. A part is
  * claimed by one compare-and-swap on a word that names the job (generation << 32 | parts << 16
@@ -190,6 +219,7 @@ static void *worker_main(void *arg) {
         int nthreads = __atomic_load_n(&pool.nthreads, __ATOMIC_ACQUIRE);
         if (load_u(&pool.generation) != gen) continue;
         seen = gen;
+        leave_callers_cpu();
         if (parts) {
             run_parts(gen, tid);
         } else if (tid < nthreads) {
@@ -278,6 +308,7 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
         return;
     }
     nthreads = pool_grow(nthreads);
+    note_callers_cpu();
     pool.fn = fn;
     pool.arg = arg;
     __atomic_store_n(&pool.parts, 0, __ATOMIC_RELEASE);
@@ -302,6 +333,7 @@ void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
         return;
     }
     pool_grow(nthreads);
+    note_callers_cpu();
     pool.fn = fn;
     pool.arg = arg;
     __atomic_store_n(&pool.parts, 1, __ATOMIC_RELEASE);
