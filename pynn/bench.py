@@ -19,6 +19,7 @@ import ctypes
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -421,14 +422,20 @@ def run(args, out=print):
     _openblas_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
-    given = sys.argv[1:]
-    out("command: pynn " + " ".join(given if given[:1] == ["bench"] else ["bench"] + given))
+    out("command: " + _command_line())
     out(machine(torch, args.threads))
     start = time.perf_counter()
     for s in sections:
         SECTIONS[s](args, torch, out)
     out(f"\n(took {time.perf_counter() - start:.0f} s)")
     return 0
+
+
+def _command_line():
+    """The command as the user typed it: `pynn bench ...`, also from the child process that
+    `pynn bench` starts (python -m pynn.bench ..., with the options it was given)."""
+    given = sys.argv[1:]
+    return "pynn " + " ".join(given if given[:1] == ["bench"] else ["bench"] + given)
 
 
 def _cmd(args):
@@ -439,12 +446,35 @@ def _cmd(args):
         return 2
 
 
+# OpenBLAS's idle threads keep spinning (yielding) for about 2^28 cycles after a call: long
+# enough to outlast the pause before the next library's block and take its second core (pynn's
+# two-thread products ran at half speed after numpy's). Idle for 2^24 cycles, a few ms, they
+# still stay awake from one call of a block to the next.
+BLAS_IDLE = ("OPENBLAS_THREAD_TIMEOUT", "24")
+
+
+def _cli(args):
+    """`pynn bench`: run in a fresh process whose OpenBLAS threads go to sleep between the
+    libraries' turns (the variable must be set before numpy loads), unless the caller set it."""
+    if BLAS_IDLE[0] in os.environ:
+        return _cmd(args)
+    if sys.argv[1:2] == ["bench"]:      # as typed, so that the child prints the same command
+        options = sys.argv[2:]
+    else:
+        options = ["--sections", args.sections, "--epochs", str(args.epochs)]
+        options += ["--quick"] if args.quick else []
+        options += ["--threads", str(args.threads)] if args.threads is not None else []
+        options += ["--data-dir", args.data_dir] if args.data_dir is not None else []
+    argv = [sys.executable, "-m", "pynn.bench"] + options
+    return subprocess.call(argv, env=dict(os.environ, **{BLAS_IDLE[0]: BLAS_IDLE[1]}))
+
+
 def register(subparsers):
     p = subparsers.add_parser("bench", help="measure pynn's speed next to numpy and PyTorch",
                               description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    p.set_defaults(func=_cmd)
+    p.set_defaults(func=_cli)
     return p
 
 
