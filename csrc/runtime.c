@@ -139,13 +139,13 @@ static void wake_all(unsigned *p, int *sleepers) {
 
 static unsigned start_generation[MAX_THREADS];
 
-/* A worker is often placed on the CPU of the thread that woke it (its recent load is low, so
- * the scheduler takes it for a short helper), and the two then take turns on one CPU: while
- * the caller sleeps waiting for the worker and the worker sleeps waiting for work, the load
- * balancer never sees two runnable threads there and leaves them be. A two-thread product ran
- * at half the speed of one thread after every pause, or for good. So a worker that starts a
- * job on the caller's CPU moves itself to another CPU it may run on, and then lets the
- * scheduler place it freely again (which does not move it back). */
+/* A worker woken from sleep is often placed on the CPU of the thread that woke it (its recent
+ * load is low, so the scheduler takes it for a short helper), and the two then take turns on
+ * one CPU for tens of milliseconds until the load balancer moves one: a two-thread product ran
+ * at half the speed of one thread after every pause. So a woken worker that finds itself on
+ * the caller's CPU moves itself to another CPU it may run on, and then lets the scheduler
+ * place it freely again (which does not move it back). Only on waking: sched_getcpu can be a
+ * system call in a virtual machine, too dear for every job. */
 static int caller_cpu = -1;
 
 static void note_callers_cpu(void) {
@@ -209,6 +209,7 @@ static void *worker_main(void *arg) {
                     pool.sleepers--;
                 }
                 pthread_mutex_unlock(&pool.lock);
+                leave_callers_cpu();
                 break;
             }
         }
@@ -219,7 +220,6 @@ static void *worker_main(void *arg) {
         int nthreads = __atomic_load_n(&pool.nthreads, __ATOMIC_ACQUIRE);
         if (load_u(&pool.generation) != gen) continue;
         seen = gen;
-        leave_callers_cpu();
         if (parts) {
             run_parts(gen, tid);
         } else if (tid < nthreads) {
@@ -308,7 +308,6 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
         return;
     }
     nthreads = pool_grow(nthreads);
-    note_callers_cpu();
     pool.fn = fn;
     pool.arg = arg;
     __atomic_store_n(&pool.parts, 0, __ATOMIC_RELEASE);
@@ -317,7 +316,10 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     __atomic_store_n(&pool.remaining, nthreads - 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&pool.lock);
     __atomic_fetch_add(&pool.generation, 1, __ATOMIC_RELEASE);
-    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+    if (pool.sleepers > 0) {
+        note_callers_cpu();
+        pthread_cond_broadcast(&pool.wake);
+    }
     pthread_mutex_unlock(&pool.lock);
     fn(0, nthreads, arg);
     for (int left; (left = __atomic_load_n(&pool.remaining, __ATOMIC_SEQ_CST)) > 0;)
@@ -333,7 +335,6 @@ void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
         return;
     }
     pool_grow(nthreads);
-    note_callers_cpu();
     pool.fn = fn;
     pool.arg = arg;
     __atomic_store_n(&pool.parts, 1, __ATOMIC_RELEASE);
@@ -342,7 +343,10 @@ void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
     __atomic_store_n(&pool.claim, (uint64_t)gen << 32 | (uint64_t)nparts << 16, __ATOMIC_RELEASE);
     pthread_mutex_lock(&pool.lock);
     __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
-    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+    if (pool.sleepers > 0) {
+        note_callers_cpu();
+        pthread_cond_broadcast(&pool.wake);
+    }
     pthread_mutex_unlock(&pool.lock);
     run_parts(gen, 0);              /* the caller claims parts too, all of them if need be */
     for (unsigned done; (done = __atomic_load_n(&pool.parts_done, __ATOMIC_SEQ_CST)) < (unsigned)nparts;)
