@@ -51,3 +51,19 @@ def test_pytorch_is_compared_at_its_faster_thread_count():
     assert bench._fastest([], None) == (None, "-")
     torch.threads = 1
     assert len(bench._torch_thread_counts(torch, lambda: None)) == 1
+
+
+def test_the_command_reruns_itself_with_openblas_threads_that_go_idle(monkeypatch):
+    import argparse
+    calls = []
+    monkeypatch.setattr(bench.subprocess, "call", lambda argv, env: calls.append((argv, env)) or 0)
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    monkeypatch.setattr(bench.sys, "argv", ["pynn", "bench", "--quick", "--sections", "infer"])
+    args = argparse.Namespace(quick=True, sections="infer", threads=None, epochs=2, data_dir=None)
+    assert bench._cli(args) == 0
+    (argv, env), = calls
+    assert argv[1:] == ["-m", "pynn.bench", "--quick", "--sections", "infer"]
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == "24"
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")     # the user's own setting: run here
+    monkeypatch.setattr(bench, "run", lambda a: 7)
+    assert bench._cli(args) == 7 and len(calls) == 1
