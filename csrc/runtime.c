@@ -83,18 +83,18 @@ static struct {
     unsigned generation;         /* bumped for every job */
     pynn_job_fn fn;
     void *arg;
-    int nthreads;
     int remaining;               /* workers of the current job not yet done */
     int caller_sleeping;         /* the caller sleeps on `remaining` */
     int bar_sleepers;            /* threads asleep at the barrier */
     int bar_count;               /* barrier among the job's threads */
     unsigned bar_generation;
-    int parts;                   /* 1: the job is parts (pynn_parallel_parts), 0: threads */
+    uint64_t job;                /* the posted job, one word: generation << 32 | parts << 31 |
+                                  * threads (parts: pynn_parallel_parts, else pynn_parallel) */
     uint64_t claim;              /* parts: generation << 32 | parts << 16 | parts claimed */
     unsigned parts_done;
     int parts_sleepers;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+          0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 static long now_ns(void) {
     struct timespec ts;
@@ -213,12 +213,13 @@ static void *worker_main(void *arg) {
                 break;
             }
         }
-        /* the job's fields, read as one: a worker that lags behind a parts job (whose caller
-         * does not wait for it) may find the next job being posted, and reads again */
+        /* the job as one word, and only once its generation is the one posted: a worker that
+         * lags behind a parts job (whose caller does not wait for it) may find the next job
+         * half posted, and waits for it */
         unsigned gen = load_u(&pool.generation);
-        int parts = __atomic_load_n(&pool.parts, __ATOMIC_ACQUIRE);
-        int nthreads = __atomic_load_n(&pool.nthreads, __ATOMIC_ACQUIRE);
-        if (load_u(&pool.generation) != gen) continue;
+        uint64_t job = __atomic_load_n(&pool.job, __ATOMIC_ACQUIRE);
+        if ((unsigned)(job >> 32) != gen) continue;
+        int parts = (int)(job >> 31) & 1, nthreads = (int)(job & 0x7FFFFFFFu);
         seen = gen;
         if (parts) {
             run_parts(gen, tid);
@@ -310,12 +311,12 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     nthreads = pool_grow(nthreads);
     pool.fn = fn;
     pool.arg = arg;
-    __atomic_store_n(&pool.parts, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&pool.nthreads, nthreads, __ATOMIC_RELEASE);
     pool.bar_count = 0;
     __atomic_store_n(&pool.remaining, nthreads - 1, __ATOMIC_RELAXED);
+    unsigned gen = load_u(&pool.generation) + 1;
+    __atomic_store_n(&pool.job, (uint64_t)gen << 32 | (uint64_t)nthreads, __ATOMIC_RELEASE);
     pthread_mutex_lock(&pool.lock);
-    __atomic_fetch_add(&pool.generation, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
     if (pool.sleepers > 0) {
         note_callers_cpu();
         pthread_cond_broadcast(&pool.wake);
@@ -337,10 +338,11 @@ void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
     pool_grow(nthreads);
     pool.fn = fn;
     pool.arg = arg;
-    __atomic_store_n(&pool.parts, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&pool.parts_done, 0, __ATOMIC_RELEASE);
     unsigned gen = load_u(&pool.generation) + 1;
     __atomic_store_n(&pool.claim, (uint64_t)gen << 32 | (uint64_t)nparts << 16, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool.job, (uint64_t)gen << 32 | (uint64_t)1 << 31 | (uint64_t)nthreads,
+                     __ATOMIC_RELEASE);
     pthread_mutex_lock(&pool.lock);
     __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
     if (pool.sleepers > 0) {

@@ -115,3 +115,30 @@ def reference_fit_rows(net, X, y, optimizer):
         grads = net.gradients(X[i:i + 1], y[i:i + 1])
         optimizer.step([p for pair in zip(net.weights, net.biases) for p in pair],
                        [g for pair in grads for g in pair])
+
+
+def test_jobs_of_every_kind_in_quick_succession_give_the_one_thread_bits():
+    # one-digit calls (parts any thread may claim), small-batch steps (threads that meet at
+    # barriers) and products back to back: a worker that lags behind a parts job must never
+    # run the next job twice or with the wrong fields
+    X, y = data(n=64)
+    rng = np.random.default_rng(5)
+    A, B = rng.random((64, 300), dtype=np.float32), rng.random((300, 200), dtype=np.float32)
+    C = np.empty((64, 200), np.float32)
+
+    def run():
+        net = pynn.Network(SIZES, seed=6)
+        opt = SGD(lr=0.05, momentum=0.9)
+        seen = []
+        for i in range(60):
+            seen.append(net.predict_one(X[i]))
+            rows = slice(i % 59, i % 59 + 5)
+            seen.append(np.float32(net.train_batch(X[rows], net.targets(y[rows], 5), opt)))
+            seen.append(ops.gemm(A, B, C).copy())
+        return seen, net
+
+    (two, net2), (one, net1) = on_threads(2, run), on_threads(1, run)
+    for a, b in zip(two, one):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(net2.weights + net2.biases, net1.weights + net1.biases):
+        np.testing.assert_array_equal(a, b)
