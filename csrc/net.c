@@ -469,6 +469,11 @@ static int small_path(const struct pynn_net *net, int64_t batch) {
     return net->n_layers == 2 && batch <= SMALL_B && net->sizes[2] <= SMALL_OUT;
 }
 
+/* n floats rounded up to whole cache lines: the row stride of a0 and delta0, and the stride of
+ * the partial sums' blocks, so that no line holds two threads' values (a line written by both
+ * passes from core to core at every step) */
+static int64_t small_ld(int64_t n) { return (n + 15) / 16 * 16; }
+
 static int64_t small_blocks(const struct pynn_net *net) {
     return (net->sizes[1] + SMALL_BLOCK - 1) / SMALL_BLOCK;
 }
@@ -478,7 +483,7 @@ static int64_t small_blocks(const struct pynn_net *net) {
 static int64_t small_workspace(const struct pynn_net *net, int64_t batch) {
     if (net->n_layers != 2) return 0;
     if (batch > SMALL_B) batch = SMALL_B;
-    return 2 * batch * net->sizes[1] + 2 * small_blocks(net) * batch * net->sizes[2] +
+    return 2 * batch * small_ld(net->sizes[1]) + 2 * small_blocks(net) * small_ld(batch * net->sizes[2]) +
            3 * batch * net->sizes[0] + 64;
 }
 
@@ -536,6 +541,7 @@ static void small_job(int tid, int nt, void *arg) {
     int64_t n0 = net->sizes[0], H = net->sizes[1], nL = net->sizes[2], nb = small_blocks(net);
     int64_t k0 = nb * tid / nt, k1 = nb * (tid + 1) / nt;
     int64_t u0 = k0 * SMALL_BLOCK, u1 = min64(H, k1 * SMALL_BLOCK), nu = u1 - u0;
+    int64_t ld = small_ld(H), pstride = small_ld(job->batch * nL);   /* see small_ld */
     float *W0 = net->W[0], *b0 = net->b[0], *W1 = net->W[1], *b1 = net->b[1];
     float *a0 = job->a0, *delta0 = job->delta0;
     float z[SMALL_B * SMALL_OUT], delta[SMALL_B * SMALL_OUT], Tg[SMALL_B * SMALL_OUT];
@@ -563,16 +569,16 @@ static void small_job(int tid, int nt, void *arg) {
             for (int64_t byte = 0; byte < n0 * (int64_t)sizeof(float); byte += 64)
                 __builtin_prefetch(row + byte, 0, 2);
         }
-        float *P = job->P + (k % 2) * nb * job->batch * nL;
+        float *P = job->P + (k % 2) * nb * pstride;
         /* 1. own hidden units, six rows of W0 at a time against every row of the batch */
         for (int64_t j = u0; j < u1; j += PYNN_DOT_NR) {
             int n = (int)min64(PYNN_DOT_NR, u1 - j);
             for (int64_t r = 0; r < B; r += PYNN_DOT_MR)
-                kern->dotkernel(n0, Xb + r * n0, n0, W0 + j * n0, n0, a0 + r * H + j, H,
+                kern->dotkernel(n0, Xb + r * n0, n0, W0 + j * n0, n0, a0 + r * ld + j, ld,
                                 (int)min64(PYNN_DOT_MR, B - r), n, 1.0f, 0.0f);
         }
         for (int64_t r = 0; r < B && nu > 0; r++) {
-            float *a = a0 + r * H + u0;
+            float *a = a0 + r * ld + u0;
             for (int64_t j = 0; j < nu; j++) a[j] += b0[u0 + j];
             if (net->hidden == PYNN_RELU) for (int64_t j = 0; j < nu; j++) a[j] = a[j] < 0.0f ? 0.0f : a[j];
             else if (net->hidden != PYNN_LINEAR) pynn_activation_forward(net->hidden, a, a, 1, nu);
@@ -580,10 +586,10 @@ static void small_job(int tid, int nt, void *arg) {
         /* 2. the output layer's partial sums over own blocks */
         for (int64_t kb = k0; kb < k1; kb++) {
             int64_t c0 = kb * SMALL_BLOCK, bw = min64(SMALL_BLOCK, H - c0);
-            float *Pk = P + kb * job->batch * nL;
+            float *Pk = P + kb * pstride;
             for (int64_t o = 0; o < nL; o += PYNN_DOT_NR)
                 for (int64_t r = 0; r < B; r += PYNN_DOT_MR)
-                    kern->dotkernel(bw, a0 + r * H + c0, H, W1 + o * H + c0, H, Pk + r * nL + o, nL,
+                    kern->dotkernel(bw, a0 + r * ld + c0, ld, W1 + o * H + c0, H, Pk + r * nL + o, nL,
                                     (int)min64(PYNN_DOT_MR, B - r), (int)min64(PYNN_DOT_NR, nL - o),
                                     1.0f, 0.0f);
             if (kb == 0)
@@ -595,7 +601,7 @@ static void small_job(int tid, int nt, void *arg) {
         /* 4. the output, its loss and delta, the same in every thread */
         for (int64_t i = 0; i < B * nL; i++) {
             float sum = P[i];
-            for (int64_t kb = 1; kb < nb; kb++) sum += P[kb * job->batch * nL + i];
+            for (int64_t kb = 1; kb < nb; kb++) sum += P[kb * pstride + i];
             z[i] = sum;
         }
         if (net->loss == PYNN_LOSS_QUADRATIC && net->output != PYNN_LINEAR)
@@ -612,7 +618,7 @@ static void small_job(int tid, int nt, void *arg) {
         step++;
         /* 5. back through W1 to own hidden units (W1 as it was before this step) */
         for (int64_t r = 0; r < B && nu > 0; r++) {
-            float *d = delta0 + r * H + u0;
+            float *d = delta0 + r * ld + u0;
             if (kern->gemvkernel)
                 kern->gemvkernel(nL, delta + r * nL, 1, W1 + u0, H, d, nu, 1.0f, 0.0f);
             else
@@ -621,12 +627,12 @@ static void small_job(int tid, int nt, void *arg) {
                     for (int64_t o = 0; o < nL; o++) sum += delta[r * nL + o] * W1[o * H + u0 + j];
                     d[j] = sum;
                 }
-            pynn_activation_backward(net->hidden, d, a0 + r * H + u0, d, 1, nu);
+            pynn_activation_backward(net->hidden, d, a0 + r * ld + u0, d, 1, nu);
         }
         /* own columns of W1, rows of W0, and own biases step, four rows of W at a time */
         for (int64_t o = 0; o < nL && nu > 0; o += PYNN_ROWGRAD_M)
             small_gradstep(opt, 2, step, B, (int)min64(PYNN_ROWGRAD_M, nL - o), delta + o, nL,
-                           a0 + u0, H, W1, H, o, u0, nu);
+                           a0 + u0, ld, W1, H, o, u0, nu);
         if (tid == 0) {
             for (int64_t o = 0; o < nL; o++) {
                 g[o] = 0.0f;
@@ -635,13 +641,13 @@ static void small_job(int tid, int nt, void *arg) {
             step_block(opt, 3, step, b1, nL, 0, 0, 1, nL, g, nL);
         }
         for (int64_t j = u0; j < u1; j += PYNN_ROWGRAD_M)
-            small_gradstep(opt, 0, step, B, (int)min64(PYNN_ROWGRAD_M, u1 - j), delta0 + j, H, Xb,
+            small_gradstep(opt, 0, step, B, (int)min64(PYNN_ROWGRAD_M, u1 - j), delta0 + j, ld, Xb,
                            n0, W0, n0, j, 0, n0);
         for (int64_t c = u0; c < u1; c += SMALL_CHUNK) {
             int64_t len = min64(SMALL_CHUNK, u1 - c);
             for (int64_t j = 0; j < len; j++) {
                 g[j] = 0.0f;
-                for (int64_t r = 0; r < B; r++) g[j] += delta0[r * H + c + j];
+                for (int64_t r = 0; r < B; r++) g[j] += delta0[r * ld + c + j];
             }
             step_block(opt, 1, step, b0, H, 0, c, 1, len, g, len);
         }
@@ -654,10 +660,13 @@ static void small_train(const struct pynn_net *net, struct pynn_optimizer *opt, 
                         double *losses, int64_t *batches_done, float *work) {
     struct small_job job = {net, opt, X, T, order, n_order, batch, losses, 0, NULL, NULL, NULL, NULL};
     int64_t H = net->sizes[1], nb = small_blocks(net);
-    float *p = work;
-    job.a0 = p;          p += batch * H;
-    job.delta0 = p;      p += batch * H;
-    job.P = p;           p += 2 * nb * batch * net->sizes[2];
+    /* from a cache line on (the workspace has a line to spare), so that the threads' parts of
+     * a0, delta0, the partial sums and the gathered rows start on lines of their own */
+    float *p = (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    int64_t ld = small_ld(H);
+    job.a0 = p;          p += batch * ld;
+    job.delta0 = p;      p += batch * ld;
+    job.P = p;           p += 2 * nb * small_ld(batch * net->sizes[2]);
     job.Xg = p;
     int64_t steps = (n_order + batch - 1) / batch;
     int nt = pynn_threads_for_steps(3.0 * forward_flops(net, batch), steps);
