@@ -257,12 +257,15 @@ static void output_delta_rows(const struct pynn_net *net, float *z, const float 
             float maxval = -INFINITY;
             for (int64_t j = 0; j < n; j++) if (z_b[j] > maxval) maxval = z_b[j];
             double sum = 0.0;
-            for (int64_t j = 0; j < n; j++) sum += expf(z_b[j] - maxval);
+            for (int64_t j = 0; j < n; j++) {     /* each exponential once, kept in delta's row */
+                d_b[j] = expf(z_b[j] - maxval);
+                sum += d_b[j];
+            }
             double lse = (double)maxval + log(sum);
             float scale = (float)(1.0 / sum), tsum = 0.0f;
             for (int64_t j = 0; j < n; j++) {     /* the loss reads z_j before p_j replaces it */
                 if (t_b[j] != 0.0f) loss -= (double)t_b[j] * ((double)z_b[j] - lse);
-                z_b[j] = expf(z_b[j] - maxval) * scale;
+                z_b[j] = d_b[j] * scale;
                 tsum += t_b[j];
             }
             for (int64_t j = 0; j < n; j++) d_b[j] = (z_b[j] * tsum - t_b[j]) * inv_B;
