@@ -269,21 +269,23 @@ static int pool_grow(int n) {
  * alone; but while the workers are still spinning after a recent job (a training loop, a run
  * of products), handing them half of a small product pays. The answer never changes results:
  * every element is computed the same way whichever thread computes it. */
-int pynn_threads_for(double flops) {
+/* as many threads as get at least `per_thread` flops each, within the thread count */
+static int threads_at(double flops, double per_thread) {
     int n = pynn_get_num_threads();
-    int awake = __atomic_load_n(&pool.workers, __ATOMIC_RELAXED) > 0 &&
-                __atomic_load_n(&pool.sleepers, __ATOMIC_RELAXED) == 0;
-    int useful = (int)(flops / (awake ? MIN_FLOPS_AWAKE : MIN_FLOPS_PER_THREAD));
+    int useful = (int)(flops / per_thread);
     if (useful < 1) useful = 1;
     return n < useful ? n : useful;
 }
 
+int pynn_threads_for(double flops) {
+    int awake = __atomic_load_n(&pool.workers, __ATOMIC_RELAXED) > 0 &&
+                __atomic_load_n(&pool.sleepers, __ATOMIC_RELAXED) == 0;
+    return threads_at(flops, awake ? MIN_FLOPS_AWAKE : MIN_FLOPS_PER_THREAD);
+}
+
 int pynn_threads_for_steps(double step_flops, int64_t steps) {
-    int n = pynn_get_num_threads();
     if ((double)steps * step_flops < MIN_FLOPS_PER_THREAD) return 1;   /* not worth a wake-up */
-    int useful = (int)(step_flops / MIN_FLOPS_AWAKE);
-    if (useful < 1) useful = 1;
-    return n < useful ? n : useful;
+    return threads_at(step_flops, MIN_FLOPS_AWAKE);
 }
 
 #define STREAM_NS 100000L     /* calls closer than this are a stream */
@@ -296,10 +298,21 @@ int pynn_stream_call(void) {
 }
 
 int pynn_threads_for_awake(double flops) {
-    int n = pynn_get_num_threads();
-    int useful = (int)(flops / MIN_FLOPS_AWAKE);
-    if (useful < 1) useful = 1;
-    return n < useful ? n : useful;
+    return threads_at(flops, MIN_FLOPS_AWAKE);
+}
+
+/* publish the next generation's job word (kind and thread count in job_bits; fn, arg and the
+ * counts set before) and wake the sleeping workers */
+static void post_job(uint64_t job_bits) {
+    unsigned gen = load_u(&pool.generation) + 1;
+    __atomic_store_n(&pool.job, (uint64_t)gen << 32 | job_bits, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&pool.lock);
+    __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
+    if (pool.sleepers > 0) {
+        note_callers_cpu();
+        pthread_cond_broadcast(&pool.wake);
+    }
+    pthread_mutex_unlock(&pool.lock);
 }
 
 void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
@@ -313,15 +326,7 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
     pool.arg = arg;
     pool.bar_count = 0;
     __atomic_store_n(&pool.remaining, nthreads - 1, __ATOMIC_RELAXED);
-    unsigned gen = load_u(&pool.generation) + 1;
-    __atomic_store_n(&pool.job, (uint64_t)gen << 32 | (uint64_t)nthreads, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&pool.lock);
-    __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
-    if (pool.sleepers > 0) {
-        note_callers_cpu();
-        pthread_cond_broadcast(&pool.wake);
-    }
-    pthread_mutex_unlock(&pool.lock);
+    post_job((uint64_t)nthreads);
     fn(0, nthreads, arg);
     for (int left; (left = __atomic_load_n(&pool.remaining, __ATOMIC_SEQ_CST)) > 0;)
         wait_change((unsigned *)&pool.remaining, (unsigned)left, &pool.caller_sleeping);
@@ -339,17 +344,11 @@ void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
     pool.fn = fn;
     pool.arg = arg;
     __atomic_store_n(&pool.parts_done, 0, __ATOMIC_RELEASE);
+    /* the claim word names the generation post_job is about to publish (only this caller, who
+     * holds `busy`, moves the generation) */
     unsigned gen = load_u(&pool.generation) + 1;
     __atomic_store_n(&pool.claim, (uint64_t)gen << 32 | (uint64_t)nparts << 16, __ATOMIC_RELEASE);
-    __atomic_store_n(&pool.job, (uint64_t)gen << 32 | (uint64_t)1 << 31 | (uint64_t)nthreads,
-                     __ATOMIC_RELEASE);
-    pthread_mutex_lock(&pool.lock);
-    __atomic_store_n(&pool.generation, gen, __ATOMIC_RELEASE);
-    if (pool.sleepers > 0) {
-        note_callers_cpu();
-        pthread_cond_broadcast(&pool.wake);
-    }
-    pthread_mutex_unlock(&pool.lock);
+    post_job((uint64_t)1 << 31 | (uint64_t)nthreads);
     run_parts(gen, 0);              /* the caller claims parts too, all of them if need be */
     for (unsigned done; (done = __atomic_load_n(&pool.parts_done, __ATOMIC_SEQ_CST)) < (unsigned)nparts;)
         wait_change(&pool.parts_done, done, &pool.parts_sleepers);
