@@ -58,6 +58,16 @@ typedef void (*pynn_dotkernel_fn)(int64_t K, const float *A, int64_t lda, const 
 #define PYNN_DOT_MR 4
 #define PYNN_DOT_NR 6
 
+/* the dot kernel for one row a whose values outside the listed blocks of 16 (blk[0..nblk),
+ * ascending; block b is a[16b .. 16b+16) clipped to K) are all zero: c[j] (j < n <= 6) = the
+ * dot product of a with B's row j, read over those blocks only. A zero value adds exactly
+ * nothing to a finite sum, and the blocks keep their lanes and order, so the bits are the dot
+ * kernel's (m = 1, alpha 1, beta 0) whenever B is finite where a is zero. A digit lights about
+ * a fifth of its pixels, so its first layer reads about half of W's cache lines. */
+typedef void (*pynn_dotblocks_fn)(int64_t K, const float *a, const int32_t *blk, int nblk,
+                                  const float *B, int64_t ldb, float *c, int n);
+#define PYNN_DOT_BLOCK 16
+
 /* one optimiser step over a block of m rows by n parameters of w (row stride ldw) with
  * gradient g (row stride ldg); s1 is momentum's velocity or Adam's m, s2 Adam's v, laid out as
  * w (NULL when the kind has none): the formulas of optim.c, whose functions the portable set
@@ -95,6 +105,7 @@ struct pynn_kernels {
     pynn_stepkernel_fn stepkernel;
     pynn_gemvkernel_fn gemvkernel;
     pynn_gradstep_fn gradstep;
+    pynn_dotblocks_fn dotblocks;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

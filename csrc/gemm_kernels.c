@@ -124,8 +124,29 @@ static void gradstep_generic(const struct pynn_optimizer *opt, int64_t step, int
                  s2, ldw, n);
 }
 
+/* dotkernel_generic's sums for one row of A, over the blocks listed: each block is two of
+ * its runs of 8 (an element past the last whole run goes to s[0], as there) */
+static void dotblocks_generic(int64_t K, const float *a, const int32_t *blk, int nblk,
+                              const float *B, int64_t ldb, float *c, int n) {
+    for (int j = 0; j < n; j++) {
+        const float *brow = B + j * ldb;
+        float s[8] = {0};
+        for (int i = 0; i < nblk; i++) {
+            int64_t p0 = (int64_t)blk[i] * PYNN_DOT_BLOCK, p1 = p0 + PYNN_DOT_BLOCK;
+            if (p1 > K) p1 = K;
+            int64_t p = p0;
+            for (; p + 8 <= p1; p += 8)
+                for (int l = 0; l < 8; l++) s[l] += a[p + l] * brow[p + l];
+            for (; p < p1; p++) s[0] += a[p] * brow[p];
+        }
+        float dot = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+        c[j] = 1.0f * dot + 0.0f;
+    }
+}
+
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
-                                                    stepkernel_generic, NULL, gradstep_generic};
+                                                    stepkernel_generic, NULL, gradstep_generic,
+                                                    dotblocks_generic};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -219,8 +240,25 @@ static void gradstep_avx2(const struct pynn_optimizer *opt, int64_t step, int B,
                  ldw, n);
 }
 
+/* dotkernel_avx2's sums for one row of A, over the blocks listed (two vectors of 8 each) */
+TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *blk, int nblk,
+                                    const float *B, int64_t ldb, float *c, int n) {
+    for (int j = 0; j < n; j++) {
+        const float *brow = B + j * ldb;
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < nblk; i++) {
+            for (int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK, h = 0; h < 2 && p < K; h++, p += 8) {
+                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
+                acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + p, mk), _mm256_maskload_ps(brow + p, mk), acc);
+            }
+        }
+        c[j] = 1.0f * hsum256(acc) + 0.0f;
+    }
+}
+
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
-                                                 stepkernel_generic, NULL, gradstep_avx2};
+                                                 stepkernel_generic, NULL, gradstep_avx2,
+                                                 dotblocks_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -371,6 +409,29 @@ static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float
     case 2: dotkernel_avx512_rows(2, K, A, lda, B, ldb, c, ldc, n, alpha, beta); break;
     default: dotkernel_avx512_rows(1, K, A, lda, B, ldb, c, ldc, n, alpha, beta); break;
     }
+}
+
+/* dotkernel_avx512_rows(1, ...)'s sums, over the blocks listed */
+TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t *blk, int nblk,
+                                        const float *B, int64_t ldb, float *c, int n) {
+    const int MR_ = 1;
+    const float *br0 = B, *br1 = B + (1 < n ? 1 : 0) * ldb, *br2 = B + (2 < n ? 2 : 0) * ldb;
+    const float *br3 = B + (3 < n ? 3 : 0) * ldb, *br4 = B + (4 < n ? 4 : 0) * ldb;
+    const float *br5 = B + (5 < n ? 5 : 0) * ldb;
+    DOT_ZERO(0)
+    for (int i = 0; i < nblk; i++) {
+        int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+        __mmask16 km = mask16((int)(K - p));
+        __m512 bv0 = _mm512_maskz_loadu_ps(km, br0 + p), bv1 = _mm512_maskz_loadu_ps(km, br1 + p);
+        __m512 bv2 = _mm512_maskz_loadu_ps(km, br2 + p), bv3 = _mm512_maskz_loadu_ps(km, br3 + p);
+        __m512 bv4 = _mm512_maskz_loadu_ps(km, br4 + p), bv5 = _mm512_maskz_loadu_ps(km, br5 + p);
+        DOT_FMA(0, _mm512_maskz_loadu_ps(km, a + p))
+    }
+    __mmask8 kn = (__mmask8)((1u << n) - 1);
+    __m256 va = _mm256_set1_ps(1.0f), vb = _mm256_set1_ps(0.0f);
+    const float beta = 0.0f;
+    const int64_t ldc = 0;
+    DOT_STORE(0)
 }
 
 /* the optimiser's constants, broadcast once per call */
@@ -572,7 +633,7 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
 
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
-                                                   gradstep_avx512};
+                                                   gradstep_avx512, dotblocks_avx512};
 #endif
 
 /* ---------------- the choice ---------------- */

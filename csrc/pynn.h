@@ -175,7 +175,10 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
  * out (sizes[L]) = the network's output for one input: x (sizes[0]) floats, or x_u8 (sizes[0])
  * pixels times scale (exactly one of the two non-NULL). work: at least pynn_net_workspace(net,
  * 1, 0) floats; out must not overlap x or work. A lone call runs on the caller's thread; calls
- * that come back to back share their big layers among the threads. */
+ * that come back to back share their big layers among the threads. The first layer skips the
+ * blocks of 16 inputs that are all zero (a digit's blank paper): the bits are those of
+ * pynn_net_forward, except that a blank input counts as nothing against a weight that is Inf or
+ * NaN, where the batch path's 0 * Inf gives NaN. */
 int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
                          float scale, float *out, float *work, int64_t work_len);
 

@@ -97,6 +97,7 @@ def read_npz(path):
 
 def network_from_arrays(arrays, path="model"):
     """Rebuild a Network from the arrays ``save`` wrote, checking each one."""
+    from . import ops
     from .network import Network, parse_sizes
     if "format_version" not in arrays or "architecture" not in arrays:
         raise ModelFileError(f"{path}: not a pynn model (no format_version/architecture)")
@@ -139,7 +140,7 @@ def network_from_arrays(arrays, path="model"):
                                      f"the architecture needs float32 {shape}")
             if not np.isfinite(a).all():
                 raise ModelFileError(f"{path}: {name} holds NaN or Inf")
-            dst[i] = np.ascontiguousarray(a).copy()
+            dst[i] = ops.aligned_copy(a)
     return net
 
 

@@ -78,8 +78,8 @@ class Network:
         self.weights, self.biases = [], []
         for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             f = self.activation if i < len(self.sizes) - 2 else self.output
-            self.weights.append(self._init_weights(n_in, n_out, f))
-            self.biases.append(np.zeros(n_out, dtype=np.float32))
+            self.weights.append(ops.aligned_copy(self._init_weights(n_in, n_out, f)))
+            self.biases.append(ops.aligned_copy(np.zeros(n_out, dtype=np.float32)))
         self._buffers = {}
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
@@ -399,12 +399,15 @@ class Network:
         One C call, with the buffers and weight pointers made on the first call and kept while
         net.weights and net.biases hold the same arrays (values may change). A lone call runs
         on one thread; calls that come back to back share the big layers among the threads.
+        The first layer reads W only where x has ink: blocks of 16 inputs that are all zero
+        are skipped (so a weight that is Inf or NaN against blank input does not make the
+        output NaN, as it does in ``forward``); the bits are otherwise ``forward``'s.
         """
         one = self.__dict__.get("_one")
-        if one is None or not one.current(self.weights + self.biases,
+        if one is None or not one.current(self.weights, self.biases,
                                           (self.activation, self.output, self.loss)):
             one = self._one = ops.OneSample(self._fused(writing=False))
-        return one(x)
+        return one.call(x)
 
     def predict_proba(self, X, batch_size=1024):
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""

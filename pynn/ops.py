@@ -532,6 +532,21 @@ OPTIMIZER_KINDS = {"sgd": lib.PYNN_OPT_SGD, "momentum": lib.PYNN_OPT_MOMENTUM,
 KERNEL_SETS = ("auto", "avx512f", "avx2", "generic")
 
 
+CACHE_LINE = 64
+
+
+def aligned_copy(a):
+    """A C-contiguous float32 copy of ``a`` whose data starts on a 64-byte cache line. The
+    network's weights are made this way: a digit's first layer reads W in blocks of 16 floats,
+    and a block on one cache line costs one line from L2 where a block across two costs two."""
+    a = np.asarray(a, dtype=np.float32)
+    buf = np.empty(a.size + CACHE_LINE // 4, dtype=np.float32)
+    start = (-buf.ctypes.data % CACHE_LINE) // 4
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def select_kernels(name="auto"):
     """Run the fast kernels on one SIMD path ("avx512f", "avx2", "generic"), or on the widest
     this CPU runs ("auto", the default). Tests use it to check every path against the reference."""
@@ -795,6 +810,10 @@ class OneSample:
     The output and work buffers and their pointers are made here; each call checks the input
     (a C-contiguous float32 or uint8 array of n_in values, any shape) and the arrays the view
     points into (``current``), makes the input's pointer, and runs one C call.
+
+    ``current`` and ``call`` (what calling it runs) are the pad's per-digit Python, a few microseconds beside a C
+    call of about two: they are closures over what they use, so that each name they read is a
+    local rather than an attribute or a global.
     """
 
     def __init__(self, view):
@@ -802,44 +821,66 @@ class OneSample:
         self.kinds = view.kinds
         self.n_in = view.sizes[0]
         self._arrays = view._arrays
-        self._layout = list(map(_LAYOUT, self._arrays))
         self._out = np.empty(view.sizes[-1], dtype=np.float32)
         self._work = np.empty(lib.pynn_net_workspace(view.c, 1, 0), dtype=np.float32)
         self._args = (view.c, _wptr(self._out), _wptr(self._work), self._work.size)
         self._lock = threading.Lock()
+        self.current = self._make_current()
+        self.call = self._make_call()
 
-    def current(self, arrays, kinds):
-        """True while ``arrays`` (weights then biases) are the very arrays the view points
-        into, with the shape, strides and dtype it was made for. Their data cannot move unseen:
-        the view holds a reference, so numpy refuses to resize them in place, and a resize
-        forced with refcheck=False changes the shape."""
-        return (list(map(_LAYOUT, arrays)) == self._layout     # also: as many arrays
-                and all(map(operator.is_, arrays, self._arrays)) and kinds == self.kinds)
+    def _make_current(self):
+        arrays0, layers, kinds0 = self._arrays, len(self._arrays) // 2, self.kinds
+        layout0, is_, layout = tuple(map(_LAYOUT, arrays0)), operator.is_, _LAYOUT
+
+        def current(weights, biases, kinds):
+            """True while ``weights`` and ``biases`` hold the very arrays the view points
+            into, with the shape, strides and dtype it was made for. Their data cannot move
+            unseen: the view holds a reference, so numpy refuses to resize them in place, and
+            a resize forced with refcheck=False changes the shape. (The layouts cost the most,
+            a new tuple each, so they come last.)"""
+            arrays = (*weights, *biases)
+            return (len(weights) == layers and len(arrays) == len(arrays0)
+                    and all(map(is_, arrays, arrays0)) and kinds == kinds0
+                    and tuple(map(layout, arrays)) == layout0)
+        return current
+
+    def _make_call(self):
+        net, out, work, work_len = self._args
+        n_in, result, lock = self.n_in, self._out, self._lock
+        forward, from_buffer, null, ndarray = lib.pynn_net_forward_one, ffi.from_buffer, ffi.NULL, np.ndarray
+        f32, u8, u8_scale = _F32, _U8, _U8_SCALE
+
+        def call(x):
+            """A new (n_out,) float32 array: the network's output for x (uint8 scaled to 0..1)."""
+            if type(x) is not ndarray:
+                if not isinstance(x, ndarray):
+                    raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
+                x = x.view(ndarray)              # a subclass: its data, as a plain array
+            if x.size != n_in:
+                raise ValueError(f"x must hold {n_in} values (one sample), got shape {x.shape}")
+            if not x.flags.c_contiguous:
+                raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
+            dt = x.dtype
+            if dt is f32 or dt == f32:
+                xf, xu, scale = from_buffer("float[]", x), null, 0.0
+            elif dt == u8:
+                xf, xu, scale = null, from_buffer("uint8_t[]", x), u8_scale
+            else:
+                raise TypeError(f"x must have dtype float32 or uint8, got {dt}")
+            lock.acquire()                       # C runs without the GIL: one caller at a time
+            try:                                 # in the buffers
+                rc = forward(net, xf, xu, scale, out, work, work_len)
+                y = result.copy()
+            finally:
+                lock.release()
+            if rc:
+                _status(rc, "net_forward_one")
+            return y
+        return call
 
     def __call__(self, x):
         """A new (n_out,) float32 array: the network's output for x (uint8 scaled to 0..1)."""
-        if type(x) is not np.ndarray:
-            if not isinstance(x, np.ndarray):
-                raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
-            x = x.view(np.ndarray)              # a subclass: its data, as a plain array
-        if x.size != self.n_in:
-            raise ValueError(f"x must hold {self.n_in} values (one sample), got shape {x.shape}")
-        if not x.flags.c_contiguous:
-            raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
-        net, out, work, work_len = self._args
-        dt = x.dtype
-        if dt == _F32:
-            xf, xu, scale = ffi.from_buffer("float[]", x), ffi.NULL, 0.0
-        elif dt == _U8:
-            xf, xu, scale = ffi.NULL, ffi.from_buffer("uint8_t[]", x), _U8_SCALE
-        else:
-            raise TypeError(f"x must have dtype float32 or uint8, got {dt}")
-        with self._lock:                # C runs without the GIL: one caller at a time in the buffers
-            rc = lib.pynn_net_forward_one(net, xf, xu, scale, out, work, work_len)
-            result = self._out.copy()
-        if rc:
-            _status(rc, "net_forward_one")
-        return result
+        return self.call(x)
 
     def prepared(self, x):
         """The C call for ``x`` alone, its pointer made once (x checked by one call first):

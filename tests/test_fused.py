@@ -432,6 +432,78 @@ def test_the_prepared_c_call_bench_times_is_predict_one():
         np.testing.assert_array_equal(net._one._out, want)
 
 
+def _blank_blocks(rng, n, keep):
+    """n values in blocks of 16 (the last one short when n is not a multiple), each block
+    kept with probability keep and otherwise blank: zeros, with a few negative zeros"""
+    x = rng.standard_normal(n).astype(np.float32)
+    for p in range(0, n, 16):
+        if rng.random() >= keep:
+            x[p:p + 16] = 0.0
+            x[p:p + 16:3] = -0.0
+    return x
+
+
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
+@pytest.mark.parametrize("sizes", [[37, 23, 13, 7], [784, 131, 10], [48, 6, 3]])
+def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
+    # the first layer reads W only over the blocks of 16 inputs that hold a value; a zero adds
+    # exactly nothing, so every output is the batch forward's, bit for bit: blocks blank at
+    # the start, in the middle and in the short last block, all blank, one lit, none blank
+    rng = np.random.default_rng(11)
+    n = sizes[0]
+    X = [_blank_blocks(rng, n, keep) for keep in (0.2, 0.5, 0.8) for _ in range(4)]
+    X += [np.zeros(n, np.float32), -np.zeros(n, np.float32)]
+    for p in range(0, n, 16):
+        x = np.zeros(n, np.float32)
+        x[p + (n - p - 1) % 16 if p + 16 > n else p + 15] = 0.5     # the block's last value
+        X.append(x)
+    X = np.array(X)
+    ops.select_kernels(kernels)
+    before = ops.get_num_threads()
+    try:
+        for nt in (1, 2):
+            ops.set_num_threads(nt)
+            net = pynn.Network(sizes, seed=4)
+            net.biases[0][:] = rng.standard_normal(sizes[1]).astype(np.float32)
+            want = net.forward(X, keep=False)
+            got = np.array([net.predict_one(x) for x in X])     # back to back: a stream
+            np.testing.assert_array_equal(got, want)
+            pixels = (np.abs(X) * 255).clip(0, 255).astype(np.uint8)
+            got = np.array([net.predict_one(x) for x in pixels])
+            np.testing.assert_array_equal(got, net.forward(pixels, keep=False))
+    finally:
+        ops.set_num_threads(before)
+        ops.select_kernels("auto")
+
+
+def test_a_blank_input_block_contributes_nothing_even_against_a_weight_that_is_not_finite():
+    # 0 * inf is NaN in IEEE arithmetic, and the batch forward, which multiplies every input,
+    # says so; predict_one skips a blank block of 16 inputs, so it counts a blank pixel as
+    # contributing nothing (the loaders and the training refuse weights that are not finite,
+    # so only a weight set by hand can be one)
+    net = pynn.Network([64, 8, 3], seed=0)
+    x = np.zeros(64, np.float32)
+    x[40:48] = 1.0                                     # block 2 lit, blocks 0, 1, 3 blank
+    net.weights[0][2, 5] = np.inf                      # against blank pixel 5
+    assert np.isnan(net.forward(x[None], keep=False)).all()
+    got = net.predict_one(x)
+    net.weights[0][2, 5] = 0.0
+    np.testing.assert_array_equal(got, net.predict_one(x))
+    net.weights[0][2, 41] = np.inf                     # against a lit pixel: as the batch path
+    np.testing.assert_array_equal(net.predict_one(x), net.forward(x[None], keep=False)[0])
+
+
+def test_weights_start_on_a_cache_line(tmp_path):
+    # made and loaded (a checkpoint loads the same way), the parameters start on 64-byte lines
+    # (a digit's first layer reads W in blocks of 16 floats, one line each when aligned)
+    net = pynn.Network([784, 30, 10], seed=0)
+    net.save(tmp_path / "m.npz")
+    for n in (net, pynn.load(tmp_path / "m.npz"), pynn.load_default()):
+        assert all(a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.dtype == np.float32
+                   for a in n.weights + n.biases)
+    np.testing.assert_array_equal(pynn.load(tmp_path / "m.npz").weights[0], net.weights[0])
+
+
 @pytest.mark.parametrize("sizes", [[784, 128, 10], [300, 400, 300, 10], [784, 131, 10]])
 def test_a_stream_of_digits_shares_the_layers_and_keeps_the_bits(sizes):
     # calls that come back to back split each big layer's units between the threads (a lone
