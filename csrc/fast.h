@@ -34,6 +34,9 @@ int pynn_threads_for_steps(double step_flops, int64_t steps);
 int pynn_stream_call(void);
 /* threads for a product of `flops` when the pool's workers are awake */
 int pynn_threads_for_awake(double flops);
+/* threads for a job bound by reading `bytes` of weights from cache, when the workers are
+ * awake: one digit's layer, a few flops a byte, pays for a second thread sooner than a GEMM */
+int pynn_threads_for_reads(double bytes);
 
 /* ---- micro-kernels (gemm_kernels.c) ----
  * Blocking constants of the packed ("BLIS") path. A micro-tile of C is MR x NR; A is packed in

@@ -234,7 +234,7 @@ int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8
         struct one_job job = {net, l, a, z, sparse ? blk : NULL, nblk};
         /* a layer too small to share (the output layer, typically) stays on this thread */
         double n_read = sparse ? (double)nblk * PYNN_DOT_BLOCK : (double)net->sizes[l];
-        int nt = stream ? pynn_threads_for_awake(2.0 * n_read * net->sizes[l + 1]) : 1;
+        int nt = stream ? pynn_threads_for_reads(4.0 * n_read * net->sizes[l + 1]) : 1;
         if (nt > 1) pynn_parallel_parts(nt, nt, one_layer_part, &job);
         else one_layer_part(0, 1, &job);
         a = z;

@@ -38,6 +38,8 @@
 #define WAIT_SPIN_NS 50000L      /* how long a thread spins at a barrier before it sleeps */
 #define MIN_FLOPS_PER_THREAD 2e6 /* below this, waking a second thread costs more than it saves */
 #define MIN_FLOPS_AWAKE 1e5      /* ... unless the workers are still spinning from the last job */
+#define MIN_BYTES_AWAKE 3e4      /* the same for a job bound by reading weights from L2 (one
+                                  * digit's layer): each thread's share of them */
 
 static int num_threads = 0;     /* 0: not set yet, use all cores */
 
@@ -61,11 +63,20 @@ int pynn_set_num_threads(int n) {
     return PYNN_OK;
 }
 
+/* the default: the CPUs this process may run on, counted once (sched_getaffinity is a system
+ * call, which on a virtual machine costs as much as a digit's first layer), and again in a
+ * forked child */
+static int default_threads = 0;
+
 int pynn_get_num_threads(void) {
     int n = __atomic_load_n(&num_threads, __ATOMIC_RELAXED);
     if (n > 0) return n;
+    n = __atomic_load_n(&default_threads, __ATOMIC_RELAXED);
+    if (n > 0) return n;
     n = cores();
-    return n > MAX_THREADS ? MAX_THREADS : n;
+    n = n > MAX_THREADS ? MAX_THREADS : n;
+    __atomic_store_n(&default_threads, n, __ATOMIC_RELAXED);
+    return n;
 }
 
 const char *pynn_cpu_features(void) {
@@ -243,6 +254,7 @@ static void pool_after_fork(void) {
     pool.remaining = pool.bar_count = pool.caller_sleeping = pool.bar_sleepers = 0;
     pool.parts_sleepers = 0;
     pool.claim = 0;
+    default_threads = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -299,6 +311,10 @@ int pynn_stream_call(void) {
 
 int pynn_threads_for_awake(double flops) {
     return threads_at(flops, MIN_FLOPS_AWAKE);
+}
+
+int pynn_threads_for_reads(double bytes) {
+    return threads_at(bytes, MIN_BYTES_AWAKE);
 }
 
 /* publish the next generation's job word (kind and thread count in job_bits; fn, arg and the

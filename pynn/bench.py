@@ -9,13 +9,16 @@ pynn is faster):
          data in memory): 784-800-10 at batch 64 over whole MNIST epochs, with the test
          accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
   infer  one digit (1,784) to probabilities, from Python: pynn's predict_proba (and
-         predict_one, which returns the (10,) row), PyTorch, and numpy's two matrix products
+         predict_one, which returns the (10,) row), PyTorch, and numpy's two matrix products,
+         on real digits (MNIST's test digits, or digits drawn as the pad draws them), whose
+         blank blocks pynn's first layer skips; and pynn's C call on an input with none
 Times are medians of blocks of calls the libraries take in turns (with a pause between, so
 that no library's idle threads still spin while another runs), so a busy machine slows all of
 them alike. PyTorch is optional (``pip install .[bench]``); without it its columns are blank.
 """
 import argparse
 import ctypes
+import itertools
 import os
 import platform
 import statistics
@@ -344,14 +347,45 @@ def _numpy_forward(W1, b1, W2, b2):
     return forward
 
 
+def _digits(args):
+    """(eight digits as (1,784) float32 rows, where they come from): the first eight MNIST test
+    digits scaled as the loaders scale them, or, when MNIST is not at hand, eight digits drawn
+    from strokes the way the pad draws them"""
+    data, _ = _mnist(args)
+    if data is not None:
+        X = data[2][:8]
+        return [np.ascontiguousarray(X[i:i + 1]) for i in range(8)], "the first eight MNIST test digits"
+    from .preprocess import strokes_to_mnist
+    t = np.linspace(0.0, 2.0 * np.pi, 60)
+    line = lambda *p: np.array(p, dtype=np.float64)
+    strokes = [[np.c_[100 + 60 * np.cos(t), 100 + 90 * np.sin(t)]], [line([100, 10], [100, 190])],
+               [line([40, 30], [100, 10], [160, 40], [40, 190], [170, 190])],
+               [line([40, 20], [160, 20], [100, 100], [160, 150], [40, 190])],
+               [line([120, 10], [40, 130], [170, 130]), line([130, 60], [130, 190])],
+               [line([160, 10], [50, 10], [40, 90], [150, 110], [140, 190], [40, 180])],
+               [np.c_[100 + 60 * np.cos(t), 140 + 50 * np.sin(t)], line([40, 140], [120, 10])],
+               [line([40, 20], [160, 20], [80, 190])]]
+    return ([strokes_to_mnist(s).reshape(1, 784) for s in strokes],
+            "eight digits drawn from strokes as the pad draws them (MNIST is not at hand)")
+
+
+def _turns(fn, items):
+    """fn called on the items in turn, one a call"""
+    it = itertools.cycle(items)
+    return lambda: fn(next(it))
+
+
 def bench_infer(args, torch, out):
     from . import load_default
-    out("\nOne digit (1,784) to probabilities, from Python (microseconds a call; pynn: "
-        "predict_proba, one: predict_one, C: its C call alone; torch at the faster of its "
-        "thread counts, shown as thr; ratio = the faster of numpy and PyTorch / pynn, vs torch = "
-        "PyTorch / pynn)")
-    out(f"{'network':24s} {'pynn':>8s} {'one':>8s} {'C':>6s} {'numpy':>8s} {'torch':>8s} "
-        f"{'thr':>4s} {'ratio':>7s} {'vs torch':>8s}")
+    digits, source = _digits(args)
+    dense = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+    out(f"\nOne digit (1,784) to probabilities, from Python: {source} in turn (microseconds a "
+        "call; pynn: predict_proba, one: predict_one, C: its C call alone, C dense: the C call "
+        "for an input with no blank pixels, which the first layer cannot skip; torch at the "
+        "faster of its thread counts, shown as thr; ratio = the faster of numpy and PyTorch / "
+        "pynn, vs torch = PyTorch / pynn)")
+    out(f"{'network':24s} {'pynn':>8s} {'one':>8s} {'C':>6s} {'C dense':>8s} {'numpy':>8s} "
+        f"{'torch':>8s} {'thr':>4s} {'ratio':>7s} {'vs torch':>8s}")
     nets = [("784-128-10", Network([784, 128, 10], seed=0)),
             ("784-800-10", Network([784, 800, 10], seed=0))]
     try:
@@ -359,7 +393,6 @@ def bench_infer(args, torch, out):
         nets.append((f"shipped {'-'.join(map(str, shipped.sizes))}", shipped))
     except Exception as e:
         out(f"(the shipped model could not be loaded: {e})")
-    x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
     budget = 0.2 if args.quick else 1.0
     for name, net in nets:
         if len(net.weights) != 2 or net.activation != "relu" or net.output != "softmax":
@@ -367,9 +400,11 @@ def bench_infer(args, torch, out):
             continue
         W1, W2 = net.weights
         b1, b2 = net.biases
-        net.predict_one(x)
-        fns = [lambda: net.predict_proba(x), lambda: net.predict_one(x),
-               net._one.prepared(x), lambda: _numpy_forward(W1, b1, W2, b2)(x)]
+        net.predict_one(dense)
+        calls = [net._one.prepared(x) for x in digits]
+        fns = [_turns(net.predict_proba, digits), _turns(net.predict_one, digits),
+               _turns(lambda call: call(), calls), net._one.prepared(dense),
+               _turns(_numpy_forward(W1, b1, W2, b2), digits)]
         if torch is not None:
             model = torch.nn.Sequential(torch.nn.Linear(784, W1.shape[0]), torch.nn.ReLU(),
                                         torch.nn.Linear(W1.shape[0], W2.shape[0]))
@@ -377,17 +412,17 @@ def bench_infer(args, torch, out):
                 for layer, W, b in ((model[0], W1, b1), (model[2], W2, b2)):
                     layer.weight.copy_(torch.from_numpy(W))
                     layer.bias.copy_(torch.from_numpy(b))
-            xt = torch.from_numpy(x)
 
-            def torch_forward(model=model, xt=xt):
+            def torch_forward(xt, model=model):
                 with torch.no_grad():
                     return torch.softmax(model(xt), dim=1)
-            fns += _torch_thread_counts(torch, torch_forward)
+            fns += _torch_thread_counts(torch, _turns(torch_forward,
+                                                      [torch.from_numpy(x) for x in digits]))
         times = interleaved(fns, budget, inner=20, rounds=2 if args.quick else 3)
-        best, thr = _fastest(times[4:], torch)
-        us = [t * 1e6 if t else None for t in times[:4] + [best]]
+        best, thr = _fastest(times[5:], torch)
+        us = [t * 1e6 if t else None for t in times[:5] + [best]]
         out(f"{name:24s} {_fmt(us[0])} {_fmt(us[1])} {_fmt(us[2], 6)} {_fmt(us[3])} "
-            f"{_fmt(us[4])} {thr:>4s} {_ratio(times[0], [times[3], best]):>7s} "
+            f"{_fmt(us[4])} {_fmt(us[5])} {thr:>4s} {_ratio(times[0], [times[4], best]):>7s} "
             f"{_ratio(times[0], [best]):>8s}")
 
 

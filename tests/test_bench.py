@@ -1,5 +1,7 @@
 """pynn bench runs to the end and prints its tables, with or without PyTorch (timings are not
 checked here: they are what the benchmark reports, never what a test asserts)."""
+import argparse
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,29 @@ def test_inference_section_runs_without_torch(monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "PyTorch: not installed" in text
     row = next(line for line in text.splitlines() if line.startswith("784-128-10"))
-    pynn_us, one_us, c_us, numpy_us, torch_us = row.split()[1:6]
-    assert min(float(pynn_us), float(one_us), float(c_us), float(numpy_us)) > 0 and torch_us == "-"
+    pynn_us, one_us, c_us, dense_us, numpy_us, torch_us = row.split()[1:7]
+    assert min(map(float, (pynn_us, one_us, c_us, dense_us, numpy_us))) > 0 and torch_us == "-"
+
+
+@pytest.mark.parametrize("mnist", [True, False])
+def test_inference_times_real_digits(monkeypatch, mnist):
+    # MNIST's first test digits, or (without MNIST) digits drawn as the pad draws them: real
+    # digits, with the blank paper whose blocks the first layer skips
+    if not mnist:
+        monkeypatch.setattr(bench, "_mnist", lambda args: (None, "no MNIST here"))
+    args = argparse.Namespace(data_dir=None)
+    try:
+        digits, source = bench._digits(args)
+    except Exception as e:           # no MNIST at hand: the other case covers the fallback
+        pytest.skip(f"MNIST is not at hand: {e}")
+    assert source.startswith("the first eight MNIST") == mnist and ("drawn" in source) == (not mnist)
+    assert len(digits) == 8
+    for x in digits:
+        assert x.shape == (1, 784) and x.dtype == np.float32 and x.flags.c_contiguous
+        assert 0.0 <= x.min() and x.max() <= 1.0
+        blank = ~(x.reshape(49, 16) != 0).any(axis=1)
+        assert 0.15 < blank.mean() < 0.8       # ink, and blocks without any
+    assert len({x.tobytes() for x in digits}) == 8
 
 
 def test_gemm_rows_measure_the_right_product(monkeypatch):
