@@ -179,6 +179,28 @@ static void leave_callers_cpu(void) {
 #endif
 }
 
+/* Moving after waking comes late: the woken worker first has to get the caller's CPU, which
+ * the caller, busy with the job, keeps for up to a scheduler tick (a product after a pause ran
+ * at one thread's speed for a millisecond and more). So a worker about to sleep first leaves
+ * the CPU the caller last posted from, in its affinity mask, where the scheduler will wake it
+ * on another CPU; awake, it takes back the mask it had (`saved`, when *moved is set). */
+static void sleep_off_callers_cpu(cpu_set_t *saved, int *moved) {
+    *moved = 0;
+#if defined(__linux__) && defined(CPU_COUNT)
+    int cpu = __atomic_load_n(&caller_cpu, __ATOMIC_RELAXED);
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(*saved), saved) != 0) return;
+    cpu_set_t others = *saved;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof(others), &others) == 0) *moved = 1;
+#endif
+}
+
+static void wake_anywhere(const cpu_set_t *saved, int moved) {
+#if defined(__linux__) && defined(CPU_COUNT)
+    if (moved) sched_setaffinity(0, sizeof(*saved), saved);
+#endif
+}
+
 /* claim and run the parts of job `gen` until none is left: first part `tid` (so that a part
  * goes to the same thread each time, whose cache keeps its data), then any other. A part is
  * claimed by one compare-and-swap on a word that names the job (generation << 32 | parts << 16
@@ -213,6 +235,9 @@ static void *worker_main(void *arg) {
         for (int spins = 0; load_u(&pool.generation) == seen; spins++) {
             cpu_relax();
             if ((spins & 255) == 255 && now_ns() - start > SPIN_NS) {
+                cpu_set_t saved;
+                int moved;
+                sleep_off_callers_cpu(&saved, &moved);
                 pthread_mutex_lock(&pool.lock);
                 while (load_u(&pool.generation) == seen) {
                     pool.sleepers++;
@@ -220,7 +245,8 @@ static void *worker_main(void *arg) {
                     pool.sleepers--;
                 }
                 pthread_mutex_unlock(&pool.lock);
-                leave_callers_cpu();
+                if (moved) wake_anywhere(&saved, moved);
+                else leave_callers_cpu();
                 break;
             }
         }

@@ -85,21 +85,24 @@ def test_train_batch_matches_gradients_then_step(B):
     assert_same_weights(fused, ref)
 
 
-def test_a_large_network_on_two_threads_matches_and_repeats():
-    # big enough for the pool and the packed GEMM path: 784-300-10, batches of 64
+@pytest.mark.parametrize("sizes", [[784, 300, 10], [200, 520, 10]])
+def test_a_large_network_on_two_threads_matches_and_repeats(sizes):
+    # big enough for the pool and the packed GEMM path, batches of 64: 784-300-10, whose
+    # threads split dW's columns, and 200-520-10, whose dW has more rows than columns and
+    # splits its rows
     rng = np.random.default_rng(3)
-    X = rng.random((256, 784), dtype=np.float32)
+    X = rng.random((256, sizes[0]), dtype=np.float32)
     y = rng.integers(0, 10, 256)
     before = ops.get_num_threads()
     runs = []
     try:
         for nt in (2, 2, 1):
             ops.set_num_threads(nt)
-            net = pynn.Network([784, 300, 10], seed=0)
+            net = pynn.Network(sizes, seed=0)
             net.fit(X, y, epochs=1, batch_size=64, optimizer=SGD(lr=0.05, momentum=0.9))
             runs.append(net)
         ops.set_num_threads(2)
-        ref = pynn.Network([784, 300, 10], seed=0)
+        ref = pynn.Network(sizes, seed=0)
         reference_fit(ref, X, y, 1, 64, SGD(lr=0.05, momentum=0.9))
     finally:
         ops.set_num_threads(before)
