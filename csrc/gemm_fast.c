@@ -203,9 +203,16 @@ static int use_dot(const struct pynn_gemm_args *g) {
  * tenth of the product at 256x800x784), and the halves balance to a sliver, where columns
  * balance only to a 48-wide tile. On two threads dW at 10x800 ran 1.3x faster, and dX at
  * 256x800 1.1x. */
+static int use_gemv(const struct pynn_gemm_args *g) {
+    return (g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL;
+}
+
 int pynn_gemm_splits_columns(const struct pynn_gemm_args *g, int nthreads) {
     int64_t col_unit = use_dot(g) ? PYNN_DOT_NR : 16;
     if (!use_dot(g) && g->M >= 16 * PYNN_MR * nthreads) return 0;
+    /* an outer product (dW for a batch of one) goes row by row: whole rows to each thread,
+     * which write whole lines of C; halves of rows ran slower than one thread at 128x784 */
+    if (use_gemv(g) && g->K > 0 && g->M >= 2 * PYNN_MR * nthreads) return 0;
     return g->N >= 2 * col_unit * nthreads || g->M < 2 * PYNN_MR * nthreads;
 }
 
@@ -226,7 +233,7 @@ static void gemm_range(const struct pynn_gemm_args *g, int64_t m0, int64_t m1, i
     if (m0 >= m1 || n0 >= n1) return;
     if (g->K == 0) scale_only(g, m0, m1, n0, n1);
     else if (use_dot(g)) dot_range(g, kern, m0, m1, n0, n1);
-    else if ((g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL && kern->gemvkernel != NULL)
+    else if (use_gemv(g) && kern->gemvkernel != NULL)
         gemv_range(g, kern, m0, m1, n0, n1);
     else packed_range(g, kern, m0, m1, n0, n1);
 }
