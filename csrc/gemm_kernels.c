@@ -267,18 +267,22 @@ TGT_AVX512 static inline __mmask16 mask16(int n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* a ROWS x 48 tile (ROWS <= 8 rows of the packed sliver, m <= ROWS of them stored). ROWS and
- * FULL are compile-time constants after inlining, so the full 8-row tile runs with plain
- * loads and a tile of 1, 2 or 4 rows (a batch of one, a batch's last rows) does no wasted
- * work. The 24 accumulators are named variables, not an array: GCC then keeps every one in a
- * register instead of writing an array back to the stack each iteration. */
+/* a ROWS x 48 tile (ROWS <= 8 rows of the packed sliver, m <= ROWS of them stored), of which
+ * the first NV vectors of 16 columns are computed (n <= 16 NV). ROWS, FULL and NV are
+ * compile-time constants after inlining, so the full 8-row tile runs with plain loads, a tile
+ * of 1, 2 or 4 rows (a batch of one, a batch's last rows) does no wasted work, and neither does
+ * the last tile of a row of C whose width is not a multiple of 48 (784 = 16 x 48 + 16: its last
+ * tile, at full width, cost a whole tile for a third of one). Each element's sum is the same
+ * chain of fused multiply-adds whatever NV is. The 24 accumulators are named variables, not an
+ * array: GCC then keeps every one in a register instead of writing an array back to the stack
+ * each iteration. */
 #define ACC_ZERO(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = c##r##0, c##r##2 = c##r##0;
 #define ACC_FMA(r)                                                        \
     if (ROWS > r) {                                                       \
         __m512 ar = _mm512_set1_ps(a[r]);                                 \
         c##r##0 = _mm512_fmadd_ps(ar, b0, c##r##0);                       \
-        c##r##1 = _mm512_fmadd_ps(ar, b1, c##r##1);                       \
-        c##r##2 = _mm512_fmadd_ps(ar, b2, c##r##2);                       \
+        if (NV > 1) c##r##1 = _mm512_fmadd_ps(ar, b1, c##r##1);           \
+        if (NV > 2) c##r##2 = _mm512_fmadd_ps(ar, b2, c##r##2);           \
     }
 #define ACC_STORE(r)                                                      \
     if (ROWS > r && m > r) {                                              \
@@ -287,27 +291,28 @@ TGT_AVX512 static inline __mmask16 mask16(int n) {
         __m512 o2 = _mm512_mul_ps(va, c##r##2);                           \
         if (beta != 0.0f) {                                               \
             o0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, crow), o0);      \
-            o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, crow + 16), o1); \
-            o2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k2, crow + 32), o2); \
+            if (NV > 1) o1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, crow + 16), o1); \
+            if (NV > 2) o2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k2, crow + 32), o2); \
         }                                                                 \
         _mm512_mask_storeu_ps(crow, k0, o0);                              \
-        _mm512_mask_storeu_ps(crow + 16, k1, o1);                         \
-        _mm512_mask_storeu_ps(crow + 32, k2, o2);                         \
+        if (NV > 1) _mm512_mask_storeu_ps(crow + 16, k1, o1);             \
+        if (NV > 2) _mm512_mask_storeu_ps(crow + 32, k2, o2);             \
     }
 
 TGT_AVX512 static inline __attribute__((always_inline)) void
-ukernel_avx512_tile(const int ROWS, const int FULL, int64_t K, const float *a, const float *b,
-                    int64_t ldb, float *c, int64_t ldc, int m, int n, float alpha, float beta) {
+ukernel_avx512_tile(const int ROWS, const int FULL, const int NV, int64_t K, const float *a,
+                    const float *b, int64_t ldb, float *c, int64_t ldc, int m, int n,
+                    float alpha, float beta) {
     ACC_ZERO(0) ACC_ZERO(1) ACC_ZERO(2) ACC_ZERO(3) ACC_ZERO(4) ACC_ZERO(5) ACC_ZERO(6) ACC_ZERO(7)
     const __mmask16 k0 = mask16(n), k1 = mask16(n - 16), k2 = mask16(n - 32);
     for (int64_t p = 0; p < K; p++, a += PYNN_MR, b += ldb) {
-        __m512 b0, b1, b2;
+        __m512 b0, b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps();
         if (FULL) {
             b0 = _mm512_loadu_ps(b); b1 = _mm512_loadu_ps(b + 16); b2 = _mm512_loadu_ps(b + 32);
         } else {
             b0 = _mm512_maskz_loadu_ps(k0, b);
-            b1 = _mm512_maskz_loadu_ps(k1, b + 16);
-            b2 = _mm512_maskz_loadu_ps(k2, b + 32);
+            if (NV > 1) b1 = _mm512_maskz_loadu_ps(k1, b + 16);
+            if (NV > 2) b2 = _mm512_maskz_loadu_ps(k2, b + 32);
         }
         ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5) ACC_FMA(6) ACC_FMA(7)
     }
@@ -316,20 +321,21 @@ ukernel_avx512_tile(const int ROWS, const int FULL, int64_t K, const float *a, c
     ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
 }
 
+/* a tile of ROWS rows: full width, or the vectors that n needs */
+#define UKERNEL_ROWS(ROWS)                                                                    \
+    do {                                                                                      \
+        if (n == PYNN_NR) ukernel_avx512_tile(ROWS, 1, 3, K, a, b, ldb, c, ldc, m, n, alpha, beta); \
+        else if (n > 32) ukernel_avx512_tile(ROWS, 0, 3, K, a, b, ldb, c, ldc, m, n, alpha, beta);  \
+        else if (n > 16) ukernel_avx512_tile(ROWS, 0, 2, K, a, b, ldb, c, ldc, m, n, alpha, beta);  \
+        else ukernel_avx512_tile(ROWS, 0, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);             \
+    } while (0)
+
 TGT_AVX512 static void ukernel_avx512(int64_t K, const float *a, const float *b, int64_t ldb,
                                       float *c, int64_t ldc, int m, int n, float alpha, float beta) {
-    int full = n == PYNN_NR;
-    if (m > 4) {
-        if (full) ukernel_avx512_tile(8, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);
-        else ukernel_avx512_tile(8, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
-    } else if (m > 2) {
-        if (full) ukernel_avx512_tile(4, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);
-        else ukernel_avx512_tile(4, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
-    } else if (m == 2) {
-        ukernel_avx512_tile(2, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
-    } else {
-        ukernel_avx512_tile(1, 0, K, a, b, ldb, c, ldc, m, n, alpha, beta);
-    }
+    if (m > 4) UKERNEL_ROWS(8);
+    else if (m > 2) UKERNEL_ROWS(4);
+    else if (m == 2) UKERNEL_ROWS(2);
+    else UKERNEL_ROWS(1);
 }
 
 /* sums of the 16 lanes of each of 4 vectors, as the 4 lanes of one 128-bit vector */
