@@ -196,6 +196,11 @@ static int use_dot(const struct pynn_gemm_args *g) {
     return g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K && g->tile_fn == NULL;
 }
 
+/* one or two rows of C, or a sum of one or two products: row by row through the gemv kernel */
+static int use_gemv(const struct pynn_gemm_args *g) {
+    return (g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL;
+}
+
 /* split the columns when every thread gets a couple of tiles, else the rows; columns go to
  * the threads in units of 16, or of 6 on the dot path. Off the dot path, a C whose rows give
  * each thread 16 slivers or more splits its rows: each thread then packs only its own rows of
@@ -203,10 +208,6 @@ static int use_dot(const struct pynn_gemm_args *g) {
  * tenth of the product at 256x800x784), and the halves balance to a sliver, where columns
  * balance only to a 48-wide tile. On two threads dW at 10x800 ran 1.3x faster, and dX at
  * 256x800 1.1x. */
-static int use_gemv(const struct pynn_gemm_args *g) {
-    return (g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL;
-}
-
 int pynn_gemm_splits_columns(const struct pynn_gemm_args *g, int nthreads) {
     int64_t col_unit = use_dot(g) ? PYNN_DOT_NR : 16;
     if (!use_dot(g) && g->M >= 16 * PYNN_MR * nthreads) return 0;
