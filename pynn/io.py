@@ -6,11 +6,15 @@ what is wrong, a file that is truncated, corrupt, of an unknown version, holds p
 has parameters whose shapes do not fit the architecture, or holds NaN or Inf.
 
 Writes go to a temporary file beside the target, flushed to disk, then renamed over it: a
-process killed mid-save leaves the old file whole.
+process killed mid-save leaves the old file whole, and a Ctrl+C that arrives mid-save is held
+until the file is written.
 """
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -22,8 +26,35 @@ class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Ctrl+C held back until the block is done, then raised as usual (KeyboardInterrupt).
+    numpy writes a .npz through zipfile, and a KeyboardInterrupt inside its writer comes out
+    as zipfile's ValueError about an open handle: a traceback where ``pynn train`` would have
+    saved its state and said how to resume. Only where Python's own handler is in place, in
+    the main thread (the only one signals reach)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    arrived = []
+    signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if arrived:
+        raise KeyboardInterrupt
+
+
 def atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file in path's directory, fsync it, rename it to path."""
+    """Call ``write(fileobj)`` on a temporary file in path's directory, fsync it, rename it to
+    path; a Ctrl+C meanwhile is raised once the file is in place (ctrl_c_held)."""
+    with ctrl_c_held():
+        _atomic_write(path, write)
+
+
+def _atomic_write(path, write):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)

@@ -2,6 +2,8 @@
 message naming it and the problem."""
 import json
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -58,6 +60,32 @@ def test_failed_save_leaves_the_old_file_whole(tmp_path):
         io.atomic_write(path, crash)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_ctrl_c_during_a_save_is_raised_once_the_file_is_whole(tmp_path):
+    # numpy's zip writer, interrupted mid-file, raises zipfile's ValueError instead of the
+    # KeyboardInterrupt (so pynn train printed a traceback instead of saving its state): the
+    # Ctrl+C is held until the file is in place, then raised
+    path = tmp_path / "m.npz"
+    net, X = trained_net()
+    arrays = io.network_arrays(net)
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal
+    try:
+        def ctrl_c_mid_write(f):
+            f.write(b"")
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)                     # Python runs its handler meanwhile
+            np.savez(f, **arrays)
+        with pytest.raises(KeyboardInterrupt):
+            io.atomic_write(path, ctrl_c_mid_write)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        loaded = pynn.load(path)
+        np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+        assert os.listdir(tmp_path) == ["m.npz"]
+        io.atomic_write(path, lambda f: np.savez(f, **arrays))    # no Ctrl+C: nothing raised
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def save_arrays(path, **changes):
