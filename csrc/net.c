@@ -536,6 +536,12 @@ struct small_job {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* a request that the n floats of a row come into cache, a line at a time */
+static void prefetch_row(const float *row, int64_t n) {
+    for (int64_t byte = 0; byte < n * (int64_t)sizeof(float); byte += 64)
+        __builtin_prefetch((const char *)row + byte, 0, 2);
+}
+
 /* this thread's share of batch k's rows, copied into slot k % 3 of the gathered rows, and a
  * request for its share of batch k + 1's rows, so that they are in cache when their turn
  * comes (rows drawn at random from a data set are likely in memory only). Batch k is copied
@@ -551,11 +557,7 @@ static void small_gather(const struct small_job *job, int64_t k, int tid, int nt
         memcpy(slot + r * n0, job->X + job->order[first + r] * n0, (size_t)n0 * sizeof(float));
     int64_t next = first + job->batch, n_next = min64(job->batch, job->n_order - next);
     row_share(n_next > 0 ? n_next : 0, tid, nt, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const char *row = (const char *)(job->X + job->order[next + r] * n0);
-        for (int64_t byte = 0; byte < n0 * (int64_t)sizeof(float); byte += 64)
-            __builtin_prefetch(row + byte, 0, 2);
-    }
+    for (int64_t r = r0; r < r1; r++) prefetch_row(job->X + job->order[next + r] * n0, n0);
 }
 
 /* rows [i0, i0+m) x columns [j0, j0+n) of parameter array p (row length ld) step with the
@@ -600,11 +602,8 @@ static void small_job(int tid, int nt, void *arg) {
             int64_t src = job->order ? job->order[first + r] : first + r;
             memcpy(Tg + r * nL, job->T + src * nL, (size_t)nL * sizeof(float));
         }
-        if (!gather && job->order && first + 1 < job->n_order) {   /* the next row, to cache */
-            const char *row = (const char *)(job->X + job->order[first + 1] * n0);
-            for (int64_t byte = 0; byte < n0 * (int64_t)sizeof(float); byte += 64)
-                __builtin_prefetch(row + byte, 0, 2);
-        }
+        if (!gather && job->order && first + 1 < job->n_order)     /* the next row, to cache */
+            prefetch_row(job->X + job->order[first + 1] * n0, n0);
         float *P = job->P + (k % 2) * nb * pstride;
         /* 1. own hidden units, six rows of W0 at a time against every row of the batch */
         for (int64_t j = u0; j < u1; j += PYNN_DOT_NR) {

@@ -165,16 +165,28 @@ static void note_callers_cpu(void) {
 #endif
 }
 
-static void leave_callers_cpu(void) {
+/* the CPUs this thread may run on (*allowed), and the same without the caller's last CPU
+ * (*others); false when there is no other CPU to go to, or the caller's is not known */
+static int others_than_callers(cpu_set_t *allowed, cpu_set_t *others) {
 #if defined(__linux__) && defined(CPU_COUNT)
     int cpu = __atomic_load_n(&caller_cpu, __ATOMIC_RELAXED);
-    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu) return;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(*allowed), allowed) != 0)
+        return 0;
+    *others = *allowed;
+    CPU_CLR(cpu, others);
+    return CPU_COUNT(others) > 0;
+#else
+    (void)allowed; (void)others;
+    return 0;
+#endif
+}
+
+static void leave_callers_cpu(void) {
+#if defined(__linux__) && defined(CPU_COUNT)
     cpu_set_t allowed, others;
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
-    others = allowed;
-    CPU_CLR(cpu, &others);
-    if (CPU_COUNT(&others) == 0) return;
-    if (sched_setaffinity(0, sizeof(others), &others) == 0)
+    if (sched_getcpu() != __atomic_load_n(&caller_cpu, __ATOMIC_RELAXED)) return;
+    if (others_than_callers(&allowed, &others) &&
+        sched_setaffinity(0, sizeof(others), &others) == 0)
         sched_setaffinity(0, sizeof(allowed), &allowed);
 #endif
 }
@@ -182,22 +194,24 @@ static void leave_callers_cpu(void) {
 /* Moving after waking comes late: the woken worker first has to get the caller's CPU, which
  * the caller, busy with the job, keeps for up to a scheduler tick (a product after a pause ran
  * at one thread's speed for a millisecond and more). So a worker about to sleep first leaves
- * the CPU the caller last posted from, in its affinity mask, where the scheduler will wake it
- * on another CPU; awake, it takes back the mask it had (`saved`, when *moved is set). */
-static void sleep_off_callers_cpu(cpu_set_t *saved, int *moved) {
-    *moved = 0;
+ * the CPU the caller last posted from out of its affinity mask, where the scheduler will wake
+ * it on another CPU; awake, it takes back the mask it had, `saved`. Returns whether it moved. */
+static int sleep_off_callers_cpu(cpu_set_t *saved) {
 #if defined(__linux__) && defined(CPU_COUNT)
-    int cpu = __atomic_load_n(&caller_cpu, __ATOMIC_RELAXED);
-    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(*saved), saved) != 0) return;
-    cpu_set_t others = *saved;
-    CPU_CLR(cpu, &others);
-    if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof(others), &others) == 0) *moved = 1;
+    cpu_set_t others;
+    return others_than_callers(saved, &others) &&
+           sched_setaffinity(0, sizeof(others), &others) == 0;
+#else
+    (void)saved;
+    return 0;
 #endif
 }
 
-static void wake_anywhere(const cpu_set_t *saved, int moved) {
+static void wake_anywhere(const cpu_set_t *saved) {
 #if defined(__linux__) && defined(CPU_COUNT)
-    if (moved) sched_setaffinity(0, sizeof(*saved), saved);
+    sched_setaffinity(0, sizeof(*saved), saved);
+#else
+    (void)saved;
 #endif
 }
 
@@ -236,8 +250,7 @@ static void *worker_main(void *arg) {
             cpu_relax();
             if ((spins & 255) == 255 && now_ns() - start > SPIN_NS) {
                 cpu_set_t saved;
-                int moved;
-                sleep_off_callers_cpu(&saved, &moved);
+                int moved = sleep_off_callers_cpu(&saved);
                 pthread_mutex_lock(&pool.lock);
                 while (load_u(&pool.generation) == seen) {
                     pool.sleepers++;
@@ -245,7 +258,7 @@ static void *worker_main(void *arg) {
                     pool.sleepers--;
                 }
                 pthread_mutex_unlock(&pool.lock);
-                if (moved) wake_anywhere(&saved, moved);
+                if (moved) wake_anywhere(&saved);
                 else leave_callers_cpu();
                 break;
             }

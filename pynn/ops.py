@@ -811,9 +811,9 @@ class OneSample:
     (a C-contiguous float32 or uint8 array of n_in values, any shape) and the arrays the view
     points into (``current``), makes the input's pointer, and runs one C call.
 
-    ``current`` and ``call`` (what calling it runs) are the pad's per-digit Python, a few microseconds beside a C
-    call of about two: they are closures over what they use, so that each name they read is a
-    local rather than an attribute or a global.
+    ``current`` and ``call`` (what calling it runs) are the pad's per-digit Python, a few
+    microseconds beside a C call of about two: they are closures over what they use, so that
+    each name they read is a local rather than an attribute or a global.
     """
 
     def __init__(self, view):
