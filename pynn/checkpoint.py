@@ -70,7 +70,7 @@ def checkpoint_arrays(net, optimizer, epoch, history, run=None):
         checkpoint_version=np.array(CHECKPOINT_VERSION, dtype=np.int64),
         epoch=np.array(int(epoch), dtype=np.int64),
         rng_state=np.array(json.dumps(net.rng.bit_generator.state)),
-        dropout_state=np.array(json.dumps([net._dropout_seed, net._dropout_step])),
+        dropout_state=np.array(json.dumps([net.dropout_seed, net.dropout_step])),
         history=np.array(json.dumps(history)),
         optimizer=np.array(json.dumps({"kind": kind, "settings": optimizer_settings(optimizer),
                                        "steps": int(state["steps"]),
@@ -106,7 +106,7 @@ def load_checkpoint(directory):
         if not (isinstance(state, list) and len(state) == 2
                 and all(type(v) is int and 0 <= v < 2 ** 63 for v in state)):
             raise io.ModelFileError(f"{path}: dropout_state is not two counts")
-        net._dropout_seed, net._dropout_step = state
+        net.dropout_seed, net.dropout_step = state
     history = _json_or_int(arrays, "history", path)
     if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
         raise io.ModelFileError(f"{path}: history is not a dict of lists")

@@ -1,7 +1,9 @@
 """Saving and loading networks: a .npz file of plain arrays, never a pickle.
 
-The file holds a format version, the architecture (sizes, activation, output, loss, dropout) and the
-parameters W0, b0, W1, b1, ... Loading checks all of it and refuses, with one line saying
+The file holds a format version, the architecture (the list of layers, each its kind and
+arguments, and the output function, loss and input shape) and the parameters W0, b0, W1, b1, ...
+of the layers that have them, input side first. Files of format version 1, whose architecture
+is the widths of dense layers and one activation, load as the layers those stand for. Loading checks all of it and refuses, with one line saying
 what is wrong, a file that is truncated, corrupt, of an unknown version, holds pickled objects,
 has parameters whose shapes do not fit the architecture, or holds NaN or Inf.
 
@@ -19,7 +21,8 @@ import zipfile
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)      # what load reads
 
 
 class ModelFileError(ValueError):
@@ -87,11 +90,12 @@ def _atomic_write(path, write):
 def network_arrays(net):
     arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
               "architecture": np.array(json.dumps({
-                  "sizes": net.sizes, "activation": net.activation,
-                  "output": net.output, "loss": net.loss, "dropout": net.dropout}))}
-    for i, (W, b) in enumerate(zip(net.weights, net.biases)):
-        arrays[f"W{i}"] = W
-        arrays[f"b{i}"] = b
+                  "layers": [layer.spec() for layer in net.layers],
+                  "input_shape": list(net.input_shape),
+                  "output": net.output, "loss": net.loss}))}
+    for k, layer in enumerate(net._param_layers):
+        for name, a in zip(layer.params, layer.parameters()):
+            arrays[f"{name}{k}"] = a
     return arrays
 
 
@@ -129,50 +133,64 @@ def read_npz(path):
 def network_from_arrays(arrays, path="model"):
     """Rebuild a Network from the arrays ``save`` wrote, checking each one."""
     from . import ops
+    from .layers import dense_stack, from_spec
     from .network import Network, parse_sizes
     if "format_version" not in arrays or "architecture" not in arrays:
         raise ModelFileError(f"{path}: not a pynn model (no format_version/architecture)")
     try:
         version = int(arrays["format_version"])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ModelFileError(f"{path}: format_version is not a number") from None
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
         raise ModelFileError(f"{path}: format version {version} is not supported "
-                             f"(this pynn reads version {FORMAT_VERSION})")
+                             f"(this pynn reads versions {', '.join(map(str, FORMAT_VERSIONS))})")
     try:
         arch = json.loads(str(arrays["architecture"]))
-        sizes = parse_sizes(arch["sizes"])
-    except (ValueError, KeyError, TypeError) as e:
+        if not isinstance(arch, dict):
+            raise ValueError("not a JSON object")
+        if version == 1:
+            # widths and one activation; files written before dropout existed have none
+            layers = dense_stack(parse_sizes(arch["sizes"]), arch["activation"],
+                                 float(arch.get("dropout", 0.0)))
+            if arch["activation"] not in ("sigmoid", "relu", "tanh", "linear"):
+                raise ValueError(f"unknown activation {arch['activation']!r}")
+            input_shape, activation = None, arch["activation"]
+        else:
+            if not isinstance(arch.get("layers"), list):
+                raise ValueError("no list of layers")
+            layers = [from_spec(spec) for spec in arch["layers"]]
+            input_shape, activation = arch["input_shape"], "relu"
+        # the shapes every parameter must have, known before any is made or read: a damaged
+        # architecture must not make the network allocate layers far larger than the file
+        shell = Network.__new__(Network)
+        shell.layers, shell.input_shape = layers, Network._check_input_shape(
+            input_shape if input_shape is not None else (layers[0].n_in,))
+        shell._trace_shapes()
+        expected = {}
+        for k, layer in enumerate(x for x in layers if x.params):
+            for name, shape in layer.param_shapes().items():
+                expected[f"{name}{k}"] = shape
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
-    # the parameters' shapes are checked before the network is made: a damaged architecture
-    # must not make it allocate layers far larger than the file
-    shapes = [(f"{kind}{i}", shape) for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]))
-              for kind, shape in (("W", (n_out, n_in)), ("b", (n_out,)))]
-    for name, shape in shapes:
+    for name, shape in expected.items():
         if name not in arrays:
             raise ModelFileError(f"{path}: parameter {name} is missing")
-        if arrays[name].dtype != np.float32 or arrays[name].shape != shape:
-            raise ModelFileError(f"{path}: {name} is {arrays[name].dtype} {arrays[name].shape}, "
+        a = arrays[name]
+        if a.dtype != np.float32 or a.shape != shape:
+            raise ModelFileError(f"{path}: {name} is {a.dtype} {a.shape}, "
                                  f"the architecture needs float32 {shape}")
+        if not np.isfinite(a).all():
+            raise ModelFileError(f"{path}: {name} holds NaN or Inf")
+    k = 0
+    for layer in layers:
+        if layer.params:
+            for name in layer.params:
+                setattr(layer, name, ops.aligned_copy(arrays[f"{name}{k}"]))
+            k += 1
     try:
-        # files written before dropout existed have none: 0.0 (so the version stays 1)
-        net = Network(sizes, arch["activation"], arch["output"], arch["loss"],
-                      dropout=arch.get("dropout", 0.0))
+        return Network(layers, activation, arch["output"], arch["loss"], input_shape=input_shape)
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
-    for i in range(len(net.weights)):
-        for name, shape, dst in ((f"W{i}", net.weights[i].shape, net.weights),
-                                 (f"b{i}", net.biases[i].shape, net.biases)):
-            if name not in arrays:
-                raise ModelFileError(f"{path}: parameter {name} is missing")
-            a = arrays[name]
-            if a.dtype != np.float32 or a.shape != shape:
-                raise ModelFileError(f"{path}: {name} is {a.dtype} {a.shape}, "
-                                     f"the architecture needs float32 {shape}")
-            if not np.isfinite(a).all():
-                raise ModelFileError(f"{path}: {name} holds NaN or Inf")
-            dst[i] = ops.aligned_copy(a)
-    return net
 
 
 def load(path):

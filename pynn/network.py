@@ -1,22 +1,32 @@
-"""The network: a list of layers, each z = W a + b followed by a = f(z) (section 4.1.1).
+"""The network: a list of layers (pynn.layers), run in order forward and in reverse backward.
 
-``forward`` runs the layers in order and keeps every layer's output a, because the backward
-pass needs them; ``backward`` walks the layers in reverse, turning the loss's gradient at the
-output into dL/dW and dL/db for every layer (section 4.6, with matrices). All arithmetic runs
-in the C kernels through pynn.ops; numpy only holds the arrays.
+``forward`` runs the layers in order and keeps every layer's output, because the backward pass
+needs them; ``backward`` walks the layers in reverse, turning the loss's gradient at the
+output into dL/dW and dL/db for every layer with parameters (section 4.6, with matrices). All
+arithmetic runs in the C kernels through pynn.ops; numpy only holds the arrays.
 
-Shapes, with B samples in a batch: a layer's weights W are (n_out, n_in), its bias b (n_out,),
-its input a (B, n_in) one sample per row, so a batch's z = a W^T + b is (B, n_out).
+Shapes, with B samples in a batch: a batch is an array with one sample per leading row, (B,
+n_in) for a dense network, (B, C, H, W) inside a convolutional one. A dense layer's weights W
+are (n_out, n_in), its bias b (n_out,), so a batch's z = a W^T + b is (B, n_out).
+
+A network of dense layers with one hidden activation (what ``Network([784, 800, 10])``
+builds) also runs whole in one C call (csrc/fast/): ``fit``, ``predict`` and ``predict_one``
+choose that path by themselves and give the same numbers as the layer-by-layer one.
 """
+import itertools
+import threading
+
 import numpy as np
 
 from . import ops
-from .optim import SGD, Adam
+from .layers import ACTIVATIONS, Activation, Dropout, Flatten, Layer, Linear, dense_stack
+from .optim import SGD, Adam, scheduled_lr
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 CHUNK = 4096        # samples per C call in fit when a callback reports progress
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
+MAX_LAYERS = 256
 _ONE_DTYPES = (np.float32, np.uint8)       # inputs predict_one takes as they are
 MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
 
@@ -43,7 +53,7 @@ def parse_sizes(sizes):
             raise ValueError(f"architecture {sizes!r} must be widths joined by '-', like 784-800-10") from None
     try:
         sizes = [int(s) for s in sizes if not isinstance(s, bool) and int(s) == s]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"sizes must be a list of positive integers, got {sizes!r}") from None
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"sizes needs an input and an output width, all >= 1; got {sizes}")
@@ -54,153 +64,361 @@ def parse_sizes(sizes):
     return sizes
 
 
-class Network:
-    """A fully connected network: ``Network([784, 800, 10], "relu", "softmax", "cross_entropy")``.
+class _Params(list):
+    """``net.weights`` / ``net.biases``: the dense layers' arrays as a list; setting an item
+    sets that layer's array."""
 
-    sizes      widths of the layers, input first (or "784-800-10")
-    activation f of the hidden layers: sigmoid, relu, tanh or linear
-    output     f of the last layer: softmax (probabilities), sigmoid (each unit in 0..1) or linear
+    def __init__(self, layers, name):
+        super().__init__(getattr(layer, name) for layer in layers)
+        self._layers, self._name = layers, name
+
+    def __setitem__(self, i, value):
+        super().__setitem__(i, value)
+        setattr(self._layers[i], self._name, value)
+
+
+class _Tape:
+    """The buffers of one forward and backward pass over batches of B: every layer's output,
+    every layer's input gradient, and each layer's own notes (``tape`` of pynn.layers)."""
+
+    def __init__(self, net, B):
+        self.B = B
+        shapes = net._shapes
+        self.outs, self.dins = [], []
+        own = False          # an activation writes over its input only where that is ours
+        for i, layer in enumerate(net.layers):
+            if isinstance(layer, Flatten) or (layer.inplace and own):
+                self.outs.append(None)
+            else:
+                self.outs.append(np.empty((B, *shapes[i + 1]), np.float32))
+                own = True
+            self.dins.append(np.empty((B, *shapes[i]), np.float32) if i > 0 else None)
+        self.delta = np.empty((B, *shapes[-1]), np.float32)
+        self.notes = [{} for _ in net.layers]
+        self.xs = None
+
+
+class Network:
+    """A network of layers: ``Network([Linear(784, 800), ReLU(), Linear(800, 10)])``, or the
+    shorthand ``Network([784, 800, 10], activation="relu")`` that builds that list.
+
+    layers     a list of pynn.layers, or the widths of dense layers, input first ("784-800-10")
+    activation with widths: f of the hidden layers, sigmoid, relu, tanh or linear
+    output     f after the last layer: softmax (probabilities), sigmoid (each unit in 0..1) or linear
     loss       quadratic (eq. 22) or cross_entropy (fused with the softmax or sigmoid output)
     seed       seeds the initial weights and the shuffling in ``fit``
-    dropout    probability of dropping each hidden unit's activation in training (inverted
-               dropout, csrc/dropout.c); never applied when predicting. 0 <= dropout < 1
+    dropout    with widths: inverted dropout of the hidden units in training (a Dropout layer
+               after every hidden activation), 0 <= dropout < 1
+    input_shape  one sample's shape, e.g. (1, 28, 28) for a convolutional network; inputs of
+               any shape with that many values per sample are taken
     """
 
-    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy", seed=0,
-                 dropout=0.0):
-        self.sizes = parse_sizes(sizes)
-        self.activation = _choice("activation", activation, HIDDEN)
+    def __init__(self, layers=None, activation="relu", output="softmax", loss="cross_entropy",
+                 seed=0, dropout=0.0, input_shape=None, sizes=None):
+        if sizes is not None:                  # the shorthand's older keyword
+            if layers is not None:
+                raise TypeError("give layers or sizes, not both")
+            layers = sizes
         self.output = _choice("output", output, OUTPUTS)
         self.loss = _choice("loss", loss, LOSSES)
         if loss == "cross_entropy" and output == "linear":
             raise ValueError("cross_entropy needs probabilities: use output='softmax' or 'sigmoid'")
+        if not (isinstance(layers, (list, tuple)) and any(isinstance(x, Layer) for x in layers)):
+            _choice("activation", activation, HIDDEN)  # widths: the shorthand for dense layers
+            Dropout(dropout)                           # checks the probability
+            layers = dense_stack(parse_sizes(layers), activation, float(dropout))
+        bad = [x for x in layers if not isinstance(x, Layer)]
+        if bad:
+            raise TypeError(f"layers must all be pynn.layers (or all widths), got {bad[0]!r}")
+        if len(layers) > MAX_LAYERS:
+            raise ValueError(f"a network has at most {MAX_LAYERS} layers, got {len(layers)}")
+        if len(set(map(id, layers))) != len(layers):
+            raise ValueError("a layer object appears twice in the list: make one per place")
+        self.layers = list(layers)
+        first = next((x for x in self.layers if x.params), None)
+        if first is None:
+            raise ValueError("a network needs at least one layer with weights (Linear, Conv2d)")
+        if input_shape is None:
+            if not isinstance(first, Linear):
+                raise ValueError("give input_shape (one sample's shape, e.g. (1, 28, 28)): "
+                                 "the first layer with weights is not Linear")
+            input_shape = (first.n_in,)
+        self.input_shape = self._check_input_shape(input_shape)
+        self._shapes = self._trace_shapes()
         self.rng = np.random.default_rng(seed)
-        self.weights, self.biases = [], []
-        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            f = self.activation if i < len(self.sizes) - 2 else self.output
-            self.weights.append(ops.aligned_copy(self._init_weights(n_in, n_out, f)))
-            self.biases.append(ops.aligned_copy(np.zeros(n_out, dtype=np.float32)))
-        self._buffers = {}
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+        for i, layer in enumerate(self.layers):
+            if layer.params and any(p is None for p in layer.parameters()):
+                layer.init(self.rng, self._next_activation(i))
         # the masks' seed, drawn after the weights (so dropout=0 leaves every draw as it was);
         # step numbers the training forwards, each of which draws its own masks
-        self._dropout_seed = int(self.rng.integers(2 ** 63)) if self.dropout > 0 else 0
-        self._dropout_step = 0
+        has_dropout = any(isinstance(x, Dropout) for x in self.layers)
+        self.dropout_seed = int(self.rng.integers(2 ** 63)) if has_dropout else 0
+        self.dropout_step = 0
+        self._free = {}
+        self._tape = None
+        self._plan(activation if activation in HIDDEN else "relu")
 
-    def _init_weights(self, n_in, n_out, f):
-        """He initialisation for ReLU (variance 2/n_in keeps the signal's size through layers
-        that zero half their inputs); Xavier (Glorot) for the others."""
-        if f == "relu":
-            w = self.rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in))
-        else:
-            limit = np.sqrt(6.0 / (n_in + n_out))
-            w = self.rng.uniform(-limit, limit, size=(n_out, n_in))
-        return w.astype(np.float32)
+    @staticmethod
+    def _check_input_shape(shape):
+        try:
+            shape = tuple(int(s) for s in shape if not isinstance(s, bool))
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"input_shape must be a tuple of positive integers, got {shape!r}") from None
+        if not shape or any(s < 1 for s in shape) or len(shape) > 3:
+            raise ValueError(f"input_shape must be 1 to 3 positive integers, got {shape!r}")
+        return shape
+
+    def _trace_shapes(self):
+        """One sample's shape before and after every layer; a layer that cannot take its input
+        says so, naming where it stands."""
+        shapes = [self.input_shape]
+        for i, layer in enumerate(self.layers):
+            try:
+                shapes.append(tuple(layer.output_shape(shapes[-1])))
+            except ValueError as e:
+                raise ValueError(f"layer {i} ({layer!r}): {e}") from None
+        return shapes
+
+    def _next_activation(self, i):
+        """The activation that follows layer i (the output's after the last), which decides
+        how its weights start."""
+        for layer in self.layers[i + 1:]:
+            if layer.params:
+                return "linear"
+            if isinstance(layer, Activation):
+                return layer.kind
+        return self.output
+
+    def _plan(self, activation="relu"):
+        """Which fast path this layer list allows. The one-call C network needs dense layers
+        (after an optional Flatten) with the same hidden activation, or none, between every
+        two of them, and no dropout; ``activation`` names it where there is no hidden layer."""
+        self._linears = [x for x in self.layers if isinstance(x, Linear)]
+        self._param_layers = [x for x in self.layers if x.params]
+        self._view = self._one = None
+        self._hidden = None
+        body = self.layers[1:] if isinstance(self.layers[0], Flatten) else self.layers
+        if len(self.input_shape) > 1 and body is self.layers:
+            return
+        kinds, i = [], 0
+        while i < len(body) and isinstance(body[i], Linear):
+            if i + 1 == len(body):
+                if len(set(kinds)) <= 1:
+                    self._hidden = kinds[0] if kinds else activation
+                return
+            nxt = body[i + 1]
+            if isinstance(nxt, Linear):
+                kinds.append("linear")
+                i += 1
+            elif type(nxt) in ACTIVATIONS.values():
+                kinds.append(nxt.kind)
+                i += 2
+            else:
+                return
+
+    # ---- what the network is ----
+
+    @property
+    def weights(self):
+        """The weight matrices W (n_out, n_in) of the dense layers, input side first."""
+        return _Params(self._linears, "W")
+
+    @weights.setter
+    def weights(self, arrays):
+        self._set_params("W", arrays)
+
+    @property
+    def biases(self):
+        return _Params(self._linears, "b")
+
+    @biases.setter
+    def biases(self, arrays):
+        self._set_params("b", arrays)
+
+    def _set_params(self, name, arrays):
+        arrays = list(arrays)
+        if len(arrays) != len(self._linears):
+            raise ValueError(f"the network has {len(self._linears)} dense layers, got {len(arrays)} arrays")
+        for layer, a in zip(self._linears, arrays):
+            setattr(layer, name, a)
+
+    def parameters(self):
+        """Every parameter array, in the order the optimisers keep their state: W0, b0, W1, ..."""
+        return [p for layer in self._param_layers for p in layer.parameters()]
+
+    @property
+    def sizes(self):
+        """The input's width, then the width of every layer with weights' output."""
+        widths = [int(np.prod(self.input_shape))]
+        for i, layer in enumerate(self.layers):
+            if layer.params:
+                widths.append(int(np.prod(self._shapes[i + 1])))
+        return widths
+
+    @property
+    def activation(self):
+        """The hidden activation of a dense network (None where the layers mix them)."""
+        return self._hidden
+
+    @activation.setter
+    def activation(self, kind):
+        """Change every hidden activation of a dense network."""
+        _choice("activation", kind, HIDDEN)
+        if self._hidden is None:
+            raise ValueError("activation can be set only on a dense network with one hidden activation")
+        sizes = self.sizes
+        fresh = dense_stack(sizes, kind, self.dropout)
+        for new, old in zip((x for x in fresh if isinstance(x, Linear)), self._linears):
+            new.W, new.b = old.W, old.b
+        self.layers = fresh
+        self._shapes = self._trace_shapes()
+        self._free = {}
+        self._plan()
+
+    @property
+    def dropout(self):
+        """The probability of the network's Dropout layers (0.0 if it has none)."""
+        return max((x.p for x in self.layers if isinstance(x, Dropout)), default=0.0)
+
+    @property
+    def n_in(self):
+        return int(np.prod(self.input_shape))
+
+    @property
+    def n_out(self):
+        return int(np.prod(self._shapes[-1]))
+
+    def __repr__(self):
+        layers = ", ".join(map(repr, self.layers))
+        shape = f", input_shape={self.input_shape}" if len(self.input_shape) > 1 else ""
+        return f"Network([{layers}], output={self.output}, loss={self.loss}{shape})"
+
+    def __getstate__(self):
+        """Copies and pickles hold the arrays, not the C views of them (made again on use)."""
+        state = self.__dict__.copy()
+        for name in ("_view", "_one", "_tape"):
+            state.pop(name, None)
+        state["_free"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._view = self._one = self._tape = None
 
     # ---- the layers, forward and backward ----
-
-    def _f(self, layer):
-        return self.activation if layer < len(self.weights) - 1 else self.output
 
     def _fused_loss(self):
         """Cross-entropy is computed together with its output function (log-sum-exp)."""
         return self.loss == "cross_entropy"
 
-    def _buffers_for(self, B):
-        """Per-layer work arrays for batches of B, made once and reused: no batch allocates."""
-        if B not in self._buffers or (self.dropout > 0 and "mask" not in self._buffers[B]):
-            if len(self._buffers) > 4:
-                self._buffers.clear()
-            widths = self.sizes[1:]
-            self._buffers[B] = {
-                "a": [np.empty((B, n), dtype=np.float32) for n in widths],
-                "delta": [np.empty((B, n), dtype=np.float32) for n in widths],
-                "dA": [np.empty((B, n), dtype=np.float32) for n in self.sizes[1:-1]],
-            }
-            if self.dropout > 0:     # hidden outputs after dropout, and their masks
-                self._buffers[B]["dropped"] = [np.empty((B, n), np.float32) for n in self.sizes[1:-1]]
-                self._buffers[B]["mask"] = [np.empty((B, n), np.float32) for n in self.sizes[1:-1]]
-        return self._buffers[B]
+    def _take_tape(self, B):
+        """Buffers for a pass over B samples, each pass its own: two threads never share one."""
+        free = self._free.get(B)
+        try:
+            return free.pop()
+        except (AttributeError, IndexError):
+            return _Tape(self, B)
+
+    def _give_tape(self, tape):
+        if len(self._free) > 4 and tape.B not in self._free:
+            self._free = {}
+        free = self._free.setdefault(tape.B, [])
+        if len(free) < 4:
+            free.append(tape)
+
+    def _run(self, X, tape, training, keep_logits):
+        """X (B, n_in) through every layer into ``tape``; returns the output. With
+        ``keep_logits`` the output function is left to the loss (cross-entropy's fused one)."""
+        B = X.shape[0]
+        x = X.reshape(B, *self.input_shape)
+        xs = [x]
+        L = sum(1 for layer in self.layers if layer.params)
+        seen = -1
+        for i, layer in enumerate(self.layers):
+            if layer.params:
+                seen += 1
+            if isinstance(layer, Dropout) and not training:
+                out = x                              # predicting: dropout is the identity
+            else:
+                out = tape.outs[i]
+                if out is None:           # in place over x: x itself, or a view (Flatten)
+                    out = x if x.shape[1:] == self._shapes[i + 1] else x.reshape(B, *self._shapes[i + 1])
+                if isinstance(layer, Dropout):
+                    note = tape.notes[i]
+                    note["seed"] = self.dropout_seed
+                    note["stream"] = self.dropout_step * L + seen
+                layer.forward(x, out, tape.notes[i])
+            xs.append(out)
+            x = out
+        if not keep_logits and self.output != "linear":
+            ops.activation_forward(self.output, x, out=x)
+        if training:
+            self.dropout_step += any(isinstance(layer, Dropout) for layer in self.layers)
+        tape.xs = xs
+        tape.training = training
+        return x
+
+    def _back(self, tape, T):
+        """The gradients for the pass in ``tape`` against targets T: [(dW, db), ...] for the
+        layers with parameters, input side first, and the loss."""
+        xs = tape.xs
+        out = xs[-1].reshape(tape.B, -1)
+        delta = tape.delta.reshape(tape.B, -1)
+        loss = self._output_delta(out, T, delta)
+        dout = tape.delta
+        grads = []
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            if isinstance(layer, Dropout) and not tape.training:
+                continue
+            dinp = tape.dins[i] if i > 0 else None
+            g = layer.backward(xs[i], xs[i + 1], dout.reshape(xs[i + 1].shape), dinp, tape.notes[i])
+            if layer.params:
+                grads.append(tuple(g))
+            dout = dinp
+        grads.reverse()
+        return grads, loss
 
     def forward(self, X, keep=True, training=True):
-        """Feed X (B, n_in) through every layer (eq. 13-16 with matrices); return the output (B, n_out).
+        """Feed X through every layer; return the output (B, n_out).
 
-        Layer l computes z = a W^T + b, then a = f(z), written over z in the same buffer. With
-        cross-entropy the output layer keeps z (the logits): the loss applies its own
-        softmax/sigmoid. ``keep`` keeps the activations for ``backward``.
-        With dropout, a pass that keeps them (and ``training``) drops hidden units: each hidden
-        a = f(z) stays as it is for f' in ``backward``, and a * mask goes on to the next layer;
-        every such pass draws new masks (stream ``_dropout_step``, then counted up).
+        Each layer writes its output into a buffer of the network's (an activation over its
+        input's). With cross-entropy and ``keep`` the output stays the logits z: the loss
+        applies its own softmax/sigmoid. ``keep`` keeps the layers' outputs for ``backward``;
+        with it (and ``training``) Dropout layers drop units, each pass with new masks.
         """
         X = self._check_inputs(X)
         B = X.shape[0]
-        bufs = self._buffers_for(B) if keep else {"a": [np.empty((B, n), dtype=np.float32)
-                                                        for n in self.sizes[1:]]}
-        drop = keep and training and self.dropout > 0
-        a = X
-        for layer, (W, b) in enumerate(zip(self.weights, self.biases)):
-            z = bufs["a"][layer]
-            ops.gemm(a, W, z, trans_b=True)              # z = a W^T   (B,n_in)(n_in,n_out)
-            ops.bias_forward(z, b)                       # z += b
-            last = layer == len(self.weights) - 1
-            if not (last and keep and self._fused_loss()):
-                ops.activation_forward(self._f(layer), z, out=z)   # a = f(z)
-            a = z
-            if drop and not last:
-                a = bufs["dropped"][layer]
-                np.copyto(a, z)
-                ops.dropout_forward(a, bufs["mask"][layer], self.dropout, self._dropout_seed,
-                                    self._dropout_step * len(self.weights) + layer)
-        if keep:
-            self._inputs = X
-            self._acts = bufs["a"]
-            self._dropped = bufs["dropped"] if drop else None
-            self._masks = bufs["mask"] if drop else None
-            self._dropout_step += drop
-        return a
+        if not keep:
+            tape = _Tape(self, B)
+            out = self._run(X, tape, False, False)
+            return out.reshape(B, -1)
+        if self._tape is not None:
+            self._give_tape(self._tape)
+        self._tape = tape = self._take_tape(B)
+        return self._run(X, tape, training, self._fused_loss()).reshape(B, -1)
 
     def backward(self, T):
         """From targets T (B, n_out), the gradients of the loss for the batch last ``forward``ed.
 
-        Returns [(dW, db), ...], one pair per layer, input side first. The output layer's delta
-        (dL/dz) comes from the loss; then each layer, last to first (eq. 31-52 with matrices):
+        Returns [(dW, db), ...], one pair per layer with parameters, input side first. The
+        output's delta (dL/dz) comes from the loss; then each layer, last to first, turns the
+        gradient of its output into its parameters' gradients and its input's (for a dense
+        layer, eq. 31-52 with matrices):
             dW = delta^T a_prev        (n_out, B)(B, n_in)
             db = sum of delta's rows
             dA_prev = delta W          (B, n_out)(n_out, n_in)
             delta_prev = dA_prev * f'(z_prev)
         """
-        acts, X = self._acts, self._inputs
-        B = X.shape[0]
-        T = self.targets(T, B)
-        bufs = self._buffers_for(B)
-        L = len(self.weights)
-        out_delta = bufs["delta"][L - 1]
-        loss = self._output_delta(acts[L - 1], T, out_delta)
-        grads = [None] * L
-        delta = out_delta
-        dropped = getattr(self, "_dropped", None)
-        for layer in reversed(range(L)):
-            a_prev = acts[layer - 1] if layer > 0 else X
-            a_in = dropped[layer - 1] if dropped is not None and layer > 0 else a_prev
-            dW = ops.matmul(delta, a_in, trans_a=True)           # (n_out, n_in)
-            db = ops.bias_backward(delta)                        # (n_out,)
-            grads[layer] = (dW, db)
-            if layer > 0:
-                dA = bufs["dA"][layer - 1]
-                ops.gemm(delta, self.weights[layer], dA)         # dL/da_prev = delta W
-                if dropped is not None:                          # through a_in = a_prev * mask
-                    ops.dropout_backward(dA, self._masks[layer - 1])
-                delta = bufs["delta"][layer - 1]
-                ops.activation_backward(self.activation, a_prev, dA, dinp=delta)
-        self.last_loss = loss
+        tape = self._tape
+        if tape is None:
+            raise RuntimeError("backward needs a forward(X) with keep=True first")
+        T = self.targets(T, tape.B)
+        grads, self.last_loss = self._back(tape, T)
         return grads
 
     def _output_delta(self, out, T, delta):
-        """dL/dz at the output layer, written into ``delta``; returns the batch's loss.
+        """dL/dz at the output, written into ``delta``; returns the batch's loss.
 
         cross_entropy: ``out`` holds the logits z; the fused loss gives delta = (p - t)/B.
         quadratic: dL/da = 2(a - t)/B, then through the output function's derivative.
@@ -218,22 +436,30 @@ class Network:
         return loss
 
     def gradients(self, X, y):
-        """The list of (dW, db) for one batch, without changing the weights."""
+        """The list of (dW, db) for one batch, without changing the weights (dropout off)."""
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
-        self.forward(X)
-        return self.backward(T)
+        tape = self._take_tape(X.shape[0])
+        try:
+            self._run(X, tape, True, self._fused_loss())
+            grads, self.last_loss = self._back(tape, T)
+        finally:
+            self._give_tape(tape)
+        return [tuple(g.copy() for g in pair) for pair in grads]
 
     def loss_value(self, X, y):
         """The loss (mean over the samples) of the network on X against y."""
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
-        self.forward(X, training=False)
-        out = self._acts[-1]
-        if self.loss == "cross_entropy":
-            fused = ops.softmax_cross_entropy if self.output == "softmax" else ops.sigmoid_cross_entropy
-            return fused(out, T)[0]
-        return ops.quadratic_loss(out, T)
+        tape = self._take_tape(X.shape[0])
+        try:
+            out = self._run(X, tape, False, self._fused_loss()).reshape(X.shape[0], -1)
+            if self.loss == "cross_entropy":
+                fused = ops.softmax_cross_entropy if self.output == "softmax" else ops.sigmoid_cross_entropy
+                return fused(out, T)[0]
+            return ops.quadratic_loss(out, T)
+        finally:
+            self._give_tape(tape)
 
     # ---- training ----
 
@@ -244,9 +470,9 @@ class Network:
         the optimiser untouched and returns a loss that is not finite (``fit`` then stops
         there, with the weights of the batch before).
 
-        With SGD or Adam the whole step is one C call (csrc/net.c) that does what ``forward``,
-        ``backward`` and ``optimizer.step`` do, in the same order; another optimiser takes the
-        layer-by-layer path.
+        With SGD or Adam on a network the one-call C step covers, the whole step is one C call
+        (csrc/fast/) that does what ``forward``, ``backward`` and ``optimizer.step`` do, in the
+        same order; otherwise the layers run one by one.
         """
         spec = self._fused_optimizer(optimizer)
         if spec is None:
@@ -256,8 +482,7 @@ class Network:
                 self.last_loss = float("nan")        # a NaN/Inf input or overflow upstream
             if not np.isfinite(self.last_loss):
                 return self.last_loss                # no step on a NaN or Inf loss
-            params = [p for pair in zip(self.weights, self.biases) for p in pair]
-            optimizer.step(params, [g for pair in grads for g in pair])
+            optimizer.step(self.parameters(), [g for pair in grads for g in pair])
             return self.last_loss
         X = self._check_inputs(X)
         T = self.targets(T, X.shape[0])
@@ -269,16 +494,17 @@ class Network:
 
     def train_epoch(self, X, y, batch_size=32, optimizer=None, order=None):
         """One pass of mini-batch training over X in ``order`` (default: the rows in turn), all
-        of it in one C call with SGD or Adam. Returns the mean loss over the samples.
+        of it in one C call where the fast path applies. Returns the mean loss over the samples.
 
-        What ``fit`` runs each epoch, without its bookkeeping (no accuracy pass), for loops that
-        do their own. Raises FloatingPointError when a batch's loss is not finite.
+        What ``fit`` runs each epoch, without its bookkeeping (no accuracy pass), for timing
+        loops. Raises FloatingPointError when a batch's loss is not finite.
         """
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
         _count("batch_size", batch_size, least=1)
         if optimizer is None:
             optimizer = SGD(lr=0.1)
+        _check_optimizer(optimizer)
         if X.shape[0] == 0:
             raise ValueError("X holds no samples: training needs at least one")
         order = np.arange(X.shape[0]) if order is None else np.asarray(order, dtype=np.int64)
@@ -287,7 +513,7 @@ class Network:
     def _epoch(self, X, T, order, batch_size, optimizer, epoch, callback=None):
         """Train on the batches of ``order``; returns the sum over batches of loss * batch size.
 
-        With SGD or Adam the batches run in C, many per call: all of the epoch in one call, or,
+        On the fast path the batches run in C, many per call: all of the epoch in one call, or,
         when a ``callback`` wants news, calls of whole batches covering about CHUNK samples
         each. The batches and steps are the same either way, so the weights are too; between
         calls the callback reports and Ctrl+C can land."""
@@ -316,57 +542,44 @@ class Network:
                     callback(epoch, k, n_batches, loss)
         return total
 
-    # ---- the fused C path ----
-
-    def _fused(self, writing=True):
-        """The C view of this network's weight arrays (pynn.ops.FusedNet), remade when the
-        arrays are replaced; it reads and updates net.weights[i] and net.biases[i] themselves."""
-        view = self.__dict__.get("_fused_view")
-        if view is None or not view.matches(self.weights, self.biases, self.activation,
-                                            self.output, self.loss, writing):
-            view = self._fused_view = ops.FusedNet(self.weights, self.biases, self.activation,
-                                                   self.output, self.loss)
-        return view
-
-    def __getstate__(self):
-        """Copies and pickles hold the arrays, not the C view of them (made again on use)."""
-        state = self.__dict__.copy()
-        state.pop("_fused_view", None)
-        state.pop("_one", None)
-        return state
-
-    def _fused_optimizer(self, optimizer):
-        """(kind, settings, state) for an optimiser the C step implements; None for others, and
-        for a network with dropout (the C step has none: the layer-by-layer path does it)."""
-        if type(optimizer) not in (SGD, Adam) or self.dropout > 0:
-            return None
-        return optimizer.fused([p for pair in zip(self.weights, self.biases) for p in pair])
-
-    def _train_fused(self, X, T, order, batch_size, optimizer, spec):
-        kind, hyper, state = spec
-        losses, optimizer.steps = self._fused().train(kind, hyper, state, optimizer.steps,
-                                                      X, T, order, batch_size)
-        return losses
-
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation=None,
-            shuffle=True, callback=None, on_epoch_end=None, start_epoch=0, history=None):
-        """Train with mini-batch gradient descent; return the history.
+            shuffle=True, callback=None, on_epoch_end=None, start_epoch=0, history=None,
+            transform=None, transform_rng=None, schedule=None, checkpoint=None, run=None,
+            score=True):
+        """Train with mini-batch gradient descent; return the history. The one training loop:
+        ``pynn train``, the study, teaching and the default model's training all run here.
 
-        X: (n, n_in) float32 or uint8 (scaled to 0..1), or images (n, 28, 28).
+        X: (n, n_in) float32 or uint8 (scaled to 0..1), or images (n, 28, 28) / (n, 1, 28, 28).
         y: int labels (n,) or float32 targets (n, n_out).
-        Each epoch shuffles with the network's seeded generator, so the same seed gives the
-        same run. ``callback(epoch, batch, n_batches, loss)`` is called after every batch,
-        ``on_epoch_end(epoch, history)`` after every epoch (checkpoints hook in there).
+        shuffle: True shuffles every epoch with the network's seeded generator (so the same
+          seed gives the same run), False keeps the order, a numpy Generator shuffles with it.
+        transform: ``transform(X, rng)`` gives each epoch's inputs afresh (distortions, noise),
+          X as images (n, H, W); an ``augment.Augmenter``, say. With ``transform_rng`` its draws
+          come from that generator and the next epoch's inputs are made on a second thread
+          while this one trains; without, from the network's generator, before the shuffle.
+        schedule: the learning rate of each epoch: "constant", "step" or "cosine" from the
+          optimiser's rate, or a function epoch -> rate.
+        callback(epoch, batch, n_batches, loss) after every batch; on_epoch_end(epoch,
+          history) after every epoch; when it returns True, training stops there.
+        checkpoint: a directory; after every epoch the whole state is written there
+          (pynn.checkpoint, with ``run``, a dict of the run's settings), the same format
+          ``pynn train --checkpoint`` writes and ``--resume`` reads.
+        score: False leaves out the accuracy pass over the training set each epoch.
         History: a dict of lists, one entry per epoch: loss, accuracy, and val_loss,
         val_accuracy when ``validation=(X_val, y_val)`` is given. To resume a run, pass the
-        saved ``history`` and ``start_epoch`` (with weights, optimiser and self.rng restored).
+        saved ``history`` and ``start_epoch`` (with weights, optimiser and self.rng restored),
+        or use ``pynn.checkpoint.resume``.
         """
+        images = X
         X = self._check_inputs(X)
         T = self.targets(y, X.shape[0])
         _count("batch_size", batch_size, least=1)
         _count("epochs", epochs, least=0)
+        _count("start_epoch", start_epoch, least=0)
         if optimizer is None:
             optimizer = SGD(lr=0.1)
+        _check_optimizer(optimizer)
+        lr_of = _schedule(schedule, optimizer.lr, epochs)
         if validation is not None:
             X_val, y_val = validation
             X_val = self._check_inputs(X_val)
@@ -375,20 +588,58 @@ class Network:
         if n == 0:
             raise ValueError("X holds no samples: training needs at least one")
         if history is None:
-            history = {"loss": [], "accuracy": []}
+            history = {"loss": [], "accuracy": []} if score else {"loss": []}
             if validation is not None:
                 history.update(val_loss=[], val_accuracy=[])
-        for epoch in range(start_epoch, epochs):
-            order = self.rng.permutation(n) if shuffle else np.arange(n)
-            total = self._epoch(X, T, order, batch_size, optimizer, epoch, callback)
+        if isinstance(shuffle, np.random.Generator):
+            order_rng = shuffle
+        elif shuffle:
+            order_rng = self.rng
+        else:
+            order_rng = None
+        inputs = _epochs_of_inputs(self, images, X, transform, transform_rng, start_epoch, epochs)
+        for epoch, Xe in zip(range(start_epoch, epochs), inputs):
+            if lr_of is not None:
+                optimizer.lr = lr_of(epoch)
+            order = order_rng.permutation(n) if order_rng is not None else np.arange(n)
+            total = self._epoch(Xe, T, order, batch_size, optimizer, epoch, callback)
             history["loss"].append(total / n)
-            history["accuracy"].append(self.accuracy(X, T))
+            if score:
+                history.setdefault("accuracy", []).append(self.accuracy(X, T))
             if validation is not None:
                 history["val_loss"].append(self.loss_value(X_val, T_val))
                 history["val_accuracy"].append(self.accuracy(X_val, T_val))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, history)
+            if checkpoint is not None:
+                from .checkpoint import save_checkpoint
+                save_checkpoint(checkpoint, self, optimizer, epoch, history, run)
+            if on_epoch_end is not None and on_epoch_end(epoch, history) is True:
+                break
         return history
+
+    # ---- the fast paths ----
+
+    def _fused(self, writing=True):
+        """The C view of this network's weight arrays (pynn.ops.FusedNet), remade when the
+        arrays are replaced; it reads and updates the layers' arrays themselves."""
+        view = self._view
+        if view is None or not view.matches(self.weights, self.biases, self._hidden,
+                                            self.output, self.loss, writing):
+            view = self._view = ops.FusedNet(self.weights, self.biases, self._hidden,
+                                             self.output, self.loss)
+        return view
+
+    def _fused_optimizer(self, optimizer):
+        """(kind, settings, state) for an optimiser the C step implements on a network it
+        covers; None for others (the layers then run one by one)."""
+        if type(optimizer) not in (SGD, Adam) or self._hidden is None:
+            return None
+        return optimizer.fused(self.parameters())
+
+    def _train_fused(self, X, T, order, batch_size, optimizer, spec):
+        kind, hyper, state = spec
+        losses, optimizer.steps = self._fused().train(kind, hyper, state, optimizer.steps,
+                                                      X, T, order, batch_size)
+        return losses
 
     # ---- using the network ----
 
@@ -396,29 +647,45 @@ class Network:
         """The output for one sample, (n_out,) float32: x holds its n_in values in any shape
         ((784,), (1, 784), (28, 28)), float32, or uint8 scaled to 0..1; C-contiguous.
 
-        One C call, with the buffers and weight pointers made on the first call and kept while
-        net.weights and net.biases hold the same arrays (values may change). A lone call runs
-        on one thread; calls that come back to back share the big layers among the threads.
-        The first layer reads W only where x has ink: blocks of 16 inputs that are all zero
-        are skipped (so a weight that is Inf or NaN against blank input does not make the
-        output NaN, as it does in ``forward``); the bits are otherwise ``forward``'s.
+        On a dense network, one C call, with the buffers and weight pointers made on the first
+        call and kept while the layers hold the same arrays (values may change). A lone call
+        runs on one thread; calls that come back to back share the big layers among the
+        threads. The first layer reads W only where x has ink: blocks of 16 inputs that are
+        all zero are skipped (so a weight that is Inf or NaN against blank input does not make
+        the output NaN, as it does in ``forward``); the bits are otherwise ``forward``'s.
         """
-        one = self.__dict__.get("_one")
-        if one is None or not one.current(self.weights, self.biases,
-                                          (self.activation, self.output, self.loss)):
+        if self._hidden is None:
+            return self.predict_proba(np.asarray(x).reshape(1, -1) if isinstance(x, np.ndarray)
+                                      else x)[0]
+        one = self._one
+        lin = self._linears
+        if one is None or not one.current([x.W for x in lin], [x.b for x in lin],
+                                          (self._hidden, self.output, self.loss)):
             one = self._one = ops.OneSample(self._fused(writing=False))
         return one.call(x)
 
     def predict_proba(self, X, batch_size=1024):
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""
-        if (type(X) is np.ndarray and X.shape == (1, self.sizes[0]) and X.flags.c_contiguous
-                and X.dtype in _ONE_DTYPES):
-            return self.predict_one(X)[None]     # a digit (the pad's case): the lean path
-        view = self._fused(writing=False)
-        if not (type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2
-                and X.shape[1] == view.sizes[0] and X.flags.c_contiguous):
-            X = self._check_inputs(X)                # the general case: shapes, uint8, images
-        return view.predict(X, chunk=batch_size)
+        if self._hidden is not None:
+            if (type(X) is np.ndarray and X.shape == (1, self._linears[0].n_in)
+                    and X.flags.c_contiguous and X.dtype in _ONE_DTYPES):
+                return self.predict_one(X)[None]     # a digit (the pad's case): the lean path
+            view = self._fused(writing=False)
+            if not (type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2
+                    and X.shape[1] == view.sizes[0] and X.flags.c_contiguous):
+                X = self._check_inputs(X)            # the general case: shapes, uint8, images
+            return view.predict(X, chunk=batch_size)
+        X = self._check_inputs(X)
+        _count("batch_size", batch_size, least=1)
+        out = np.empty((X.shape[0], self.n_out), dtype=np.float32)
+        for start in range(0, X.shape[0], batch_size):
+            part = X[start:start + batch_size]
+            tape = self._take_tape(part.shape[0])
+            try:
+                out[start:start + part.shape[0]] = self._run(part, tape, False, False).reshape(part.shape[0], -1)
+            finally:
+                self._give_tape(tape)
+        return out
 
     def predict(self, X):
         """The most likely class of every sample, (n,) int64."""
@@ -435,26 +702,31 @@ class Network:
 
     # ---- checking what comes in ----
 
-    def _check_inputs(self, X):
-        """X as a C-contiguous float32 (n, n_in) array; uint8 pixels are scaled to 0..1."""
+    def check_inputs(self, X):
+        """X as a C-contiguous float32 (n, n_in) array: any shape with n_in values per sample
+        ((n, 784), (n, 28, 28), (n, 1, 28, 28), or one sample alone); uint8 pixels are scaled
+        to 0..1."""
         if not isinstance(X, np.ndarray):
             raise TypeError(f"X must be a numpy array, got {type(X).__name__}")
-        n_in = self.sizes[0]
-        if X.ndim == 1 and X.size == n_in:
+        n_in = self.n_in
+        if X.shape == self.input_shape or (X.ndim == 1 and X.size == n_in):
             X = X.reshape(1, n_in)
         if X.ndim < 2 or int(np.prod(X.shape[1:])) != n_in:
-            raise ValueError(f"X must have {n_in} values per sample, got shape {X.shape}")
+            want = "x".join(map(str, self.input_shape))
+            raise ValueError(f"X must have {n_in} values per sample ({want}), got shape {X.shape}")
         if X.dtype == np.uint8:
             X = ops.scale_u8(np.ascontiguousarray(X)).reshape(X.shape[0], n_in)
         elif X.dtype != np.float32:
             raise TypeError(f"X must be float32 or uint8, got {X.dtype}")
         return np.ascontiguousarray(X.reshape(X.shape[0], n_in))
 
+    _check_inputs = check_inputs
+
     def targets(self, y, n):
         """Labels (n,) -> one-hot (n, n_out) float32; float targets (n, n_out) are checked and kept."""
         if not isinstance(y, np.ndarray):
             raise TypeError(f"y must be a numpy array, got {type(y).__name__}")
-        n_out = self.sizes[-1]
+        n_out = self.n_out
         if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
             if y.shape[0] != n:
                 raise ValueError(f"y has {y.shape[0]} labels but X has {n} samples")
@@ -476,7 +748,32 @@ class Network:
         from .io import save
         save(self, path)
 
-    def __repr__(self):
-        arch = "-".join(str(s) for s in self.sizes)
-        drop = f", dropout={self.dropout:g}" if self.dropout else ""
-        return f"Network({arch}, {self.activation}, {self.output}, {self.loss}{drop})"
+
+def _check_optimizer(optimizer):
+    from .optim import Optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a pynn optimiser (pynn.SGD, pynn.Adam), "
+                        f"got {type(optimizer).__name__}")
+
+
+def _schedule(schedule, lr, epochs):
+    """epoch -> learning rate for ``fit``'s schedule argument (None: leave the rate alone)."""
+    if schedule is None:
+        return None
+    if callable(schedule):
+        return schedule
+    scheduled_lr(schedule, lr, 0, max(epochs, 1))          # checks the name
+    return lambda epoch: scheduled_lr(schedule, lr, epoch, epochs)
+
+
+def _epochs_of_inputs(net, images, X, transform, rng, start, epochs):
+    """Each epoch's training inputs: X itself, or ``transform``'s fresh copy of the images."""
+    if transform is None:
+        return itertools.repeat(X)
+    n = X.shape[0]
+    stack = X.reshape(n, 28, 28) if X.shape[1] == 784 else X.reshape(n, *net.input_shape[-2:])
+    if rng is None:                # drawn from the network's generator, before each shuffle
+        return (np.ascontiguousarray(transform(stack, net.rng)).reshape(n, -1)
+                for _ in range(start, epochs))
+    from .augment import distorted_epochs
+    return (e.reshape(n, -1) for e in distorted_epochs(stack, rng, epochs - start, transform))

@@ -54,7 +54,7 @@ def trained(mnist, tmp_path_factory):
 
 def test_train_reports_each_epoch_and_the_test_error(trained, mnist):
     path, out = trained
-    assert "Network(784-64-10, relu, softmax, cross_entropy)" in out
+    assert "Network([Linear(784, 64), ReLU(), Linear(64, 10)], output=softmax, loss=cross_entropy)" in out
     assert "on 2500 digits, 500 held out for validation" in out
     epochs = re.findall(r"^epoch (\d)/3  loss ([\d.]+)  train error [\d.]+%  val error ([\d.]+)%  [\d.]+ s$",
                         out, re.M)

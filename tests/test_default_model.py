@@ -26,7 +26,7 @@ def test_it_is_a_small_digit_network(net):
     assert net.sizes[0] == 784 and net.sizes[-1] == 10
     assert net.activation == "relu" and net.output == "softmax"
     assert os.path.getsize(MODEL) < 2 * 1024 * 1024
-    assert repr(net).startswith("Network(784-")
+    assert repr(net).startswith("Network([Linear(784, ")
 
 
 def test_mnist_test_error_is_at_most_1_6_percent(net, test_set):

@@ -8,6 +8,7 @@ import pytest
 
 import pynn
 from pynn import ops
+from pynn.layers import Activation, Dropout, Linear, ReLU
 from pynn.network import Network
 from pynn.study import common
 
@@ -90,10 +91,15 @@ def test_bad_arrays_are_rejected():
 def loss_with_mask(net, X, T, step):
     """The training loss with the masks of training step ``step`` (the stream is reused), and
     which hidden units are positive (a difference across a ReLU's kink is no derivative)."""
-    net._dropout_step = step
-    net.forward(X)
-    out = net._acts[-1]
-    return float(ops.softmax_cross_entropy(out, T)[0]), [a > 0 for a in net._acts[:-1]]
+    net.dropout_step = step
+    out = net.forward(X)
+    hidden = [x for layer, x in zip(net.layers, net._tape.xs[1:]) if isinstance(layer, Activation)]
+    return float(ops.softmax_cross_entropy(out, T)[0]), [a > 0 for a in hidden]
+
+
+def masks(net):
+    """The masks the last training forward drew, one per Dropout layer."""
+    return [note["mask"] for layer, note in zip(net.layers, net._tape.notes) if isinstance(layer, Dropout)]
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
@@ -103,10 +109,11 @@ def test_gradients_with_dropout_match_central_differences(activation):
     y = rng.integers(0, 3, 9)
     net = Network([6, 7, 5, 3], activation, "softmax", "cross_entropy", seed=2, dropout=0.4)
     T = net.targets(y, 9)
-    step = net._dropout_step
+    step = net.dropout_step
     grads = net.gradients(X, y)
-    assert net._dropout_step == step + 1
-    assert 0 < np.mean(net._masks[0] == 0) < 1          # some units dropped, some kept
+    assert net.dropout_step == step + 1
+    loss_with_mask(net, X, T, step)
+    assert 0 < np.mean(masks(net)[0] == 0) < 1          # some units dropped, some kept
     h, checked = 3e-3, 0
     for layer, (W, b) in enumerate(zip(net.weights, net.biases)):
         for param, g in ((W, grads[layer][0]), (b, grads[layer][1])):
@@ -145,10 +152,12 @@ def test_training_forward_drops_units_and_keeps_the_expected_size():
     X, _ = separable_problem(2000, seed=0)
     net = Network([20, 64, 4], "relu", seed=0, dropout=0.5)
     net.forward(X)
-    dropped = net._dropped[0]
-    assert abs(np.mean(net._masks[0] == 0) - 0.5) < 0.02
-    np.testing.assert_allclose(dropped, net._acts[0] * net._masks[0], rtol=1e-6)
-    assert dropped.mean() == pytest.approx(net._acts[0].mean(), rel=0.05)   # inverted: 1/(1-p)
+    assert [type(x) for x in net.layers] == [Linear, ReLU, Dropout, Linear]
+    hidden, dropped = net._tape.xs[2], net._tape.xs[3]
+    mask = masks(net)[0]
+    assert abs(np.mean(mask == 0) - 0.5) < 0.02
+    np.testing.assert_allclose(dropped, hidden * mask, rtol=1e-6)
+    assert dropped.mean() == pytest.approx(hidden.mean(), rel=0.05)   # inverted: 1/(1-p)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
@@ -164,8 +173,8 @@ def test_dropout_zero_changes_nothing():
     b.fit(X, y, epochs=2)
     for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
         np.testing.assert_array_equal(wa, wb)
-    assert repr(b) == "Network(20-16-4, relu, softmax, cross_entropy)"
-    assert repr(Network([20, 16, 4], dropout=0.5)).endswith(", dropout=0.5)")
+    assert repr(b) == "Network([Linear(20, 16), ReLU(), Linear(16, 4)], output=softmax, loss=cross_entropy)"
+    assert "ReLU(), Dropout(0.5), Linear(16, 4)" in repr(Network([20, 16, 4], dropout=0.5))
 
 
 @pytest.mark.parametrize("make_opt", [lambda: pynn.SGD(lr=0.02, momentum=0.9),
@@ -191,9 +200,9 @@ def test_fit_with_dropout_learns_and_is_reproducible(make_opt):
 def test_train_batch_with_dropout_takes_the_layer_path():
     X, y = separable_problem(64, seed=0)
     net = Network([20, 16, 4], seed=0, dropout=0.5)
-    before = net._dropout_step
+    before = net.dropout_step
     loss = net.train_batch(X, y, pynn.SGD(lr=0.1))
-    assert np.isfinite(loss) and net._dropout_step == before + 1
+    assert np.isfinite(loss) and net.dropout_step == before + 1
 
 
 def test_save_and_load_keep_dropout(tmp_path):
@@ -208,9 +217,9 @@ def test_save_and_load_keep_dropout(tmp_path):
 def test_a_file_without_dropout_loads_as_zero(tmp_path):
     import json
     arrays = pynn.io.network_arrays(Network([5, 3, 2], seed=0))
-    arch = json.loads(str(arrays["architecture"]))
-    del arch["dropout"]
-    arrays["architecture"] = np.array(json.dumps(arch))
+    arrays["format_version"] = np.array(1)        # the first format's architecture
+    arrays["architecture"] = np.array(json.dumps(
+        {"sizes": [5, 3, 2], "activation": "relu", "output": "softmax", "loss": "cross_entropy"}))
     np.savez(tmp_path / "old.npz", **arrays)
     assert pynn.io.load(tmp_path / "old.npz").dropout == 0.0
 
@@ -222,7 +231,7 @@ def test_checkpoint_resumes_the_masks(tmp_path):
     net.fit(X, y, epochs=1, optimizer=opt)
     checkpoint.save_checkpoint(tmp_path, net, opt, 0, {})
     back = checkpoint.load_checkpoint(tmp_path).net
-    assert (back._dropout_seed, back._dropout_step) == (net._dropout_seed, net._dropout_step)
+    assert (back.dropout_seed, back.dropout_step) == (net.dropout_seed, net.dropout_step)
 
 
 # ---- the sweep ----

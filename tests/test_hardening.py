@@ -144,9 +144,18 @@ def test_other_files_that_are_not_models(tmp_path):
 def test_an_architecture_far_larger_than_the_file_is_refused_before_allocating(tmp_path):
     # A damaged architecture asking for 10^5 x 10^5 layers must not try to allocate 80 GB.
     arrays = io.network_arrays(pynn.Network([6, 5, 3]))
+    arrays["format_version"] = np.array(1)
     arrays["architecture"] = np.array(json.dumps({"sizes": [100000, 100000, 3], "activation": "relu",
                                                   "output": "softmax", "loss": "cross_entropy"}))
     path = tmp_path / "huge.npz"
+    np.savez(path, **arrays)
+    assert "W0" in assert_one_line_refusal(pynn.load, path)
+    # the same in the format of layers
+    arrays["format_version"] = np.array(2)
+    arrays["architecture"] = np.array(json.dumps({
+        "layers": [{"type": "Linear", "n_in": 100000, "n_out": 100000}, {"type": "ReLU"},
+                   {"type": "Linear", "n_in": 100000, "n_out": 3}],
+        "input_shape": [100000], "output": "softmax", "loss": "cross_entropy"}))
     np.savez(path, **arrays)
     assert "W0" in assert_one_line_refusal(pynn.load, path)
 

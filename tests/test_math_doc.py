@@ -87,10 +87,10 @@ def test_the_checks_catch_drift():
     assert not c_definition("pynn_gemm_ref", read("csrc/losses.c"))
     assert not c_definition("pynn_no_such_kernel", read("csrc/gemm.c"))
     assert not c_definition("pynn_gemm_check", read("csrc/internal.h"))   # declared, not defined
-    assert python_function("pynn/network.py", "Network.backward") is not None
-    assert python_function("pynn/network.py", "Network.no_such_method") is None
-    assert "ops.bias_backward(delta)" in squash(python_function("pynn/network.py", "Network.backward"))
-    assert "ops.bias_backward(delta)" not in squash(python_function("pynn/network.py", "Network.forward"))
+    assert python_function("pynn/layers.py", "Linear.backward") is not None
+    assert python_function("pynn/layers.py", "Linear.no_such_method") is None
+    assert "ops.bias_backward(dout)" in squash(python_function("pynn/layers.py", "Linear.backward"))
+    assert "ops.bias_backward(dout)" not in squash(python_function("pynn/layers.py", "Linear.forward"))
 
 
 def test_every_paper_equation_is_cited():

@@ -197,9 +197,10 @@ def test_quadratic_loss_with_sigmoid_units_learns_too():
 
 def test_repr_names_the_architecture():
     net = pynn.Network([784, 800, 10], activation="relu", output="softmax", loss="cross_entropy")
-    assert repr(net) == str(net) == "Network(784-800-10, relu, softmax, cross_entropy)"
+    assert repr(net) == str(net) == ("Network([Linear(784, 800), ReLU(), Linear(800, 10)], "
+                                     "output=softmax, loss=cross_entropy)")
     assert str(pynn.Network("5-4-3", "tanh", "sigmoid", "quadratic")) == \
-        "Network(5-4-3, tanh, sigmoid, quadratic)"
+        "Network([Linear(5, 4), Tanh(), Linear(4, 3)], output=sigmoid, loss=quadratic)"
 
 
 def test_weights_are_n_out_by_n_in():

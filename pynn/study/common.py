@@ -123,7 +123,7 @@ class Checkpoint:
         extra = {"epoch": np.array(epoch), "curve": np.array(json.dumps(curve)),
                  "rng": np.array(json.dumps(net.rng.bit_generator.state)),
                  "opt_steps": np.array(state["steps"]),
-                 "dropout_step": np.array(net._dropout_step, dtype=np.int64),
+                 "dropout_step": np.array(net.dropout_step, dtype=np.int64),
                  "opt_shape": np.array([len(s) for s in state["state"]], dtype=np.int64)}
         for i, arrays in enumerate(state["state"]):
             for j, a in enumerate(arrays):
@@ -141,7 +141,7 @@ class Checkpoint:
         net.weights, net.biases = saved.weights, saved.biases
         net.rng.bit_generator.state = json.loads(str(arrays["rng"]))
         if "dropout_step" in arrays:           # where the dropout masks' draws stood
-            net._dropout_step = int(arrays["dropout_step"])
+            net.dropout_step = int(arrays["dropout_step"])
         shape = arrays["opt_shape"]
         optimizer.load_state_dict({"steps": int(arrays["opt_steps"]), "state": [
             [arrays[f"opt_{i}_{j}"] for j in range(int(k))] for i, k in enumerate(shape)]})

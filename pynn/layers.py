@@ -1,0 +1,214 @@
+"""The layer kinds a network is a list of, named as PyTorch users know them.
+
+Each layer is a forward/backward pair over arrays its network owns (the network makes every
+buffer once per batch size and hands them in; a layer allocates nothing per batch):
+
+    forward(x, out, tape)              out = the layer applied to x
+    backward(x, out, dout, dinp, tape) from dL/dout, the gradients of the layer's parameters
+                                       (returned, in the order of ``params``) and, when dinp is
+                                       not None, dL/dx written into dinp
+
+x and out are a batch, one sample per leading row: (B, n) for dense layers. ``tape`` is a dict
+the network keeps for this layer and this batch size, for whatever else backward needs (the
+dropout mask). A layer whose ``inplace`` is True may be given out = x, and then backward reads
+only out (an activation's derivative is written in terms of its output).
+"""
+import numpy as np
+
+from . import ops
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Layer:
+    """What every layer has: no parameters, and an output the shape of its input."""
+    params = ()         # names of the parameter attributes, in the order gradients come back
+    inplace = False     # forward may write its output over its input
+
+    def output_shape(self, shape):
+        """The shape of one sample's output, given one sample's input shape."""
+        return tuple(shape)
+
+    def parameters(self):
+        return [getattr(self, name) for name in self.params]
+
+    def param_shapes(self):
+        """The shape of each parameter, by name, before any is made."""
+        return {}
+
+    def spec(self):
+        """What rebuilds the layer (its kind and constructor arguments): what a model file keeps."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Linear(Layer):
+    """z = a W^T + b (eq. 13 with a batch): W is (n_out, n_in), b (n_out,); a (B, n_in) one
+    sample per row, z (B, n_out). The weights are made by the network that holds the layer
+    (He or Xavier, by the activation that follows), or given as arrays."""
+    params = ("W", "b")
+
+    def __init__(self, n_in, n_out, W=None, b=None):
+        self.n_in = _positive_int("n_in", n_in)
+        self.n_out = _positive_int("n_out", n_out)
+        self.W, self.b = W, b
+
+    def output_shape(self, shape):
+        if tuple(shape) != (self.n_in,):
+            raise ValueError(f"{self!r} takes {self.n_in} values per sample, got shape {tuple(shape)}"
+                             + (" (put a Flatten() before it)" if len(shape) > 1 else ""))
+        return (self.n_out,)
+
+    def init(self, rng, activation):
+        """He initialisation before ReLU (variance 2/n_in keeps the signal's size through layers
+        that zero half their inputs); Xavier (Glorot) before the others."""
+        if activation == "relu":
+            W = rng.normal(0.0, np.sqrt(2.0 / self.n_in), size=(self.n_out, self.n_in))
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+            W = rng.uniform(-limit, limit, size=(self.n_out, self.n_in))
+        self.W = ops.aligned_copy(W.astype(np.float32))
+        self.b = ops.aligned_copy(np.zeros(self.n_out, dtype=np.float32))
+
+    def forward(self, x, out, tape):
+        ops.gemm(x, self.W, out, trans_b=True)      # z = a W^T    (B,n_in)(n_in,n_out)
+        ops.bias_forward(out, self.b)               # z += b
+
+    def backward(self, x, out, dout, dinp, tape):
+        """In the forward pass z = a W^T + b, so dW = delta^T a, db = the column sums of delta,
+        and dL/da = delta W (eq. 31-52 with matrices, delta = dL/dz)."""
+        dW = ops.matmul(dout, x, trans_a=True)      # (n_out,B)(B,n_in)
+        db = ops.bias_backward(dout)
+        if dinp is not None:
+            ops.gemm(dout, self.W, dinp)            # (B,n_out)(n_out,n_in)
+        return [dW, db]
+
+    def param_shapes(self):
+        return {"W": (self.n_out, self.n_in), "b": (self.n_out,)}
+
+    def spec(self):
+        return {"type": "Linear", "n_in": self.n_in, "n_out": self.n_out}
+
+    def __repr__(self):
+        return f"Linear({self.n_in}, {self.n_out})"
+
+
+class Activation(Layer):
+    """a = f(z) element by element (eq. 4); its derivative is written in terms of a."""
+    kind = "linear"
+    inplace = True
+
+    def forward(self, x, out, tape):
+        ops.activation_forward(self.kind, x, out=out)
+
+    def backward(self, x, out, dout, dinp, tape):
+        """dL/dz = dL/da * f'(z), with f'(z) from a: a(1-a) for the sigmoid, 1 - a^2 for tanh,
+        1 where a > 0 for ReLU."""
+        if dinp is not None:
+            ops.activation_backward(self.kind, out, dout, dinp=dinp)
+        return []
+
+
+class ReLU(Activation):
+    kind = "relu"
+
+
+class Sigmoid(Activation):
+    kind = "sigmoid"
+
+
+class Tanh(Activation):
+    kind = "tanh"
+
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+class Dropout(Layer):
+    """Inverted dropout (csrc/dropout.c): in training each value is kept with probability 1-p
+    and scaled by 1/(1-p), so nothing changes when predicting; the mask comes from the
+    network's dropout seed and a stream number, so a run repeats bit for bit."""
+
+    def __init__(self, p=0.5):
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise ValueError(f"dropout must be a number in [0, 1), got {p!r}")
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x, out, tape):
+        """out = x * mask, the mask drawn from (tape["seed"], tape["stream"]) and kept."""
+        mask = tape.get("mask")
+        if mask is None or mask.shape != x.shape:
+            mask = tape["mask"] = np.empty(x.shape, dtype=np.float32)
+        np.copyto(out, x)
+        ops.dropout_forward(out, mask, self.p, tape["seed"], tape["stream"])
+
+    def backward(self, x, out, dout, dinp, tape):
+        """In the forward pass out = x * mask, so dL/dx = dL/dout * mask."""
+        if dinp is not None:
+            np.copyto(dinp, dout)
+            ops.dropout_backward(dinp, tape["mask"])
+        return []
+
+    def spec(self):
+        return {"type": "Dropout", "p": self.p}
+
+    def __repr__(self):
+        return f"Dropout({self.p:g})"
+
+
+class Flatten(Layer):
+    """(B, C, H, W) -> (B, C*H*W): the same numbers, one row a sample (the network hands in
+    out as a view of x, so there is nothing to do)."""
+
+    def output_shape(self, shape):
+        return (int(np.prod(shape, dtype=np.int64)),)
+
+    def forward(self, x, out, tape):
+        if out.ctypes.data != x.ctypes.data:
+            np.copyto(out, x.reshape(out.shape))
+
+    def backward(self, x, out, dout, dinp, tape):
+        if dinp is not None and dinp.ctypes.data != dout.ctypes.data:
+            np.copyto(dinp.reshape(dout.shape), dout)
+        return []
+
+
+def dense_stack(sizes, activation, dropout=0.0):
+    """The layers ``Network([784, 800, 10], activation)`` stands for: Linear layers of those
+    widths, each hidden one followed by its activation (none for "linear") and, with dropout,
+    a Dropout layer."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            if activation != "linear":
+                layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(Dropout(dropout))
+    return layers
+
+
+KINDS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, Dropout, Flatten)}
+
+
+def from_spec(spec):
+    """The layer a ``spec()`` describes; ValueError naming what does not fit."""
+    if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+        kind = spec.get("type") if isinstance(spec, dict) else spec
+        raise ValueError(f"unknown layer {kind!r} (known: {', '.join(KINDS)})")
+    args = {k: v for k, v in spec.items() if k != "type"}
+    for k, v in args.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"layer {spec['type']}: {k} must be a number, got {v!r}")
+    try:
+        return KINDS[spec["type"]](**args)
+    except TypeError as e:
+        raise ValueError(f"layer {spec['type']}: {e}") from None
