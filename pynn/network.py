@@ -192,19 +192,24 @@ class Network:
     def _plan(self, activation="relu"):
         """Which fast path this layer list allows. The one-call C network needs dense layers
         (after an optional Flatten) with the same hidden activation, or none, between every
-        two of them, and no dropout; ``activation`` names it where there is no hidden layer."""
+        two of them (``_hidden``: which), and, to train, no dropout (``_fusable``).
+        ``activation`` names the hidden activation where there is no hidden layer."""
         self._linears = [x for x in self.layers if isinstance(x, Linear)]
         self._param_layers = [x for x in self.layers if x.params]
         self._view = self._one = None
         self._hidden = None
+        self._fusable = False
         body = self.layers[1:] if isinstance(self.layers[0], Flatten) else self.layers
         if len(self.input_shape) > 1 and body is self.layers:
             return
+        has_dropout = any(isinstance(x, Dropout) for x in body)
+        body = [x for x in body if not isinstance(x, Dropout)]
         kinds, i = [], 0
         while i < len(body) and isinstance(body[i], Linear):
             if i + 1 == len(body):
                 if len(set(kinds)) <= 1:
                     self._hidden = kinds[0] if kinds else activation
+                    self._fusable = not has_dropout
                 return
             nxt = body[i + 1]
             if isinstance(nxt, Linear):
@@ -631,7 +636,7 @@ class Network:
     def _fused_optimizer(self, optimizer):
         """(kind, settings, state) for an optimiser the C step implements on a network it
         covers; None for others (the layers then run one by one)."""
-        if type(optimizer) not in (SGD, Adam) or self._hidden is None:
+        if type(optimizer) not in (SGD, Adam) or not self._fusable:
             return None
         return optimizer.fused(self.parameters())
 

@@ -616,8 +616,7 @@ class FusedNet:
             "hidden": _kind(hidden), "output": _kind(output), "loss": LOSS_KINDS[loss]})
         if lib.pynn_net_workspace(self.c, 1, 1) < 0:
             raise ValueError(f"no fused path for hidden={hidden!r}, output={output!r}, loss={loss!r}")
-        self._work = {}
-        self._forward_work = {}
+        self._work = {}        # (rows, training) -> free workspaces
 
     def matches(self, weights, biases, hidden, output, loss, writing=True):
         """True while the owner's arrays are still the ones this view points into, unchanged
@@ -633,15 +632,23 @@ class FusedNet:
                 return False
         return True
 
-    def _workspace(self, rows, training):
-        key = (rows, training)
-        work = self._work.get(key)
-        if work is None:
+    def _take(self, rows, training):
+        """A workspace for ``rows`` rows and its pointer, this call's alone: calls from several
+        threads each take their own (list.pop and append are atomic), and give it back after."""
+        try:
+            return self._work[(rows, training)].pop()
+        except (KeyError, IndexError):
+            buf = np.empty(lib.pynn_net_workspace(self.c, rows, training), dtype=np.float32)
+            return buf, ffi.from_buffer("float[]", buf, require_writable=True), buf.size
+
+    def _give(self, rows, training, work):
+        free = self._work.get((rows, training))
+        if free is None:
             if len(self._work) > 8:
-                self._work.clear()
-            work = self._work[key] = np.empty(lib.pynn_net_workspace(self.c, rows, training),
-                                              dtype=np.float32)
-        return work
+                self._work = {}
+            free = self._work[(rows, training)] = []
+        if len(free) < 4:
+            free.append(work)
 
     def predict(self, X, chunk=1024):
         """A new (n, n_out) array of the network's outputs for X (n, n_in): ``forward`` with
@@ -655,16 +662,12 @@ class FusedNet:
         if n == 0:
             return out
         rows = n if n < chunk else max(1, int(chunk))
-        work = self._forward_work.get(rows)
-        if work is None:
-            if len(self._forward_work) > 8:
-                self._forward_work.clear()
-            buf = self._workspace(rows, 0)
-            work = self._forward_work[rows] = (ffi.from_buffer("float[]", buf, require_writable=True),
-                                               buf.size)
-        _status(lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
-                                     ffi.from_buffer("float[]", out, require_writable=True),
-                                     work[0], work[1]), "net_forward")
+        work = self._take(rows, 0)
+        rc = lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
+                                  ffi.from_buffer("float[]", out, require_writable=True),
+                                  work[1], work[2])
+        self._give(rows, 0, work)
+        _status(rc, "net_forward")
         return out
 
     def forward(self, X, out, chunk=1024):
@@ -678,9 +681,11 @@ class FusedNet:
         _no_overlap(out, X)
         if n == 0:
             return out
-        work = self._workspace(min(n, max(1, int(chunk))), 0)
-        _status(lib.pynn_net_forward(self.c, _ptr(X), n, _wptr(out), _wptr(work), work.size),
-                "net_forward")
+        rows = min(n, max(1, int(chunk)))
+        work = self._take(rows, 0)
+        rc = lib.pynn_net_forward(self.c, _ptr(X), n, _wptr(out), work[1], work[2])
+        self._give(rows, 0, work)
+        _status(rc, "net_forward")
         return out
 
     def train(self, kind, hyper, state, steps, X, T, order, batch):
@@ -736,11 +741,12 @@ class FusedNet:
         n_batches = (n_order + batch - 1) // batch
         losses = np.zeros(n_batches, dtype=np.float64)
         done = ffi.new("int64_t *")
-        work = self._workspace(batch, 1)
+        work = self._take(batch, 1)
         rc = lib.pynn_net_train(self.c, opt, _ptr(X), _ptr(T), n,
                                 ffi.NULL if order is None else _i64(order), n_order, batch,
                                 ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
-                                if n_batches else ffi.NULL, done, _wptr(work), work.size)
+                                if n_batches else ffi.NULL, done, work[1], work[2])
+        self._give(batch, 1, work)
         _status(rc, "net_train")
         return losses[:done[0]], int(opt.step)
 
