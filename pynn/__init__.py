@@ -10,7 +10,7 @@ pynn.ops is the one module that calls C; pynn.network holds the network, pynn.op
 optimisers, pynn.io saving and loading; pynn.datasets the data, pynn.preprocess a drawing's way
 to the network, pynn.augment distortions, pynn.adapt teaching.
 """
-from . import adapt, augment, datasets, ops, preprocess
+from . import adapt, augment, checkpoint, datasets, layers, ops, preprocess
 from .io import ModelFileError, load
 from .network import Network
 from .optim import SGD, Adam, Optimizer

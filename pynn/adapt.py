@@ -82,20 +82,18 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
     pick = np.concatenate([rng.choice(others, size=n_replay, replace=False), border])
     lesson = np.concatenate([taught, R_X[pick]])
     lesson_y = np.concatenate([taught_y, R_y[pick]])
-    # plain mini-batch SGD (Network.fit would also score every epoch, which costs more here
-    # than the training does). The check is once a pass, after the replay has been rehearsed
-    # too: stopping mid-pass, just after the drawings' batch, ends on the moment MNIST suffers
-    # most.
-    T = net.targets(lesson_y, len(lesson))
-    optimizer = SGD(lr=lr, momentum=0.9)
+    # Network.fit without its accuracy pass (score=False: it would cost more here than the
+    # training does). The check is once a pass, after the replay has been rehearsed too:
+    # stopping mid-pass, just after the drawings' batch, ends on the moment MNIST suffers most.
     losses = []
-    for _ in range(max_epochs):
-        order = rng.permutation(len(lesson))
-        for start in range(0, len(order), BATCH):
-            idx = order[start:start + BATCH]
-            losses.append(net.train_batch(lesson[idx], T[idx], optimizer))
-        if net.predict_proba(X)[np.arange(k), y].min() >= confident:
-            break
+
+    def confident_now(epoch, history):
+        return bool(net.predict_proba(X)[np.arange(k), y].min() >= confident)
+
+    net.fit(lesson, lesson_y, epochs=max_epochs, batch_size=BATCH,
+            optimizer=SGD(lr=lr, momentum=0.9), shuffle=rng, score=False,
+            callback=lambda epoch, batch, n, loss: losses.append(loss),
+            on_epoch_end=confident_now)
     return losses
 
 

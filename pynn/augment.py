@@ -239,21 +239,11 @@ def distorted_epochs(images, rng, epochs, augmenter=None):
             del current
 
 
-def fit(net, images, labels, epochs, rng, augmenter=None, start_epoch=0, history=None, **kwargs):
-    """Network.fit, but every epoch on freshly distorted copies of ``images``.
-
-    images (n, H, W) uint8 or float32, labels as Network.fit takes them; ``augmenter`` defaults
-    to Augmenter(). The other keyword arguments (batch_size, optimizer, validation, callback,
-    on_epoch_end) go to Network.fit, which is called once per epoch and resumed from its history,
-    so the optimiser's state and the history run on across epochs. The next epoch's digits are
-    distorted while this one trains (see distorted_epochs).
-    """
-    n = len(images)
-    for epoch, distorted in zip(range(start_epoch, epochs),
-                                distorted_epochs(images, rng, epochs - start_epoch, augmenter)):
-        history = net.fit(distorted.reshape(n, -1), labels, epochs=epoch + 1, start_epoch=epoch,
-                          history=history, **kwargs)
-    return history
+def fit(net, images, labels, epochs, rng, augmenter=None, **kwargs):
+    """Network.fit on freshly distorted copies of ``images`` every epoch, drawn from ``rng``
+    (``augmenter`` defaults to Augmenter()); the other keyword arguments go to Network.fit."""
+    return net.fit(images, labels, epochs=epochs, transform=augmenter or Augmenter(),
+                   transform_rng=rng, **kwargs)
 
 
 def _identity(n):

@@ -241,25 +241,23 @@ def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, 
 
     # the rate of every epoch follows from the settings alone, so a resumed run steps alike
     lr0, schedule = base_lr(args), getattr(args, "schedule", None) or "constant"
-    optimizer.lr = scheduled_lr(schedule, lr0, start_epoch, args.epochs)
 
     def on_epoch_end(epoch, history):
-        optimizer.lr = scheduled_lr(schedule, lr0, epoch + 1, args.epochs)
         report.epoch_end(epoch, history)
         for hook in epoch_hooks:
             hook(epoch, history)
 
+    transform = transform_rng = None
+    if getattr(args, "augment", False):
+        from . import augment
+        transform = augment.Augmenter()
+        transform_rng = np.random.default_rng(args.seed) if augment_rng is None else augment_rng
     try:
-        if getattr(args, "augment", False):
-            from . import augment
-            rng = np.random.default_rng(args.seed) if augment_rng is None else augment_rng
-            return augment.fit(net, X, y, args.epochs, rng,
-                               batch_size=args.batch_size, optimizer=optimizer, validation=validation,
-                               callback=report.batch, on_epoch_end=on_epoch_end,
-                               start_epoch=start_epoch, history=history)
         return net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
                        validation=validation, callback=report.batch, on_epoch_end=on_epoch_end,
-                       start_epoch=start_epoch, history=history)
+                       start_epoch=start_epoch, history=history, transform=transform,
+                       transform_rng=transform_rng,
+                       schedule=lambda epoch: scheduled_lr(schedule, lr0, epoch, args.epochs))
     finally:
         report.close()
 

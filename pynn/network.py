@@ -392,7 +392,7 @@ class Network:
         applies its own softmax/sigmoid. ``keep`` keeps the layers' outputs for ``backward``;
         with it (and ``training``) Dropout layers drop units, each pass with new masks.
         """
-        X = self._check_inputs(X)
+        X = self.check_inputs(X)
         B = X.shape[0]
         if not keep:
             tape = _Tape(self, B)
@@ -442,7 +442,7 @@ class Network:
 
     def gradients(self, X, y):
         """The list of (dW, db) for one batch, without changing the weights (dropout off)."""
-        X = self._check_inputs(X)
+        X = self.check_inputs(X)
         T = self.targets(y, X.shape[0])
         tape = self._take_tape(X.shape[0])
         try:
@@ -454,7 +454,7 @@ class Network:
 
     def loss_value(self, X, y):
         """The loss (mean over the samples) of the network on X against y."""
-        X = self._check_inputs(X)
+        X = self.check_inputs(X)
         T = self.targets(y, X.shape[0])
         tape = self._take_tape(X.shape[0])
         try:
@@ -489,7 +489,7 @@ class Network:
                 return self.last_loss                # no step on a NaN or Inf loss
             optimizer.step(self.parameters(), [g for pair in grads for g in pair])
             return self.last_loss
-        X = self._check_inputs(X)
+        X = self.check_inputs(X)
         T = self.targets(T, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("X is empty: a training step needs at least one sample")
@@ -504,7 +504,7 @@ class Network:
         What ``fit`` runs each epoch, without its bookkeeping (no accuracy pass), for timing
         loops. Raises FloatingPointError when a batch's loss is not finite.
         """
-        X = self._check_inputs(X)
+        X = self.as_stored(X)
         T = self.targets(y, X.shape[0])
         _count("batch_size", batch_size, least=1)
         if optimizer is None:
@@ -525,12 +525,18 @@ class Network:
         n = len(order)
         total, n_batches = 0.0, (n + batch_size - 1) // batch_size
         spec = self._fused_optimizer(optimizer)
-        per_call = n_batches if callback is None or spec is None else max(1, CHUNK // batch_size)
+        pixels = X.dtype == np.uint8
+        per_call = (n_batches if (callback is None and not pixels) or spec is None
+                    else max(1, CHUNK // batch_size))
         for first in range(0, n_batches, per_call):
             last = min(n_batches, first + per_call)
             if spec is not None:
                 chunk = order[first * batch_size:last * batch_size]
-                losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
+                if pixels:           # the chunk's rows in their order, scaled: the same batches
+                    losses = self._train_fused(ops.scale_u8(X[chunk]), T[chunk], None,
+                                               batch_size, optimizer, spec)
+                else:
+                    losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
             for k in range(first, last):
                 size = min(batch_size, n - k * batch_size)
                 if spec is not None:
@@ -576,7 +582,7 @@ class Network:
         or use ``pynn.checkpoint.resume``.
         """
         images = X
-        X = self._check_inputs(X)
+        X = self.as_stored(X)
         T = self.targets(y, X.shape[0])
         _count("batch_size", batch_size, least=1)
         _count("epochs", epochs, least=0)
@@ -587,7 +593,7 @@ class Network:
         lr_of = _schedule(schedule, optimizer.lr, epochs)
         if validation is not None:
             X_val, y_val = validation
-            X_val = self._check_inputs(X_val)
+            X_val = self.check_inputs(X_val)
             T_val = self.targets(y_val, X_val.shape[0])
         n = X.shape[0]
         if n == 0:
@@ -614,10 +620,13 @@ class Network:
             if validation is not None:
                 history["val_loss"].append(self.loss_value(X_val, T_val))
                 history["val_accuracy"].append(self.accuracy(X_val, T_val))
-            if checkpoint is not None:
-                from .checkpoint import save_checkpoint
-                save_checkpoint(checkpoint, self, optimizer, epoch, history, run)
-            if on_epoch_end is not None and on_epoch_end(epoch, history) is True:
+            try:
+                stop = on_epoch_end is not None and on_epoch_end(epoch, history) is True
+            finally:               # the epoch is done even when on_epoch_end raises
+                if checkpoint is not None:
+                    from .checkpoint import save_checkpoint
+                    save_checkpoint(checkpoint, self, optimizer, epoch, history, run)
+            if stop:
                 break
         return history
 
@@ -663,9 +672,7 @@ class Network:
             return self.predict_proba(np.asarray(x).reshape(1, -1) if isinstance(x, np.ndarray)
                                       else x)[0]
         one = self._one
-        lin = self._linears
-        if one is None or not one.current([x.W for x in lin], [x.b for x in lin],
-                                          (self._hidden, self.output, self.loss)):
+        if one is None or not one.current(self._linears, (self._hidden, self.output, self.loss)):
             one = self._one = ops.OneSample(self._fused(writing=False))
         return one.call(x)
 
@@ -678,13 +685,19 @@ class Network:
             view = self._fused(writing=False)
             if not (type(X) is np.ndarray and X.dtype == np.float32 and X.ndim == 2
                     and X.shape[1] == view.sizes[0] and X.flags.c_contiguous):
-                X = self._check_inputs(X)            # the general case: shapes, uint8, images
-            return view.predict(X, chunk=batch_size)
-        X = self._check_inputs(X)
+                X = self.as_stored(X)                # the general case: shapes, uint8, images
+            if X.dtype == np.float32:
+                return view.predict(X, chunk=batch_size)
+        X = self.as_stored(X)
         _count("batch_size", batch_size, least=1)
         out = np.empty((X.shape[0], self.n_out), dtype=np.float32)
         for start in range(0, X.shape[0], batch_size):
             part = X[start:start + batch_size]
+            if part.dtype == np.uint8:
+                part = ops.scale_u8(part)
+            if self._hidden is not None:
+                out[start:start + part.shape[0]] = view.predict(part, chunk=batch_size)
+                continue
             tape = self._take_tape(part.shape[0])
             try:
                 out[start:start + part.shape[0]] = self._run(part, tape, False, False).reshape(part.shape[0], -1)
@@ -698,7 +711,7 @@ class Network:
 
     def accuracy(self, X, y):
         """The fraction of samples whose most likely class is the label (or the target's argmax)."""
-        X = self._check_inputs(X)
+        X = self.as_stored(X)
         T = self.targets(y, X.shape[0])
         labels = y if y.ndim == 1 else ops.argmax_rows(T)
         if X.shape[0] == 0:
@@ -707,10 +720,11 @@ class Network:
 
     # ---- checking what comes in ----
 
-    def check_inputs(self, X):
-        """X as a C-contiguous float32 (n, n_in) array: any shape with n_in values per sample
-        ((n, 784), (n, 28, 28), (n, 1, 28, 28), or one sample alone); uint8 pixels are scaled
-        to 0..1."""
+    def as_stored(self, X):
+        """X as a C-contiguous (n, n_in) array of its own dtype, float32 or uint8 (pixels):
+        any shape with n_in values per sample ((n, 784), (n, 28, 28), (n, 1, 28, 28), or one
+        sample alone). Training and prediction scale uint8 a batch at a time, so a data set is
+        never copied whole as float32."""
         if not isinstance(X, np.ndarray):
             raise TypeError(f"X must be a numpy array, got {type(X).__name__}")
         n_in = self.n_in
@@ -719,13 +733,16 @@ class Network:
         if X.ndim < 2 or int(np.prod(X.shape[1:])) != n_in:
             want = "x".join(map(str, self.input_shape))
             raise ValueError(f"X must have {n_in} values per sample ({want}), got shape {X.shape}")
-        if X.dtype == np.uint8:
-            X = ops.scale_u8(np.ascontiguousarray(X)).reshape(X.shape[0], n_in)
-        elif X.dtype != np.float32:
+        if X.dtype != np.float32 and X.dtype != np.uint8:
             raise TypeError(f"X must be float32 or uint8, got {X.dtype}")
         return np.ascontiguousarray(X.reshape(X.shape[0], n_in))
 
-    _check_inputs = check_inputs
+    def check_inputs(self, X):
+        """X as a C-contiguous float32 (n, n_in) array (``as_stored``; uint8 pixels are scaled
+        to 0..1)."""
+        X = self.as_stored(X)
+        return ops.scale_u8(X) if X.dtype == np.uint8 else X
+
 
     def targets(self, y, n):
         """Labels (n,) -> one-hot (n, n_out) float32; float targets (n, n_out) are checked and kept."""
@@ -772,13 +789,11 @@ def _schedule(schedule, lr, epochs):
 
 
 def _epochs_of_inputs(net, images, X, transform, rng, start, epochs):
-    """Each epoch's training inputs: X itself, or ``transform``'s fresh copy of the images."""
+    """Each epoch's training inputs: X itself, or ``transform``'s fresh copy of ``images`` (as
+    fit was given them), checked like any input."""
     if transform is None:
         return itertools.repeat(X)
-    n = X.shape[0]
-    stack = X.reshape(n, 28, 28) if X.shape[1] == 784 else X.reshape(n, *net.input_shape[-2:])
     if rng is None:                # drawn from the network's generator, before each shuffle
-        return (np.ascontiguousarray(transform(stack, net.rng)).reshape(n, -1)
-                for _ in range(start, epochs))
+        return (net.check_inputs(transform(images, net.rng)) for _ in range(start, epochs))
     from .augment import distorted_epochs
-    return (e.reshape(n, -1) for e in distorted_epochs(stack, rng, epochs - start, transform))
+    return (net.check_inputs(e) for e in distorted_epochs(images, rng, epochs - start, transform))

@@ -837,17 +837,20 @@ class OneSample:
     def _make_current(self):
         arrays0, layers, kinds0 = self._arrays, len(self._arrays) // 2, self.kinds
         layout0, is_, layout = tuple(map(_LAYOUT, arrays0)), operator.is_, _LAYOUT
+        W0, b0 = arrays0[:layers], arrays0[layers:]
 
-        def current(weights, biases, kinds):
-            """True while ``weights`` and ``biases`` hold the very arrays the view points
-            into, with the shape, strides and dtype it was made for. Their data cannot move
-            unseen: the view holds a reference, so numpy refuses to resize them in place, and
-            a resize forced with refcheck=False changes the shape. (The layouts cost the most,
-            a new tuple each, so they come last.)"""
-            arrays = (*weights, *biases)
-            return (len(weights) == layers and len(arrays) == len(arrays0)
-                    and all(map(is_, arrays, arrays0)) and kinds == kinds0
-                    and tuple(map(layout, arrays)) == layout0)
+        def current(linears, kinds):
+            """True while the dense layers ``linears`` hold the very arrays the view points
+            into (their W and b), with the shape, strides and dtype it was made for. Their data
+            cannot move unseen: the view holds a reference, so numpy refuses to resize them in
+            place, and a resize forced with refcheck=False changes the shape. (The layouts cost
+            the most, a new tuple each, so they come last.)"""
+            if len(linears) != layers or kinds != kinds0:
+                return False
+            weights = [x.W for x in linears]
+            biases = [x.b for x in linears]
+            return (all(map(is_, weights, W0)) and all(map(is_, biases, b0))
+                    and tuple(map(layout, weights + biases)) == layout0)
         return current
 
     def _make_call(self):

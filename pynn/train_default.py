@@ -32,25 +32,20 @@ def train(images, labels, hidden=512, epochs=20, lr=0.05, batch_size=64, seed=0,
     # one stream of random numbers for the distortions (drawn a step ahead, on their own
     # thread), another for the order of the samples
     distort_seed, order_seed = np.random.SeedSequence(seed).spawn(2)
-    order_rng = np.random.default_rng(order_seed)
-    X = ops.scale_u8(np.ascontiguousarray(images)).reshape(len(images), 28, 28)
     net = Network([784, hidden, 10], "relu", "softmax", "cross_entropy", seed=seed)
-    T = net.targets(labels.astype(np.int64), len(X))
     opt = SGD(lr=lr, momentum=0.9)
-    epochs_of_digits = augment.distorted_epochs(X, np.random.default_rng(distort_seed), epochs,
-                                                augmenter)
-    start = time.perf_counter()
-    for epoch, X_aug in enumerate(epochs_of_digits):     # the wait for the digits counts too
-        opt.lr = scheduled_lr("cosine", lr, epoch, epochs)
-        X_aug = X_aug.reshape(len(X), 784)
-        # one pass of mini-batch SGD (Network.fit would also score all 60,000 every epoch)
-        order, total = order_rng.permutation(len(X)), 0.0
-        for k in range(0, len(order), batch_size):
-            idx = order[k:k + batch_size]
-            total += net.train_batch(X_aug[idx], T[idx], opt) * len(idx)
+    start = [time.perf_counter()]
+
+    def report(epoch, history):        # the wait for the digits counts too
         log(f"epoch {epoch + 1}/{epochs}: lr {opt.lr:.4f}, loss on distorted digits "
-            f"{total / len(X):.4f}, {time.perf_counter() - start:.1f} s")
-        start = time.perf_counter()
+            f"{history['loss'][-1]:.4f}, {time.perf_counter() - start[0]:.1f} s")
+        start[0] = time.perf_counter()
+
+    # no accuracy pass over all 60,000 every epoch (score=False): the log needs the loss only
+    net.fit(images, labels.astype(np.int64), epochs=epochs, batch_size=batch_size, optimizer=opt,
+            shuffle=np.random.default_rng(order_seed), schedule="cosine",
+            transform=augment.Augmenter() if augmenter is None else augmenter,
+            transform_rng=np.random.default_rng(distort_seed), on_epoch_end=report, score=False)
     return net
 
 

@@ -178,3 +178,24 @@ def test_model_files_name_every_layer(tmp_path):
     arch = json.loads(str(io.network_arrays(net)["architecture"]))
     assert arch["input_shape"] == [1, 28, 28]
     assert [spec["type"] for spec in arch["layers"]] == ["Flatten", "Linear", "Sigmoid", "Linear"]
+
+
+@pytest.mark.parametrize("batch,callback", [(10, False), (64, True), (7, False)])
+def test_pixels_train_as_their_scaled_floats_bit_for_bit(batch, callback):
+    """fit reads uint8 digits as stored, scaling a chunk of batches at a time: the same batches
+    and steps as training on the whole set scaled first."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(9000, 8, 8), dtype=np.uint8)
+    y = (images.reshape(9000, 64)[:, :32].sum(1) > images.reshape(9000, 64)[:, 32:].sum(1)).astype(np.int64)
+    a, b = Network([64, 20, 2], seed=1), Network([64, 20, 2], seed=1)
+    news = [] if callback else None
+    cb = (lambda *args: news.append(args)) if callback else None
+    ha = a.fit(images, y, epochs=2, batch_size=batch, optimizer=pynn.SGD(lr=0.05, momentum=0.9),
+               callback=cb)
+    hb = b.fit(ops.scale_u8(images).reshape(9000, 64), y, epochs=2, batch_size=batch,
+               optimizer=pynn.SGD(lr=0.05, momentum=0.9))
+    assert ha == hb
+    for W, V in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(W, V)
+    np.testing.assert_array_equal(a.predict_proba(images, batch_size=1000),
+                                  a.predict_proba(ops.scale_u8(images).reshape(9000, 64)))

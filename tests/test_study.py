@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from pynn.checkpoint import load_checkpoint
 from pynn.optim import SGD
 from pynn.study import common, lang, noise, register
 from pynn.study.classic import KNearest, NearestCentroid
@@ -256,9 +257,10 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     def stop_after_two(epoch, n, err):
         if epoch == 1:
             raise Stop
-    ckpt = common.Checkpoint(str(tmp_path / "run.ckpt.npz"))
+    ckpt = str(tmp_path / "run.checkpoint")          # the format of pynn train --checkpoint
     with pytest.raises(Stop):
         common.train(config, train_xy, val_xy, checkpoint=ckpt, progress=stop_after_two)
+    assert load_checkpoint(ckpt).epoch == 1
     resumed, curve2, _ = common.train(config, train_xy, val_xy, checkpoint=ckpt)
     assert curve2 == curve and len(curve) == 4
     for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):

@@ -13,12 +13,14 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 
 import numpy as np
 
 from .. import ops
+from ..checkpoint import checkpoint_path, load_checkpoint
 from ..network import Network
 from ..optim import SGD, Adam
 
@@ -110,78 +112,41 @@ def error_rate(net, X, y):
     return 1.0 - net.accuracy(X, y)
 
 
-class Checkpoint:
-    """The state of one training run after its last finished epoch, in one .npz written
-    atomically: weights, optimiser state, the generator's state and the curve so far."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def save(self, net, optimizer, epoch, curve):
-        from ..io import save
-        state = optimizer.state_dict()
-        extra = {"epoch": np.array(epoch), "curve": np.array(json.dumps(curve)),
-                 "rng": np.array(json.dumps(net.rng.bit_generator.state)),
-                 "opt_steps": np.array(state["steps"]),
-                 "dropout_step": np.array(net.dropout_step, dtype=np.int64),
-                 "opt_shape": np.array([len(s) for s in state["state"]], dtype=np.int64)}
-        for i, arrays in enumerate(state["state"]):
-            for j, a in enumerate(arrays):
-                extra[f"opt_{i}_{j}"] = a
-        save(net, self.path, extra)
-
-    def load(self, net, optimizer):
-        """Restore into ``net`` and ``optimizer``; return (next epoch, curve), or (0, []) if
-        there is no checkpoint."""
-        if not self.path or not os.path.exists(self.path):
-            return 0, []
-        from ..io import network_from_arrays, read_npz
-        arrays = read_npz(self.path)
-        saved = network_from_arrays(arrays, self.path)
-        net.weights, net.biases = saved.weights, saved.biases
-        net.rng.bit_generator.state = json.loads(str(arrays["rng"]))
-        if "dropout_step" in arrays:           # where the dropout masks' draws stood
-            net.dropout_step = int(arrays["dropout_step"])
-        shape = arrays["opt_shape"]
-        optimizer.load_state_dict({"steps": int(arrays["opt_steps"]), "state": [
-            [arrays[f"opt_{i}_{j}"] for j in range(int(k))] for i, k in enumerate(shape)]})
-        return int(arrays["epoch"]) + 1, json.loads(str(arrays["curve"]))
-
-    def remove(self):
-        if self.path and os.path.exists(self.path):
-            os.remove(self.path)
-
-
 def train(config, train_xy, val_xy, transform=None, checkpoint=None, progress=None):
     """Train a network as ``config`` says; return (net, curve, seconds).
 
-    Each epoch draws a fresh ``transform(X, rng)`` of the training images when one is given
-    (augmentation or training noise), shuffles, and runs mini-batch gradient descent at the
-    epoch's learning rate. ``curve`` lists the validation error after every epoch (the
-    learning curve). With a ``checkpoint`` every finished epoch is saved and a rerun goes on
-    from the last one. ``progress(epoch, n_epochs, val_error)`` is called after each epoch.
+    Network.fit does the work: each epoch draws a fresh ``transform(X, rng)`` of the training
+    images when one is given (augmentation or training noise), shuffles, and runs mini-batch
+    gradient descent at the epoch's learning rate. ``curve`` lists the validation error after
+    every epoch (the learning curve). With a ``checkpoint`` directory every finished epoch is
+    saved there (pynn.checkpoint, as ``pynn train --checkpoint``) and a rerun goes on from the
+    last one. ``progress(epoch, n_epochs, val_error)`` is called after each epoch.
     """
     X, y = train_xy
     net, optimizer = make_network(config, X.shape[1]), make_optimizer(config)
-    start, curve = checkpoint.load(net, optimizer) if checkpoint else (0, [])
-    T = net.targets(y, X.shape[0])
-    batch, epochs = int(config["batch"]), int(config["epochs"])
-    t0 = time.perf_counter()
-    for epoch in range(start, epochs):
-        optimizer.lr = learning_rate(config, epoch)
-        Xe = transform(X, net.rng) if transform is not None else X
-        order = net.rng.permutation(X.shape[0])
-        for k in range(0, X.shape[0], batch):
-            idx = order[k:k + batch]
-            loss = net.train_batch(Xe[idx], T[idx], optimizer)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} in epoch {epoch + 1} of {config}")
-        curve.append(error_rate(net, *val_xy))
-        if checkpoint:
-            checkpoint.save(net, optimizer, epoch, curve)
+    start, history = 0, None
+    if checkpoint and os.path.exists(checkpoint_path(checkpoint)):
+        ck = load_checkpoint(checkpoint)
+        net, optimizer, start, history = ck.net, ck.optimizer, ck.epoch + 1, ck.history
+    epochs = int(config["epochs"])
+
+    def on_epoch_end(epoch, history):
+        history.setdefault("val_error", []).append(error_rate(net, *val_xy))
         if progress:
-            progress(epoch, epochs, curve[-1])
-    return net, curve, time.perf_counter() - t0
+            progress(epoch, epochs, history["val_error"][-1])
+
+    t0 = time.perf_counter()
+    history = net.fit(X, y, epochs=epochs, batch_size=int(config["batch"]), optimizer=optimizer,
+                      transform=transform, schedule=lambda epoch: learning_rate(config, epoch),
+                      on_epoch_end=on_epoch_end, start_epoch=start, history=history,
+                      checkpoint=checkpoint or None, run={"config": config}, score=False)
+    return net, history.get("val_error", []), time.perf_counter() - t0
+
+
+def remove_checkpoint(directory):
+    """Delete a finished run's checkpoint directory."""
+    if directory and os.path.isdir(directory):
+        shutil.rmtree(directory)
 
 
 # ---- results: CSV appended per finished configuration, markdown, plots ----

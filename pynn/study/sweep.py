@@ -15,7 +15,7 @@ import random
 
 import numpy as np
 
-from .common import (BASE, DATA, DEFAULT_LR, Checkpoint, Results, config_key, error_rate,
+from .common import (BASE, DATA, DEFAULT_LR, Results, remove_checkpoint, config_key, error_rate,
                      load_split, markdown_table, no_plots_note, pct, pyplot, run_all,
                      save_figure, threads_for, train, write_markdown)
 
@@ -132,7 +132,7 @@ def run_config(task):
     config, out, show_epochs = task
     key = config_key(config)
     path = _model_path(out, key)
-    ckpt = Checkpoint(path.replace(".npz", ".ckpt.npz"))
+    ckpt = path.replace(".npz", ".checkpoint")
     bar = None
     if show_epochs:
         from tqdm import tqdm
@@ -144,7 +144,7 @@ def run_config(task):
     if bar:
         bar.close()
     net.save(path)
-    ckpt.remove()
+    remove_checkpoint(ckpt)
     return dict(config, key=key, val_error=curve[-1], train_seconds=round(seconds, 2),
                 curve=json.dumps([round(e, 5) for e in curve]))
 
