@@ -9,6 +9,7 @@
                                          (on Xvfb or headless EGL if there is no display)
 """
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -39,6 +40,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    # pyglet is an extra: the library and the pynn command run without it. Looked up, not
+    # imported: pyglet picks its platform on import, which a virtual display must precede.
+    if importlib.util.find_spec("pyglet") is None:
+        sys.exit("pad: the drawing pad needs pyglet, which pynn installs only with the pad extra: "
+                 "pip install 'pynn-digits[pad]'")
     # One thread for the kernels in this process. With more, OpenMP's (libgomp's) worker
     # threads keep spinning for a while after every parallel region, waiting for more work;
     # on a desktop they take the CPU time the window needs to keep the display's frame rate.

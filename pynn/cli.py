@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import datasets
+from . import __version__, datasets
 from .idx import IdxError
 from .io import ModelFileError
 from .optim import SCHEDULES, scheduled_lr
@@ -512,6 +512,7 @@ def cmd_fetch(args):
 
 def build_parser():
     parser = Parser(prog="pynn", description="A neural network for handwritten digits.")
+    parser.add_argument("--version", action="version", version=f"pynn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = subparsers.add_parser("fetch", help="download MNIST into the cache",
