@@ -141,7 +141,7 @@ def network_from_arrays(arrays, path="model"):
                              f"(this pynn reads version {FORMAT_VERSION})")
     try:
         arch = json.loads(str(arrays["architecture"]))
-        sizes = parse_sizes(arch["sizes"])
+        sizes = parse_sizes(arch["sizes"], check_memory=False)
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
     # the parameters' shapes are checked before the network is made: a damaged architecture

@@ -11,14 +11,14 @@ its input a (B, n_in) one sample per row, so a batch's z = a W^T + b is (B, n_ou
 import numpy as np
 
 from . import ops
-from .optim import SGD, Adam
+from .optim import SGD, Adam, Optimizer
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 CHUNK = 4096        # samples per C call in fit when a callback reports progress
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
 _ONE_DTYPES = (np.float32, np.uint8)       # inputs predict_one takes as they are
-MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
+BYTES_PER_PARAMETER = 16      # the float32 weight, its gradient and an optimiser's two states
 
 
 def _choice(name, value, allowed):
@@ -34,23 +34,41 @@ def _count(name, value, least):
         raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
 
 
-def parse_sizes(sizes):
-    """[784, 800, 10] or "784-800-10" -> a list of layer widths, checked."""
+def _width(s):
+    """One layer width as an int: an integer, or a float with an integer value (JSON's 784.0);
+    never a bool, a fraction, NaN or Infinity."""
+    if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+        return int(s)
+    if isinstance(s, (float, np.floating)) and np.isfinite(s) and float(s).is_integer():
+        return int(s)
+    raise ValueError(f"sizes must be whole numbers, got {s!r}")
+
+
+def parse_sizes(sizes, check_memory=True):
+    """[784, 800, 10] or "784-800-10" -> a list of layer widths, checked: at most
+    ops.MAX_LAYERS layers of at most ops.MAX_WIDTH units, and (``check_memory``) parameters
+    whose training fits in this machine's memory, said before anything is allocated."""
     if isinstance(sizes, str):
         try:
             sizes = [int(s) for s in sizes.split("-")]
         except ValueError:
             raise ValueError(f"architecture {sizes!r} must be widths joined by '-', like 784-800-10") from None
-    try:
-        sizes = [int(s) for s in sizes if not isinstance(s, bool) and int(s) == s]
-    except (TypeError, ValueError):
-        raise ValueError(f"sizes must be a list of positive integers, got {sizes!r}") from None
+    if not isinstance(sizes, (list, tuple, np.ndarray)):
+        raise ValueError(f"sizes must be a list of layer widths, got {type(sizes).__name__}")
+    sizes = [_width(s) for s in sizes]
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"sizes needs an input and an output width, all >= 1; got {sizes}")
-    for n_in, n_out in zip(sizes, sizes[1:]):
-        if n_in * n_out > MAX_WEIGHTS:    # the C kernels index with int64; say so before numpy fails
-            raise ValueError(f"sizes {n_in}-{n_out}: a layer of {n_in * n_out} weights is more "
-                             f"than can be addressed ({MAX_WEIGHTS})")
+    if len(sizes) - 1 > ops.MAX_LAYERS:
+        raise ValueError(f"sizes give {len(sizes) - 1} layers; a network has at most {ops.MAX_LAYERS}")
+    if max(sizes) > ops.MAX_WIDTH:
+        raise ValueError(f"sizes ask for a layer of {max(sizes)} units, wider than the "
+                         f"{ops.MAX_WIDTH} a network takes")
+    need = BYTES_PER_PARAMETER * sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes, sizes[1:]))
+    have = ops.physical_memory() if check_memory else None
+    if have and need > have:
+        raise ValueError(f"sizes {'-'.join(map(str, sizes))}: training it takes about "
+                         f"{need / 2 ** 30:.1f} GiB (weights, gradients, optimiser state), "
+                         f"more than this machine's {have / 2 ** 30:.1f} GiB of memory")
     return sizes
 
 
@@ -338,6 +356,9 @@ class Network:
     def _fused_optimizer(self, optimizer):
         """(kind, settings, state) for an optimiser the C step implements; None for others, and
         for a network with dropout (the C step has none: the layer-by-layer path does it)."""
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a pynn optimiser (pynn.SGD, pynn.Adam or a "
+                            f"subclass of pynn.Optimizer), got {type(optimizer).__name__}")
         if type(optimizer) not in (SGD, Adam) or self.dropout > 0:
             return None
         return optimizer.fused([p for pair in zip(self.weights, self.biases) for p in pair])
