@@ -90,7 +90,9 @@ def read_regular(path, max_bytes, error=ModelFileError, what="file"):
     or holds more than ``max_bytes``: read with that bound, whatever its size claims."""
     with open_regular(path, error) as f:
         try:
-            data = f.read(max_bytes + 1)
+            # a buffer as large as the file says it is (max_bytes may be far more), one byte
+            # beyond to see whether it grew past the bound
+            data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
         except OSError as e:
             raise error(f"{os.fspath(path)}: cannot be read ({e.strerror or e})") from None
     if len(data) > max_bytes:
