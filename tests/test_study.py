@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pynn.optim import SGD
-from pynn.study import common, lang, noise, register
+from pynn.study import baselines, common, compare, lang, noise, register
 from pynn.study.classic import KNearest, NearestCentroid
 from pynn.study.sweep import configurations, parse_settings
 
@@ -358,12 +358,16 @@ def test_noise_quick(tmp_path, mnist_available):
     check_plots(out, ["noise_curves.png"])
 
 
+def compare_rows(out):
+    with open(os.path.join(out, "compare.csv")) as f:
+        return {r["method"]: r for r in csv.DictReader(f)}
+
+
 def test_compare_quick(tmp_path, mnist_available):
     out = str(tmp_path / "compare")
     assert study(["compare", "--quick", "--out", out, "--methods", "centroid,knn,softmax",
                   "--eval-n", "200"]) == 0
-    with open(os.path.join(out, "compare.csv")) as f:
-        rows = {r["method"]: r for r in csv.DictReader(f)}
+    rows = compare_rows(out)
     assert set(rows) == {"centroid", "knn", "softmax"}
     assert float(rows["knn"]["test_error"]) < float(rows["centroid"]["test_error"]) < 0.5
     for r in rows.values():
@@ -373,6 +377,58 @@ def test_compare_quick(tmp_path, mnist_available):
             assert a["curve"][0][0] == 0
     md = open(os.path.join(out, "compare.md")).read()
     assert "k-nearest neighbours" in md and "Adaptivity" in md
+
+
+needs_sklearn = pytest.mark.skipif(not baselines.available(),
+                                   reason="scikit-learn (the sklearn extra) is not installed")
+
+
+@needs_sklearn
+def test_compare_quick_with_the_svm_and_the_forest(tmp_path, mnist_available, monkeypatch):
+    monkeypatch.setattr(compare, "TEACH_COUNTS", [0, 2, 8])     # each lesson is a refit
+    out = str(tmp_path / "compare")
+    assert study(["compare", "--quick", "--out", out, "--methods", "centroid,svm,forest",
+                  "--eval-n", "100"]) == 0
+    rows = compare_rows(out)
+    assert set(rows) == {"centroid", "svm", "forest"}
+    for name in ("svm", "forest"):
+        r = rows[name]
+        assert float(r["test_error"]) < float(rows["centroid"]["test_error"])
+        assert float(r["train_seconds"]) > 0 and float(r["infer_us_per_digit"]) > 0
+        assert float(r["size_kb"]) > 0 and all(0 <= float(r[f"noise_{n}"]) <= 1 for n in noise.NOISES)
+        for a in json.loads(r["adapt"]).values():
+            assert [n for n, _, _ in a["curve"]] == compare.TEACH_COUNTS[:len(a["curve"])]
+    md = open(os.path.join(out, "compare.md")).read()
+    assert "SVM, RBF kernel (scikit-learn)" in md and "random forest (scikit-learn)" in md
+    assert "refitting from scratch" in md
+
+
+@needs_sklearn
+def test_a_refitted_model_is_taught_by_refitting_with_the_examples_added():
+    from sklearn.neighbors import KNeighborsClassifier
+    rng = np.random.default_rng(3)
+    X, y = rng.random((60, 8), dtype=np.float32), rng.integers(0, 3, 60)
+    odd = np.full((2, 8), 5.0, np.float32)
+    model = baselines.Refitted(KNeighborsClassifier(1)).fit(X, y)
+    taught = compare.ClassicMethod(model).copy()
+    taught.teach(odd, np.array([2, 2]))
+    assert taught.predict(odd + 0.1).tolist() == [2, 2]
+    expect = KNeighborsClassifier(1).fit(np.vstack([X, odd]), np.concatenate([y, [2, 2]]))
+    assert np.array_equal(taught.predict(X[:20] + 0.3), expect.predict(X[:20] + 0.3))
+    assert len(model.taught_y) == 0 and model.predict(odd + 0.1).tolist() != [2, 2]   # the original untouched
+
+
+def test_compare_without_sklearn_runs_the_rest_or_says_what_is_missing(tmp_path, mnist_available,
+                                                                        monkeypatch, capsys):
+    monkeypatch.setattr(baselines, "available", lambda: False)
+    with pytest.raises(SystemExit, match=r"the svm method .* needs scikit-learn.*\[sklearn\]"):
+        study(["compare", "--quick", "--out", str(tmp_path / "a"), "--methods", "centroid,svm"])
+    out = str(tmp_path / "b")
+    monkeypatch.setattr(compare, "METHODS", ["centroid", "svm", "forest"])
+    assert study(["compare", "--quick", "--out", out, "--eval-n", "50"]) == 0
+    assert "SVM and the random forest are left out" in capsys.readouterr().out
+    assert list(compare_rows(out)) == ["centroid"]
+    assert "scikit-learn is not installed" in open(os.path.join(out, "compare.md")).read()
 
 
 def test_lang_quick(tmp_path, mnist_available):
@@ -402,4 +458,3 @@ def test_cli_help_lists_the_study_commands(capsys):
 def test_bad_setting_is_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="unknown setting 'depth'"):
         study(["sweep", "--quick", "--out", str(tmp_path), "--set", "depth=3"])
-
