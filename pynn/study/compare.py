@@ -292,7 +292,7 @@ def main(args):
         if args.methods:          # asked for by name: say what is missing and stop
             for m in methods:
                 if m in SKLEARN:
-                    baselines.require(f"the {m} method ({NAMES[m]})")
+                    baselines.require(f"the {m} method")
         else:
             methods = [m for m in methods if m not in SKLEARN]
             notes.append(f"scikit-learn is not installed, so the SVM and the random forest are "
