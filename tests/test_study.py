@@ -593,3 +593,9 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
     with pytest.raises(SystemExit, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         study(SWEEP + ["--out", str(tmp_path), "--dask", "tcp://127.0.0.1:9"])
+
+
+def test_dask_without_the_extra_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)       # import distributed fails
+    with pytest.raises(SystemExit, match=r"--dask needs dask.distributed.*\[dask\]"):
+        study(SWEEP + ["--out", str(tmp_path), "--dask", "tcp://127.0.0.1:9"])

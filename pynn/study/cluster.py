@@ -59,9 +59,9 @@ def client(address):
 
 def run(address, fn, tasks, data_dir, quick):
     """Yield ``fn(task)`` for every task, in finishing order, computed on the cluster."""
-    from distributed import as_completed
     data_dir = os.path.abspath(data_dir) if data_dir else None
     with client(address) as c:
+        from distributed import as_completed
         print(f"dask: {len(tasks)} tasks to the scheduler at {address} "
               f"({len(c.nthreads())} workers now)")
         futures = [c.submit(on_worker, fn, t, data_dir, quick, pure=False) for t in tasks]
