@@ -8,18 +8,24 @@
  *   out_b (OC,P) = weight (OC,K) col (K,P)            the forward
  *   dweight (OC,K) += dout_b (OC,P) col^T (P,K)        summed over the images
  *   dcol (K,P) = weight^T (K,OC) dout_b (OC,P), then folded back onto dinp_b ("col2im").
- * The products run on the packed GEMM of gemm_fast.c (pynn_gemm_part, its SIMD kernels chosen
- * at run time); one image's col fits in L2, where the GEMM reads it without a copy.
+ * The products run on the micro-kernels of the packed GEMM (gemm_kernels.c, the SIMD set
+ * chosen at run time), in gemm_fast.c's blocking: the weights are packed once per call rather
+ * than once per image, and one image's col, which fits in L2, is read where it lies. The
+ * unfolding copies each pixel KH*KW times, in short runs: the part of the time that
+ * unfolding straight into the kernel's slivers (an implicit GEMM) would save.
  *
- * Threads: the forward and dinp give each thread whole images; dweight gives each thread a
- * range of its columns (the taps k), for which it unfolds its own rows of every image. Each
- * output element is summed by one thread in one fixed order, whatever the thread count, so
- * the bits do not depend on it. The caller's workspace holds each thread's unfolded patches;
- * nothing here allocates.
+ * Threads: the forward and dinp give each thread whole images (a batch smaller than the
+ * thread count shares each image: some rows of col and some columns of out_b to each thread);
+ * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
+ * columns of every image's col^T. Each output element is summed by one thread in one fixed
+ * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
+ * holds each thread's packed weights and unfolded patches; nothing here allocates.
  */
 #include <string.h>
 #include "conv.h"
 #include "fast.h"
+
+#define SPILL 8      /* floats a short copy may write past the end of col^T (im2col_transposed) */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -30,10 +36,30 @@ static void share(int64_t total, int64_t unit, int t, int nt, int64_t *lo, int64
     *hi = min64(units * (t + 1) / nt * unit, total);
 }
 
-/* the floats one thread's share of the workspace holds: col or dcol (K,P), and col^T (P,K) */
-static int64_t floats_per_thread(const struct pynn_conv2d_sizes *z) {
-    int64_t kp = pynn_mul_size(z->K, z->P);
-    return kp < 0 || kp > (INT64_MAX - 32) / 2 ? -1 : 2 * kp + 32;
+/* dweight's product sums over this many output positions at a time (whole images): enough
+ * that its tile of dweight is loaded and stored once per long sum, few enough that the
+ * unfolded patches stay in L2 */
+#define DW_POSITIONS 128
+
+static int64_t images_per_step(const struct pynn_conv2d_sizes *z) {
+    return z->P >= DW_POSITIONS ? 1 : DW_POSITIONS / z->P;
+}
+
+/* the floats of the weights packed for the micro-kernel, as W (OC,K) or as W^T (K,OC) */
+static int64_t pack_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    return pynn_mul_size(s->OC + PYNN_MR, z->K + PYNN_MR);
+}
+
+/* the floats one thread's share of the workspace holds: the packed weights, then the
+ * forward's col (K,P); or the backward's col^T (n,K) and dout^T (n,OC) for n positions at a
+ * step, then dcol (K,P) */
+static int64_t floats_per_thread(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    int64_t kp = pynn_mul_size(z->K, z->P), pack = pack_floats(s, z);
+    int64_t n = pynn_mul_size(images_per_step(z), z->P);
+    int64_t step = pynn_mul_size(n, z->K + s->OC);
+    int64_t most = kp > step ? kp : step;
+    if (kp < 0 || step < 0 || pack < 0 || most > INT64_MAX - 64 - SPILL - pack) return -1;
+    return pack + most + 64 + SPILL;
 }
 
 static float *thread_work(float *work, int64_t per_thread, int tid) {
@@ -50,10 +76,18 @@ static int threads_for(double flops, int64_t work_len, int64_t per_thread) {
 int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
     struct pynn_conv2d_sizes z;
     if (pynn_conv2d_check(s, &z) != PYNN_OK) return -1;
-    return pynn_mul_size(floats_per_thread(&z), pynn_get_num_threads());
+    return pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
 }
 
 /* ---- unfolding ---- */
+
+/* dst[0..n) = src[0..n), in copies of 8 floats that the compiler makes two or one vector
+ * moves (the runs here are short: a library memcpy call would cost more than the copy) */
+static inline void copy_floats(float *dst, const float *src, int64_t n) {
+    int64_t x = 0;
+    for (; x + 8 <= n; x += 8) memcpy(dst + x, src + x, 8 * sizeof(float));
+    for (; x < n; x++) dst[x] = src[x];
+}
 
 /* rows [k0,k1) of image inp_b's col (K,P), into dst with row stride P */
 static void im2col_rows(float *dst, const float *inp_b, const struct pynn_conv2d_shape *s,
@@ -75,31 +109,38 @@ static void im2col_rows(float *dst, const float *inp_b, const struct pynn_conv2d
             }
             const float *src = plane + h * W;      /* row[x] = src[st*x + j - pad] */
             for (int64_t x = 0; x < x0; x++) row[x] = 0.0f;
-            if (st == 1) memcpy(row + x0, src + x0 + j - pad, sizeof(float) * (x1 - x0));
+            if (st == 1) copy_floats(row + x0, src + x0 + j - pad, x1 - x0);
             else for (int64_t x = x0; x < x1; x++) row[x] = src[st * x + j - pad];
             for (int64_t x = x1; x < z->OW; x++) row[x] = 0.0f;
         }
     }
 }
 
-/* columns [k0,k1) of image inp_b's col^T (P,K), into dst with row stride k1 - k0 */
-static void im2col_transposed(float *dst, const float *inp_b, const struct pynn_conv2d_shape *s,
-                              const struct pynn_conv2d_sizes *z, int64_t k0, int64_t k1) {
-    int64_t nk = k1 - k0, KHW = s->KH * s->KW;
+/* col^T (P,K) of image inp_b, the columns of kernel rows [r0,r1) only (kernel row r = (c,i)
+ * holds the taps r*KW .. r*KW + KW), into dst with row stride ld: for each output position,
+ * the KW pixels each of those kernel rows reads, one run from one image row. A run of KW <= 8
+ * inside the image is copied as 8 floats when 8 exist there: the extra ones land on the next
+ * run, written after it, or past the last row, where the workspace leaves room (SPILL). */
+static void im2col_transposed(float *dst, int64_t ld, const float *inp_b,
+                              const struct pynn_conv2d_shape *s,
+                              const struct pynn_conv2d_sizes *z, int64_t r0, int64_t r1) {
+    int64_t KW = s->KW, W = s->W, HW = s->H * s->W, CHW = s->C * HW;
     for (int64_t y = 0; y < z->OH; y++)
         for (int64_t x = 0; x < z->OW; x++) {
-            float *row = dst + (y * z->OW + x) * nk;   /* row[k - k0], k in [k0,k1) */
-            for (int64_t k = k0; k < k1;) {
-                int64_t c = k / KHW, i = k / s->KW % s->KH, j = k % s->KW;
-                int64_t h = s->stride * y + i - s->pad, w0 = s->stride * x - s->pad;
-                /* the rest of this kernel row: taps j .. KW-1, or up to k1 */
-                int64_t run = min64(s->KW - j, k1 - k);
-                for (int64_t t = 0; t < run; t++) {
-                    int64_t w = w0 + j + t;
-                    row[k - k0 + t] = h < 0 || h >= s->H || w < 0 || w >= s->W
-                                 ? 0.0f : inp_b[(c * s->H + h) * s->W + w];
+            float *row = dst + (y * z->OW + x) * ld;
+            int64_t w0 = s->stride * x - s->pad;
+            int inside = w0 >= 0 && w0 + KW <= W;
+            for (int64_t r = r0; r < r1; r++, row += KW) {
+                int64_t c = r / s->KH, h = s->stride * y + r % s->KH - s->pad;
+                int64_t at = c * HW + h * W + w0;       /* where the run starts in the image */
+                if (h < 0 || h >= s->H) {
+                    for (int64_t t = 0; t < KW; t++) row[t] = 0.0f;
+                } else if (inside && KW <= 8 && at + 8 <= CHW) {
+                    memcpy(row, inp_b + at, 8 * sizeof(float));
+                } else {
+                    for (int64_t t = 0; t < KW; t++)
+                        row[t] = w0 + t >= 0 && w0 + t < W ? inp_b[at + t] : 0.0f;
                 }
-                k += run;
             }
         }
 }
@@ -123,6 +164,50 @@ static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2
     }
 }
 
+/* ---- the products, on the micro-kernels of gemm_kernels.c ---- */
+
+static int64_t round_up(int64_t n, int64_t unit) { return (n + unit - 1) / unit * unit; }
+
+/* op(A) (M,K) packed as pynn_gemm packs it, once for all the images of a call: for each
+ * slice of KC along k, slivers of MR rows (for each k, the MR values of a column; rows past M
+ * zero). A is (M,K) with row stride lda, or stored transposed, (K,M). Slivers [q0,q1) of each
+ * slice only, so that threads can share the packing. */
+static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_t M, int64_t K,
+                      int64_t q0, int64_t q1) {
+    int64_t Mp = round_up(M, PYNN_MR);
+    for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, K - pc);
+        for (int64_t ir = q0 * PYNN_MR; ir < q1 * PYNN_MR; ir += PYNN_MR) {
+            float *d = dst + pc * Mp + ir * kc;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t r = 0; r < PYNN_MR; r++) {
+                    int64_t i = ir + r;
+                    d[k * PYNN_MR + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
+                                                               : A[i * lda + pc + k];
+                }
+        }
+    }
+}
+
+/* C (M,N) = A (packed by pack_rows) B (K,N) + beta C, B read in place (row stride ldb): the
+ * blocked loops of gemm_fast.c's packed path, without its packing of A for every call.
+ * beta == 0 never reads C. */
+static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, const float *B,
+                           int64_t ldb, float beta, float *C, int64_t ldc) {
+    const struct pynn_kernels *kern = pynn_kernels();
+    int64_t Mp = round_up(M, PYNN_MR);
+    for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, K - pc);
+        float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
+        for (int64_t ir = 0; ir < M; ir += PYNN_MR) {
+            int m = (int)min64(PYNN_MR, M - ir);
+            for (int64_t jr = 0; jr < N; jr += PYNN_NR)
+                kern->ukernel(kc, apack + pc * Mp + ir * kc, B + pc * ldb + jr, ldb,
+                              C + ir * ldc + jr, ldc, m, (int)min64(PYNN_NR, N - jr), 1.0f, bt);
+        }
+    }
+}
+
 /* ---- the convolution ---- */
 
 struct conv_job {
@@ -135,34 +220,41 @@ struct conv_job {
 };
 
 /* out_b (OC,P) = bias + weight (OC,K) col (K,P), on this thread or shared among nt threads
- * (then every thread calls it, and the col in thread 0's workspace is shared) */
-static void forward_image(const struct conv_job *j, int64_t b, float *col, int tid, int nt) {
+ * (then every thread calls it, each unfolds some rows of the shared col and computes some
+ * columns of out_b) */
+static void forward_image(const struct conv_job *j, int64_t b, const float *wpack, float *col,
+                          int tid, int nt) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
     float *out_b = j->out + b * s->OC * z->P;
-    int64_t k0, k1, o0, o1;
+    int64_t k0, k1, p0, p1;
     share(z->K, 1, tid, nt, &k0, &k1);
     im2col_rows(col + k0 * z->P, j->inp + b * s->C * s->H * s->W, s, z, k0, k1);
-    share(s->OC, 1, tid, nt, &o0, &o1);
-    for (int64_t o = o0; o < o1 && j->bias != NULL; o++)
-        for (int64_t p = 0; p < z->P; p++) out_b[o * z->P + p] = j->bias[o];
+    share(z->P, 16, tid, nt, &p0, &p1);
+    for (int64_t o = 0; o < s->OC && j->bias != NULL; o++)
+        for (int64_t p = p0; p < p1; p++) out_b[o * z->P + p] = j->bias[o];
     pynn_barrier(nt);
-    struct pynn_gemm_args g = {0, 0, s->OC, z->P, z->K, 1.0f, j->weight, z->K, col, z->P,
-                               j->bias != NULL ? 1.0f : 0.0f, out_b, z->P, NULL, -1, NULL, NULL};
-    pynn_gemm_part(&g, tid, nt);
+    packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, j->bias != NULL ? 1.0f : 0.0f,
+                   out_b + p0, z->P);
     pynn_barrier(nt);     /* col is overwritten by the next image */
 }
 
 static void forward_job(int tid, int nt, void *arg) {
     const struct conv_job *j = arg;
-    if (j->s->B >= nt) {            /* whole images to each thread */
+    const struct pynn_conv2d_shape *s = j->s;
+    int whole = s->B >= nt;         /* whole images to each thread, else each shared by all */
+    float *wpack = thread_work(j->work, j->per_thread, whole ? tid : 0);
+    float *col = wpack + pack_floats(s, &j->z);
+    int64_t q0, q1;
+    share(round_up(s->OC, PYNN_MR) / PYNN_MR, 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
+    pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
+    if (whole) {
         int64_t b0, b1;
-        share(j->s->B, 1, tid, nt, &b0, &b1);
-        float *col = thread_work(j->work, j->per_thread, tid);
-        for (int64_t b = b0; b < b1; b++) forward_image(j, b, col, 0, 1);
-    } else {                        /* fewer images than threads: each shared by all */
-        float *col = thread_work(j->work, j->per_thread, 0);
-        for (int64_t b = 0; b < j->s->B; b++) forward_image(j, b, col, tid, nt);
+        share(s->B, 1, tid, nt, &b0, &b1);
+        for (int64_t b = b0; b < b1; b++) forward_image(j, b, wpack, col, 0, 1);
+    } else {
+        pynn_barrier(nt);
+        for (int64_t b = 0; b < s->B; b++) forward_image(j, b, wpack, col, tid, nt);
     }
 }
 
@@ -173,7 +265,7 @@ int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const
     if (work_len < 0) return PYNN_ERR_SIZE;
     if (s->B == 0) return PYNN_OK;
     if (out == NULL || inp == NULL || weight == NULL || work == NULL) return PYNN_ERR_NULL;
-    j.per_thread = floats_per_thread(&j.z);
+    j.per_thread = floats_per_thread(s, &j.z);
     if (j.per_thread < 0) return PYNN_ERR_OVERFLOW;
     if (work_len < j.per_thread) return PYNN_ERR_SIZE;
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
@@ -183,39 +275,47 @@ int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const
     return PYNN_OK;
 }
 
-/* dweight[:, k0:k1] += sum over images of dout_b (OC,P) col_b^T[:, k0:k1] (P, k1-k0) */
-static void dweight_columns(const struct conv_job *j, int64_t k0, int64_t k1, float *colT) {
+/* dweight[:, r0*KW : r1*KW] (the taps of kernel rows [r0,r1)) += sum over the images of
+ * dout_b (OC,P) col_b^T (P, taps), a few images to a product: dout^T and col^T of those
+ * images stacked, (n,OC) and (n,taps) */
+static void dweight_rows(const struct conv_job *j, int64_t r0, int64_t r1, float *ws) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
-    if (k0 >= k1) return;
-    for (int64_t b = 0; b < s->B; b++) {
-        im2col_transposed(colT, j->inp + b * s->C * s->H * s->W, s, z, k0, k1);
-        struct pynn_gemm_args g = {0, 0, s->OC, k1 - k0, z->P, 1.0f, j->dout + b * s->OC * z->P,
-                                   z->P, colT, k1 - k0, 1.0f, j->dweight + k0, z->K, NULL, -1,
-                                   NULL, NULL};
+    int64_t nk = (r1 - r0) * s->KW, step = images_per_step(z), OC = s->OC, P = z->P;
+    if (nk == 0) return;
+    float *doutT = ws, *colT = ws + step * P * OC;
+    for (int64_t b0 = 0; b0 < s->B; b0 += step) {
+        int64_t nb = min64(step, s->B - b0);
+        for (int64_t b = b0; b < b0 + nb; b++) {
+            const float *dout_b = j->dout + b * OC * P;
+            float *dT = doutT + (b - b0) * P * OC;
+            for (int64_t o = 0; o < OC; o++)
+                for (int64_t p = 0; p < P; p++) dT[p * OC + o] = dout_b[o * P + p];
+            im2col_transposed(colT + (b - b0) * P * nk, nk, j->inp + b * s->C * s->H * s->W, s,
+                              z, r0, r1);
+        }
+        struct pynn_gemm_args g = {1, 0, OC, nk, nb * P, 1.0f, doutT, OC, colT, nk, 1.0f,
+                                   j->dweight + r0 * s->KW, z->K, NULL, -1, NULL, NULL};
         pynn_gemm_part(&g, 0, 1);
     }
 }
 
 /* dinp_b += col2im(weight^T (K,OC) dout_b (OC,P)) */
-static void dinp_image(const struct conv_job *j, int64_t b, float *dcol) {
+static void dinp_image(const struct conv_job *j, int64_t b, const float *wTpack, float *dcol) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
-    struct pynn_gemm_args g = {1, 0, z->K, z->P, s->OC, 1.0f, j->weight, z->K,
-                               j->dout + b * s->OC * z->P, z->P, 0.0f, dcol, z->P, NULL, -1,
-                               NULL, NULL};
-    pynn_gemm_part(&g, 0, 1);
+    packed_product(wTpack, z->K, z->P, s->OC, j->dout + b * s->OC * z->P, z->P, 0.0f, dcol, z->P);
     col2im_add(j->dinp + b * s->C * s->H * s->W, dcol, s, z);
 }
 
 static void backward_job(int tid, int nt, void *arg) {
     const struct conv_job *j = arg;
     const struct pynn_conv2d_shape *s = j->s;
-    float *colT = thread_work(j->work, j->per_thread, tid);
-    float *dcol = colT + j->z.K * j->z.P;
-    int64_t k0, k1, b0, b1, o0, o1;
-    share(j->z.K, 16, tid, nt, &k0, &k1);
-    dweight_columns(j, k0, k1, colT);
+    float *wTpack = thread_work(j->work, j->per_thread, tid);
+    float *ws = wTpack + pack_floats(s, &j->z);
+    int64_t r0, r1, b0, b1, o0, o1;
+    share(s->C * s->KH, 1, tid, nt, &r0, &r1);
+    dweight_rows(j, r0, r1, ws);
     if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
         share(s->OC, 1, tid, nt, &o0, &o1);
         for (int64_t b = 0; b < s->B; b++)
@@ -228,7 +328,9 @@ static void backward_job(int tid, int nt, void *arg) {
     }
     if (j->dinp != NULL) {
         share(s->B, 1, tid, nt, &b0, &b1);
-        for (int64_t b = b0; b < b1; b++) dinp_image(j, b, dcol);
+        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0,
+                               round_up(j->z.K, PYNN_MR) / PYNN_MR);
+        for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
     }
 }
 
@@ -242,7 +344,7 @@ int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float 
     if (dweight == NULL || dout == NULL || inp == NULL || work == NULL ||
         (dinp != NULL && weight == NULL))
         return PYNN_ERR_NULL;
-    j.per_thread = floats_per_thread(&j.z);
+    j.per_thread = floats_per_thread(s, &j.z);
     if (j.per_thread < 0) return PYNN_ERR_OVERFLOW;
     if (work_len < j.per_thread) return PYNN_ERR_SIZE;
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
