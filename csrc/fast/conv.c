@@ -363,29 +363,64 @@ struct pool_job {
     const int32_t *argmax_in;
     const float *inp, *dout;
     int64_t planes, H, W, k;
+    int bad[64];                /* the backward's check: whether thread t found a bad argmax */
 };
 
-/* planes [q0,q1): the loops of the reference, a plane's rows at a time */
-static void pool_forward_planes(const struct pool_job *j, int64_t q0, int64_t q1) {
-    int64_t H = j->H, W = j->W, k = j->k, OH = H / k, OW = W / k;
+/* planes [q0,q1) of the forward, any k: the reference's scan, its choice made without
+ * branches (a window's winner is as unpredictable as the data) */
+static void pool_forward_planes(
+        const struct pool_job *j, int64_t q0, int64_t q1, int64_t k) {
+    int64_t H = j->H, W = j->W, OH = H / k, OW = W / k;
     for (int64_t q = q0; q < q1; q++) {
         const float *inp_q = j->inp + q * H * W;
         float *out_q = j->out + q * OH * OW;
         int32_t *am_q = j->argmax + q * OH * OW;
         for (int64_t y = 0; y < OH; y++)
             for (int64_t x = 0; x < OW; x++) {
-                int64_t best = (k * y) * W + k * x;
+                int32_t best = (int32_t)((k * y) * W + k * x);
                 float m = inp_q[best];
-                for (int64_t i = 0; i < k; i++) {
-                    const float *row = inp_q + (k * y + i) * W + k * x;
+                for (int64_t i = 0; i < k; i++)
                     for (int64_t t = 0; t < k; t++) {
-                        float v = row[t];
-                        if (v > m || (v != v && m == m)) m = v, best = (k * y + i) * W + k * x + t;
+                        int32_t at = (int32_t)((k * y + i) * W + k * x + t);
+                        float v = inp_q[at];
+                        int wins = (v > m) | ((v != v) & (m == m));   /* a NaN wins, once */
+                        m = wins ? v : m;
+                        best = wins ? at : best;
                     }
-                }
                 out_q[y * OW + x] = m;
-                am_q[y * OW + x] = (int32_t)best;
+                am_q[y * OW + x] = best;
             }
+    }
+}
+
+/* a pair's winner: b if it is larger, or a NaN where a is not (so the first of equals, and
+ * the first NaN, win, as in the sequential scan) */
+static inline int32_t later_wins(float a, float b) { return (b > a) | ((b != b) & (a == a)); }
+
+/* mask all ones: x, else y, by their bits */
+static inline float pick(int32_t mask, float x, float y) {
+    int32_t xb, yb, r;
+    memcpy(&xb, &x, 4);
+    memcpy(&yb, &y, 4);
+    r = (xb & mask) | (yb & ~mask);
+    float f;
+    memcpy(&f, &r, 4);
+    return f;
+}
+
+/* k = 2, one output row: the two pairs of each window, then their winners, chosen by masks
+ * rather than branches, so that the compiler runs a row's windows side by side */
+static void pool2_row(const float *row0, const float *row1, int32_t at0, int32_t W,
+                      float *out, int32_t *am, int64_t OW) {
+    for (int64_t x = 0; x < OW; x++) {
+        float a = row0[2 * x], b = row0[2 * x + 1], c = row1[2 * x], d = row1[2 * x + 1];
+        int32_t ia = at0 + 2 * (int32_t)x;
+        int32_t wb = -later_wins(a, b), wd = -later_wins(c, d);   /* all ones: the later */
+        float top = pick(wb, b, a), bottom = pick(wd, d, c);
+        int32_t itop = ia - wb, ibottom = ia + W - wd;
+        int32_t wbot = -later_wins(top, bottom);
+        out[x] = pick(wbot, bottom, top);
+        am[x] = (ibottom & wbot) | (itop & ~wbot);
     }
 }
 
@@ -393,7 +428,17 @@ static void pool_forward_job(int tid, int nt, void *arg) {
     const struct pool_job *j = arg;
     int64_t q0, q1;
     share(j->planes, 1, tid, nt, &q0, &q1);
-    pool_forward_planes(j, q0, q1);
+    if (j->k != 2) {
+        pool_forward_planes(j, q0, q1, j->k);
+        return;
+    }
+    int64_t H = j->H, W = j->W, OH = H / 2, OW = W / 2;
+    for (int64_t q = q0; q < q1; q++)
+        for (int64_t y = 0; y < OH; y++) {
+            const float *row0 = j->inp + q * H * W + 2 * y * W;
+            pool2_row(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W,
+                      j->out + (q * OH + y) * OW, j->argmax + (q * OH + y) * OW, OW);
+        }
 }
 
 int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t B, int64_t C,
@@ -401,9 +446,37 @@ int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_
     PYNN_TRY(pynn_pool_check(B, C, H, W, k));
     if (B * C == 0) return PYNN_OK;
     if (out == NULL || argmax == NULL || inp == NULL) return PYNN_ERR_NULL;
-    struct pool_job j = {out, NULL, argmax, NULL, inp, NULL, B * C, H, W, k};
+    struct pool_job j = {out, NULL, argmax, NULL, inp, NULL, B * C, H, W, k, {0}};
     pynn_parallel(pynn_threads_for((double)(B * C * H * W)), pool_forward_job, &j);
     return PYNN_OK;
+}
+
+/* whether an argmax of planes [q0,q1) lies outside its window: row k*y + i of the window
+ * (y,x) holds the indices [(k*y + i)*W + k*x, +k) (a range test per row, no division, no
+ * branch: the loops unroll for k = 2 and run side by side) */
+static inline __attribute__((always_inline)) int pool_any_bad(const struct pool_job *j,
+                                                              int64_t q0, int64_t q1, int64_t k) {
+    int64_t W = j->W, OH = j->H / k, OW = W / k;
+    int bad = 0;
+    for (int64_t q = q0; q < q1; q++) {
+        const int32_t *am = j->argmax_in + q * OH * OW;
+        for (int64_t y = 0; y < OH; y++)
+            for (int64_t x = 0; x < OW; x++) {
+                int64_t idx = am[y * OW + x];
+                int inside = 0;
+                for (int64_t i = 0; i < k; i++)
+                    inside |= (uint64_t)(idx - ((k * y + i) * W + k * x)) < (uint64_t)k;
+                bad |= !inside;
+            }
+    }
+    return bad;
+}
+
+static void pool_check_job(int tid, int nt, void *arg) {
+    struct pool_job *j = arg;
+    int64_t q0, q1;
+    share(j->planes, 1, tid, nt, &q0, &q1);
+    j->bad[tid] = j->k == 2 ? pool_any_bad(j, q0, q1, 2) : pool_any_bad(j, q0, q1, j->k);
 }
 
 static void pool_backward_job(int tid, int nt, void *arg) {
@@ -416,11 +489,18 @@ static void pool_backward_job(int tid, int nt, void *arg) {
     }
 }
 
+/* the checks of the readable backward, except that the argmax is checked by all the threads
+ * (every one of them before anything is written) */
 int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
                             int64_t C, int64_t H, int64_t W, int64_t k) {
-    PYNN_TRY(pynn_pool_backward_check(dinp, dout, argmax, B, C, H, W, k));
+    PYNN_TRY(pynn_pool_check(B, C, H, W, k));
     if (B * C == 0) return PYNN_OK;
-    struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, B * C, H, W, k};
-    pynn_parallel(pynn_threads_for((double)(B * C * H * W)), pool_backward_job, &j);
+    if (dinp == NULL || dout == NULL || argmax == NULL) return PYNN_ERR_NULL;
+    struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, B * C, H, W, k, {0}};
+    int nt = (int)min64(pynn_threads_for((double)(B * C * H * W)), 64);
+    pynn_parallel(nt, pool_check_job, &j);
+    for (int t = 0; t < nt; t++)
+        if (j.bad[t]) return PYNN_ERR_ARG;
+    pynn_parallel(nt, pool_backward_job, &j);
     return PYNN_OK;
 }
