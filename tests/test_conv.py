@@ -169,8 +169,11 @@ def test_the_gradients_match_central_finite_differences(shape):
             np.testing.assert_allclose(g, n, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-def test_the_fast_convolution_gives_the_same_bits_on_any_thread_count():
-    x, w, b, dout, stride, padding = make((5, 6, 12, 12, 20, 5, 5, 1, 2), 11)
+@pytest.mark.parametrize("shape", [(5, 6, 12, 12, 20, 5, 5, 1, 2), (11, 1, 14, 14, 8, 5, 5, 1, 0)],
+                         ids=["split-by-taps", "split-by-images"])
+def test_the_fast_convolution_gives_the_same_bits_on_any_thread_count(shape):
+    # a kernel of few rows (the second shape) splits dweight by images, not by taps
+    x, w, b, dout, stride, padding = make(shape, 11)
     before = ops.get_num_threads()
     got = []
     try:
@@ -232,7 +235,7 @@ def test_a_workspace_of_one_threads_share_runs_on_one_thread_and_less_is_refused
         ops.set_num_threads(1)
         one = ops.conv2d_workspace(x.shape, w.shape)
         ops.set_num_threads(2)
-        assert ops.conv2d_workspace(x.shape, w.shape) == 2 * one
+        assert ops.conv2d_workspace(x.shape, w.shape) > one
         want = ops.conv2d_forward(x, w, b)
         work = np.empty(one, np.float32)
         np.testing.assert_array_equal(ops.conv2d_forward(x, w, b, work=work), want)

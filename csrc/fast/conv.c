@@ -62,21 +62,36 @@ static int64_t floats_per_thread(const struct pynn_conv2d_shape *s, const struct
     return pack + most + 64 + SPILL;
 }
 
-static float *thread_work(float *work, int64_t per_thread, int tid) {
-    float *p = work + per_thread * tid;
+/* dweight is split among the threads by the taps of kernel rows (c,i); a kernel of few rows
+ * (a first layer's) would leave a thread idle and each product narrow, so there the images
+ * are split instead, into DW_GROUPS groups: each sums its dweight into its own copy, at the
+ * start of the workspace, and the copies are added in order, so that the bits do not depend
+ * on the thread count either way */
+#define DW_GROUPS 8
+#define DW_FEW_ROWS 16
+
+static int64_t group_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    return s->C * s->KH < DW_FEW_ROWS ? pynn_mul4(DW_GROUPS, s->OC, z->K, 1) : 0;
+}
+
+/* thread tid's share of the workspace, after the groups' copies of dweight */
+static float *thread_work(float *work, int64_t shared, int64_t per_thread, int tid) {
+    float *p = work + shared + per_thread * tid;
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);   /* 64-byte aligned: 16 floats of slack */
 }
 
-/* threads for a job of `flops`, as many as the workspace holds */
-static int threads_for(double flops, int64_t work_len, int64_t per_thread) {
+/* threads for a job of `flops`, as many as the workspace holds (at least one: checked) */
+static int threads_for(double flops, int64_t work_len, int64_t shared, int64_t per_thread) {
     int nt = pynn_threads_for(flops);
-    return (int)min64(nt, work_len / per_thread);
+    return (int)min64(nt, (work_len - shared) / per_thread);
 }
 
 int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
     struct pynn_conv2d_sizes z;
     if (pynn_conv2d_check(s, &z) != PYNN_OK) return -1;
-    return pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
+    int64_t shared = group_floats(s, &z);
+    int64_t per = pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
+    return shared < 0 || per < 0 || per > INT64_MAX - shared ? -1 : shared + per;
 }
 
 /* ---- unfolding ---- */
@@ -93,6 +108,16 @@ static inline void copy_floats(float *dst, const float *src, int64_t n) {
 static void im2col_rows(float *dst, const float *inp_b, const struct pynn_conv2d_shape *s,
                         const struct pynn_conv2d_sizes *z, int64_t k0, int64_t k1) {
     int64_t st = s->stride, pad = s->pad, W = s->W;
+    if (st == 1 && pad == 0) {      /* every tap inside the image: row k, y is one run */
+        for (int64_t k = k0; k < k1; k++) {
+            int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+            const float *src = inp_b + (c * s->H + i) * W + j;
+            float *row = dst + (k - k0) * z->P;
+            for (int64_t y = 0; y < z->OH; y++, src += W, row += z->OW)
+                copy_floats(row, src, z->OW);
+        }
+        return;
+    }
     for (int64_t k = k0; k < k1; k++) {
         int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
         const float *plane = inp_b + c * s->H * W;
@@ -130,8 +155,10 @@ static void im2col_transposed(float *dst, int64_t ld, const float *inp_b,
             float *row = dst + (y * z->OW + x) * ld;
             int64_t w0 = s->stride * x - s->pad;
             int inside = w0 >= 0 && w0 + KW <= W;
+            int64_t c = r0 / s->KH, i = r0 % s->KH - 1;      /* kernel row r = (c,i) */
             for (int64_t r = r0; r < r1; r++, row += KW) {
-                int64_t c = r / s->KH, h = s->stride * y + r % s->KH - s->pad;
+                if (++i == s->KH) i = 0, c++;
+                int64_t h = s->stride * y + i - s->pad;
                 int64_t at = c * HW + h * W + w0;       /* where the run starts in the image */
                 if (h < 0 || h >= s->H) {
                     for (int64_t t = 0; t < KW; t++) row[t] = 0.0f;
@@ -216,7 +243,7 @@ struct conv_job {
     float *out, *dinp, *dweight, *dbias;
     const float *inp, *weight, *bias, *dout;
     float *work;
-    int64_t per_thread;
+    int64_t shared, per_thread;     /* the groups' copies of dweight; each thread's share */
 };
 
 /* out_b (OC,P) = bias + weight (OC,K) col (K,P), on this thread or shared among nt threads
@@ -243,7 +270,7 @@ static void forward_job(int tid, int nt, void *arg) {
     const struct conv_job *j = arg;
     const struct pynn_conv2d_shape *s = j->s;
     int whole = s->B >= nt;         /* whole images to each thread, else each shared by all */
-    float *wpack = thread_work(j->work, j->per_thread, whole ? tid : 0);
+    float *wpack = thread_work(j->work, j->shared, j->per_thread, whole ? tid : 0);
     float *col = wpack + pack_floats(s, &j->z);
     int64_t q0, q1;
     share(round_up(s->OC, PYNN_MR) / PYNN_MR, 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
@@ -260,32 +287,35 @@ static void forward_job(int tid, int nt, void *arg) {
 
 int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                         const struct pynn_conv2d_shape *s, float *work, int64_t work_len) {
-    struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0};
+    struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0};
     PYNN_TRY(pynn_conv2d_check(s, &j.z));
     if (work_len < 0) return PYNN_ERR_SIZE;
     if (s->B == 0) return PYNN_OK;
     if (out == NULL || inp == NULL || weight == NULL || work == NULL) return PYNN_ERR_NULL;
     j.per_thread = floats_per_thread(s, &j.z);
-    if (j.per_thread < 0) return PYNN_ERR_OVERFLOW;
-    if (work_len < j.per_thread) return PYNN_ERR_SIZE;
+    j.shared = group_floats(s, &j.z);
+    if (j.per_thread < 0 || j.shared < 0 || j.per_thread > INT64_MAX - j.shared)
+        return PYNN_ERR_OVERFLOW;
+    if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     unsigned fp = pynn_flush_denormals();
-    pynn_parallel(threads_for(flops, work_len, j.per_thread), forward_job, &j);
+    pynn_parallel(threads_for(flops, work_len, j.shared, j.per_thread), forward_job, &j);
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }
 
-/* dweight[:, r0*KW : r1*KW] (the taps of kernel rows [r0,r1)) += sum over the images of
- * dout_b (OC,P) col_b^T (P, taps), a few images to a product: dout^T and col^T of those
- * images stacked, (n,OC) and (n,taps) */
-static void dweight_rows(const struct conv_job *j, int64_t r0, int64_t r1, float *ws) {
+/* dw[:, r0*KW : r1*KW] (the taps of kernel rows [r0,r1); dw (OC,K) with row stride K) +=
+ * sum over images [b_lo,b_hi) of dout_b (OC,P) col_b^T (P, taps), a few images to a
+ * product: dout^T and col^T of those images stacked, (n,OC) and (n,taps) */
+static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, int64_t r0,
+                        int64_t r1, float *dw, float *ws) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
     int64_t nk = (r1 - r0) * s->KW, step = images_per_step(z), OC = s->OC, P = z->P;
     if (nk == 0) return;
     float *doutT = ws, *colT = ws + step * P * OC;
-    for (int64_t b0 = 0; b0 < s->B; b0 += step) {
-        int64_t nb = min64(step, s->B - b0);
+    for (int64_t b0 = b_lo; b0 < b_hi; b0 += step) {
+        int64_t nb = min64(step, b_hi - b0);
         for (int64_t b = b0; b < b0 + nb; b++) {
             const float *dout_b = j->dout + b * OC * P;
             float *dT = doutT + (b - b0) * P * OC;
@@ -295,7 +325,7 @@ static void dweight_rows(const struct conv_job *j, int64_t r0, int64_t r1, float
                               z, r0, r1);
         }
         struct pynn_gemm_args g = {1, 0, OC, nk, nb * P, 1.0f, doutT, OC, colT, nk, 1.0f,
-                                   j->dweight + r0 * s->KW, z->K, NULL, -1, NULL, NULL};
+                                   dw + r0 * s->KW, z->K, NULL, -1, NULL, NULL};
         pynn_gemm_part(&g, 0, 1);
     }
 }
@@ -308,14 +338,38 @@ static void dinp_image(const struct conv_job *j, int64_t b, const float *wTpack,
     col2im_add(j->dinp + b * s->C * s->H * s->W, dcol, s, z);
 }
 
+/* dweight += the sum of the groups' copies, in group order (see DW_GROUPS) */
+static void dweight_by_groups(const struct conv_job *j, int tid, int nt, float *ws) {
+    const struct pynn_conv2d_shape *s = j->s;
+    int64_t n = s->OC * j->z.K, g0, g1, b_lo, b_hi, e0, e1;
+    float *copies = (float *)j->work;
+    share(DW_GROUPS, 1, tid, nt, &g0, &g1);
+    for (int64_t g = g0; g < g1; g++) {
+        memset(copies + g * n, 0, sizeof(float) * n);
+        share(s->B, 1, (int)g, DW_GROUPS, &b_lo, &b_hi);
+        dweight_sum(j, b_lo, b_hi, 0, s->C * s->KH, copies + g * n, ws);
+    }
+    pynn_barrier(nt);
+    share(n, 16, tid, nt, &e0, &e1);
+    for (int64_t e = e0; e < e1; e++) {
+        float sum = 0.0f;
+        for (int64_t g = 0; g < DW_GROUPS; g++) sum += copies[g * n + e];
+        j->dweight[e] += sum;
+    }
+}
+
 static void backward_job(int tid, int nt, void *arg) {
     const struct conv_job *j = arg;
     const struct pynn_conv2d_shape *s = j->s;
-    float *wTpack = thread_work(j->work, j->per_thread, tid);
+    float *wTpack = thread_work(j->work, j->shared, j->per_thread, tid);
     float *ws = wTpack + pack_floats(s, &j->z);
     int64_t r0, r1, b0, b1, o0, o1;
-    share(s->C * s->KH, 1, tid, nt, &r0, &r1);
-    dweight_rows(j, r0, r1, ws);
+    if (j->shared == 0) {
+        share(s->C * s->KH, 1, tid, nt, &r0, &r1);
+        dweight_sum(j, 0, s->B, r0, r1, j->dweight, ws);
+    } else {
+        dweight_by_groups(j, tid, nt, ws);
+    }
     if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
         share(s->OC, 1, tid, nt, &o0, &o1);
         for (int64_t b = 0; b < s->B; b++)
@@ -337,7 +391,7 @@ static void backward_job(int tid, int nt, void *arg) {
 int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
                          float *work, int64_t work_len) {
-    struct conv_job j = {s, {0}, NULL, dinp, dweight, dbias, inp, weight, NULL, dout, work, 0};
+    struct conv_job j = {s, {0}, NULL, dinp, dweight, dbias, inp, weight, NULL, dout, work, 0, 0};
     PYNN_TRY(pynn_conv2d_check(s, &j.z));
     if (work_len < 0) return PYNN_ERR_SIZE;
     if (s->B == 0) return PYNN_OK;
@@ -345,12 +399,14 @@ int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float 
         (dinp != NULL && weight == NULL))
         return PYNN_ERR_NULL;
     j.per_thread = floats_per_thread(s, &j.z);
-    if (j.per_thread < 0) return PYNN_ERR_OVERFLOW;
-    if (work_len < j.per_thread) return PYNN_ERR_SIZE;
+    j.shared = group_floats(s, &j.z);
+    if (j.per_thread < 0 || j.shared < 0 || j.per_thread > INT64_MAX - j.shared)
+        return PYNN_ERR_OVERFLOW;
+    if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     flops *= dinp != NULL ? 2.0 : 1.0;
     unsigned fp = pynn_flush_denormals();
-    pynn_parallel(threads_for(flops, work_len, j.per_thread), backward_job, &j);
+    pynn_parallel(threads_for(flops, work_len, j.shared, j.per_thread), backward_job, &j);
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }
