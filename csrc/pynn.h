@@ -192,6 +192,55 @@ int pynn_dropout_forward(float *a, float *mask, int64_t n, float p, uint64_t see
                          uint64_t stream);
 int pynn_dropout_backward(float *da, const float *mask, int64_t n);   /* da[i] *= mask[i] */
 
+/* ---- convolution and max pooling (ref/conv.c: readable loops; fast/conv.c: unfolded patches
+ * times the packed GEMM, on the thread pool) ----
+ * Images are NCHW: a batch of B images of C channels of H rows of W floats. A convolution of
+ * stride s and zero padding p takes inp (B,C,H,W) and weight (OC,C,KH,KW) to out (B,OC,OH,OW),
+ * OH = (H + 2p - KH)/s + 1 and OW = (W + 2p - KW)/s + 1 (floor):
+ *   out[b,o,y,x] = bias[o] + sum over c,i,j of weight[o,c,i,j] * inp[b,c, s*y+i-p, s*x+j-p],
+ * where a read outside the image is a zero. Every count must be at least 1 except B (0: nothing
+ * to do), the padded image at least the kernel, s >= 1, p >= 0: else PYNN_ERR_SIZE/ARG. */
+struct pynn_conv2d_shape {
+    int64_t B, C, H, W;         /* the input */
+    int64_t OC, KH, KW;         /* the weight is (OC,C,KH,KW) */
+    int64_t stride, pad;
+};
+/* floats of workspace the fast convolution (forward and backward) needs for this shape on the
+ * threads set now; negative if the shape is invalid. A smaller workspace runs on fewer threads,
+ * down to one thread's share; below that the call fails with PYNN_ERR_SIZE. */
+int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s);
+/* out (B,OC,OH,OW) = the convolution of inp (B,C,H,W) with weight (OC,C,KH,KW), plus bias (OC)
+ * (NULL: no bias). out must not overlap the inputs or work. */
+int pynn_conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                            const struct pynn_conv2d_shape *s);
+int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct pynn_conv2d_shape *s, float *work, int64_t work_len);
+/* from dout (B,OC,OH,OW): dweight (OC,C,KH,KW) += the gradient of the weights, dbias (OC) += that
+ * of the bias, dinp (B,C,H,W) += that of the input. dinp and dbias may be NULL (not wanted: the
+ * first layer needs no dinp); dweight may not. The outputs must not overlap each other or the
+ * inputs. */
+int pynn_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight,
+                             const struct pynn_conv2d_shape *s);
+int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
+                         float *work, int64_t work_len);
+/* max pooling over k x k windows, stride k: out (B,C,H/k,W/k) (floor: rows and columns past the
+ * last whole window are left out) holds each window's largest value (NaN if the window holds
+ * one), argmax the same shape the input element it came from, as h*W + w within its plane
+ * (b,c): the first in row-major order among equals. 1 <= k <= H, W; H*W must fit in int32. */
+int pynn_maxpool2d_forward_ref(float *out, int32_t *argmax, const float *inp, int64_t B,
+                               int64_t C, int64_t H, int64_t W, int64_t k);
+int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t B, int64_t C,
+                           int64_t H, int64_t W, int64_t k);
+/* dinp (B,C,H,W) += dout routed to the argmax of its window: the gradient reaches only the
+ * element the forward chose. An argmax outside its own window is PYNN_ERR_ARG, found before
+ * anything is written. dinp must not overlap dout or argmax. */
+int pynn_maxpool2d_backward_ref(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
+                                int64_t C, int64_t H, int64_t W, int64_t k);
+int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
+                            int64_t C, int64_t H, int64_t W, int64_t k);
+
 /* cdef end */
 
 #endif

@@ -41,7 +41,9 @@ def compile_flags():
     return flags, link
 
 
-sources = sorted(os.path.join("csrc", name) for name in os.listdir(CSRC) if name.endswith(".c"))
+# every .c under csrc/, subfolders (ref/, fast/) included; they include "pynn.h" from csrc/
+sources = sorted(os.path.relpath(os.path.join(d, name), ROOT) for d, _, names in os.walk(CSRC)
+                 for name in names if name.endswith(".c"))
 cflags, ldflags = compile_flags()
 
 ffibuilder = FFI()
