@@ -132,10 +132,10 @@ def fraction(text):
 
 def architecture(text):
     """Widths (784-800-10, kept as a list) or a convolutional architecture (kept as text)."""
-    from .layers import from_arch
+    from .layers import from_arch, names_images
     from .network import parse_sizes
     try:
-        if any(c.isalpha() and c != "x" for c in text.lower()) or "x" in text.lower():
+        if names_images(text):
             from_arch(text)
             return text
         return parse_sizes(text)

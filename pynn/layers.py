@@ -320,6 +320,14 @@ _CONV = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?")
 _POOL = re.compile(r"pool(\d+)")
 
 
+def names_images(text):
+    """Whether an architecture string is of the image grammar (an input CxHxW or HxW, or a
+    convolution or pooling part) rather than widths alone."""
+    tokens = text.strip().lower().split("-")
+    return bool(re.fullmatch(r"\d+x\d+(x\d+)?", tokens[0])) or any(
+        _CONV.fullmatch(t) or _POOL.fullmatch(t) for t in tokens)
+
+
 def from_arch(text, activation="relu", dropout=0.0):
     """The layers and input shape a convolutional architecture string names (ARCH_HELP):
     "1x28x28-c32k5-pool2-c64k5-pool2-256-10" -> ([Conv2d(1, 32, 5), ReLU(), MaxPool2d(2), ...,

@@ -14,12 +14,12 @@ builds) also runs whole in one C call (csrc/fast/): ``fit``, ``predict`` and ``p
 choose that path by themselves and give the same numbers as the layer-by-layer one.
 """
 import itertools
-import re
 
 import numpy as np
 
 from . import ops
-from .layers import ACTIVATIONS, Activation, Dropout, Flatten, Layer, Linear, dense_stack, from_arch
+from .layers import (ACTIVATIONS, Activation, Dropout, Flatten, Layer, Linear, dense_stack,
+                     from_arch, names_images)
 from .optim import SGD, Adam, scheduled_lr
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
@@ -141,7 +141,7 @@ class Network:
         self.loss = _choice("loss", loss, LOSSES)
         if loss == "cross_entropy" and output == "linear":
             raise ValueError("cross_entropy needs probabilities: use output='softmax' or 'sigmoid'")
-        if isinstance(layers, str) and re.search("[a-z]", layers.lower()):
+        if isinstance(layers, str) and names_images(layers):
             _choice("activation", activation, HIDDEN)  # "1x28x28-c32k5-pool2-256-10"
             layers, input_shape = from_arch(layers, activation, Dropout(dropout).p)
         elif not (isinstance(layers, (list, tuple)) and any(isinstance(x, Layer) for x in layers)):
