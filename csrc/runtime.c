@@ -10,6 +10,8 @@
  * in a training loop do not pay a wake-up each) and then sleep on a condition variable, so an
  * idle process, such as the drawing pad between strokes, uses no CPU; and a forked child starts
  * a fresh pool. Small problems never wake the pool at all (pynn_threads_for).
+ * It sits at the top of csrc/ because every parallel kernel, fast or image, runs on it; it
+ * computes nothing itself.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -22,7 +24,8 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
-#include "fast.h"
+#include "runtime.h"
+#include "fast/fast.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif

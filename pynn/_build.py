@@ -7,6 +7,7 @@ The build never uses -march=native: the fast kernels pick their SIMD path at run
 wheel built here runs on any x86-64 (and the portable C path on anything else).
 Set PYNN_SANITIZE=1 to build with AddressSanitizer and UndefinedBehaviorSanitizer.
 """
+import glob
 import os
 import platform
 import re
@@ -41,7 +42,8 @@ def compile_flags():
     return flags, link
 
 
-sources = sorted(os.path.join("csrc", name) for name in os.listdir(CSRC) if name.endswith(".c"))
+sources = sorted(os.path.relpath(path, ROOT)
+                 for path in glob.glob(os.path.join(CSRC, "**", "*.c"), recursive=True))
 cflags, ldflags = compile_flags()
 
 ffibuilder = FFI()

@@ -10,6 +10,7 @@
  *
  * Images are (H,W) row-major; pixel (r,c) covers the square [r,r+1) x [c,c+1), so its centre
  * is (r+0.5, c+0.5). Plain loops, no intrinsics: a 28x28 digit is small enough.
+ * Image kernels (csrc/image/): they prepare the network's input and never touch a network.
  */
 #include <math.h>
 #include <string.h>

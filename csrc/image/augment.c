@@ -7,10 +7,11 @@
  * smoothed by a Gaussian, which the second kernel does. The random numbers themselves come from
  * the caller (pynn/augment.py draws them from a seeded numpy Generator), so a seed gives the
  * same distortions every time. Images are parallel across threads; no intrinsics.
+ * Image kernels (csrc/image/): they prepare the network's input and never touch a network.
  */
 #include <math.h>
 #include <string.h>
-#include "fast.h"
+#include "fast/fast.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define PYNN_X86 1

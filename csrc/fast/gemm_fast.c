@@ -1,6 +1,7 @@
 /*
  * gemm_fast.c: the matrix product the network runs on. Same contract as pynn_gemm_ref in
- * gemm.c, and tested against it on every edge of the blocking.
+ * csrc/ref/gemm.c, and tested against it on every edge of the blocking. Not the place to learn
+ * what a matrix product is (ref/gemm.c is); this is how it runs fast on this machine.
  *
  * The packed path follows Goto and van de Geijn ("Anatomy of high-performance matrix
  * multiplication") as BLIS arranges it, written for row-major C (the roles of A and B are the
