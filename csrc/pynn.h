@@ -113,7 +113,7 @@ int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int6
                        float sigma, float gain);
 
 /* ---- fast paths: thread pool, SIMD choice, the whole network in one call ----
- * (runtime.c, fast/gemm_kernels.c, fast/net.c; pynn_gemm above runs on the same pool and kernels) */
+ * (runtime.c, fast/gemm_kernels.c, fast/net*.c; pynn_gemm above runs on the same pool and kernels) */
 
 /* the kernel set the fast paths use: "avx512f", "avx2", "generic", or "auto" (the widest this
  * CPU runs, the default). Tests use it to run every path; PYNN_ERR_ARG if the CPU lacks it. */
@@ -176,7 +176,7 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
                  const int64_t *field, const float *noise, int64_t n_fields, int64_t fh,
                  int64_t fw, float sigma, float gain, const float *amount);
 
-/* ---- one sample (fast/net.c): the pad's digit ----
+/* ---- one sample (fast/net_one.c): the pad's digit ----
  * out (sizes[L]) = the network's output for one input: x (sizes[0]) floats, or x_u8 (sizes[0])
  * pixels times scale (exactly one of the two non-NULL). work: at least pynn_net_workspace(net,
  * 1, 0) floats; out must not overlap x or work. A lone call runs on the caller's thread; calls

@@ -1,6 +1,7 @@
 /*
- * runtime.h: the machine as every parallel kernel sees it (runtime.c): the thread pool and how
- * many threads a job is worth. Not part of the API (that is pynn.h).
+ * runtime.h: the machine as every parallel kernel sees it (runtime.c): the thread pool, how
+ * many threads a job is worth, and how a job's work is split among them. Not part of the API
+ * (that is pynn.h).
  */
 #ifndef PYNN_RUNTIME_H
 #define PYNN_RUNTIME_H
@@ -36,5 +37,18 @@ int pynn_threads_for_awake(double flops);
 /* threads for a job bound by reading `bytes` of weights from cache, when the workers are
  * awake: one digit's layer, a few flops a byte, pays for a second thread sooner than a GEMM */
 int pynn_threads_for_reads(double bytes);
+
+/* ---- splitting work ----
+ * [lo, hi) of `total` items that part `tid` of `nt` owns: whole runs of `unit` items (the last
+ * clipped to total), as even as whole units allow, in order. Every split of work among threads
+ * goes through here, and depends on the sizes and the part count alone, never on which thread
+ * runs a part, so an item is computed the same way whatever the thread count. */
+static inline void pynn_share(int64_t total, int64_t unit, int tid, int nt, int64_t *lo,
+                              int64_t *hi) {
+    int64_t units = (total + unit - 1) / unit;
+    int64_t a = units * tid / nt * unit, b = units * (tid + 1) / nt * unit;
+    *lo = a < total ? a : total;
+    *hi = b < total ? b : total;
+}
 
 #endif

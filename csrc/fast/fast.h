@@ -1,7 +1,7 @@
 /*
  * fast.h: what the fast kernels share among themselves (not part of the API, which is pynn.h):
  * the SIMD kernel table chosen at run time, and the blocked GEMM driver that the fused network
- * step (net.c) calls from inside its own parallel region. The thread pool they run on is
+ * step (net_train.c) calls from inside its own parallel region. The thread pool they run on is
  * runtime.h's.
  */
 #ifndef PYNN_FAST_H
@@ -59,7 +59,7 @@ typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, co
                                    int64_t ldb, float *c, int64_t n, float alpha, float beta);
 
 /* up to four rows of a small batch's gradient d^T A: for i < m (m <= 4), g[i * ldg ..] (n) =
- * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net.c's small
+ * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net_small.c's
  * steps: four rows of W at a time, so that each load of A serves four of them); the building
  * block of the gradstep kernels */
 #define PYNN_ROWGRAD_M 4
