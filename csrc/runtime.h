@@ -51,4 +51,11 @@ static inline void pynn_share(int64_t total, int64_t unit, int tid, int nt, int6
     *hi = b < total ? b : total;
 }
 
+/* body(lo, hi, arg) over the items [0, n), in runs that pynn_share cuts, each run a part of
+ * pynn_parallel_parts on up to nthreads threads (one run on the caller's thread when nthreads
+ * is 1): a loop whose items are independent of each other, such as the images of a stack.
+ * Each item is computed by one thread, so the results do not depend on the thread count. */
+typedef void (*pynn_range_fn)(int64_t lo, int64_t hi, void *arg);
+void pynn_parallel_for(int nthreads, int64_t n, pynn_range_fn body, void *arg);
+
 #endif

@@ -31,9 +31,10 @@ def read_cdef(path=HEADER):
 
 
 def compile_flags():
+    # -pthread: the kernels' thread pool (csrc/runtime.c) is the only threading; no OpenMP
     flags = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
-             "-fopenmp"]
-    link = ["-fopenmp", "-lm"]
+             "-pthread"]
+    link = ["-pthread", "-lm"]
     if os.environ.get("PYNN_SANITIZE"):
         flags = [f for f in flags if f != "-O3"] + [
             "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",

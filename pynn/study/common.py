@@ -306,7 +306,8 @@ def init_worker(data_dir, quick, threads):
 
 def run_all(fn, tasks, workers, init_args, desc):
     """Yield ``fn(task)`` for every task, in finishing order, from ``workers`` processes
-    (spawned: an OpenMP runtime does not survive fork) or in this process when workers == 1.
+    (spawned: each a fresh interpreter, holding none of this process's threads) or in this
+    process when workers == 1.
     ``init_args`` = (data_dir, quick, threads) for init_worker."""
     from tqdm import tqdm
     bar = tqdm(total=len(tasks), desc=desc, unit="run")
