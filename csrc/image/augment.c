@@ -97,6 +97,7 @@ int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, con
               const float *dx, const float *dy, int64_t fh, int64_t fw) {
     int64_t size;
     PYNN_TRY(check_stack(out, inp, n, H, W, &size));
+    if (fh < 0 || fw < 0) return PYNN_ERR_SIZE;       /* even when there is nothing to warp */
     if (n * size == 0) return PYNN_OK;
     if (mats == NULL) return PYNN_ERR_NULL;
     if ((dx == NULL) != (dy == NULL)) return PYNN_ERR_NULL;
@@ -381,7 +382,7 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
     int64_t size;
     PYNN_TRY(check_stack(out, inp, n, H, W, &size));
     if (H > DMAX || W > DMAX) return PYNN_ERR_SIZE;
-    if (n_fields < 0) return PYNN_ERR_SIZE;
+    if (n_fields < 0 || fh < 0 || fw < 0) return PYNN_ERR_SIZE;
     if (!(sigma >= 0.0f) || !isfinite(sigma) || !isfinite(gain)) return PYNN_ERR_ARG;
     if (n * size == 0) return PYNN_OK;
     if (mats == NULL) return PYNN_ERR_NULL;
