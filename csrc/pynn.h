@@ -153,17 +153,21 @@ struct pynn_optimizer {
 /* floats of workspace the calls below need for batches of up to `batch` rows (training != 0:
  * pynn_net_train; else pynn_net_forward, which works through larger inputs in chunks) */
 int64_t pynn_net_workspace(const struct pynn_net *net, int64_t batch, int training);
-/* out (n, sizes[L]) = the network's output for X (n, sizes[0]): probabilities for softmax */
-int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, float *out,
-                     float *work, int64_t work_len);
-/* mini-batch training: batch k takes the rows order[k*batch .. ] of X (n, sizes[0]) and of the
+/* The input of the two calls below, (n, sizes[0]): X floats, or X_u8 values (pixels as stored)
+ * times scale, exactly one of the two non-NULL. Rows of X_u8 are scaled as pynn_scale_u8 does,
+ * a batch or chunk at a time into the workspace, so a data set never needs a float copy and the
+ * bits are those of X = pynn_scale_u8(X_u8, scale). */
+/* out (n, sizes[L]) = the network's output for the input: probabilities for softmax */
+int pynn_net_forward(const struct pynn_net *net, const float *X, const uint8_t *X_u8,
+                     float scale, int64_t n, float *out, float *work, int64_t work_len);
+/* mini-batch training: batch k takes the rows order[k*batch .. ] of the input and of the
  * targets T (n, sizes[L]) (order NULL: rows in turn), runs forward, loss, backward and one
  * optimiser step, and writes its loss to losses[k]. A batch whose loss is not finite changes
  * nothing (no step) and ends the run; *batches_done counts the batches run, that one included. */
 int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
-                   const float *T, int64_t n, const int64_t *order, int64_t n_order,
-                   int64_t batch, double *losses, int64_t *batches_done, float *work,
-                   int64_t work_len);
+                   const uint8_t *X_u8, float scale, const float *T, int64_t n,
+                   const int64_t *order, int64_t n_order, int64_t batch, double *losses,
+                   int64_t *batches_done, float *work, int64_t work_len);
 
 /* ---- every distortion of an image in one pass (image/augment.c) ----
  * out (n,H,W), H and W at most PYNN_DISTORT_MAX: image k warped as pynn_warp does with the affine

@@ -662,7 +662,7 @@ class FusedNet:
             buf = self._workspace(rows, 0)
             work = self._forward_work[rows] = (ffi.from_buffer("float[]", buf, require_writable=True),
                                                buf.size)
-        _status(lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
+        _status(lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), ffi.NULL, 0.0, n,
                                      ffi.from_buffer("float[]", out, require_writable=True),
                                      work[0], work[1]), "net_forward")
         return out
@@ -679,20 +679,27 @@ class FusedNet:
         if n == 0:
             return out
         work = self._workspace(min(n, max(1, int(chunk))), 0)
-        _status(lib.pynn_net_forward(self.c, _ptr(X), n, _wptr(out), _wptr(work), work.size),
-                "net_forward")
+        _status(lib.pynn_net_forward(self.c, _ptr(X), ffi.NULL, 0.0, n, _wptr(out), _wptr(work),
+                                     work.size), "net_forward")
         return out
 
-    def train(self, kind, hyper, state, steps, X, T, order, batch):
+    def train(self, kind, hyper, state, steps, X, T, order, batch, scale=None):
         """Batches of ``batch`` rows of X and T taken in ``order`` (int64 indices, or None for
-        the rows in turn), each a forward, backward and optimiser step in C.
+        the rows in turn), each a forward, backward and optimiser step in C. X may be uint8,
+        read as X * scale (default 1/255, as scale_u8), each batch's rows scaled in C: the
+        bits of training on scale_u8(X, scale), with no float copy of the set.
 
         kind: "sgd", "momentum" or "adam"; hyper: its settings (lr, momentum, beta1, beta2, eps,
         weight_decay); state: per parameter array (W0, b0, W1, ...) the list of its state
         arrays; steps: steps taken before. Returns (losses of the batches run, steps after);
         fewer losses than batches means the last one was not finite.
         """
-        _array("X", X, ndim=2)
+        u8 = isinstance(X, np.ndarray) and X.dtype == _U8
+        if not u8:
+            _array("X", X, ndim=2)
+        elif X.ndim != 2 or not X.flags.c_contiguous:
+            raise ValueError(f"a uint8 X must be a C-contiguous 2-D array, got shape {X.shape}")
+        scale = _hyper("scale", _U8_SCALE if scale is None else scale, -np.inf) if u8 else 0.0
         _array("T", T, ndim=2)
         n = X.shape[0]
         if X.shape[1] != self.sizes[0]:
@@ -737,7 +744,8 @@ class FusedNet:
         losses = np.zeros(n_batches, dtype=np.float64)
         done = ffi.new("int64_t *")
         work = self._workspace(batch, 1)
-        rc = lib.pynn_net_train(self.c, opt, _ptr(X), _ptr(T), n,
+        x_u8 = ffi.cast("uint8_t *", ffi.from_buffer(X)) if u8 and X.size else ffi.NULL
+        rc = lib.pynn_net_train(self.c, opt, ffi.NULL if u8 else _ptr(X), x_u8, scale, _ptr(T), n,
                                 ffi.NULL if order is None else _i64(order), n_order, batch,
                                 ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
                                 if n_batches else ffi.NULL, done, _wptr(work), work.size)

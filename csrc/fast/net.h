@@ -24,12 +24,31 @@
 #ifndef PYNN_NET_H
 #define PYNN_NET_H
 #include <stdint.h>
+#include <string.h>
 #include "fast.h"
 
 /* ---- the network (net.c) ---- */
 
 /* PYNN_OK when the network's pointers, widths and kinds are ones the fused path runs */
 int pynn_net_check(const struct pynn_net *net);
+
+/* the network's input rows: X (n, n_in) floats, or X_u8 values times scale (the other NULL) */
+struct net_input {
+    const float *X;
+    const uint8_t *X_u8;
+    float scale;
+};
+
+/* row `src` of the input, as floats, into dst (n_in): pynn_scale_u8's arithmetic for X_u8 */
+static inline void net_input_row(const struct net_input *in, int64_t src, int64_t n_in,
+                                 float *dst) {
+    if (in->X_u8 == NULL) {
+        memcpy(dst, in->X + src * n_in, (size_t)n_in * sizeof(float));
+        return;
+    }
+    const uint8_t *row = in->X_u8 + src * n_in;
+    for (int64_t i = 0; i < n_in; i++) dst[i] = (float)row[i] * in->scale;
+}
 
 /* the widest layer, input included */
 static inline int64_t net_widest(const struct pynn_net *net) {
@@ -90,8 +109,9 @@ int64_t pynn_net_small_workspace(const struct pynn_net *net, int64_t batch);    
 /* whether batches of `batch` rows of this network take the small path */
 int pynn_net_small_path(const struct pynn_net *net, int64_t batch);
 /* pynn_net_train's work on the small path, arguments checked and the workspace large enough */
-void pynn_net_small_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
-                          const float *T, const int64_t *order, int64_t n_order, int64_t batch,
-                          double *losses, int64_t *batches_done, float *work);
+void pynn_net_small_train(const struct pynn_net *net, struct pynn_optimizer *opt,
+                          const struct net_input *in, const float *T, const int64_t *order,
+                          int64_t n_order, int64_t batch, double *losses, int64_t *batches_done,
+                          float *work);
 
 #endif

@@ -53,7 +53,8 @@ int64_t pynn_net_small_workspace(const struct pynn_net *net, int64_t batch) {
 struct small_job {
     const struct pynn_net *net;
     struct pynn_optimizer *opt;
-    const float *X, *T;
+    struct net_input in;
+    const float *T;
     const int64_t *order;
     int64_t n_order, batch;
     double *losses;
@@ -69,28 +70,39 @@ struct small_own {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* a request that the n floats of a row come into cache, a line at a time */
-static void prefetch_row(const float *row, int64_t n) {
-    for (int64_t byte = 0; byte < n * (int64_t)sizeof(float); byte += 64)
-        __builtin_prefetch((const char *)row + byte, 0, 2);
+/* a request that the n bytes at p come into cache, a line at a time */
+static void prefetch_bytes(const void *p, int64_t n) {
+    for (int64_t byte = 0; byte < n; byte += 64)
+        __builtin_prefetch((const char *)p + byte, 0, 2);
 }
 
-/* this thread's share of batch k's rows, copied into slot k % 3 of the gathered rows, and a
- * request for its share of batch k + 1's rows, so that they are in cache when their turn
- * comes (rows drawn at random from a data set are likely in memory only). Batch k is copied
- * during step k - 1, before its barrier; step k reads slot k % 3 until it is done, and no
- * thread can be more than one step ahead of another, so the copy for k + 1 lands in the slot
- * nobody is reading. */
+/* the same for row `src` of the input (n values), as it is stored */
+static void prefetch_input_row(const struct net_input *in, int64_t src, int64_t n) {
+    if (in->X_u8 != NULL) prefetch_bytes(in->X_u8 + src * n, n);
+    else prefetch_bytes(in->X + src * n, n * (int64_t)sizeof(float));
+}
+
+/* the input row of the batch row `i` of the run (through the permutation, if there is one) */
+static int64_t source_row(const struct small_job *job, int64_t i) {
+    return job->order != NULL ? job->order[i] : i;
+}
+
+/* this thread's share of batch k's rows, copied (as floats) into slot k % 3 of the gathered
+ * rows, and a request for its share of batch k + 1's rows, so that they are in cache when
+ * their turn comes (rows drawn at random from a data set are likely in memory only). Batch k
+ * is copied during step k - 1, before its barrier; step k reads slot k % 3 until it is done,
+ * and no thread can be more than one step ahead of another, so the copy for k + 1 lands in
+ * the slot nobody is reading. */
 static void small_gather(const struct small_job *job, int64_t k, int tid, int nt) {
     int64_t n0 = job->net->sizes[0], first = k * job->batch;
     int64_t B = min64(job->batch, job->n_order - first), r0, r1;
     pynn_share(B, 1, tid, nt, &r0, &r1);
     float *slot = job->Xg + (k % 3) * job->batch * n0;
     for (int64_t r = r0; r < r1; r++)
-        memcpy(slot + r * n0, job->X + job->order[first + r] * n0, (size_t)n0 * sizeof(float));
+        net_input_row(&job->in, source_row(job, first + r), n0, slot + r * n0);
     int64_t next = first + job->batch, n_next = min64(job->batch, job->n_order - next);
     pynn_share(n_next > 0 ? n_next : 0, 1, tid, nt, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) prefetch_row(job->X + job->order[next + r] * n0, n0);
+    for (int64_t r = r0; r < r1; r++) prefetch_input_row(&job->in, source_row(job, next + r), n0);
 }
 
 /* rows [i0, i0+m) x columns [j0, j0+n) of parameter array p (row length ld) step with the
@@ -238,9 +250,10 @@ static void small_job(int tid, int nt, void *arg) {
     double row_loss[SMALL_B];
     int64_t step = job->opt->step;   /* read before any thread passes the first barrier */
     int64_t n_batches = (job->n_order + job->batch - 1) / job->batch;
-    /* shuffled batches of several rows are gathered by all threads together, a step ahead;
-     * one row, or an unshuffled run, is read where it lies */
-    int gather = job->order != NULL && job->batch > 1;
+    /* shuffled batches of several rows, and every batch of uint8 rows (to be scaled), are
+     * gathered by all threads together, a step ahead; one float row, or an unshuffled run of
+     * them, is read where it lies */
+    int gather = (job->order != NULL && job->batch > 1) || job->in.X_u8 != NULL;
     if (gather) {
         small_gather(job, 0, tid, nt);
         pynn_barrier(nt);
@@ -248,13 +261,13 @@ static void small_job(int tid, int nt, void *arg) {
     for (int64_t k = 0; k < n_batches; k++) {
         int64_t first = k * job->batch, B = min64(job->batch, job->n_order - first);
         const float *Xb = gather ? job->Xg + (k % 3) * job->batch * n0
-                                 : job->X + (job->order ? job->order[first] : first) * n0;
+                                 : job->in.X + (job->order ? job->order[first] : first) * n0;
         for (int64_t r = 0; r < B; r++) {
             int64_t src = job->order ? job->order[first + r] : first + r;
             memcpy(Tg + r * nL, job->T + src * nL, (size_t)nL * sizeof(float));
         }
         if (!gather && job->order && first + 1 < job->n_order)     /* the next row, to cache */
-            prefetch_row(job->X + job->order[first + 1] * n0, n0);
+            prefetch_input_row(&job->in, job->order[first + 1], n0);
         float *P = job->P + (k % 2) * nb * own.pstride;
         hidden_forward(job, &own, Xb, B);
         output_partials(job, &own, P, B);
@@ -273,10 +286,12 @@ static void small_job(int tid, int nt, void *arg) {
     if (tid == 0) job->opt->step = step;
 }
 
-void pynn_net_small_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
-                          const float *T, const int64_t *order, int64_t n_order, int64_t batch,
-                          double *losses, int64_t *batches_done, float *work) {
-    struct small_job job = {net, opt, X, T, order, n_order, batch, losses, 0, NULL, NULL, NULL, NULL};
+void pynn_net_small_train(const struct pynn_net *net, struct pynn_optimizer *opt,
+                          const struct net_input *in, const float *T, const int64_t *order,
+                          int64_t n_order, int64_t batch, double *losses, int64_t *batches_done,
+                          float *work) {
+    struct small_job job = {net, opt, *in, T, order, n_order, batch, losses, 0, NULL, NULL, NULL,
+                            NULL};
     int64_t H = net->sizes[1], nb = small_blocks(net);
     /* from a cache line on (the workspace has a line to spare), so that the threads' parts of
      * a0, delta0, the partial sums and the gathered rows start on lines of their own */

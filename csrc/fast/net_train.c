@@ -1,7 +1,8 @@
 /*
  * net_train.c: mini-batch training of the whole network in one call (pynn_net_train): for each
- * batch, rows gathered through a permutation, the forward pass, the loss and its delta, the
- * backward pass and the optimiser's step, so that no batch costs a trip through Python.
+ * batch, rows gathered through a permutation (and uint8 input scaled to floats on the way), the
+ * forward pass, the loss and its delta, the backward pass and the optimiser's step, so that no
+ * batch costs a trip through Python.
  *
  * One pool job runs every batch. Its threads share each product (pynn_gemm_part: each owns a
  * block of columns or rows) and meet at a barrier wherever a step reads what another thread
@@ -17,7 +18,8 @@
 struct train_job {
     const struct pynn_net *net;
     struct pynn_optimizer *opt;
-    const float *X, *T;
+    struct net_input in;
+    const float *T;
     int64_t n;
     const int64_t *order;
     int64_t n_order, batch;
@@ -187,15 +189,16 @@ static double train_step(struct train_job *job, const float *Xb, const float *Tb
     return loss;
 }
 
-/* this thread's share of batch rows [first, first + B), through the permutation, into the
- * gathered X and T; then the barrier after which the whole batch is there */
+/* this thread's share of batch rows [first, first + B), through the permutation if there is
+ * one, into the gathered X (as floats) and T; then the barrier after which the whole batch is
+ * there */
 static void gather_batch(struct train_job *job, int64_t first, int64_t B, int tid, int nt) {
     int64_t n_in = job->net->sizes[0], n_out = job->net->sizes[job->net->n_layers];
     int64_t r0, r1;
     pynn_share(B, 1, tid, nt, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
-        int64_t src = job->order[first + r];
-        memcpy(job->Xb + r * n_in, job->X + src * n_in, (size_t)n_in * sizeof(float));
+        int64_t src = job->order != NULL ? job->order[first + r] : first + r;
+        net_input_row(&job->in, src, n_in, job->Xb + r * n_in);
         memcpy(job->Tb + r * n_out, job->T + src * n_out, (size_t)n_out * sizeof(float));
     }
     pynn_barrier(nt);
@@ -209,11 +212,14 @@ static void train_job(int tid, int nt, void *arg) {
     for (int64_t k = 0; k < n_batches; k++) {
         int64_t first = k * job->batch;
         int64_t B = job->n_order - first < job->batch ? job->n_order - first : job->batch;
-        const float *Xb = job->X + first * n_in, *Tb = job->T + first * n_out;
-        if (job->order != NULL) {
+        const float *Xb, *Tb;
+        if (job->order != NULL || job->in.X_u8 != NULL) {     /* rows to gather or to scale */
             gather_batch(job, first, B, tid, nt);
             Xb = job->Xb;
             Tb = job->Tb;
+        } else {                                              /* rows in turn, read in place */
+            Xb = job->in.X + first * n_in;
+            Tb = job->T + first * n_out;
         }
         double loss = train_step(job, Xb, Tb, B, tid, nt);
         if (tid == 0) {
@@ -256,15 +262,16 @@ static void general_train(struct train_job *job, float *work, int64_t *batches_d
 }
 
 int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
-                   const float *T, int64_t n, const int64_t *order, int64_t n_order,
-                   int64_t batch, double *losses, int64_t *batches_done, float *work,
-                   int64_t work_len) {
+                   const uint8_t *X_u8, float scale, const float *T, int64_t n,
+                   const int64_t *order, int64_t n_order, int64_t batch, double *losses,
+                   int64_t *batches_done, float *work, int64_t work_len) {
     if (n < 0 || n_order < 0 || batch < 1 || work_len < 0) return PYNN_ERR_SIZE;
     PYNN_TRY(pynn_net_check(net));
     if (opt == NULL || batches_done == NULL) return PYNN_ERR_NULL;
     *batches_done = 0;
     if (n_order == 0) return PYNN_OK;
-    if (X == NULL || T == NULL || work == NULL || losses == NULL) return PYNN_ERR_NULL;
+    if ((X == NULL) == (X_u8 == NULL) || T == NULL || work == NULL || losses == NULL)
+        return PYNN_ERR_NULL;
     if (order == NULL && n_order > n) return PYNN_ERR_SIZE;
     if (order != NULL)
         for (int64_t i = 0; i < n_order; i++) if (order[i] < 0 || order[i] >= n) return PYNN_ERR_ARG;
@@ -272,15 +279,16 @@ int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const
     if (batch > n_order) batch = n_order;
     int64_t need = pynn_net_workspace(net, batch, 1);
     if (need < 0 || work_len < need) return PYNN_ERR_SIZE;
+    struct net_input in = {X, X_u8, scale};
     if (pynn_net_small_path(net, batch)) {
         unsigned fp = pynn_flush_denormals();
-        pynn_net_small_train(net, opt, X, T, order, n_order, batch, losses, batches_done, work);
+        pynn_net_small_train(net, opt, &in, T, order, n_order, batch, losses, batches_done, work);
         pynn_restore_denormals(fp);
         return PYNN_OK;
     }
     struct train_job job;
     memset(&job, 0, sizeof(job));
-    job.net = net; job.opt = opt; job.X = X; job.T = T; job.n = n;
+    job.net = net; job.opt = opt; job.in = in; job.T = T; job.n = n;
     job.order = order; job.n_order = n_order; job.batch = batch; job.losses = losses;
     general_train(&job, work, batches_done);
     return PYNN_OK;
