@@ -133,7 +133,7 @@ ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
 class Dropout(Layer):
-    """Inverted dropout (csrc/dropout.c): in training each value is kept with probability 1-p
+    """Inverted dropout (csrc/ref/dropout.c): in training each value is kept with probability 1-p
     and scaled by 1/(1-p), so nothing changes when predicting; the mask comes from the
     network's dropout seed and a stream number, so a run repeats bit for bit."""
 

@@ -556,7 +556,7 @@ def gaussian_blur(images, sigma, gain=1.0, out=None):
 
 
 
-# ---- fast paths: the kernel set, and a whole network in one call (csrc/net.c) ----
+# ---- fast paths: the kernel set, and a whole network in one call (csrc/fast/net*.c) ----
 
 LOSS_KINDS = {"quadratic": lib.PYNN_LOSS_QUADRATIC, "cross_entropy": lib.PYNN_LOSS_CROSS_ENTROPY}
 OPTIMIZER_KINDS = {"sgd": lib.PYNN_OPT_SGD, "momentum": lib.PYNN_OPT_MOMENTUM,
@@ -695,7 +695,7 @@ class FusedNet:
             return out
         rows = n if n < chunk else max(1, int(chunk))
         work = self._take(rows, 0)
-        rc = lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
+        rc = lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), ffi.NULL, 0.0, n,
                                   ffi.from_buffer("float[]", out, require_writable=True),
                                   work[1], work[2])
         self._give(rows, 0, work)
@@ -715,21 +715,28 @@ class FusedNet:
             return out
         rows = min(n, max(1, int(chunk)))
         work = self._take(rows, 0)
-        rc = lib.pynn_net_forward(self.c, _ptr(X), n, _wptr(out), work[1], work[2])
+        rc = lib.pynn_net_forward(self.c, _ptr(X), ffi.NULL, 0.0, n, _wptr(out), work[1], work[2])
         self._give(rows, 0, work)
         _status(rc, "net_forward")
         return out
 
-    def train(self, kind, hyper, state, steps, X, T, order, batch):
+    def train(self, kind, hyper, state, steps, X, T, order, batch, scale=None):
         """Batches of ``batch`` rows of X and T taken in ``order`` (int64 indices, or None for
-        the rows in turn), each a forward, backward and optimiser step in C.
+        the rows in turn), each a forward, backward and optimiser step in C. X may be uint8,
+        read as X * scale (default 1/255, as scale_u8), each batch's rows scaled in C: the
+        bits of training on scale_u8(X, scale), with no float copy of the set.
 
         kind: "sgd", "momentum" or "adam"; hyper: its settings (lr, momentum, beta1, beta2, eps,
         weight_decay); state: per parameter array (W0, b0, W1, ...) the list of its state
         arrays; steps: steps taken before. Returns (losses of the batches run, steps after);
         fewer losses than batches means the last one was not finite.
         """
-        _array("X", X, ndim=2)
+        u8 = isinstance(X, np.ndarray) and X.dtype == _U8
+        if not u8:
+            _array("X", X, ndim=2)
+        elif X.ndim != 2 or not X.flags.c_contiguous:
+            raise ValueError(f"a uint8 X must be a C-contiguous 2-D array, got shape {X.shape}")
+        scale = _hyper("scale", _U8_SCALE if scale is None else scale, -np.inf) if u8 else 0.0
         _array("T", T, ndim=2)
         n = X.shape[0]
         if X.shape[1] != self.sizes[0]:
@@ -779,7 +786,8 @@ class FusedNet:
         losses = np.zeros(n_batches, dtype=np.float64)
         done = ffi.new("int64_t *")
         work = self._take(batch, 1)
-        rc = lib.pynn_net_train(self.c, opt, _ptr(X), _ptr(T), n,
+        x_u8 = ffi.cast("uint8_t *", ffi.from_buffer(X)) if u8 and X.size else ffi.NULL
+        rc = lib.pynn_net_train(self.c, opt, ffi.NULL if u8 else _ptr(X), x_u8, scale, _ptr(T), n,
                                 ffi.NULL if order is None else _i64(order), n_order, batch,
                                 ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
                                 if n_batches else ffi.NULL, done, work[1], work[2])
@@ -839,7 +847,7 @@ def distort(images, mats, field=None, noise=None, sigma=0.0, gain=0.0, amount=No
     return out
 
 
-# ---- one sample in one C call (csrc/net.c pynn_net_forward_one): the pad's digit ----
+# ---- one sample in one C call (csrc/fast/net_one.c): the pad's digit ----
 
 _U8 = np.dtype(np.uint8)
 _U8_SCALE = float(np.float32(1.0 / 255.0))      # what scale_u8 uses by default
@@ -938,7 +946,7 @@ class OneSample:
         return lambda: lib.pynn_net_forward_one(*args)
 
 
-# ---- dropout (csrc/dropout.c) ----
+# ---- dropout (csrc/ref/dropout.c) ----
 
 def _u64(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2 ** 64:

@@ -1,4 +1,4 @@
-"""The fast GEMM (csrc/gemm_fast.c, gemm_kernels.c) against the readable one (gemm.c).
+"""The fast GEMM (csrc/fast/gemm_fast.c, gemm_kernels.c) against the readable one (csrc/ref/gemm.c).
 
 Shapes are chosen to land on every edge of the blocking: sizes of 1, one either side of the
 micro-tile (MR = 8, NR = 48), of the dot kernel's tile (4 x 6), of the K slice (KC = 256), of
