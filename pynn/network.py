@@ -563,18 +563,12 @@ class Network:
         n = len(order)
         total, n_batches = 0.0, (n + batch_size - 1) // batch_size
         spec = self._fused_optimizer(optimizer)
-        pixels = X.dtype == np.uint8
-        per_call = (n_batches if (callback is None and not pixels) or spec is None
-                    else max(1, CHUNK // batch_size))
+        per_call = n_batches if callback is None or spec is None else max(1, CHUNK // batch_size)
         for first in range(0, n_batches, per_call):
             last = min(n_batches, first + per_call)
-            if spec is not None:
+            if spec is not None:     # uint8 X is scaled in C, a batch at a time
                 chunk = order[first * batch_size:last * batch_size]
-                if pixels:           # the chunk's rows in their order, scaled: the same batches
-                    losses = self._train_fused(ops.scale_u8(X[chunk]), T[chunk], None,
-                                               batch_size, optimizer, spec)
-                else:
-                    losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
+                losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
             for k in range(first, last):
                 size = min(batch_size, n - k * batch_size)
                 if spec is not None:
