@@ -17,7 +17,8 @@
  * Threads: the forward and dinp give each thread whole images (a batch smaller than the
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
  * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
- * columns of every image's col^T. Each output element is summed by one thread in one fixed
+ * columns of every image's col^T (or, for a kernel of few rows, fixed groups of images; see
+ * DW_GROUPS). Each output element is summed by one thread in one fixed
  * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
  * holds each thread's packed weights and unfolded patches; nothing here allocates.
  */
