@@ -17,7 +17,8 @@
  * Threads: the forward and dinp give each thread whole images (a batch smaller than the
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
  * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
- * columns of every image's col^T. Each output element is summed by one thread in one fixed
+ * columns of every image's col^T (or, for a kernel of few rows, fixed groups of images; see
+ * DW_GROUPS). Each output element is summed by one thread in one fixed
  * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
  * holds each thread's packed weights and unfolded patches; nothing here allocates.
  */
@@ -80,10 +81,11 @@ static float *thread_work(float *work, int64_t shared, int64_t per_thread, int t
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);   /* 64-byte aligned: 16 floats of slack */
 }
 
-/* threads for a job of `flops`, as many as the workspace holds (at least one: checked) */
+/* threads for a job of `flops`, as many as the workspace holds (at least one: checked) and
+ * pynn_parallel_parts runs (16) */
 static int threads_for(double flops, int64_t work_len, int64_t shared, int64_t per_thread) {
     int nt = pynn_threads_for(flops);
-    return (int)min64(nt, (work_len - shared) / per_thread);
+    return (int)min64(min64(nt, 16), (work_len - shared) / per_thread);
 }
 
 int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
@@ -299,7 +301,11 @@ int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const
     if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     unsigned fp = pynn_flush_denormals();
-    pynn_parallel(threads_for(flops, work_len, j.shared, j.per_thread), forward_job, &j);
+    /* whole images to each thread, as parts any thread may claim; a batch smaller than the
+     * thread count shares each image, at barriers */
+    int nt = threads_for(flops, work_len, j.shared, j.per_thread);
+    if (s->B >= nt) pynn_parallel_parts(nt, nt, forward_job, &j);
+    else pynn_parallel(nt, forward_job, &j);
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }
@@ -338,19 +344,26 @@ static void dinp_image(const struct conv_job *j, int64_t b, const float *wTpack,
     col2im_add(j->dinp + b * s->C * s->H * s->W, dcol, s, z);
 }
 
-/* dweight += the sum of the groups' copies, in group order (see DW_GROUPS) */
-static void dweight_by_groups(const struct conv_job *j, int tid, int nt, float *ws) {
+/* the groups [part share of DW_GROUPS] of images each sum their dweight into their own copy
+ * (see DW_GROUPS) */
+static void dweight_groups(const struct conv_job *j, int part, int nparts, float *ws) {
     const struct pynn_conv2d_shape *s = j->s;
-    int64_t n = s->OC * j->z.K, g0, g1, b_lo, b_hi, e0, e1;
+    int64_t n = s->OC * j->z.K, g0, g1, b_lo, b_hi;
     float *copies = (float *)j->work;
-    share(DW_GROUPS, 1, tid, nt, &g0, &g1);
+    share(DW_GROUPS, 1, part, nparts, &g0, &g1);
     for (int64_t g = g0; g < g1; g++) {
         memset(copies + g * n, 0, sizeof(float) * n);
         share(s->B, 1, (int)g, DW_GROUPS, &b_lo, &b_hi);
         dweight_sum(j, b_lo, b_hi, 0, s->C * s->KH, copies + g * n, ws);
     }
-    pynn_barrier(nt);
-    share(n, 16, tid, nt, &e0, &e1);
+}
+
+/* then dweight += the sum of the copies, in group order */
+static void add_groups_job(int part, int nparts, void *arg) {
+    const struct conv_job *j = arg;
+    int64_t n = j->s->OC * j->z.K, e0, e1;
+    const float *copies = j->work;
+    share(n, 16, part, nparts, &e0, &e1);
     for (int64_t e = e0; e < e1; e++) {
         float sum = 0.0f;
         for (int64_t g = 0; g < DW_GROUPS; g++) sum += copies[g * n + e];
@@ -358,20 +371,22 @@ static void dweight_by_groups(const struct conv_job *j, int tid, int nt, float *
     }
 }
 
-static void backward_job(int tid, int nt, void *arg) {
+/* part `part` of nparts of everything but adding up the groups' copies of dweight; parts
+ * share no output, so any thread may run any part (pynn_parallel_parts) */
+static void backward_job(int part, int nparts, void *arg) {
     const struct conv_job *j = arg;
     const struct pynn_conv2d_shape *s = j->s;
-    float *wTpack = thread_work(j->work, j->shared, j->per_thread, tid);
+    float *wTpack = thread_work(j->work, j->shared, j->per_thread, part);
     float *ws = wTpack + pack_floats(s, &j->z);
     int64_t r0, r1, b0, b1, o0, o1;
     if (j->shared == 0) {
-        share(s->C * s->KH, 1, tid, nt, &r0, &r1);
+        share(s->C * s->KH, 1, part, nparts, &r0, &r1);
         dweight_sum(j, 0, s->B, r0, r1, j->dweight, ws);
     } else {
-        dweight_by_groups(j, tid, nt, ws);
+        dweight_groups(j, part, nparts, ws);
     }
     if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
-        share(s->OC, 1, tid, nt, &o0, &o1);
+        share(s->OC, 1, part, nparts, &o0, &o1);
         for (int64_t b = 0; b < s->B; b++)
             for (int64_t o = o0; o < o1; o++) {
                 const float *d = j->dout + (b * s->OC + o) * j->z.P;
@@ -381,7 +396,7 @@ static void backward_job(int tid, int nt, void *arg) {
             }
     }
     if (j->dinp != NULL) {
-        share(s->B, 1, tid, nt, &b0, &b1);
+        share(s->B, 1, part, nparts, &b0, &b1);
         if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0,
                                round_up(j->z.K, PYNN_MR) / PYNN_MR);
         for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
@@ -406,7 +421,9 @@ int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float 
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     flops *= dinp != NULL ? 2.0 : 1.0;
     unsigned fp = pynn_flush_denormals();
-    pynn_parallel(threads_for(flops, work_len, j.shared, j.per_thread), backward_job, &j);
+    int nt = threads_for(flops, work_len, j.shared, j.per_thread);
+    pynn_parallel_parts(nt, nt, backward_job, &j);
+    if (j.shared > 0) pynn_parallel_parts(nt, nt, add_groups_job, &j);
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }
