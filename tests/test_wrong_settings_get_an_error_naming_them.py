@@ -17,7 +17,7 @@ def run(*args, env=None, timeout=60):
                           env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-3", "1e3", "99999999999999999999999"])
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "5000", "1e3", "99999999999999999999999"])
 def test_a_bad_thread_count_in_the_environment_is_one_warning_not_a_traceback(value):
     proc = run("-c", "import pynn; print(pynn.get_num_threads())", env={"PYNN_NUM_THREADS": value})
     assert proc.returncode == 0, proc.stderr
