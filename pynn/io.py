@@ -382,8 +382,17 @@ def network_arrays(net):
 
 
 def save(net, path, extra=None):
-    """Write ``net`` to ``path`` (.npz) atomically. ``extra``: more named arrays to store."""
+    """Write ``net`` to ``path`` (.npz) atomically. ``extra``: more named arrays to store,
+    under names of their own. A network holding NaN or Inf is refused (ValueError): its file
+    would not load, and writing it would replace one that does."""
     arrays = network_arrays(net)
+    for name, a in arrays.items():
+        if name[0] in "Wb" and not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or Inf: a file of it would not load, so "
+                             f"{os.fspath(path)} is left as it was")
+    clash = sorted(set(arrays) & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra arrays may not take the network's names ({', '.join(clash)})")
     arrays.update(extra or {})
     atomic_write(path, lambda f: np.savez(f, **arrays))
 

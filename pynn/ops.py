@@ -448,7 +448,11 @@ def raster_strokes(canvas, xy, lengths, scale=1.0, off_x=0.0, off_y=0.0, radius=
     if not isinstance(lengths, np.ndarray) or lengths.dtype != np.int64 or lengths.ndim != 1:
         raise TypeError("lengths must be a 1-D int64 numpy array")
     lengths = np.ascontiguousarray(lengths)
-    if lengths.size and (lengths.min() < 0 or int(lengths.sum()) != xy.shape[0]):
+    # each count within [0, P] before the sum, which then cannot wrap around int64 (four
+    # counts of 2**62 would add up to 0) unless there are more than 2**63 / P of them
+    if lengths.size and (lengths.min() < 0 or lengths.max() > xy.shape[0] or (
+            sum(lengths.tolist()) if lengths.size * xy.shape[0] >= 2 ** 63
+            else int(lengths.sum())) != xy.shape[0]):
         raise ValueError(f"lengths must be >= 0 and add up to the {xy.shape[0]} points in xy")
     if not lengths.size and xy.shape[0]:
         raise ValueError(f"lengths is empty but xy holds {xy.shape[0]} points")
