@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+import pynn
 from pynn.optim import SGD
 from pynn.study import common, lang, noise, register
 from pynn.study.classic import KNearest, NearestCentroid
@@ -263,6 +264,15 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     assert curve2 == curve and len(curve) == 4
     for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
         assert np.array_equal(a, b)
+    # a damaged checkpoint is one line naming it, whatever part is damaged
+    good = pynn.io.read_npz(ckpt.path)
+    for damage in ({"rng": np.array("{")}, {"rng": np.array('{"bit_generator": "MT19937"}')},
+                   {"opt_shape": np.array([9, 9, 9, 9])}, {"opt_steps": np.array(-4)},
+                   {"curve": np.array("[" * 100000 + "]" * 100000)}):
+        np.savez(ckpt.path, **{**good, **damage})
+        with pytest.raises(pynn.ModelFileError) as e:
+            common.train(config, train_xy, val_xy, checkpoint=ckpt)
+        assert ckpt.path in str(e.value) and "\n" not in str(e.value)
 
 
 def test_results_file_skips_what_is_done(tmp_path):

@@ -135,17 +135,25 @@ class Checkpoint:
         there is no checkpoint."""
         if not self.path or not os.path.exists(self.path):
             return 0, []
-        from ..io import network_from_arrays, read_npz
+        from ..io import ModelFileError, network_from_arrays, parse_json, read_npz
         arrays = read_npz(self.path)
         saved = network_from_arrays(arrays, self.path)
+        try:      # a file is checked however it came to be: every damage is one line
+            rng_state = parse_json(str(arrays["rng"]))
+            shape = arrays["opt_shape"]
+            if shape.ndim != 1 or shape.dtype.kind not in "iu" or len(shape) != 2 * len(saved.weights) \
+                    or not ((shape >= 0) & (shape <= 2)).all():
+                raise ValueError(f"opt_shape is {shape.dtype} {shape.shape}")
+            state = [[arrays[f"opt_{i}_{j}"] for j in range(int(k))] for i, k in enumerate(shape)]
+            epoch, curve = int(arrays["epoch"]), parse_json(str(arrays["curve"]))
+            net.rng.bit_generator.state = rng_state
+            optimizer.load_state_dict({"steps": int(arrays["opt_steps"]), "state": state})
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ModelFileError(f"{self.path}: a damaged study checkpoint ({e})") from None
         net.weights, net.biases = saved.weights, saved.biases
-        net.rng.bit_generator.state = json.loads(str(arrays["rng"]))
         if "dropout_step" in arrays:           # where the dropout masks' draws stood
             net._dropout_step = int(arrays["dropout_step"])
-        shape = arrays["opt_shape"]
-        optimizer.load_state_dict({"steps": int(arrays["opt_steps"]), "state": [
-            [arrays[f"opt_{i}_{j}"] for j in range(int(k))] for i, k in enumerate(shape)]})
-        return int(arrays["epoch"]) + 1, json.loads(str(arrays["curve"]))
+        return epoch + 1, curve
 
     def remove(self):
         if self.path and os.path.exists(self.path):
