@@ -605,6 +605,8 @@ def read_image(path):
                     return alpha                  # drawn strokes on a transparent canvas
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 pixels = np.asarray(img, dtype=np.float64)
+                if not np.isfinite(pixels).all():      # a float TIFF may hold them
+                    raise UserError(f"{path}: holds NaN or Inf pixels")
                 top = 65535.0 if img.mode.startswith("I;16") or pixels.max() > 255 else 255.0
                 return np.clip(pixels / top, 0, 1).astype(np.float32)
             return np.asarray(img.convert("L"), dtype=np.float32) / 255.0

@@ -469,6 +469,9 @@ def read_network(z, extra=()):
     for name, _ in shapes:
         if name not in z:
             raise ModelFileError(f"{z.path}: parameter {name} is missing")
+    if "checkpoint_version" in z and "checkpoint_version" not in extra:
+        raise ModelFileError(f"{z.path}: a checkpoint, not a model (pynn train --resume DIR "
+                             f"goes on from it; pynn.checkpoint.load_checkpoint reads it)")
     z.refuse_others(["format_version", "architecture", *(name for name, _ in shapes), *extra])
     parameters = {name: z.array(name, np.float32, shape) for name, shape in shapes}
     return _network(arch, sizes, parameters, z.path)

@@ -118,6 +118,12 @@ def test_a_member_nobody_asked_for_is_refused(tmp_path):
     assert "nobody asked for" in message and "W7" in message and "payload" in message
 
 
+def test_a_checkpoint_given_as_a_model_says_what_it_is(tmp_path):
+    from pynn.checkpoint import save_checkpoint
+    path = save_checkpoint(tmp_path, pynn.Network([4, 3, 2]), pynn.SGD(), 0, {"loss": [1.0]})
+    assert "a checkpoint, not a model" in one_line(path)
+
+
 def test_the_pads_taught_drawings_are_allowed_in_a_model_file_and_left_unread(tmp_path):
     path = write(tmp_path / "pad.npz", taught_images=np.zeros((2, 28, 28), np.float32),
                  taught_labels=np.array([1, 2]))
