@@ -51,15 +51,20 @@ def add_data_arguments(p):
 
 
 def load_data(args, split):
-    """(images uint8 (n, rows, cols), labels uint8 (n,)) of ``split`` as the arguments ask."""
+    """(images uint8 (n, rows, cols), labels uint8 (n,)) of ``split`` as the arguments ask;
+    a split without digits is refused (nothing trains on it, no error rate is measured on it)."""
     if args.dataset == "idx":
         if not args.data_dir:
             raise UserError("--dataset idx needs --data-dir DIR")
-        return datasets.idx(args.data_dir, split)
-    try:
-        return datasets.mnist(split, data_dir=args.data_dir, progress=sys.stderr.isatty())
-    except datasets.DigestError as e:
-        raise UserError(f"{e} (for a data set other than MNIST add --dataset idx)") from None
+        images, labels = datasets.idx(args.data_dir, split)
+    else:
+        try:
+            images, labels = datasets.mnist(split, data_dir=args.data_dir, progress=sys.stderr.isatty())
+        except datasets.DigestError as e:
+            raise UserError(f"{e} (for a data set other than MNIST add --dataset idx)") from None
+    if len(labels) == 0:
+        raise UserError(f"{args.data_dir or 'MNIST'}: its {split} split holds no digits")
+    return images, labels
 
 
 def training_data(args):

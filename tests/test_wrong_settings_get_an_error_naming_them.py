@@ -82,3 +82,32 @@ def test_a_step_counter_beyond_int64_is_refused_naming_it():
     w = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="step"):
         ops.adam_update(w, w.copy(), w.copy(), w.copy(), 0.1, 0.9, 0.99, 1e-8, 0.0, 2 ** 70)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(validation=5), "validation"), (dict(validation=(1, 2, 3)), "validation"),
+    (dict(callback=5), "callback"), (dict(on_epoch_end="x"), "on_epoch_end"),
+    (dict(history=5), "history"), (dict(history={"loss": 3}), "history"),
+    (dict(start_epoch=-3), "start_epoch"), (dict(start_epoch=1.5), "start_epoch"),
+])
+def test_fit_names_an_argument_of_the_wrong_kind_before_training(kwargs, name):
+    # a callback that is no function used to fail after the first chunk had trained
+    net = pynn.Network([4, 3, 2], seed=0)
+    before = [w.copy() for w in net.weights]
+    X, y = np.ones((5, 4), np.float32), np.zeros(5, np.int64)
+    with pytest.raises((TypeError, ValueError), match=name):
+        net.fit(X, y, epochs=2, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
+
+
+def test_an_empty_split_is_one_line_from_the_command(tmp_path, capsys):
+    from pynn import cli, idx
+    for split in ("train", "t10k"):
+        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx.encode(np.zeros((0, 28, 28), np.uint8)))
+        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx.encode(np.zeros(0, np.uint8)))
+    model = tmp_path / "m.npz"
+    pynn.Network([784, 8, 10]).save(model)
+    for argv in (["eval", str(model)], ["train", "--arch", "784-8-10", "--out", str(tmp_path / "o.npz")]):
+        assert cli.main([*argv, "--dataset", "idx", "--data-dir", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds no digits" in err[0]
