@@ -14,6 +14,7 @@ import importlib
 import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -439,6 +440,15 @@ def cmd_train(args):
     from .io import refuse_unless_regular_or_absent, save
     # what will be written is checked before an hour of training, not after
     refuse_unless_regular_or_absent(args.out)
+    parent = os.path.dirname(os.path.abspath(args.out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    try:                          # a file made and removed at once: what the save will need
+        fd, probe = tempfile.mkstemp(prefix=".pynn-probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{args.out}: cannot be written ({parent}: {e.strerror or e})") from None
     for directory in (args.checkpoint, args.resume):
         if directory and os.path.exists(directory) and not os.path.isdir(directory):
             raise UserError(f"{directory}: not a directory (a checkpoint is DIR/checkpoint.npz)")

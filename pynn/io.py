@@ -284,8 +284,11 @@ def atomic_write(path, write):
 
 
 def refuse_unless_regular_or_absent(path):
-    """ModelFileError when ``path`` exists and is not a regular file (through symbolic links:
-    /dev/null by another name is still a device)."""
+    """ModelFileError when ``path`` names no file (it ends in a slash), or exists and is not a
+    regular file (through symbolic links: /dev/null by another name is still a device)."""
+    path = os.fspath(path)
+    if not os.path.basename(path):
+        raise ModelFileError(f"{path!r}: names no file to write")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

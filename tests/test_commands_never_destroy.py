@@ -62,6 +62,16 @@ def test_pynn_train_refuses_an_out_that_is_no_regular_file_before_training(tmp_p
         assert len(err) == 1 and "not a regular file" in err[0]
 
 
+@pytest.mark.parametrize("out, says", [("", "names no file"), ("sub/", "names no file"),
+                                       ("/proc/x.npz", "cannot be written"),
+                                       ("/dev/null/x.npz", "cannot be written")])
+def test_pynn_train_refuses_an_out_it_could_not_write_before_training(capsys, out, says):
+    # the data directory does not exist: a refusal of --out must come before the data is read
+    assert cli.main(["train", "--out", out, "--dataset", "idx", "--data-dir", "/nonexistent"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
+
+
 def make_temp(directory, name, age=0.0):
     path = directory / name
     path.write_bytes(b"half a save")
