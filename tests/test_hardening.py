@@ -312,3 +312,45 @@ def test_an_output_anywhere_over_the_input_is_refused_or_gives_the_fresh_answer(
         return
     assert shift == 0 or abs(shift) >= size
     assert np.array_equal(got, expected)
+
+
+from pynn import cli  # noqa: E402
+
+JSON_LEAVES = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats()
+               | st.text(max_size=12) | st.sampled_from(["relu", "softmax", "Adam", "PCG64", "cosine"]))
+JSON_KEYS = st.sampled_from(["kind", "settings", "steps", "state", "bit_generator", "loss", "accuracy",
+                             "args", "lr", "sizes", "activation"])
+JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(JSON_KEYS, inner, max_size=4), max_leaves=12)
+ODD_ARRAYS = st.sampled_from([np.array(1), np.array(-1), np.array(2 ** 62), np.array(1.5),
+                              np.array([1, 2]), np.zeros(3, np.float32), np.array("x"), np.array(True)])
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.dictionaries(st.sampled_from(["checkpoint_version", "epoch", "rng_state", "dropout_state",
+                                        "history", "optimizer", "run", "architecture", "opt0_0"]),
+                       JSON_VALUES.map(lambda v: np.array(json.dumps(v))) | ODD_ARRAYS, max_size=3))
+def test_any_value_in_any_part_of_a_checkpoint_loads_or_is_one_line(tmp_path_factory, changes):
+    directory = tmp_path_factory.mktemp("ck")
+    net, opt = pynn.Network([4, 3, 2], seed=0), pynn.Adam(lr=0.01)
+    opt.fused([p for pair in zip(net.weights, net.biases) for p in pair])
+    save_checkpoint(directory, net, opt, 0, {"loss": [1.0], "accuracy": [0.5]}, run={"args": {}})
+    path = directory / "checkpoint.npz"
+    np.savez(path, **{**io.read_npz(path), **changes})
+    try:
+        load_checkpoint(directory)
+    except pynn.ModelFileError as e:
+        assert "\n" not in str(e) and str(path) in str(e)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(sorted(cli.SETTING_TYPES) + ["unknown"]), JSON_VALUES)
+def test_any_saved_run_setting_is_taken_as_the_command_line_would_or_is_one_line(key, value):
+    settings_ = {**vars(cli.build_parser().parse_args(["train"])), key: value}
+    settings_ = {k: v for k, v in settings_.items() if k in cli.SETTING_TYPES or k == key}
+    try:
+        checked = cli.saved_settings(settings_, "ck/checkpoint.npz")
+    except cli.UserError as e:
+        assert "\n" not in str(e) and "ck/checkpoint.npz" in str(e)
+        return
+    assert checked[key] == value or key == "arch"
