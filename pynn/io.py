@@ -304,13 +304,14 @@ def _temp_prefix(path):
     return "." + os.path.basename(path) + "."
 
 
-def remove_stale_temps(path, older_than=STALE_TEMP_SECONDS):
+def remove_stale_temps(path, older_than=None):
     """Remove the temporary files a killed save to ``path`` left beside it: those named as
     ``atomic_write`` names them for this path, regular files, unchanged for ``older_than``
-    seconds, and not locked by a save still writing (each holds a lock on its temporary file).
-    Returns how many were removed."""
+    seconds (default STALE_TEMP_SECONDS), and not locked by a save still writing (each holds
+    a lock on its temporary file). Returns how many were removed."""
     if fcntl is None:
         return 0
+    older_than = STALE_TEMP_SECONDS if older_than is None else older_than
     directory = os.path.dirname(os.path.abspath(path))
     prefix, now, removed = _temp_prefix(path), time.time(), 0
     try:
