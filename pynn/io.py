@@ -32,7 +32,7 @@ import numpy as np
 
 try:
     import fcntl
-except ImportError:            # not on Windows: stale temporary files are then left alone
+except ImportError:            # Windows has none: there stale temporary files are left alone
     fcntl = None
 
 FORMAT_VERSION = 1

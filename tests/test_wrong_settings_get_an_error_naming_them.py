@@ -56,7 +56,7 @@ def test_more_layers_than_the_c_network_takes_are_refused_saying_so():
                                    [784, float("nan"), 10], [784, "30", 10], [784, 10 ** 30, 10],
                                    [784, ops.MAX_WIDTH + 1, 10], {"a": 1}])
 def test_widths_that_are_not_whole_numbers_in_range_are_refused_not_dropped(sizes):
-    # [784, 3.5, 10] used to become 784-10 without a word
+    # dropping what is no whole number would make [784, 3.5, 10] a 784-10 network unsaid
     with pytest.raises(ValueError, match="sizes"):
         pynn.Network(sizes)
 
@@ -91,7 +91,7 @@ def test_a_step_counter_beyond_int64_is_refused_naming_it():
     (dict(start_epoch=-3), "start_epoch"), (dict(start_epoch=1.5), "start_epoch"),
 ])
 def test_fit_names_an_argument_of_the_wrong_kind_before_training(kwargs, name):
-    # a callback that is no function used to fail after the first chunk had trained
+    # a callback that is no function must be named before any batch trains, not after
     net = pynn.Network([4, 3, 2], seed=0)
     before = [w.copy() for w in net.weights]
     X, y = np.ones((5, 4), np.float32), np.zeros(5, np.int64)
