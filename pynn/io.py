@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import stat
+import struct
 import tempfile
 import threading
 import time
@@ -40,6 +41,7 @@ MAX_JSON_CHARS = 1 << 20       # JSON text in a model file or checkpoint: settin
 MAX_JSON_DEPTH = 32            # nesting; pynn writes at most 3 levels
 MAX_HEADER = 1 << 16           # an .npy member's header (numpy's own limit is 10,000 bytes)
 MAX_READ_ALL = 1 << 30         # read_npz: declared bytes of all members together
+MAX_MEMBERS = 4096             # arrays in one .npz (a 64-layer network with Adam's state has 400)
 STALE_TEMP_SECONDS = 60        # a temporary file older than this, and not being written, is left
                                # from a killed save
 # arrays a model file may carry besides the network: the drawings the pad was taught with
@@ -145,6 +147,7 @@ class Archive:
                 raise ModelFileError(f"{self.path}: holds one bare array (.npy), not a model's .npz archive")
             if head[:1] == b"\x80":
                 raise ModelFileError(f"{self.path}: holds a pickle, which pynn never loads")
+            self._check_directory()
             self._zip = zipfile.ZipFile(self._file)
             self.members = {}
             for info in self._zip.infolist():
@@ -158,6 +161,23 @@ class Archive:
             if isinstance(e, ModelFileError) or not isinstance(e, Exception):
                 raise
             raise self._damaged(e) from None
+
+    def _check_directory(self):
+        """Refuse an archive whose end record declares more than MAX_MEMBERS members, or a
+        central directory larger than theirs could be, before zipfile reads every entry of it
+        (200,000 empty members take seconds and 100 MB). zipfile itself judges the rest."""
+        f = self._file
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - (22 + 65535)))          # the end record, after it a comment
+        tail = f.read()
+        f.seek(0)
+        end = tail.rfind(b"PK\x05\x06")
+        if end < 0 or len(tail) - end < 22:
+            return
+        count, directory = struct.unpack("<HI", tail[end + 10:end + 16])
+        if count > MAX_MEMBERS or directory > MAX_MEMBERS * 512:
+            raise ModelFileError(f"{self.path}: its zip directory declares {count} members in "
+                                 f"{directory} bytes, more than a pynn file has ({MAX_MEMBERS})")
 
     def __enter__(self):
         return self
