@@ -14,6 +14,7 @@ import importlib
 import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -52,15 +53,20 @@ def add_data_arguments(p):
 
 
 def load_data(args, split):
-    """(images uint8 (n, rows, cols), labels uint8 (n,)) of ``split`` as the arguments ask."""
+    """(images uint8 (n, rows, cols), labels uint8 (n,)) of ``split`` as the arguments ask;
+    a split without digits is refused (nothing trains on it, no error rate is measured on it)."""
     if args.dataset == "idx":
         if not args.data_dir:
             raise UserError("--dataset idx needs --data-dir DIR")
-        return datasets.idx(args.data_dir, split)
-    try:
-        return datasets.mnist(split, data_dir=args.data_dir, progress=sys.stderr.isatty())
-    except datasets.DigestError as e:
-        raise UserError(f"{e} (for a data set other than MNIST add --dataset idx)") from None
+        images, labels = datasets.idx(args.data_dir, split)
+    else:
+        try:
+            images, labels = datasets.mnist(split, data_dir=args.data_dir, progress=sys.stderr.isatty())
+        except datasets.DigestError as e:
+            raise UserError(f"{e} (for a data set other than MNIST add --dataset idx)") from None
+    if len(labels) == 0:
+        raise UserError(f"{args.data_dir or 'MNIST'}: its {split} split holds no digits")
+    return images, labels
 
 
 def training_data(args):
@@ -439,6 +445,15 @@ def cmd_train(args):
     from .io import refuse_unless_regular_or_absent, save
     # what will be written is checked before an hour of training, not after
     refuse_unless_regular_or_absent(args.out)
+    parent = os.path.dirname(os.path.abspath(args.out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    try:                          # a file made and removed at once: what the save will need
+        fd, probe = tempfile.mkstemp(prefix=".pynn-probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{args.out}: cannot be written ({parent}: {e.strerror or e})") from None
     for directory in (args.checkpoint, args.resume):
         if directory and os.path.exists(directory) and not os.path.isdir(directory):
             raise UserError(f"{directory}: not a directory (a checkpoint is DIR/checkpoint.npz)")
@@ -610,6 +625,8 @@ def read_image(path):
                     return alpha                  # drawn strokes on a transparent canvas
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 pixels = np.asarray(img, dtype=np.float64)
+                if not np.isfinite(pixels).all():      # a float TIFF may hold them
+                    raise UserError(f"{path}: holds NaN or Inf pixels")
                 top = 65535.0 if img.mode.startswith("I;16") or pixels.max() > 255 else 255.0
                 return np.clip(pixels / top, 0, 1).astype(np.float32)
             return np.asarray(img.convert("L"), dtype=np.float32) / 255.0

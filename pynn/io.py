@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import stat
+import struct
 import tempfile
 import threading
 import time
@@ -32,7 +33,7 @@ import numpy as np
 
 try:
     import fcntl
-except ImportError:            # not on Windows: stale temporary files are then left alone
+except ImportError:            # Windows has none: there stale temporary files are left alone
     fcntl = None
 
 FORMAT_VERSION = 2
@@ -41,6 +42,7 @@ MAX_JSON_CHARS = 1 << 20       # JSON text in a model file or checkpoint: settin
 MAX_JSON_DEPTH = 32            # nesting; pynn writes at most 3 levels
 MAX_HEADER = 1 << 16           # an .npy member's header (numpy's own limit is 10,000 bytes)
 MAX_READ_ALL = 1 << 30         # read_npz: declared bytes of all members together
+MAX_MEMBERS = 4096             # arrays in one .npz (a 64-layer network with Adam's state has 400)
 STALE_TEMP_SECONDS = 60        # a temporary file older than this, and not being written, is left
                                # from a killed save
 # arrays a model file may carry besides the network: the drawings the pad was taught with
@@ -146,6 +148,7 @@ class Archive:
                 raise ModelFileError(f"{self.path}: holds one bare array (.npy), not a model's .npz archive")
             if head[:1] == b"\x80":
                 raise ModelFileError(f"{self.path}: holds a pickle, which pynn never loads")
+            self._check_directory()
             self._zip = zipfile.ZipFile(self._file)
             self.members = {}
             for info in self._zip.infolist():
@@ -159,6 +162,23 @@ class Archive:
             if isinstance(e, ModelFileError) or not isinstance(e, Exception):
                 raise
             raise self._damaged(e) from None
+
+    def _check_directory(self):
+        """Refuse an archive whose end record declares more than MAX_MEMBERS members, or a
+        central directory larger than theirs could be, before zipfile reads every entry of it
+        (200,000 empty members take seconds and 100 MB). zipfile itself judges the rest."""
+        f = self._file
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - (22 + 65535)))          # the end record, after it a comment
+        tail = f.read()
+        f.seek(0)
+        end = tail.rfind(b"PK\x05\x06")
+        if end < 0 or len(tail) - end < 22:
+            return
+        count, directory = struct.unpack("<HI", tail[end + 10:end + 16])
+        if count > MAX_MEMBERS or directory > MAX_MEMBERS * 512:
+            raise ModelFileError(f"{self.path}: its zip directory declares {count} members in "
+                                 f"{directory} bytes, more than a pynn file has ({MAX_MEMBERS})")
 
     def __enter__(self):
         return self
@@ -285,8 +305,11 @@ def atomic_write(path, write):
 
 
 def refuse_unless_regular_or_absent(path):
-    """ModelFileError when ``path`` exists and is not a regular file (through symbolic links:
-    /dev/null by another name is still a device)."""
+    """ModelFileError when ``path`` names no file (it ends in a slash), or exists and is not a
+    regular file (through symbolic links: /dev/null by another name is still a device)."""
+    path = os.fspath(path)
+    if not os.path.basename(path):
+        raise ModelFileError(f"{path!r}: names no file to write")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -302,13 +325,14 @@ def _temp_prefix(path):
     return "." + os.path.basename(path) + "."
 
 
-def remove_stale_temps(path, older_than=STALE_TEMP_SECONDS):
+def remove_stale_temps(path, older_than=None):
     """Remove the temporary files a killed save to ``path`` left beside it: those named as
     ``atomic_write`` names them for this path, regular files, unchanged for ``older_than``
-    seconds, and not locked by a save still writing (each holds a lock on its temporary file).
-    Returns how many were removed."""
+    seconds (default STALE_TEMP_SECONDS), and not locked by a save still writing (each holds
+    a lock on its temporary file). Returns how many were removed."""
     if fcntl is None:
         return 0
+    older_than = STALE_TEMP_SECONDS if older_than is None else older_than
     directory = os.path.dirname(os.path.abspath(path))
     prefix, now, removed = _temp_prefix(path), time.time(), 0
     try:
@@ -384,8 +408,17 @@ def network_arrays(net):
 
 
 def save(net, path, extra=None):
-    """Write ``net`` to ``path`` (.npz) atomically. ``extra``: more named arrays to store."""
+    """Write ``net`` to ``path`` (.npz) atomically. ``extra``: more named arrays to store,
+    under names of their own. A network holding NaN or Inf is refused (ValueError): its file
+    would not load, and writing it would replace one that does."""
     arrays = network_arrays(net)
+    for name, a in arrays.items():
+        if name[0] in "Wb" and not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or Inf: a file of it would not load, so "
+                             f"{os.fspath(path)} is left as it was")
+    clash = sorted(set(arrays) & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra arrays may not take the network's names ({', '.join(clash)})")
     arrays.update(extra or {})
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -484,6 +517,9 @@ def read_network(z, extra=()):
     for name, _ in shapes:
         if name not in z:
             raise ModelFileError(f"{z.path}: parameter {name} is missing")
+    if "checkpoint_version" in z and "checkpoint_version" not in extra:
+        raise ModelFileError(f"{z.path}: a checkpoint, not a model (pynn train --resume DIR "
+                             f"goes on from it; pynn.checkpoint.load_checkpoint reads it)")
     z.refuse_others(["format_version", "architecture", *(name for name, _ in shapes), *extra])
     parameters = {name: z.array(name, np.float32, shape) for name, shape in shapes}
     return _network(arch, built, parameters, z.path)

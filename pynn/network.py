@@ -623,7 +623,16 @@ class Network:
             optimizer = SGD(lr=0.1)
         _check_optimizer(optimizer)
         lr_of = _schedule(schedule, optimizer.lr, epochs)
+        for name, f in (("callback", callback), ("on_epoch_end", on_epoch_end),
+                        ("transform", transform)):
+            if f is not None and not callable(f):
+                raise TypeError(f"{name} must be a function, got {type(f).__name__}")
+        if history is not None and not (isinstance(history, dict)
+                                        and all(isinstance(v, list) for v in history.values())):
+            raise TypeError(f"history must be a dict of lists (what fit returned), got {history!r:.60}")
         if validation is not None:
+            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+                raise TypeError("validation must be a pair (X_val, y_val)")
             X_val, y_val = validation
             X_val = self.check_inputs(X_val)
             T_val = self.targets(y_val, X_val.shape[0])

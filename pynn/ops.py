@@ -102,19 +102,23 @@ def _same_or_apart(out, *inputs, name="out"):
             raise ValueError(f"{name} must be the same array as an input or not overlap it")
 
 
-def _apart(written, read):
-    """No two arrays of ``written`` (name -> array, all written by one C call) share a byte,
-    and none shares one with an array of ``read``: one pass over them sorted by address, as
-    a call over many arrays (a network's parameters and optimiser state) would otherwise
-    compare every pair. The arrays are C-contiguous: each holds [start, start + nbytes)."""
-    spans = sorted((a.__array_interface__["data"][0], a.nbytes, name, name in written)
-                   for name, a in itertools.chain(written.items(), read.items()) if a.nbytes)
-    reach = []                   # (end, name, written) of the spans started so far
+def _apart(spans):
+    """No span that one C call writes shares a byte with another span it reads or writes.
+    spans: (pointer, bytes, name, written) of C-contiguous arrays, each [start, start + bytes).
+    One pass over them sorted by address, as a call over many arrays (a network's parameters
+    and optimiser state) would otherwise compare every pair: a span overlaps an earlier one
+    exactly when it starts before the furthest end reached so far."""
+    spans = sorted((int(ffi.cast("uintptr_t", ptr)), size, name, writes)
+                   for ptr, size, name, writes in spans if size)
+    any_end, any_name, written_end, written_name = 0, None, 0, None
     for start, size, name, writes in spans:
-        for end, other, other_writes in reach:
-            if end > start and (writes or other_writes):
-                raise ValueError(f"{name} must not overlap {other}")
-        reach = [r for r in reach if r[0] > start] + [(start + size, name, writes)]
+        if start < written_end or (writes and start < any_end):
+            raise ValueError(f"{name} must not overlap "
+                             f"{written_name if start < written_end else any_name}")
+        if start + size > any_end:
+            any_end, any_name = start + size, name
+        if writes and start + size > written_end:
+            written_end, written_name = start + size, name
 
 
 # ---- machine ----
@@ -448,7 +452,11 @@ def raster_strokes(canvas, xy, lengths, scale=1.0, off_x=0.0, off_y=0.0, radius=
     if not isinstance(lengths, np.ndarray) or lengths.dtype != np.int64 or lengths.ndim != 1:
         raise TypeError("lengths must be a 1-D int64 numpy array")
     lengths = np.ascontiguousarray(lengths)
-    if lengths.size and (lengths.min() < 0 or int(lengths.sum()) != xy.shape[0]):
+    # each count within [0, P] before the sum, which then cannot wrap around int64 (four
+    # counts of 2**62 would add up to 0) unless there are more than 2**63 / P of them
+    if lengths.size and (lengths.min() < 0 or lengths.max() > xy.shape[0] or (
+            sum(lengths.tolist()) if lengths.size * xy.shape[0] >= 2 ** 63
+            else int(lengths.sum())) != xy.shape[0]):
         raise ValueError(f"lengths must be >= 0 and add up to the {xy.shape[0]} points in xy")
     if not lengths.size and xy.shape[0]:
         raise ValueError(f"lengths is empty but xy holds {xy.shape[0]} points")
@@ -763,16 +771,21 @@ class FusedNet:
         if len(state) != len(params) or any(len(s) < need for s in state):
             raise ValueError(f"{kind} needs {need} state arrays for each of {len(params)} parameters")
         slots = []
+        X_ptr, T_ptr = _ptr(X), _ptr(T)
+        # every array this call touches, as (pointer, bytes, name, written): none written may
+        # share memory with another (the pointers are at hand: cheaper than asking numpy)
+        spans = [(X_ptr, X.nbytes, "X", False), (T_ptr, T.nbytes, "T", False)]
+        spans += [(ptr, p.nbytes, f"parameter {i}", True) for i, (ptr, p) in
+                  enumerate(zip(itertools.chain(*zip(self._W, self._b)), params))]
         for j in range(need):
             ptrs = []
             for i, (p, s) in enumerate(zip(params, state)):
                 _array(f"state[{i}][{j}]", s[j], writable=True)
                 _shape(f"state[{i}][{j}]", s[j], p.shape)
                 ptrs.append(_wptr(s[j]))
+                spans.append((ptrs[-1], s[j].nbytes, f"state[{i}][{j}]", True))
             slots.append(ffi.new("float *[]", ptrs))
-        written = {f"parameter {i}": p for i, p in enumerate(params)}
-        written.update((f"state[{i}][{j}]", s[j]) for j in range(need) for i, s in enumerate(state))
-        _apart(written, {"X": X, "T": T})
+        _apart(spans)
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 0 <= steps < 2 ** 63:
             raise ValueError(f"steps must be an int in [0, 2**63), got {steps!r}")
         opt = ffi.new("struct pynn_optimizer *", {
@@ -786,8 +799,8 @@ class FusedNet:
         losses = np.zeros(n_batches, dtype=np.float64)
         done = ffi.new("int64_t *")
         work = self._take(batch, 1)
-        x_u8 = ffi.cast("uint8_t *", ffi.from_buffer(X)) if u8 and X.size else ffi.NULL
-        rc = lib.pynn_net_train(self.c, opt, ffi.NULL if u8 else _ptr(X), x_u8, scale, _ptr(T), n,
+        x_u8 = ffi.cast("uint8_t *", X_ptr) if u8 and X.size else ffi.NULL
+        rc = lib.pynn_net_train(self.c, opt, ffi.NULL if u8 else X_ptr, x_u8, scale, T_ptr, n,
                                 ffi.NULL if order is None else _i64(order), n_order, batch,
                                 ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
                                 if n_batches else ffi.NULL, done, work[1], work[2])

@@ -114,10 +114,27 @@ def test_a_header_claiming_another_shape_than_its_size_is_refused(tmp_path):
     assert "b0" in one_line(path)
 
 
+def test_a_zip_directory_of_more_members_than_any_pynn_file_is_refused_before_it_is_read(tmp_path):
+    # zipfile reads every entry of the central directory when it opens an archive: 200,000
+    # empty members take seconds and 100 MB before anything else can be checked
+    path = tmp_path / "many.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(io.MAX_MEMBERS + 1):
+            z.writestr(f"m{i}.npy", b"")
+    assert "members" in one_line(path)
+    assert "members" in one_line(path, load=io.read_npz)
+
+
 def test_a_member_nobody_asked_for_is_refused(tmp_path):
     path = write(tmp_path / "extra.npz", W7=np.zeros(3, np.float32), payload=np.zeros(10, np.uint8))
     message = one_line(path)
     assert "nobody asked for" in message and "W7" in message and "payload" in message
+
+
+def test_a_checkpoint_given_as_a_model_says_what_it_is(tmp_path):
+    from pynn.checkpoint import save_checkpoint
+    path = save_checkpoint(tmp_path, pynn.Network([4, 3, 2]), pynn.SGD(), 0, {"loss": [1.0]})
+    assert "a checkpoint, not a model" in one_line(path)
 
 
 def test_the_pads_taught_drawings_are_allowed_in_a_model_file_and_left_unread(tmp_path):

@@ -62,6 +62,16 @@ def test_pynn_train_refuses_an_out_that_is_no_regular_file_before_training(tmp_p
         assert len(err) == 1 and "not a regular file" in err[0]
 
 
+@pytest.mark.parametrize("out, says", [("", "names no file"), ("sub/", "names no file"),
+                                       ("/proc/x.npz", "cannot be written"),
+                                       ("/dev/null/x.npz", "cannot be written")])
+def test_pynn_train_refuses_an_out_it_could_not_write_before_training(capsys, out, says):
+    # the data directory does not exist: a refusal of --out must come before the data is read
+    assert cli.main(["train", "--out", out, "--dataset", "idx", "--data-dir", "/nonexistent"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
+
+
 def make_temp(directory, name, age=0.0):
     path = directory / name
     path.write_bytes(b"half a save")
@@ -147,3 +157,28 @@ def test_load_checkpoint_still_reads_what_it_wrote(tmp_path):
         assert f.read(2) == b"PK"
     assert json.loads(json.dumps(ck.history)) == {"loss": [1.0], "accuracy": [0.5]}
     assert np.isfinite(ck.net.weights[0]).all()
+
+
+def test_threads_saving_to_one_path_leave_one_whole_file_and_no_temporaries(tmp_path):
+    # each save's temporary file is its own, locked while written: no thread's clean-up
+    # removes another's, and the last rename wins whole
+    import threading
+    nets = [pynn.Network([6, 5, 3], seed=s) for s in range(4)]
+    path = tmp_path / "m.npz"
+    errors = []
+
+    def saver(net):
+        try:
+            for _ in range(15):
+                net.save(path)
+        except Exception as e:           # noqa: BLE001 - any failure fails the test below
+            errors.append(e)
+    threads = [threading.Thread(target=saver, args=(net,)) for net in nets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    loaded = pynn.load(path)
+    assert any(all(np.array_equal(a, b) for a, b in zip(loaded.weights, net.weights)) for net in nets)
+    assert os.listdir(tmp_path) == ["m.npz"]

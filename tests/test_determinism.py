@@ -56,13 +56,6 @@ def test_the_default_is_the_cores_this_process_may_use():
     assert int(proc.stdout) == len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize("value", ["0", "abc", "-3", "5000"])
-def test_a_bad_thread_count_in_the_environment_is_a_clear_warning(value):
-    proc = child("import pynn", threads=value)
-    assert proc.returncode == 0
-    assert "ignoring PYNN_NUM_THREADS" in proc.stderr.strip().splitlines()[-1]
-
-
 def test_the_thread_count_does_not_change_the_weights_either():
     # each output element of a product is summed by one thread, in a fixed order, so the split
     # of the work among threads leaves the bits alone (the SIMD path, by contrast, does not)

@@ -266,3 +266,100 @@ def test_the_command_line_says_what_is_wrong_with_a_model_in_one_line(tmp_path):
         assert proc.returncode == 1
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+# ---- found by attacking the project again (issue 15's families, cases beyond its examples) ----
+
+def test_stroke_lengths_whose_sum_wraps_around_int64_are_refused():
+    # four strokes of 2**62 points each add up to 2 in int64: the C rasteriser, trusting the
+    # sum, would read far beyond the two points there are
+    canvas = np.zeros((8, 8), np.float32)
+    xy = np.zeros((2, 2), np.float32)
+    for lengths in ([2 ** 62, 2 ** 62, 2 ** 62, 2 ** 62 + 2], [2 ** 63 - 1, 2 ** 63 - 1, 4], [3, -1]):
+        with pytest.raises(ValueError, match="lengths"):
+            ops.raster_strokes(canvas, xy, np.array(lengths, np.int64))
+    assert not canvas.any()
+
+
+def test_saving_a_network_holding_nan_leaves_the_old_file(tmp_path):
+    net, path = saved_model(tmp_path)
+    before = path.read_bytes()
+    broken = pynn.Network([6, 5, 3], seed=2)
+    broken.weights[1][0, 0] = np.nan
+    with pytest.raises(ValueError, match="W1 holds NaN"):
+        broken.save(path)
+    assert path.read_bytes() == before and pynn.load(path).sizes == [6, 5, 3]
+
+
+def test_extra_arrays_cannot_take_the_networks_names(tmp_path):
+    net = pynn.Network([6, 5, 3], seed=1)
+    with pytest.raises(ValueError, match="W0"):
+        io.save(net, tmp_path / "m.npz", extra={"W0": np.zeros((5, 6), np.float32)})
+    assert not (tmp_path / "m.npz").exists()
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(["sigmoid", "relu", "tanh", "softmax", "linear"]),
+       st.integers(1, 6), st.integers(1, 6), st.integers(-12, 12), st.booleans())
+def test_an_output_anywhere_over_the_input_is_refused_or_gives_the_fresh_answer(kind, B, n, shift, back):
+    # element-wise kernels and row-wise softmax: writing over the input exactly is allowed and
+    # exact; any other overlap is refused; no overlap gives the fresh answer
+    size = B * n
+    data = (np.random.default_rng(size + shift + 12).uniform(-2, 2, size + 2 * 12)).astype(np.float32)
+    x = data[12:12 + size].reshape(B, n)
+    out = data[12 + shift:12 + shift + size].reshape(B, n)
+    dout = np.linspace(-1, 1, size, dtype=np.float32).reshape(B, n)
+    x_copy = x.copy()
+    expected = (ops.activation_backward(kind, x_copy, dout) if back
+                else ops.activation_forward(kind, x_copy))
+    try:
+        got = (ops.activation_backward(kind, x, dout, dinp=out) if back
+               else ops.activation_forward(kind, x, out=out))
+    except ValueError as e:
+        assert "overlap" in str(e) and shift != 0 and abs(shift) < size
+        assert np.array_equal(x, x_copy)            # refused before anything was written
+        return
+    assert shift == 0 or abs(shift) >= size
+    assert np.array_equal(got, expected)
+
+
+from pynn import cli  # noqa: E402
+
+JSON_LEAVES = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats()
+               | st.text(max_size=12) | st.sampled_from(["relu", "softmax", "Adam", "PCG64", "cosine"]))
+JSON_KEYS = st.sampled_from(["kind", "settings", "steps", "state", "bit_generator", "loss", "accuracy",
+                             "args", "lr", "sizes", "activation"])
+JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(JSON_KEYS, inner, max_size=4), max_leaves=12)
+ODD_ARRAYS = st.sampled_from([np.array(1), np.array(-1), np.array(2 ** 62), np.array(1.5),
+                              np.array([1, 2]), np.zeros(3, np.float32), np.array("x"), np.array(True)])
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(st.dictionaries(st.sampled_from(["checkpoint_version", "epoch", "rng_state", "dropout_state",
+                                        "history", "optimizer", "run", "architecture", "opt0_0"]),
+                       JSON_VALUES.map(lambda v: np.array(json.dumps(v))) | ODD_ARRAYS, max_size=3))
+def test_any_value_in_any_part_of_a_checkpoint_loads_or_is_one_line(tmp_path_factory, changes):
+    directory = tmp_path_factory.mktemp("ck")
+    net, opt = pynn.Network([4, 3, 2], seed=0), pynn.Adam(lr=0.01)
+    opt.fused([p for pair in zip(net.weights, net.biases) for p in pair])
+    save_checkpoint(directory, net, opt, 0, {"loss": [1.0], "accuracy": [0.5]}, run={"args": {}})
+    path = directory / "checkpoint.npz"
+    np.savez(path, **{**io.read_npz(path), **changes})
+    try:
+        load_checkpoint(directory)
+    except pynn.ModelFileError as e:
+        assert "\n" not in str(e) and str(path) in str(e)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(sorted(cli.SETTING_TYPES) + ["unknown"]), JSON_VALUES)
+def test_any_saved_run_setting_is_taken_as_the_command_line_would_or_is_one_line(key, value):
+    settings_ = {**vars(cli.build_parser().parse_args(["train"])), key: value}
+    settings_ = {k: v for k, v in settings_.items() if k in cli.SETTING_TYPES or k == key}
+    try:
+        checked = cli.saved_settings(settings_, "ck/checkpoint.npz")
+    except cli.UserError as e:
+        assert "\n" not in str(e) and "ck/checkpoint.npz" in str(e)
+        return
+    assert checked[key] == value or key == "arch"

@@ -60,6 +60,13 @@ def test_an_image_path_that_is_no_regular_file_is_refused_at_once(tmp_path, mode
     assert "not a regular file" in predict(model, path, timeout=30)
 
 
+def test_a_float_image_holding_nan_is_one_line(tmp_path, model):
+    from PIL import Image
+    path = tmp_path / "nan.tif"
+    Image.fromarray(np.full((30, 30), np.nan, np.float32), mode="F").save(path)
+    assert "NaN" in predict(model, path)
+
+
 def test_an_image_file_larger_than_the_bound_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "big.pgm"
     path.write_bytes(b"P5 10 10 255\n" + bytes(100))

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+import pynn
 from pynn.checkpoint import load_checkpoint
 from pynn.io import load
 from pynn.optim import SGD
@@ -270,6 +271,16 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     assert curve2 == curve and len(curve) == 4
     for a, b in zip(whole.weights + whole.biases, resumed.weights + resumed.biases):
         assert np.array_equal(a, b)
+    # a damaged checkpoint is one line naming it, whatever part is damaged
+    path = pynn.checkpoint.checkpoint_path(ckpt)
+    good = pynn.io.read_npz(path)
+    for damage in ({"rng_state": np.array("{")}, {"rng_state": np.array('{"bit_generator": "MT19937"}')},
+                   {"optimizer": np.array('{"kind": "Adam", "settings": {}, "steps": -4, "state": [2, 2, 2, 2]}')},
+                   {"epoch": np.array(-7)}, {"history": np.array("[" * 100000 + "]" * 100000)}):
+        np.savez(path, **{**good, **damage})
+        with pytest.raises(pynn.ModelFileError) as e:
+            common.train(config, train_xy, val_xy, checkpoint=ckpt)
+        assert path in str(e.value) and "\n" not in str(e.value)
 
 
 def test_results_file_skips_what_is_done(tmp_path):

@@ -1,5 +1,5 @@
 """The pad's state recovers: a point or a pen width that is no finite number is refused before
-it is stored (once stored, every later prediction failed until the canvas was cleared), and a
+it is stored (once stored, every later prediction would fail until the canvas is cleared), and a
 personal model whose taught drawings are damaged gives way to the shipped model with a note."""
 import numpy as np
 import pytest

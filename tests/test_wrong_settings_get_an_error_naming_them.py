@@ -17,7 +17,7 @@ def run(*args, env=None, timeout=60):
                           env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-3", "1e3", "99999999999999999999999"])
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "5000", "1e3", "99999999999999999999999"])
 def test_a_bad_thread_count_in_the_environment_is_one_warning_not_a_traceback(value):
     proc = run("-c", "import pynn; print(pynn.get_num_threads())", env={"PYNN_NUM_THREADS": value})
     assert proc.returncode == 0, proc.stderr
@@ -56,7 +56,7 @@ def test_more_layers_than_the_c_network_takes_are_refused_saying_so():
                                    [784, float("nan"), 10], [784, "30", 10], [784, 10 ** 30, 10],
                                    [784, ops.MAX_WIDTH + 1, 10], {"a": 1}])
 def test_widths_that_are_not_whole_numbers_in_range_are_refused_not_dropped(sizes):
-    # [784, 3.5, 10] used to become 784-10 without a word
+    # dropping what is no whole number would make [784, 3.5, 10] a 784-10 network unsaid
     with pytest.raises(ValueError, match="sizes"):
         pynn.Network(sizes)
 
@@ -82,3 +82,32 @@ def test_a_step_counter_beyond_int64_is_refused_naming_it():
     w = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="step"):
         ops.adam_update(w, w.copy(), w.copy(), w.copy(), 0.1, 0.9, 0.99, 1e-8, 0.0, 2 ** 70)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(validation=5), "validation"), (dict(validation=(1, 2, 3)), "validation"),
+    (dict(callback=5), "callback"), (dict(on_epoch_end="x"), "on_epoch_end"),
+    (dict(history=5), "history"), (dict(history={"loss": 3}), "history"),
+    (dict(start_epoch=-3), "start_epoch"), (dict(start_epoch=1.5), "start_epoch"),
+])
+def test_fit_names_an_argument_of_the_wrong_kind_before_training(kwargs, name):
+    # a callback that is no function must be named before any batch trains, not after
+    net = pynn.Network([4, 3, 2], seed=0)
+    before = [w.copy() for w in net.weights]
+    X, y = np.ones((5, 4), np.float32), np.zeros(5, np.int64)
+    with pytest.raises((TypeError, ValueError), match=name):
+        net.fit(X, y, epochs=2, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(net.weights, before))
+
+
+def test_an_empty_split_is_one_line_from_the_command(tmp_path, capsys):
+    from pynn import cli, idx
+    for split in ("train", "t10k"):
+        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx.encode(np.zeros((0, 28, 28), np.uint8)))
+        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx.encode(np.zeros(0, np.uint8)))
+    model = tmp_path / "m.npz"
+    pynn.Network([784, 8, 10]).save(model)
+    for argv in (["eval", str(model)], ["train", "--arch", "784-8-10", "--out", str(tmp_path / "o.npz")]):
+        assert cli.main([*argv, "--dataset", "idx", "--data-dir", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds no digits" in err[0]
