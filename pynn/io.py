@@ -194,5 +194,8 @@ def network_from_arrays(arrays, path="model"):
 
 
 def load(path):
-    """The Network saved at ``path``."""
+    """The Network saved at ``path``: a .npz file, or an .onnx file (pynn.onnx_io.from_onnx)."""
+    if os.fspath(path).lower().endswith(".onnx"):
+        from .onnx_io import from_onnx
+        return from_onnx(path)
     return network_from_arrays(read_npz(path), os.fspath(path))
