@@ -70,8 +70,7 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         """Train a new network on X (n_samples, n_features) and labels y (n_samples,)."""
         X, y = validate_data(self, X, y, dtype=np.float32, order="C")
         check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        self._start(X.shape[1])
+        self._start(X.shape[1], np.unique(y))
         self.history_ = self.net_.fit(X, self._codes(y), epochs=self.epochs,
                                       batch_size=self.batch_size, optimizer=self.optimizer_,
                                       schedule=self.schedule, score=False)
@@ -82,13 +81,12 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         in parts, or for teaching a trained classifier new examples. The first call, on an
         unfitted classifier, makes the network and needs ``classes``, every label there is."""
         first = not hasattr(self, "net_")
+        if first and classes is None:
+            raise ValueError("the first partial_fit needs classes: every label there is")
         X, y = validate_data(self, X, y, dtype=np.float32, order="C", reset=first)
         check_classification_targets(y)
         if first:
-            if classes is None:
-                raise ValueError("the first partial_fit needs classes: every label there is")
-            self.classes_ = np.unique(classes)
-            self._start(X.shape[1])
+            self._start(X.shape[1], np.unique(classes))
             self.history_ = {"loss": []}
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"classes {np.unique(classes)} are not the ones the classifier "
@@ -100,18 +98,19 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """The probability of each class for every sample, (n_samples, n_classes) float32,
         columns in the order of ``classes_``."""
-        check_is_fitted(self)
+        check_is_fitted(self, "net_")
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
         return self.net_.predict_proba(X)
 
     def predict(self, X):
         """The most likely class of every sample."""
-        check_is_fitted(self)
+        check_is_fitted(self, "net_")
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
         return self.classes_[self.net_.predict(X)]
 
-    def _start(self, n_features):
-        """A new network and optimiser (``net_``, ``optimizer_``) for the current settings."""
+    def _start(self, n_features, classes):
+        """A new network and optimiser for the current settings (``net_``, ``optimizer_``,
+        ``classes_``), set together once all of them are made."""
         hidden = (self.hidden,) if isinstance(self.hidden, (int, np.integer)) else self.hidden
         if (isinstance(hidden, str) or not isinstance(hidden, (tuple, list))
                 or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1
@@ -122,22 +121,22 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
         if self.optimizer == "sgd":
-            self.optimizer_ = SGD(lr=lr, momentum=self.momentum, weight_decay=self.l2)
+            optimizer = SGD(lr=lr, momentum=self.momentum, weight_decay=self.l2)
         else:
-            self.optimizer_ = Adam(lr=lr, weight_decay=self.l2)
+            optimizer = Adam(lr=lr, weight_decay=self.l2)
         if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
             seed = int(self.random_state)
         else:
             seed = int(check_random_state(self.random_state).randint(2 ** 31))
-        self.net_ = Network([n_features, *hidden, len(self.classes_)], self.activation,
-                            "softmax", "cross_entropy", seed=seed, dropout=self.dropout)
+        net = Network([n_features, *hidden, len(classes)], self.activation, "softmax",
+                      "cross_entropy", seed=seed, dropout=self.dropout)
+        self.net_, self.optimizer_, self.classes_ = net, optimizer, classes
 
     def _codes(self, y):
         """Labels as their places in ``classes_``, 0..n_classes-1; ValueError for a label
         that is not there."""
-        codes = np.searchsorted(self.classes_, y)
-        known = (codes < len(self.classes_)) & (self.classes_[np.minimum(codes, len(self.classes_) - 1)] == y)
+        known = np.isin(y, self.classes_)
         if not known.all():
             raise ValueError(f"labels {np.unique(y[~known])} are not among the classes "
                              f"{self.classes_}")
-        return codes.astype(np.int64)
+        return np.searchsorted(self.classes_, y).astype(np.int64)
