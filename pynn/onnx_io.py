@@ -70,8 +70,10 @@ def onnx_model(net):
         return name
 
     k = 0           # which layer with parameters, as in a .npz file's W0, b0, W1, ...
+    shape = net.input_shape
     for i, layer in enumerate(net.layers):
         kind = _kind(layer)
+        shape = layer.output_shape(shape)
         if kind == "Linear":
             add("Gemm", [param(f"W{k}", layer.W), param(f"b{k}", layer.b)], transB=1)
         elif kind == "Conv2d":
@@ -91,7 +93,7 @@ def onnx_model(net):
             raise ValueError(f"layer {i} ({layer!r}) has no ONNX form: pynn exports Linear, "
                              f"Conv2d, MaxPool2d, ReLU, Sigmoid, Tanh, Dropout and Flatten")
         k += bool(layer.params)
-    if len(net._shapes[-1]) > 1:             # the output is one row a sample, as pynn gives it
+    if len(shape) > 1:             # the output is one row a sample, as pynn gives it
         add("Flatten", [], axis=1)
     if net.output == "softmax":
         add("Softmax", [], axis=1)

@@ -112,6 +112,19 @@ def test_a_convolutional_network_gives_the_same_probabilities_in_onnxruntime(
     assert_round_trip(net, digits, tmp_path / "conv.onnx")
 
 
+@needs_conv
+def test_a_network_ending_in_images_gives_them_one_row_a_sample(digits, tmp_path):
+    """pynn gives the last layer's output as one row a sample; the graph flattens it too."""
+    from pynn.layers import Conv2d, MaxPool2d
+    net = pynn.Network([Conv2d(1, 2, 5, stride=3), Sigmoid(), MaxPool2d(2), Conv2d(2, 3, 3)],
+                       output="linear", loss="quadratic", input_shape=(1, 28, 28), seed=4)
+    assert net.n_out == 3 * 2 * 2
+    assert_onnxruntime_agrees(net, digits, tmp_path / "images.onnx")
+    again = pynn.load(tmp_path / "images.onnx")
+    assert repr(again.layers) == repr(net.layers + [Flatten()])
+    assert np.array_equal(again.predict_proba(digits[0]), net.predict_proba(digits[0]))
+
+
 def test_the_graph_is_the_standard_one_with_a_free_batch_size(digits, tmp_path):
     net = pynn.load_default()
     net.to_onnx(tmp_path / "m.onnx")
