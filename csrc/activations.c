@@ -72,6 +72,7 @@ int pynn_tanh_backward(float *dinp, const float *out, const float *dout, int64_t
 int pynn_softmax_forward(float *out, const float *inp, int64_t B, int64_t n) {
     PYNN_TRY(pynn_check_bn(B, n));
     PYNN_TRY(check_ew(out, inp, inp, B * n));
+    if (B * n == 0) return PYNN_OK;     /* rows without columns: nothing to do, however many */
     for (int64_t b = 0; b < B; b++) {
         const float *inp_b = inp + b * n;
         float *out_b = out + b * n;
@@ -93,6 +94,7 @@ int pynn_softmax_forward(float *out, const float *inp, int64_t B, int64_t n) {
 int pynn_softmax_backward(float *dinp, const float *out, const float *dout, int64_t B, int64_t n) {
     PYNN_TRY(pynn_check_bn(B, n));
     PYNN_TRY(check_ew(dinp, out, dout, B * n));
+    if (B * n == 0) return PYNN_OK;
     for (int64_t b = 0; b < B; b++) {
         const float *out_b = out + b * n, *dout_b = dout + b * n;
         float *dinp_b = dinp + b * n;

@@ -30,6 +30,7 @@ int pynn_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                   float *C, int64_t ldc) {
     PYNN_TRY(pynn_gemm_check(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
+    if (M == 0 || N == 0) return PYNN_OK;
     for (int64_t i = 0; i < M; i++) {
         float *crow = C + i * ldc;
         for (int64_t j = 0; j < N; j++) {

@@ -51,6 +51,7 @@ int pynn_softmax_cross_entropy_forward(double *loss, float *probs, const float *
                                        const float *t, int64_t B, int64_t n) {
     PYNN_TRY(check_loss(loss, logits, t, B, n));
     if (n > 0 && probs == NULL) return PYNN_ERR_NULL;
+    if (n == 0) { *loss = 0.0; return PYNN_OK; }   /* rows without columns: nothing to sum */
     double total = 0.0;
     for (int64_t b = 0; b < B; b++) {
         const float *z_b = logits + b * n, *t_b = t + b * n;
@@ -77,6 +78,7 @@ int pynn_softmax_cross_entropy_forward(double *loss, float *probs, const float *
 int pynn_softmax_cross_entropy_backward(float *dlogits, const float *probs, const float *t,
                                         int64_t B, int64_t n) {
     PYNN_TRY(check_loss_grad(dlogits, probs, t, B, n));
+    if (n == 0) return PYNN_OK;
     float inv_B = 1.0f / (float)B;
     for (int64_t b = 0; b < B; b++) {
         const float *p_b = probs + b * n, *t_b = t + b * n;

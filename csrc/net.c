@@ -22,9 +22,9 @@
 
 static int check_net(const struct pynn_net *net) {
     if (net == NULL || net->sizes == NULL || net->W == NULL || net->b == NULL) return PYNN_ERR_NULL;
-    if (net->n_layers < 1 || net->n_layers > 64) return PYNN_ERR_SIZE;
+    if (net->n_layers < 1 || net->n_layers > PYNN_MAX_LAYERS) return PYNN_ERR_SIZE;
     for (int64_t l = 0; l <= net->n_layers; l++)
-        if (net->sizes[l] < 1 || net->sizes[l] > (1 << 24)) return PYNN_ERR_SIZE;
+        if (net->sizes[l] < 1 || net->sizes[l] > PYNN_MAX_WIDTH) return PYNN_ERR_SIZE;
     for (int64_t l = 0; l < net->n_layers; l++)
         if (net->W[l] == NULL || net->b[l] == NULL) return PYNN_ERR_NULL;
     int h = net->hidden, o = net->output;

@@ -77,6 +77,7 @@ int pynn_raster_strokes(float *canvas, int64_t H, int64_t W, const float *xy,
     if (n_strokes > 0 && lengths == NULL) return PYNN_ERR_NULL;
     if (!isfinite(scale) || !isfinite(off_x) || !isfinite(off_y) || !(radius >= 0.0f)
         || !isfinite(radius)) return PYNN_ERR_ARG;
+    if (H * W == 0) return PYNN_OK;    /* no pixels: a segment's rows would hold nothing */
     double step2 = 0.25 * (double)radius * radius;
     int64_t first = 0;
     for (int64_t s = 0; s < n_strokes; s++) {
@@ -124,6 +125,11 @@ int pynn_resample_area(float *out, int64_t h, int64_t w, const float *inp, int64
     PYNN_TRY(check_image(inp, H, W));
     if (!isfinite(y0) || !isfinite(x0) || !(sy > 0.0f) || !(sx > 0.0f) || !isfinite(sy)
         || !isfinite(sx) || !isfinite(gain)) return PYNN_ERR_ARG;
+    if (h * w == 0) return PYNN_OK;
+    if (H * W == 0) {                  /* nothing to average: inp is 0 everywhere */
+        memset(out, 0, (size_t)(h * w) * sizeof(float));
+        return PYNN_OK;
+    }
     double norm = gain / ((double)sy * (double)sx);
     double wx[PYNN_RESAMPLE_SPAN];     /* one output column's weights, when it spans few inputs */
     for (int64_t i = 0; i < h; i++) {
@@ -158,6 +164,7 @@ int pynn_ink_moments(double *m, const float *inp, int64_t H, int64_t W) {
     PYNN_TRY(check_image(inp, H, W));
     if (m == NULL) return PYNN_ERR_NULL;
     double mass = 0.0, sy = 0.0, sx = 0.0, edge = 0.0;
+    if (H * W == 0) H = W = 0;         /* no pixels: no rows to walk, however many are declared */
     for (int64_t r = 0; r < H; r++) {
         const float *row = inp + r * W, *below = r + 1 < H ? row + W : NULL;
         for (int64_t c = 0; c < W; c++) {
@@ -184,6 +191,7 @@ int pynn_ink_moments(double *m, const float *inp, int64_t H, int64_t W) {
 int pynn_ink_bbox(int64_t *box, const float *inp, int64_t H, int64_t W, float threshold) {
     PYNN_TRY(check_image(inp, H, W));
     if (box == NULL) return PYNN_ERR_NULL;
+    if (H * W == 0) H = W = 0;         /* no pixels: no rows to walk, however many are declared */
     int64_t r0 = H, r1 = 0, c0 = W, c1 = 0;
     for (int64_t r = 0; r < H; r++) {
         const float *row = inp + r * W;

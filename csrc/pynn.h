@@ -117,6 +117,9 @@ int pynn_kernels_select(const char *name);
 enum pynn_loss_kind { PYNN_LOSS_QUADRATIC = 0, PYNN_LOSS_CROSS_ENTROPY = 1 };
 enum pynn_optim_kind { PYNN_OPT_SGD = 0, PYNN_OPT_MOMENTUM = 1, PYNN_OPT_ADAM = 2 };
 
+/* the largest network the one-call paths take: layers, and units in one layer */
+enum pynn_net_limits { PYNN_MAX_LAYERS = 64, PYNN_MAX_WIDTH = 16777216 };
+
 /* a network as the arrays its owner keeps: layer l has W[l] (sizes[l+1], sizes[l]) and b[l]
  * (sizes[l+1]); hidden and output are enum pynn_activation, loss an enum pynn_loss_kind */
 struct pynn_net {

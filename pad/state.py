@@ -12,6 +12,7 @@ Teaching fine-tunes a *copy* of the network on a worker thread and then swaps th
 a lock, so the window keeps answering with the old weights meanwhile and never reads weights
 that are half updated. The live network's arrays are never written to after it is loaded.
 """
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,17 @@ def stamp(raster, path, width):
     return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
 
 
+def _pen(width):
+    """A pen width clipped to PEN_RANGE; NaN or what is no number is refused, not stored."""
+    try:
+        width = float(width)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"pen width must be a number, got {width!r}") from None
+    if math.isnan(width):
+        raise ValueError("pen width must be a number, got NaN")
+    return min(max(width, PEN_RANGE[0]), PEN_RANGE[1])
+
+
 def _union(box, other):
     if box is None:
         return other
@@ -157,7 +169,7 @@ class PadState:
     def __init__(self, net, size=CANVAS, pen_width=PEN_WIDTH, personal_path=None, taught=None,
                  confident=CONFIDENT):
         self.size = size
-        self.pen_width = float(pen_width)
+        self.pen_width = _pen(pen_width)
         self.confident = confident
         self.personal_path = personal_path
         self.strokes = []
@@ -203,7 +215,18 @@ class PadState:
     # ---- strokes ----
 
     def _clip(self, x, y):
-        return (min(max(float(x), 0.0), self.size - 1.0), min(max(float(y), 0.0), self.size - 1.0))
+        """(x, y) moved onto the canvas; a point that is no finite number is refused here,
+        before any stroke holds it (once stored, every later prediction would fail)."""
+        point = []
+        for name, v in (("x", x), ("y", y)):
+            try:
+                v = float(v)
+            except (TypeError, ValueError, OverflowError):
+                raise TypeError(f"{name} must be a number, got {v!r}") from None
+            if not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v}")
+            point.append(min(max(v, 0.0), self.size - 1.0))
+        return tuple(point)
 
     def begin_stroke(self, x, y):
         """Put the pen down at (x, y): a new stroke, a dot so far."""
@@ -286,7 +309,7 @@ class PadState:
 
     def set_pen_width(self, width):
         """The width of the strokes drawn from now on, clipped to the pen's range."""
-        self.pen_width = float(min(max(width, PEN_RANGE[0]), PEN_RANGE[1]))
+        self.pen_width = _pen(width)
         return self.pen_width
 
     def take_dirty(self):
@@ -404,12 +427,22 @@ def teach_network(net, inputs, labels):
 # ---- which model ----
 
 def load_taught(path):
-    """The corrections stored with a personal model: (images (k, 28, 28), labels (k,)) or None."""
-    arrays = io.read_npz(path)
-    x, y = arrays.get("taught_images"), arrays.get("taught_labels")
-    if x is None or y is None or x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (x.shape[0],):
-        return None
-    return x.astype(np.float32), y.astype(np.int64)
+    """The corrections stored with a personal model: (images (k, 28, 28) float32 in 0..1,
+    labels (k,) digits) or None when it has none. ModelFileError when they are damaged (NaN,
+    a label that is no digit, more than MAX_TAUGHT): every later lesson would fail on them."""
+    with io.Archive(path) as z:
+        if "taught_images" not in z and "taught_labels" not in z:
+            return None
+        labels = z.array("taught_labels", max_bytes=io.MAX_HEADER + 8 * MAX_TAUGHT)
+        if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) > MAX_TAUGHT:
+            raise io.ModelFileError(f"{path}: taught_labels is {labels.dtype} {labels.shape}, "
+                                    f"not a list of at most {MAX_TAUGHT} digits")
+        images = z.array("taught_images", np.float32, (len(labels), 28, 28))
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise io.ModelFileError(f"{path}: taught_labels holds {labels.min()}..{labels.max()}, not digits 0..9")
+    if not (np.isfinite(images).all() and (images >= 0).all() and (images <= 1 + 1e-6).all()):
+        raise io.ModelFileError(f"{path}: taught_images holds values that are not in 0..1 (NaN?)")
+    return images, labels.astype(np.int64)
 
 
 def forget_personal_model(path=None):

@@ -12,6 +12,7 @@ finished and the history so far. Plain arrays and JSON text only: nothing is eve
 """
 import inspect
 import json
+import math
 import os
 from typing import NamedTuple
 
@@ -85,83 +86,104 @@ def checkpoint_arrays(net, optimizer, epoch, history, run=None):
     return arrays
 
 
+# what a checkpoint holds besides the network's arrays and the optimiser's opt{i}_{j}
+CHECKPOINT_KEYS = ("checkpoint_version", "epoch", "rng_state", "dropout_state", "history",
+                   "optimizer", "run")
+MAX_STATES = 2       # state arrays per parameter array (Adam's m and v)
+
+
 def load_checkpoint(directory):
     """The Checkpoint in DIR; ModelFileError (one line naming the file) when it is missing,
-    damaged, of another version, or its parts do not fit together."""
+    damaged, of another version, its parts do not fit together, or a saved value is out of
+    range. Each array's declared size is checked against what the network needs before it is
+    inflated, and an array nobody asked for is refused (pynn.io.Archive)."""
     path = checkpoint_path(directory)
-    arrays = io.read_npz(path)
-    if "checkpoint_version" not in arrays:
-        raise io.ModelFileError(f"{path}: not a pynn checkpoint (no checkpoint_version)")
-    version = _json_or_int(arrays, "checkpoint_version", path, parse=int)
-    if version != CHECKPOINT_VERSION:
-        raise io.ModelFileError(f"{path}: checkpoint version {version} is not supported "
-                                f"(this pynn reads version {CHECKPOINT_VERSION})")
-    net = io.network_from_arrays(arrays, path)
-    epoch = _json_or_int(arrays, "epoch", path, parse=int)
-    if epoch < -1:
-        raise io.ModelFileError(f"{path}: epoch {epoch} is out of range")
-    net.rng = _generator(_json_or_int(arrays, "rng_state", path), path)
-    if "dropout_state" in arrays:     # where the masks' draws stood (absent in older files)
-        state = _json_or_int(arrays, "dropout_state", path)
-        if not (isinstance(state, list) and len(state) == 2
-                and all(type(v) is int and 0 <= v < 2 ** 63 for v in state)):
-            raise io.ModelFileError(f"{path}: dropout_state is not two counts")
-        net.dropout_seed, net.dropout_step = state
-    history = _json_or_int(arrays, "history", path)
-    if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
-        raise io.ModelFileError(f"{path}: history is not a dict of lists")
-    run = _json_or_int(arrays, "run", path) if "run" in arrays else {}
-    if not isinstance(run, dict):
-        raise io.ModelFileError(f"{path}: run is not a dict")
-    optimizer = _optimizer(arrays, net, path)
+    with io.Archive(path) as z:
+        if "checkpoint_version" not in z:
+            raise io.ModelFileError(f"{path}: not a pynn checkpoint (no checkpoint_version)")
+        version = z.integer("checkpoint_version")
+        if version != CHECKPOINT_VERSION:
+            raise io.ModelFileError(f"{path}: checkpoint version {version} is not supported "
+                                    f"(this pynn reads version {CHECKPOINT_VERSION})")
+        kind, settings, steps, counts = _optimizer_spec(z, path)
+        opt_names = [f"opt{i}_{j}" for i, count in enumerate(counts) for j in range(count)]
+        net = io.read_network(z, extra=CHECKPOINT_KEYS + tuple(opt_names))
+        epoch = z.integer("epoch")
+        if not -1 <= epoch < 2 ** 62:
+            raise io.ModelFileError(f"{path}: epoch {epoch} is out of range")
+        net.rng = generator(z.json("rng_state"), path)
+        if "dropout_state" in z:     # where the masks' draws stood (absent in older files)
+            state = z.json("dropout_state")
+            if not (isinstance(state, list) and len(state) == 2
+                    and all(type(v) is int and 0 <= v < 2 ** 63 for v in state)):
+                raise io.ModelFileError(f"{path}: dropout_state is not two counts")
+            net.dropout_seed, net.dropout_step = state
+        history = z.json("history")
+        if not (isinstance(history, dict) and all(
+                isinstance(v, list) and all(_is_number(x) for x in v) for v in history.values())):
+            raise io.ModelFileError(f"{path}: history is not a dict of lists of numbers")
+        run = z.json("run") if "run" in z else {}
+        if not isinstance(run, dict):
+            raise io.ModelFileError(f"{path}: run is not a dict")
+        optimizer = _optimizer(z, net, path, kind, settings, steps, counts)
     return Checkpoint(net, optimizer, epoch, history, run, path)
 
 
-def _json_or_int(arrays, key, path, parse=None):
-    if key not in arrays:
-        raise io.ModelFileError(f"{path}: {key} is missing")
-    try:
-        return parse(arrays[key]) if parse else json.loads(str(arrays[key]))
-    except (TypeError, ValueError) as e:
-        raise io.ModelFileError(f"{path}: {key} cannot be read ({e})") from None
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _generator(state, path):
+def generator(state, path):
+    """A numpy Generator in the saved ``state`` (a bit generator's state dict), checked:
+    ModelFileError naming ``path`` when it names no known bit generator or does not fit it."""
     name = state.get("bit_generator") if isinstance(state, dict) else None
     if name not in BIT_GENERATORS:
         raise io.ModelFileError(f"{path}: rng_state names no known bit generator ({name!r})")
     rng = np.random.Generator(getattr(np.random, name)())
     try:
         rng.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise io.ModelFileError(f"{path}: rng_state is damaged ({e})") from None
     return rng
 
 
-def _optimizer(arrays, net, path):
-    spec = _json_or_int(arrays, "optimizer", path)
+def _optimizer_spec(z, path):
+    """(kind, settings, steps, state counts) of the saved optimiser, each checked."""
+    spec = z.json("optimizer")
     try:
         kind, settings, steps, counts = spec["kind"], spec["settings"], spec["steps"], spec["state"]
-        cls = getattr(optim, kind, None)
+        cls = getattr(optim, kind, None) if isinstance(kind, str) else None
         if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
             raise ValueError(f"unknown optimiser {kind!r}")
-        optimizer = cls(**settings)
+        if not isinstance(settings, dict):
+            raise ValueError("its settings are not a dict")
+        if not (isinstance(counts, list) and all(type(c) is int and 0 <= c <= MAX_STATES for c in counts)):
+            raise ValueError(f"its state counts are not a list of 0..{MAX_STATES}")
     except (KeyError, TypeError, ValueError) as e:
         raise io.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
-    params = [p for pair in zip(net.weights, net.biases) for p in pair]
+    return cls, settings, steps, counts
+
+
+def _optimizer(z, net, path, cls, settings, steps, counts):
+    try:
+        optimizer = cls(**settings)
+        optimizer.steps = steps
+    except (TypeError, ValueError) as e:
+        raise io.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
+    params = net.parameters()
     if counts and len(counts) != len(params):
         raise io.ModelFileError(f"{path}: optimizer state for {len(counts)} arrays, the network has {len(params)}")
     state = []
     for i, count in enumerate(counts):
         arrays_i = []
         for j in range(count):
-            a = arrays.get(f"opt{i}_{j}")
-            if a is None or a.dtype != np.float32 or a.shape != params[i].shape:
-                got = "missing" if a is None else f"{a.dtype} {a.shape}"
-                raise io.ModelFileError(f"{path}: optimizer state opt{i}_{j} is {got}, "
+            name = f"opt{i}_{j}"
+            if name not in z:
+                raise io.ModelFileError(f"{path}: optimizer state {name} is missing, "
                                         f"the network needs float32 {params[i].shape}")
+            a = z.array(name, np.float32, params[i].shape)
             if not np.isfinite(a).all():
-                raise io.ModelFileError(f"{path}: optimizer state opt{i}_{j} holds NaN or Inf")
+                raise io.ModelFileError(f"{path}: optimizer state {name} holds NaN or Inf")
             arrays_i.append(a)
         state.append(arrays_i)
     optimizer.load_state_dict({"steps": steps, "state": state})

@@ -12,6 +12,7 @@ exit status, never a traceback.
 """
 import argparse
 import importlib
+import math
 import os
 import stat
 import sys
@@ -109,6 +110,27 @@ def count(text):
     return _int_at_least(text, 0)
 
 
+def _number(text, low, high=None):
+    """A finite float in [low, high) (high None: no upper bound); NaN and Infinity are no
+    setting, and argparse's float would take them."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= low and (high is None or value < high)):
+        where = f"in [{low:g}, {high:g})" if high is not None else f"at least {low:g}"
+        raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text}")
+    return value
+
+
+def rate(text):
+    return _number(text, 0.0)
+
+
+def fraction(text):
+    return _number(text, 0.0, 1.0)
+
+
 def architecture(text):
     from .network import parse_sizes
     try:
@@ -125,20 +147,20 @@ def add_train_arguments(p):
     net.add_argument("--activation", choices=HIDDEN, default="relu", help="hidden layers' function (default relu)")
     net.add_argument("--output", choices=OUTPUTS, default="softmax", help="output layer's function (default softmax)")
     net.add_argument("--loss", choices=LOSSES, default="cross_entropy", help="default cross_entropy")
-    net.add_argument("--dropout", type=float, default=0.0, metavar="P",
+    net.add_argument("--dropout", type=fraction, default=0.0, metavar="P",
                      help="drop each hidden unit with probability P while training (default 0; "
                           "trains layer by layer in Python, not in one C call)")
-    net.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the shuffling (default 0)")
+    net.add_argument("--seed", type=count, default=0, help="seeds the initial weights and the shuffling (default 0)")
     opt = p.add_argument_group("optimiser")
     opt.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="default sgd")
-    opt.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05 for sgd, 0.001 for adam)")
-    opt.add_argument("--momentum", type=float, default=0.9, help="sgd's momentum (default 0.9; 0 for plain sgd)")
-    opt.add_argument("--beta1", type=float, default=0.9, help="adam's beta1 (default 0.9)")
-    opt.add_argument("--beta2", type=float, default=0.999, help="adam's beta2 (default 0.999)")
+    opt.add_argument("--lr", type=rate, default=None, help="learning rate (default 0.05 for sgd, 0.001 for adam)")
+    opt.add_argument("--momentum", type=fraction, default=0.9, help="sgd's momentum (default 0.9; 0 for plain sgd)")
+    opt.add_argument("--beta1", type=fraction, default=0.9, help="adam's beta1 (default 0.9)")
+    opt.add_argument("--beta2", type=fraction, default=0.999, help="adam's beta2 (default 0.999)")
     opt.add_argument("--schedule", choices=SCHEDULES, default="constant",
                      help="learning rate over the epochs: constant, step (halved every third of "
                           "the run) or cosine (down to 0 along a half cosine); default constant")
-    opt.add_argument("--l2", type=float, default=0.0, help="L2 weight decay: adds l2*w to every gradient (default 0)")
+    opt.add_argument("--l2", type=rate, default=0.0, help="L2 weight decay: adds l2*w to every gradient (default 0)")
     opt.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default 64)")
     opt.add_argument("--epochs", type=count, default=10, help="default 10")
     data = p.add_argument_group("data")
@@ -150,7 +172,9 @@ def add_train_arguments(p):
     data.add_argument("--augment", action="store_true",
                       help="train every epoch on freshly distorted digits: shifts, rotations, "
                            "scaling, shear, elastic bending, stroke width (pynn.augment)")
-    p.add_argument("--out", default="model.npz", metavar="MODEL", help="where to save the network (default model.npz)")
+    p.add_argument("--out", default="model.npz", metavar="MODEL",
+                   help="where to save the network (default model.npz, also when resuming: a "
+                        "checkpoint never chooses where pynn writes)")
     run = p.add_argument_group("stopping and resuming")
     run.add_argument("--checkpoint", metavar="DIR",
                      help="save a checkpoint in DIR after every epoch (weights, optimiser state, "
@@ -158,7 +182,8 @@ def add_train_arguments(p):
                           "name with .checkpoint, and only on Ctrl+C)")
     run.add_argument("--resume", metavar="DIR",
                      help="go on from the checkpoint in DIR, with the settings it was started "
-                          "with: the result is bit for bit that of a run never stopped")
+                          "with: the result is bit for bit that of a run never stopped (a "
+                          "setting given that differs from the checkpoint's is refused)")
 
 
 def build_network(args, X, y):
@@ -276,20 +301,104 @@ RUN_SETTINGS = ("arch", "activation", "output", "loss", "dropout", "seed", "opti
                 "val", "augment", "out")
 
 
+# the JSON type of each setting a checkpoint keeps
+SETTING_TYPES = {"arch": list, "augment": bool,
+                 **dict.fromkeys(("seed", "batch_size", "epochs", "limit", "val"), int),
+                 **dict.fromkeys(("dropout", "lr", "momentum", "beta1", "beta2", "l2"), float),
+                 **dict.fromkeys(("activation", "output", "loss", "optimizer", "schedule",
+                                  "dataset", "data_dir", "out"), str)}
+
+
+class SettingsParser(Parser):
+    """The train parser, for settings read from a file: an error is a UserError naming it."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: a saved setting is wrong: {message}")
+
+
+def _of_type(value, kind):
+    if kind is bool or isinstance(value, bool):
+        return isinstance(value, bool) and kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is list:
+        return isinstance(value, list) and all(type(v) is int for v in value)
+    return isinstance(value, kind)
+
+
+def saved_settings(saved, path):
+    """The run settings a checkpoint keeps, checked exactly as the command line checks them
+    (they are written back as options and parsed): a file is as untrusted as a command line."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: its run settings are not a dict")
+    argv = []
+    for key, value in saved.items():
+        kind = SETTING_TYPES.get(key)
+        if kind is None:
+            raise UserError(f"{path}: unknown run setting {key!r}")
+        if value is None and key in ("lr", "data_dir"):
+            continue                     # their defaults
+        if not _of_type(value, kind):
+            raise UserError(f"{path}: run setting {key} is {value!r}, not a {kind.__name__}")
+        option = "--" + key.replace("_", "-")
+        if kind is bool:
+            argv += [option] if value else []
+        else:
+            argv.append(f"{option}={'-'.join(map(str, value)) if kind is list else value}")
+    parser = SettingsParser(prog=path)
+    add_train_arguments(parser)
+    parsed = parser.parse_args(argv)
+    return {key: getattr(parsed, key) for key in saved}
+
+
 def resume_run(args):
     """(net, optimizer, start_epoch, history, augment_rng) from the checkpoint in --resume,
-    whose saved settings replace the command line's."""
-    from .checkpoint import load_checkpoint
+    whose saved settings replace the command line's defaults. A setting given on the command
+    line that differs from the checkpoint's is refused: the resumed run would no longer be the
+    run that was stopped. --out is the command line's (default model.npz): a file never
+    chooses where pynn writes."""
+    from .checkpoint import generator, load_checkpoint
     ck = load_checkpoint(args.resume)
-    for key in RUN_SETTINGS:
-        if key in ck.run.get("args", {}):
-            setattr(args, key, ck.run["args"][key])
+    saved = saved_settings(ck.run.get("args", {}), ck.path)
+    given = getattr(args, "given", set())
+    changed = [key for key in saved if key != "out" and key in given and getattr(args, key) != saved[key]]
+    if changed:
+        said = ", ".join(f"--{k.replace('_', '-')} {_setting_text(getattr(args, k))} (the checkpoint's "
+                         f"is {_setting_text(saved[k])})" for k in changed)
+        raise UserError(f"--resume goes on with the settings its run started with; {said} would "
+                        f"change them: drop the option, or start a new run")
+    for key, value in saved.items():
+        if key != "out":
+            setattr(args, key, value)
+    expected = {"loss", "accuracy"} | ({"val_loss", "val_accuracy"} if args.val else set())
+    if set(ck.history) != expected:
+        raise UserError(f"{ck.path}: its history keeps {sorted(ck.history)}, a run with its "
+                        f"settings keeps {sorted(expected)}")
     augment_rng = None
-    if ck.run.get("augment_rng"):
-        augment_rng = np.random.default_rng()
-        augment_rng.bit_generator.state = ck.run["augment_rng"]
-    print(f"resuming {ck.path} after epoch {ck.epoch + 1} of {args.epochs}", flush=True)
+    if ck.run.get("augment_rng") is not None:
+        augment_rng = generator(ck.run["augment_rng"], ck.path)
+    note = ""
+    if "out" not in given and saved.get("out", args.out) != args.out:
+        note = f" (it was started with --out {saved['out']}; this run saves to {args.out})"
+    print(f"resuming {ck.path} after epoch {ck.epoch + 1} of {args.epochs}{note}", flush=True)
     return ck.net, ck.optimizer, ck.epoch + 1, ck.history, augment_rng
+
+
+def _setting_text(value):
+    return "-".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+_UNSET = object()
+
+
+def given_settings(argv):
+    """The run settings written on a ``pynn train`` command line ``argv`` (after "train"),
+    told apart from those left at their defaults: argparse fills in a default only where the
+    namespace has no value yet."""
+    parser = Parser(prog="pynn train")
+    add_train_arguments(parser)
+    namespace = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(RUN_SETTINGS, _UNSET)))
+    return {key for key in RUN_SETTINGS if getattr(namespace, key) is not _UNSET}
 
 
 class Checkpointer:
@@ -321,7 +430,15 @@ class Checkpointer:
 
 
 def cmd_train(args):
-    from .io import save
+    from .checkpoint import checkpoint_path
+    from .io import refuse_unless_regular_or_absent, save
+    # what will be written is checked before an hour of training, not after
+    refuse_unless_regular_or_absent(args.out)
+    for directory in (args.checkpoint, args.resume):
+        if directory and os.path.exists(directory) and not os.path.isdir(directory):
+            raise UserError(f"{directory}: not a directory (a checkpoint is DIR/checkpoint.npz)")
+        if directory:
+            refuse_unless_regular_or_absent(checkpoint_path(directory))
     augment_rng, start, history = None, 0, None
     if args.resume:
         net, optimizer, start, history, augment_rng = resume_run(args)
@@ -423,6 +540,7 @@ def parse_pgm(data, path):
         raise UserError(f"{path}: PGM header {b' '.join(tokens)!r} is not three numbers") from None
     if width < 1 or height < 1 or not 1 <= maxval <= 65535:
         raise UserError(f"{path}: PGM size {width}x{height} or maxval {maxval} is out of range")
+    _refuse_too_many_pixels(path, width, height)
     if data[:2] == b"P5":
         dtype = np.dtype(">u2") if maxval > 255 else np.dtype("u1")
         body = data[pos + 1:]                    # exactly one whitespace byte after maxval
@@ -442,14 +560,24 @@ def parse_pgm(data, path):
     return (pixels.astype(np.float32) / maxval).reshape(height, width)
 
 
+MAX_IMAGE_BYTES = 64 << 20     # an image file pynn reads is at most this large
+MAX_IMAGE_PIXELS = 1 << 24     # and at most this many pixels (4096 x 4096): a photo of a digit
+                               # fits, a decompression bomb does not
+
+
+def _refuse_too_many_pixels(path, width, height):
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UserError(f"{path}: {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} "
+                        f"pynn reads in an image")
+
+
 def read_image(path):
     """The image at ``path`` as a 2-D float array in 0..1. PGM is read here; anything else
-    (PNG, ...) through Pillow. In an image with transparency the opaque strokes are the ink."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror or e}") from None
+    (PNG, ...) through Pillow. In an image with transparency the opaque strokes are the ink.
+    Only a regular file is read (a FIFO or /dev/zero is refused at once), of at most
+    MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS, whatever its header claims."""
+    from .io import read_regular
+    data = read_regular(path, MAX_IMAGE_BYTES, error=UserError, what="image")
     if data[:2] in (b"P2", b"P5"):
         return parse_pgm(data, path)
     try:
@@ -457,8 +585,19 @@ def read_image(path):
     except ImportError:
         raise UserError(f"{path}: reading this format needs Pillow (pip install Pillow)") from None
     import io
+    import warnings
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: more pixels than pynn reads in an image "
+                        f"({MAX_IMAGE_PIXELS} at most): a decompression bomb?") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"{path}: not an image that can be read ({e})") from None
+    try:
+        with img:
+            _refuse_too_many_pixels(path, *img.size)
             img.load()
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 alpha = np.asarray(img.convert("RGBA"), dtype=np.float32)[:, :, 3] / 255.0
@@ -469,8 +608,11 @@ def read_image(path):
                 top = 65535.0 if img.mode.startswith("I;16") or pixels.max() > 255 else 255.0
                 return np.clip(pixels / top, 0, 1).astype(np.float32)
             return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not an image that can be read ({e})") from None
+    except UserError:
+        raise
+    except Exception as e:     # a damaged image fails in many ways inside Pillow's decoders
+        reason = " ".join(f"{e.__class__.__name__}: {e}".split())
+        raise UserError(f"{path}: not an image that can be read ({reason})") from None
 
 
 def ink_is_dark(image):
@@ -584,7 +726,10 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "train":
+        args.given = given_settings(argv[1:])
     try:
         status = args.func(args)
     except BrokenPipeError:      # the reader went away (| head): stop quietly, as cat does
@@ -592,6 +737,9 @@ def main(argv=None):
         return EXIT_ERROR
     except (UserError, ModelFileError, datasets.DataError, IdxError, FloatingPointError, OSError) as e:
         print(f"pynn {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"pynn {args.command}: error: not enough memory", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"pynn {args.command}: interrupted", file=sys.stderr)

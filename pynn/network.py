@@ -26,9 +26,9 @@ HIDDEN = ("sigmoid", "relu", "tanh", "linear")
 CHUNK = 4096        # samples per C call in fit when a callback reports progress
 OUTPUTS = ("softmax", "sigmoid", "linear")
 LOSSES = ("quadratic", "cross_entropy")
-MAX_LAYERS = 256
 _ONE_DTYPES = (np.float32, np.uint8)       # inputs predict_one takes as they are
-MAX_WEIGHTS = 2 ** 63 // 8    # bytes of a float64 weight matrix (the initialisation) fit in int64
+MAX_LAYER_LIST = 4 * ops.MAX_LAYERS   # a layer with weights, its activation, dropout, more
+BYTES_PER_PARAMETER = 16      # the float32 weight, its gradient and an optimiser's two states
 
 
 def _choice(name, value, allowed):
@@ -44,23 +44,41 @@ def _count(name, value, least):
         raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
 
 
-def parse_sizes(sizes):
-    """[784, 800, 10] or "784-800-10" -> a list of layer widths, checked."""
+def _width(s):
+    """One layer width as an int: an integer, or a float with an integer value (JSON's 784.0);
+    never a bool, a fraction, NaN or Infinity."""
+    if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+        return int(s)
+    if isinstance(s, (float, np.floating)) and np.isfinite(s) and float(s).is_integer():
+        return int(s)
+    raise ValueError(f"sizes must be whole numbers, got {s!r}")
+
+
+def parse_sizes(sizes, check_memory=True):
+    """[784, 800, 10] or "784-800-10" -> a list of layer widths, checked: at most
+    ops.MAX_LAYERS layers of at most ops.MAX_WIDTH units, and (``check_memory``) parameters
+    whose training fits in this machine's memory, said before anything is allocated."""
     if isinstance(sizes, str):
         try:
             sizes = [int(s) for s in sizes.split("-")]
         except ValueError:
             raise ValueError(f"architecture {sizes!r} must be widths joined by '-', like 784-800-10") from None
-    try:
-        sizes = [int(s) for s in sizes if not isinstance(s, bool) and int(s) == s]
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"sizes must be a list of positive integers, got {sizes!r}") from None
+    if not isinstance(sizes, (list, tuple, np.ndarray)):
+        raise ValueError(f"sizes must be a list of layer widths, got {type(sizes).__name__}")
+    sizes = [_width(s) for s in sizes]
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"sizes needs an input and an output width, all >= 1; got {sizes}")
-    for n_in, n_out in zip(sizes, sizes[1:]):
-        if n_in * n_out > MAX_WEIGHTS:    # the C kernels index with int64; say so before numpy fails
-            raise ValueError(f"sizes {n_in}-{n_out}: a layer of {n_in * n_out} weights is more "
-                             f"than can be addressed ({MAX_WEIGHTS})")
+    if len(sizes) - 1 > ops.MAX_LAYERS:
+        raise ValueError(f"sizes give {len(sizes) - 1} layers; a network has at most {ops.MAX_LAYERS}")
+    if max(sizes) > ops.MAX_WIDTH:
+        raise ValueError(f"sizes ask for a layer of {max(sizes)} units, wider than the "
+                         f"{ops.MAX_WIDTH} a network takes")
+    need = BYTES_PER_PARAMETER * sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes, sizes[1:]))
+    have = ops.physical_memory() if check_memory else None
+    if have and need > have:
+        raise ValueError(f"sizes {'-'.join(map(str, sizes))}: training it takes about "
+                         f"{need / 2 ** 30:.1f} GiB (weights, gradients, optimiser state), "
+                         f"more than this machine's {have / 2 ** 30:.1f} GiB of memory")
     return sizes
 
 
@@ -130,8 +148,8 @@ class Network:
         bad = [x for x in layers if not isinstance(x, Layer)]
         if bad:
             raise TypeError(f"layers must all be pynn.layers (or all widths), got {bad[0]!r}")
-        if len(layers) > MAX_LAYERS:
-            raise ValueError(f"a network has at most {MAX_LAYERS} layers, got {len(layers)}")
+        if len(layers) > MAX_LAYER_LIST:
+            raise ValueError(f"a network has at most {MAX_LAYER_LIST} layers, got {len(layers)}")
         if len(set(map(id, layers))) != len(layers):
             raise ValueError("a layer object appears twice in the list: make one per place")
         self.layers = list(layers)
@@ -145,6 +163,7 @@ class Network:
             input_shape = (first.n_in,)
         self.input_shape = self._check_input_shape(input_shape)
         self._shapes = self._trace_shapes()
+        self._check_size()
         self.rng = np.random.default_rng(seed)
         for i, layer in enumerate(self.layers):
             if layer.params and any(p is None for p in layer.parameters()):
@@ -168,16 +187,32 @@ class Network:
             raise ValueError(f"input_shape must be 1 to 3 positive integers, got {shape!r}")
         return shape
 
-    def _trace_shapes(self):
+    @staticmethod
+    def trace(layers, input_shape):
         """One sample's shape before and after every layer; a layer that cannot take its input
         says so, naming where it stands."""
-        shapes = [self.input_shape]
-        for i, layer in enumerate(self.layers):
+        shapes = [tuple(input_shape)]
+        for i, layer in enumerate(layers):
             try:
                 shapes.append(tuple(layer.output_shape(shapes[-1])))
             except ValueError as e:
                 raise ValueError(f"layer {i} ({layer!r}): {e}") from None
         return shapes
+
+    def _trace_shapes(self):
+        return self.trace(self.layers, self.input_shape)
+
+    def _check_size(self):
+        """Refuse, before anything is allocated, parameters whose training would not fit in
+        this machine's memory."""
+        count = sum(int(np.prod(shape, dtype=np.float64)) for layer in self.layers
+                    for shape in layer.param_shapes().values())
+        need = BYTES_PER_PARAMETER * count
+        have = ops.physical_memory()
+        if have and need > have:
+            raise ValueError(f"the layers have {count} parameters: training them takes about "
+                             f"{need / 2 ** 30:.1f} GiB (weights, gradients, optimiser state), "
+                             f"more than this machine's {have / 2 ** 30:.1f} GiB of memory")
 
     def _next_activation(self, i):
         """The activation that follows layer i (the output's after the last), which decides
@@ -645,6 +680,7 @@ class Network:
     def _fused_optimizer(self, optimizer):
         """(kind, settings, state) for an optimiser the C step implements on a network it
         covers; None for others (the layers then run one by one)."""
+        _check_optimizer(optimizer)
         if type(optimizer) not in (SGD, Adam) or not self._fusable:
             return None
         return optimizer.fused(self.parameters())

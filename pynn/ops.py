@@ -12,6 +12,7 @@ the training loop uses so that no batch allocates.
 import itertools
 import operator
 import os
+import sys
 import threading
 
 import numpy as np
@@ -56,14 +57,22 @@ def _shape(name, a, shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
 
 
-def _out(out, shape, like_name="out", inputs=()):
-    """A new float32 array of ``shape``, or the caller's ``out`` after checking it (and that it
-    is either one of ``inputs`` exactly or apart from all of them)."""
+def _out(out, shape, like_name="out", inputs=(), same_ok=True, fill=None):
+    """A new float32 array of ``shape`` (``fill``ed when given), or the caller's ``out`` after
+    checking it against every input the kernel reads: it may be one of ``inputs`` exactly when
+    ``same_ok`` (kernels that go element by element, or row by row), and otherwise must not
+    share a byte with any of them. A write into part of an input would change values the kernel
+    has yet to read: a silent wrong answer."""
     if out is None:
-        return np.empty(shape, dtype=np.float32)
+        if fill is None:
+            return np.empty(shape, dtype=np.float32)
+        return np.full(shape, fill, dtype=np.float32)
     _array(like_name, out, writable=True)
     _shape(like_name, out, shape)
-    _same_or_apart(out, *inputs, name=like_name)
+    if same_ok:
+        _same_or_apart(out, *inputs, name=like_name)
+    else:
+        _no_overlap(out, *inputs, name=like_name)
     return out
 
 
@@ -76,8 +85,10 @@ def _wptr(a):
 
 
 def _no_overlap(out, *inputs, name="out"):
+    """``out`` shares no byte with any of ``inputs``. The arrays that cross into C are
+    C-contiguous, so the bounds numpy compares cheaply are exactly the bytes they hold."""
     for inp in inputs:
-        if np.shares_memory(out, inp):
+        if inp is not None and np.may_share_memory(out, inp):
             raise ValueError(f"{name} must not overlap an input")
 
 
@@ -85,10 +96,25 @@ def _same_or_apart(out, *inputs, name="out"):
     """Kernels that go element by element (or row by row) may write over an input exactly, never
     over part of one: a shifted write would change an element the kernel has yet to read."""
     for inp in inputs:
-        if np.may_share_memory(out, inp) and not (
+        if inp is not None and np.may_share_memory(out, inp) and not (
                 out.__array_interface__["data"][0] == inp.__array_interface__["data"][0]
                 and out.shape == inp.shape and out.strides == inp.strides and out.dtype == inp.dtype):
             raise ValueError(f"{name} must be the same array as an input or not overlap it")
+
+
+def _apart(written, read):
+    """No two arrays of ``written`` (name -> array, all written by one C call) share a byte,
+    and none shares one with an array of ``read``: one pass over them sorted by address, as
+    a call over many arrays (a network's parameters and optimiser state) would otherwise
+    compare every pair. The arrays are C-contiguous: each holds [start, start + nbytes)."""
+    spans = sorted((a.__array_interface__["data"][0], a.nbytes, name, name in written)
+                   for name, a in itertools.chain(written.items(), read.items()) if a.nbytes)
+    reach = []                   # (end, name, written) of the spans started so far
+    for start, size, name, writes in spans:
+        for end, other, other_writes in reach:
+            if end > start and (writes or other_writes):
+                raise ValueError(f"{name} must not overlap {other}")
+        reach = [r for r in reach if r[0] > start] + [(start + size, name, writes)]
 
 
 # ---- machine ----
@@ -104,6 +130,17 @@ def set_num_threads(n):
 
 def get_num_threads():
     return lib.pynn_get_num_threads()
+
+
+MAX_LAYERS, MAX_WIDTH = lib.PYNN_MAX_LAYERS, lib.PYNN_MAX_WIDTH   # what the C network takes
+
+
+def physical_memory():
+    """Bytes of memory this machine has, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def cpu_features():
@@ -141,7 +178,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
     _array("b", b, ndim=2)
     M = a.shape[1] if trans_a else a.shape[0]
     N = b.shape[0] if trans_b else b.shape[1]
-    c = _out(out, (M, N))
+    c = _out(out, (M, N), inputs=(a, b), same_ok=False)
     return gemm(a, b, c, 1.0, 0.0, trans_a, trans_b, reference)
 
 
@@ -158,11 +195,7 @@ def bias_forward(z, bias):
 def bias_backward(dz, out=None):
     """db = column sums of dz (B,n): every sample's dz reached b. Accumulates into ``out``."""
     _array("dz", dz, ndim=2)
-    if out is None:
-        out = np.zeros(dz.shape[1], dtype=np.float32)
-    else:
-        _array("out", out, ndim=1, writable=True)
-        _shape("out", out, (dz.shape[1],))
+    out = _out(out, (dz.shape[1],), inputs=(dz,), same_ok=False, fill=0.0)
     _status(lib.pynn_bias_backward(_wptr(out), _ptr(dz), dz.shape[0], dz.shape[1]), "bias_backward")
     return out
 
@@ -187,9 +220,7 @@ def activation_forward(kind, x, out=None):
     _array("x", x)
     if k == SOFTMAX and x.ndim not in (1, 2):
         raise ValueError(f"x must be a vector or a (B,n) matrix for softmax, got shape {x.shape}")
-    y = _out(out, x.shape)
-    if y is not x:
-        _no_overlap(y, x)
+    y = _out(out, x.shape, inputs=(x,))
     B, n = _as_rows(x) if x.ndim else (1, 1)
     _status(lib.pynn_activation_forward(k, _wptr(y), _ptr(x), B, n), kind)
     return y
@@ -338,8 +369,8 @@ def momentum_update(w, vel, dw, lr, momentum, weight_decay=0.0):
 def adam_update(w, m, v, dw, lr, beta1, beta2, eps, weight_decay, step):
     """One Adam step, in place; ``step`` counts from 1."""
     n = _param_and_grad(w, dw, m, v)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"step must be an int >= 1, got {step!r}")
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step < 2 ** 63:
+        raise ValueError(f"step must be an int in [1, 2**63), got {step!r}")
     _status(lib.pynn_adam_update(_wptr(w), _wptr(m), _wptr(v), _ptr(dw), n, _hyper("lr", lr),
                                  _hyper("beta1", beta1, 0.0, 1.0, True),
                                  _hyper("beta2", beta2, 0.0, 1.0, True),
@@ -348,12 +379,17 @@ def adam_update(w, m, v, dw, lr, beta1, beta2, eps, weight_decay, step):
 
 
 def _init_threads():
+    """$PYNN_NUM_THREADS, when set, is the kernels' thread count. A value that is not one is
+    ignored with one line on stderr: a typo in the environment must not stop every command
+    (and every import of pynn) with a traceback."""
     env = os.environ.get("PYNN_NUM_THREADS")
-    if env:
-        try:
-            set_num_threads(int(env))
-        except ValueError:
-            raise ValueError(f"PYNN_NUM_THREADS must be an integer from 1 to 1024, got {env!r}") from None
+    if env is None or not env.strip():
+        return
+    try:
+        set_num_threads(int(env))
+    except ValueError:
+        sys.stderr.write(f"pynn: ignoring PYNN_NUM_THREADS={env!r}: not an integer from 1 to "
+                         f"1024; using {get_num_threads()} threads\n")
 
 
 
@@ -367,8 +403,7 @@ def scale_u8(x, scale=1.0 / 255.0, out=None):
         raise TypeError(f"x must have dtype uint8, got {x.dtype}")
     if not x.flags.c_contiguous:
         raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
-    y = _out(out, x.shape)
-    _no_overlap(y, x)
+    y = _out(out, x.shape, inputs=(x,), same_ok=False)
     src = ffi.cast("uint8_t *", ffi.from_buffer(x)) if x.size else ffi.NULL
     _status(lib.pynn_scale_u8(_wptr(y), src, x.size, _hyper("scale", scale, -np.inf)), "scale_u8")
     return y
@@ -417,6 +452,7 @@ def raster_strokes(canvas, xy, lengths, scale=1.0, off_x=0.0, off_y=0.0, radius=
         raise ValueError(f"lengths must be >= 0 and add up to the {xy.shape[0]} points in xy")
     if not lengths.size and xy.shape[0]:
         raise ValueError(f"lengths is empty but xy holds {xy.shape[0]} points")
+    _no_overlap(canvas, xy, lengths, name="canvas")
     lens = ffi.cast("int64_t *", ffi.from_buffer(lengths)) if lengths.size else ffi.NULL
     rc = lib.pynn_raster_strokes(_wptr(canvas), canvas.shape[0], canvas.shape[1], _ptr(xy), lens,
                                  lengths.size, _hyper("scale", scale, -np.inf),
@@ -434,8 +470,7 @@ def resample_area(inp, shape, y0=0.0, x0=0.0, sy=1.0, sx=1.0, gain=1.0, out=None
     h, w = (int(v) for v in shape)
     if h < 0 or w < 0:
         raise ValueError(f"shape must not be negative, got {tuple(shape)}")
-    out = _out(out, (h, w))
-    _no_overlap(out, inp)
+    out = _out(out, (h, w), inputs=(inp,), same_ok=False)
     rc = lib.pynn_resample_area(_wptr(out), h, w, _ptr(inp), inp.shape[0], inp.shape[1],
                                 _hyper("y0", y0, -np.inf), _hyper("x0", x0, -np.inf),
                                 _hyper("sy", sy, 1e-30), _hyper("sx", sx, 1e-30),
@@ -474,8 +509,7 @@ def stroke_width(images, amount, out=None):
     _shape("amount", amount, (n,))
     if n and not (np.abs(amount) <= 1.0).all():
         raise ValueError("amount must lie in [-1, 1]")
-    out = _out(out, images.shape)
-    _no_overlap(out, images, amount)
+    out = _out(out, images.shape, inputs=(images, amount), same_ok=False)
     _status(lib.pynn_stroke_width(_wptr(out), _ptr(images), n, H, W, _ptr(amount)), "stroke_width")
     return out
 
@@ -501,8 +535,7 @@ def warp(images, mats, dx=None, dy=None, out=None):
         _finite("dx", dx)
         _finite("dy", dy)
         fh, fw = dx.shape[1:]
-    out = _out(out, images.shape)
-    _no_overlap(out, *[a for a in (images, mats, dx, dy) if a is not None])
+    out = _out(out, images.shape, inputs=(images, mats, dx, dy), same_ok=False)
     rc = lib.pynn_warp(_wptr(out), _ptr(images), n, H, W, _ptr(mats),
                        ffi.NULL if dx is None else _ptr(dx), ffi.NULL if dy is None else _ptr(dy),
                        fh, fw)
@@ -514,8 +547,7 @@ def gaussian_blur(images, sigma, gain=1.0, out=None):
     """Images (n,H,W) convolved with a Gaussian of standard deviation ``sigma`` pixels (cut at
     3 sigma, at most 64 pixels) and multiplied by ``gain``, 0 outside each image."""
     n, H, W = _stack("images", images)
-    out = _out(out, images.shape)
-    _no_overlap(out, images)
+    out = _out(out, images.shape, inputs=(images,), same_ok=False)
     tmp = np.empty_like(images)
     _status(lib.pynn_gaussian_blur(_wptr(out), _wptr(tmp), _ptr(images), n, H, W,
                                    _hyper("sigma", sigma), _hyper("gain", gain, -np.inf)),
@@ -731,6 +763,11 @@ class FusedNet:
                 _shape(f"state[{i}][{j}]", s[j], p.shape)
                 ptrs.append(_wptr(s[j]))
             slots.append(ffi.new("float *[]", ptrs))
+        written = {f"parameter {i}": p for i, p in enumerate(params)}
+        written.update((f"state[{i}][{j}]", s[j]) for j in range(need) for i, s in enumerate(state))
+        _apart(written, {"X": X, "T": T})
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 0 <= steps < 2 ** 63:
+            raise ValueError(f"steps must be an int in [0, 2**63), got {steps!r}")
         opt = ffi.new("struct pynn_optimizer *", {
             "kind": OPTIMIZER_KINDS[kind], "lr": hyper.get("lr", 0.0),
             "momentum": hyper.get("momentum", 0.0), "beta1": hyper.get("beta1", 0.0),
@@ -792,8 +829,7 @@ def distort(images, mats, field=None, noise=None, sigma=0.0, gain=0.0, amount=No
         _shape("amount", amount, (n,))
         if n and not (np.abs(amount) <= 1.0).all():
             raise ValueError("amount must lie in [-1, 1]")
-    out = _out(out, images.shape)
-    _no_overlap(out, *[a for a in (images, mats, noise, amount) if a is not None])
+    out = _out(out, images.shape, inputs=(images, mats, noise, amount), same_ok=False)
     rc = lib.pynn_distort(_wptr(out), _ptr(images), n, H, W, _ptr(mats), fptr, nptr, m, fh, fw,
                           _hyper("sigma", sigma), _hyper("gain", gain, -np.inf),
                           ffi.NULL if amount is None else _ptr(amount))

@@ -35,6 +35,19 @@ class Optimizer:
         self.state = []      # one list of state arrays per parameter array
         self.steps = 0
 
+    @property
+    def steps(self):
+        """Steps taken so far (Adam's bias correction counts them): an int in [0, 2**63)."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"steps must be an int, got {type(value).__name__}")
+        if not 0 <= value < 2 ** 63:
+            raise ValueError(f"steps must be in [0, 2**63), got {value}")
+        self._steps = int(value)
+
     def _ensure_state(self, params, count):
         if len(self.state) != len(params) or any(
                 s.shape != p.shape for st, p in zip(self.state, params) for s in st):
@@ -52,7 +65,7 @@ class Optimizer:
         return {"steps": self.steps, "state": [list(s) for s in self.state]}
 
     def load_state_dict(self, d):
-        self.steps = int(d["steps"])
+        self.steps = d["steps"]
         self.state = [[np.array(a, dtype=np.float32) for a in s] for s in d["state"]]
 
 

@@ -1,6 +1,7 @@
 """Fixtures for the pad's tests (imported by tests/test_pad_*.py).
 
 ``pad_net``: the network the pad starts with, the shipped model.
+``data_home``: a fresh user data directory, whose shipped model is pad_net.
 ``display_env``: the environment for a child process that opens windows: the DISPLAY already
 set, else a new Xvfb's, else pyglet's headless EGL mode. Where none can be had the test is
 skipped with the reason, unless PYNN_REQUIRE_DISPLAY=1 (as in CI), where that is a failure.
@@ -17,6 +18,16 @@ import pynn
 @pytest.fixture(scope="session")
 def pad_net():
     return pynn.load_default()
+
+
+@pytest.fixture
+def data_home(tmp_path, monkeypatch, pad_net):
+    """A fresh user data directory; the shipped model is pad_net (read from a file each time)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    shipped = tmp_path / "shipped.npz"
+    pad_net.save(shipped)
+    monkeypatch.setattr(pynn, "load_default", lambda: pynn.load(shipped))
+    return tmp_path
 
 
 def no_display(reason):

@@ -189,7 +189,8 @@ def test_pynn_train_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, how,
     else:
         assert run.returncode == -signal.SIGKILL
 
-    resumed = pynn_train(tmp_path, "--resume", "ck")       # the settings come from the checkpoint
+    # the settings come from the checkpoint; where to write, from the command line
+    resumed = pynn_train(tmp_path, "--resume", "ck", "--out", "stopped.npz")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming" in out and "saved stopped.npz" in out

@@ -13,7 +13,7 @@ from pad import demo, state as pad_state
 from pad.state import PEN_RANGE, PadState, catmull_rom, open_model, stamp
 from pynn.preprocess import strokes_to_mnist
 
-from pad_fixtures import pad_net  # noqa: F401  (a fixture)
+from pad_fixtures import data_home, pad_net  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -329,16 +329,6 @@ def test_each_lesson_rehearses_a_few_earlier_corrections(pad, monkeypatch, tmp_p
         np.testing.assert_array_equal(x, pad.taught_images[y].ravel())
     saved = pad_state.load_taught(pad.personal_path)     # all six are kept
     assert saved[1].tolist() == list(range(6)) and saved[0].shape == (6, 28, 28)
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch, pad_net):
-    """A fresh user data directory; the shipped model is pad_net (read from a file each time)."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    shipped = tmp_path / "shipped.npz"
-    pad_net.save(shipped)
-    monkeypatch.setattr(pynn, "load_default", lambda: pynn.load(shipped))
-    return tmp_path
 
 
 def test_the_personal_model_is_saved_reloaded_and_reset(data_home, pad_net):

@@ -3,15 +3,20 @@ three implementations of the lang benchmark against each other, the resume logic
 study command's --quick run producing its tables (and plots when matplotlib is installed)."""
 import argparse
 import csv
+import glob
 import json
 import os
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from pynn.checkpoint import load_checkpoint
+from pynn.io import load
 from pynn.optim import SGD
-from pynn.study import common, lang, noise, register
+from pynn.study import baselines, cluster, common, compare, lang, noise, register
 from pynn.study.classic import KNearest, NearestCentroid
 from pynn.study.sweep import configurations, parse_settings
 
@@ -360,12 +365,16 @@ def test_noise_quick(tmp_path, mnist_available):
     check_plots(out, ["noise_curves.png"])
 
 
+def compare_rows(out):
+    with open(os.path.join(out, "compare.csv")) as f:
+        return {r["method"]: r for r in csv.DictReader(f)}
+
+
 def test_compare_quick(tmp_path, mnist_available):
     out = str(tmp_path / "compare")
     assert study(["compare", "--quick", "--out", out, "--methods", "centroid,knn,softmax",
                   "--eval-n", "200"]) == 0
-    with open(os.path.join(out, "compare.csv")) as f:
-        rows = {r["method"]: r for r in csv.DictReader(f)}
+    rows = compare_rows(out)
     assert set(rows) == {"centroid", "knn", "softmax"}
     assert float(rows["knn"]["test_error"]) < float(rows["centroid"]["test_error"]) < 0.5
     for r in rows.values():
@@ -375,6 +384,58 @@ def test_compare_quick(tmp_path, mnist_available):
             assert a["curve"][0][0] == 0
     md = open(os.path.join(out, "compare.md")).read()
     assert "k-nearest neighbours" in md and "Adaptivity" in md
+
+
+needs_sklearn = pytest.mark.skipif(not baselines.available(),
+                                   reason="scikit-learn (the sklearn extra) is not installed")
+
+
+@needs_sklearn
+def test_compare_quick_with_the_svm_and_the_forest(tmp_path, mnist_available, monkeypatch):
+    monkeypatch.setattr(compare, "TEACH_COUNTS", [0, 2, 8])     # each lesson is a refit
+    out = str(tmp_path / "compare")
+    assert study(["compare", "--quick", "--out", out, "--methods", "centroid,svm,forest",
+                  "--eval-n", "100"]) == 0
+    rows = compare_rows(out)
+    assert set(rows) == {"centroid", "svm", "forest"}
+    for name in ("svm", "forest"):
+        r = rows[name]
+        assert float(r["test_error"]) < float(rows["centroid"]["test_error"])
+        assert float(r["train_seconds"]) > 0 and float(r["infer_us_per_digit"]) > 0
+        assert float(r["size_kb"]) > 0 and all(0 <= float(r[f"noise_{n}"]) <= 1 for n in noise.NOISES)
+        for a in json.loads(r["adapt"]).values():
+            assert [n for n, _, _ in a["curve"]] == compare.TEACH_COUNTS[:len(a["curve"])]
+    md = open(os.path.join(out, "compare.md")).read()
+    assert "SVM, RBF kernel (scikit-learn)" in md and "random forest (scikit-learn)" in md
+    assert "refitting from scratch" in md
+
+
+@needs_sklearn
+def test_a_refitted_model_is_taught_by_refitting_with_the_examples_added():
+    from sklearn.neighbors import KNeighborsClassifier
+    rng = np.random.default_rng(3)
+    X, y = rng.random((60, 8), dtype=np.float32), rng.integers(0, 3, 60)
+    odd = np.full((2, 8), 5.0, np.float32)
+    model = baselines.Refitted(KNeighborsClassifier(1)).fit(X, y)
+    taught = compare.ClassicMethod(model).copy()
+    taught.teach(odd, np.array([2, 2]))
+    assert taught.predict(odd + 0.1).tolist() == [2, 2]
+    expect = KNeighborsClassifier(1).fit(np.vstack([X, odd]), np.concatenate([y, [2, 2]]))
+    assert np.array_equal(taught.predict(X[:20] + 0.3), expect.predict(X[:20] + 0.3))
+    assert len(model.taught_y) == 0 and model.predict(odd + 0.1).tolist() != [2, 2]   # the original untouched
+
+
+def test_compare_without_sklearn_runs_the_rest_or_says_what_is_missing(tmp_path, mnist_available,
+                                                                        monkeypatch, capsys):
+    monkeypatch.setattr(baselines, "available", lambda: False)
+    with pytest.raises(SystemExit, match=r"the svm method needs scikit-learn.*\[sklearn\]"):
+        study(["compare", "--quick", "--out", str(tmp_path / "a"), "--methods", "centroid,svm"])
+    out = str(tmp_path / "b")
+    monkeypatch.setattr(compare, "METHODS", ["centroid", "svm", "forest"])
+    assert study(["compare", "--quick", "--out", out, "--eval-n", "50"]) == 0
+    assert "SVM and the random forest are left out" in capsys.readouterr().out
+    assert list(compare_rows(out)) == ["centroid"]
+    assert "scikit-learn is not installed" in open(os.path.join(out, "compare.md")).read()
 
 
 def test_lang_quick(tmp_path, mnist_available):
@@ -405,3 +466,138 @@ def test_bad_setting_is_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="unknown setting 'depth'"):
         study(["sweep", "--quick", "--out", str(tmp_path), "--set", "depth=3"])
 
+
+# ---- --dask: the sweep on a Dask cluster of two spawned worker processes ----
+
+try:
+    import distributed
+except ImportError:
+    distributed = None
+needs_dask = pytest.mark.skipif(distributed is None,
+                                reason="dask.distributed (the dask extra) is not installed")
+if distributed is not None:
+    import cloudpickle          # comes with distributed
+    # the worker plugin below is defined here, and the workers cannot import this file
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+TIMING_COLUMNS = {"train_seconds"}
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(mnist_available):
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as c:
+        yield c
+
+
+def sweep_rows(out):
+    with open(os.path.join(out, "sweep.csv")) as f:
+        return {r["key"]: {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(f)}
+
+
+def weights(out, key):
+    from pynn.study.sweep import _model_path
+    net = load(_model_path(out, key))
+    return net.weights + net.biases
+
+
+def same_models(out_a, out_b, keys):
+    for key in keys:
+        for a, b in zip(weights(out_a, key), weights(out_b, key)):
+            assert np.array_equal(a, b)
+
+
+SWEEP = ["sweep", "--quick", "--search", "grid", "--final", "1", "--set", "epochs=1"]
+
+
+@needs_dask
+def test_the_workers_are_spawned_processes(dask_cluster):
+    with distributed.Client(dask_cluster) as client:
+        pids = client.run(os.getpid)
+        methods = client.run(lambda: __import__("multiprocessing").get_start_method())
+    assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()
+    assert set(methods.values()) == {"spawn"}
+
+
+@needs_dask
+def test_a_sweep_on_the_cluster_gives_the_local_rows_and_resumes(tmp_path, dask_cluster, capsys):
+    local, remote = str(tmp_path / "local"), str(tmp_path / "remote")
+    assert study(SWEEP + ["--out", local, "--set", "hidden=4,6,8"]) == 0
+    assert study(SWEEP + ["--out", remote, "--set", "hidden=4,6", "--dask", dask_cluster.scheduler_address]) == 0
+    said = capsys.readouterr()
+    assert "2 tasks to the scheduler" in said.out and "sweep: 100%" in said.err
+    assert sweep_rows(remote) == {k: v for k, v in sweep_rows(local).items() if v["hidden"] in ("4", "6")}
+    # a rerun with one more configuration runs only that one, on the cluster
+    assert study(SWEEP + ["--out", remote, "--set", "hidden=4,6,8", "--dask", dask_cluster.scheduler_address]) == 0
+    said = capsys.readouterr().out
+    assert "2 already in" in said and "1 to run" in said and "1 tasks to the scheduler" in said
+    assert sweep_rows(remote) == sweep_rows(local)
+    same_models(local, remote, sweep_rows(local))
+    assert os.path.exists(os.path.join(remote, "sweep.md"))
+
+
+class DiesMidway(distributed.WorkerPlugin if distributed else object):
+    """Ends its worker's process in the middle of a configuration: once the first task of the
+    cluster is executing, it waits for a training checkpoint to appear (an epoch is done, more
+    are to come) and exits. The marker file, made atomically, makes that once for all workers,
+    the restarted one included."""
+
+    name = "dies-midway"
+
+    def __init__(self, marker, models):
+        self.marker, self.models = marker, models
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing":
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        threading.Thread(target=self.exit_at_checkpoint, args=(fd, str(key)), daemon=True).start()
+
+    def exit_at_checkpoint(self, fd, key):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = glob.glob(os.path.join(self.models, "*.checkpoint", "checkpoint.npz"))
+            if found:
+                os.write(fd, f"{key} {os.path.basename(found[0])}".encode())
+                os.close(fd)
+                os._exit(1)
+            time.sleep(0.002)
+
+
+@needs_dask
+def test_a_configuration_whose_worker_dies_runs_again_elsewhere(tmp_path, dask_cluster):
+    local, remote = str(tmp_path / "local"), str(tmp_path / "remote")
+    marker = str(tmp_path / "died")
+    settings = ["--set", "hidden=5,7", "--set", "epochs=4"]
+    with distributed.Client(dask_cluster) as client:
+        before = set(client.run(os.getpid).values())
+        client.register_plugin(DiesMidway(marker, os.path.join(remote, "models")))
+        try:
+            assert study(SWEEP + settings + ["--out", remote, "--dask", dask_cluster.scheduler_address]) == 0
+        finally:
+            client.unregister_worker_plugin(DiesMidway.name)
+        client.wait_for_workers(2, timeout=60)
+        after = set(client.run(os.getpid).values())
+    with open(marker) as f:
+        task, checkpoint = f.read().split()
+    assert task.startswith("on_worker") and checkpoint == "checkpoint.npz"
+    assert len(before - after) == 1                # one worker process died and was replaced
+    assert study(SWEEP + settings + ["--out", local]) == 0
+    assert sweep_rows(remote) == sweep_rows(local) and len(sweep_rows(local)) == 2
+    same_models(local, remote, sweep_rows(local))
+
+
+@needs_dask
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(SystemExit, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        study(SWEEP + ["--out", str(tmp_path), "--dask", "tcp://127.0.0.1:9"])
+
+
+def test_dask_without_the_extra_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)       # import distributed fails
+    with pytest.raises(SystemExit, match=r"--dask needs dask.distributed.*\[dask\]"):
+        study(SWEEP + ["--out", str(tmp_path), "--dask", "tcp://127.0.0.1:9"])

@@ -269,21 +269,26 @@ def init_worker(data_dir, quick, threads):
     DATA.update(load_split(data_dir, quick))
 
 
-def run_all(fn, tasks, workers, init_args, desc):
+def run_all(fn, tasks, workers, init_args, desc, dask=None):
     """Yield ``fn(task)`` for every task, in finishing order, from ``workers`` processes
-    (spawned: an OpenMP runtime does not survive fork) or in this process when workers == 1.
+    (spawned: an OpenMP runtime does not survive fork), in this process when workers == 1, or
+    on the Dask cluster whose scheduler is at ``dask`` (pynn.study.cluster).
     ``init_args`` = (data_dir, quick, threads) for init_worker."""
     from tqdm import tqdm
-    bar = tqdm(total=len(tasks), desc=desc, unit="run")
-    if workers <= 1 or len(tasks) <= 1:
-        init_worker(*init_args)
-        for t in tasks:
-            yield fn(t)
+    with tqdm(total=len(tasks), desc=desc, unit="run") as bar:
+        for result in _results(fn, tasks, workers, init_args, dask):
+            yield result
             bar.update(1)
+
+
+def _results(fn, tasks, workers, init_args, dask):
+    if dask and tasks:
+        from . import cluster
+        yield from cluster.run(dask, fn, tasks, *init_args[:2])
+    elif workers <= 1 or len(tasks) <= 1:
+        init_worker(*init_args)
+        yield from map(fn, tasks)
     else:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(workers, len(tasks)), initializer=init_worker, initargs=init_args) as pool:
-            for result in pool.imap_unordered(fn, tasks):
-                yield result
-                bar.update(1)
-    bar.close()
+            yield from pool.imap_unordered(fn, tasks)

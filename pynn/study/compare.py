@@ -2,8 +2,9 @@
 adaptively (the seed's task 6)?
 
 The same split goes through nearest centroid, k-nearest neighbours (k chosen on validation),
-softmax regression (a network with no hidden layer), the paper's 784-30-10 network and the
-best network of the sweep. For each: test error, training time, inference time per digit,
+scikit-learn's SVM with an RBF kernel and random forest (pynn.study.baselines, the ``sklearn``
+extra), softmax regression (a network with no hidden layer), the paper's 784-30-10 network and
+the best network of the sweep. For each: test error, training time, inference time per digit,
 model size, the error under every noise at its middle level, and adaptivity: a user writes a
 digit in an unusual way (a 7 with a bar through it, a 1 with a base and a flag, made by a
 fixed transformation of test digits), and the method is taught 0, 1, 2, 4, ... examples; the
@@ -17,13 +18,17 @@ import time
 
 import numpy as np
 
+from .. import ops
+from . import baselines
 from .common import (BASE, DATA, QUICK_SIZES, Results, markdown_table, pct,
                      run_all, threads_for, train, write_markdown)
 from .classic import KNearest, NearestCentroid
 from .noise import LEVELS, MIDDLE, NOISES, noisy_test_set
 
-METHODS = ["centroid", "knn", "softmax", "paper", "best"]
+METHODS = ["centroid", "knn", "svm", "forest", "softmax", "paper", "best"]
+SKLEARN = ["svm", "forest"]      # the methods that need scikit-learn
 NAMES = {"centroid": "nearest centroid", "knn": "k-nearest neighbours",
+         "svm": "SVM, RBF kernel (scikit-learn)", "forest": "random forest (scikit-learn)",
          "softmax": "softmax regression (784-10)", "paper": "paper's network (784-30-10)",
          "best": "best network of the sweep"}
 # the paper's network, trained as in Nielsen ch. 1: sigmoid, quadratic loss, SGD at 3.0, batches of 10
@@ -114,6 +119,9 @@ class NetworkMethod:
 
 
 class ClassicMethod:
+    """A method that learns by storing or refitting, not by gradient steps: nearest centroid,
+    k-NN, and scikit-learn's models (baselines.Refitted); ``teach`` is the model's own."""
+
     def __init__(self, model):
         self.model = model
 
@@ -148,6 +156,10 @@ def make_method(name, quick, best_model):
         return ClassicMethod(NearestCentroid())
     if name == "knn":
         return ClassicMethod(KNearest())
+    if name == "svm":
+        return ClassicMethod(baselines.Refitted(baselines.svm()))
+    if name == "forest":
+        return ClassicMethod(baselines.Refitted(baselines.forest(quick, ops.get_num_threads())))
     if name == "softmax":
         return NetworkMethod(name, dict(SOFTMAX, epochs=2) if quick else SOFTMAX)
     if name == "paper":
@@ -219,7 +231,7 @@ def _best_model(sweep_dir):
     return os.path.join(sweep_dir, rows[0]["model"]) if rows else None
 
 
-def report(rows, n_eval, out, best_model):
+def report(rows, n_eval, out, best_model, notes=()):
     main_cols = ["name", "test_error", "train_seconds", "infer_us_per_digit", "size_kb"]
     lines, noise_lines, adapt_lines = [], [], []
     for r in rows:
@@ -239,6 +251,12 @@ def report(rows, n_eval, out, best_model):
                                               "size KiB"])
             + (f"\nk-NN's k = {k}, chosen among 1, 3, 5, 7, 9 on the first 2,000 validation "
                f"digits. Inference is timed over the whole test set in batches.\n" if k else "")
+            + (f"\nThe SVM: the pixels projected on their {baselines.SVM_COMPONENTS} principal "
+               f"components, then SVC(C={baselines.SVM_C:g}, kernel='rbf', gamma='scale'); the "
+               f"forest: RandomForestClassifier with {baselines.FOREST_TREES} trees "
+               f"({baselines.QUICK_FOREST_TREES} under --quick), both trained on all the training "
+               f"digits. Size is the pickled model.\n"
+               if any(r["method"] in SKLEARN for r in rows) else "")
             + f"\n## Error under noise (middle level: {mid}; first {n_eval} test digits)\n\n"
             + markdown_table(noise_lines, ["name"] + list(NOISES))
             + f"\n## Adaptivity: examples taught until {TARGET:.0%} of the style is read\n\n"
@@ -248,8 +266,12 @@ def report(rows, n_eval, out, best_model):
               f"class redrawn by a fixed transformation; the first {max(TEACH_COUNTS)} are the "
               f"teaching pool and up to {n_eval} others are read after teaching. 'Ordinary error "
               f"after' is on the first {n_eval} test digits. k-NN and nearest centroid adapt by "
-              f"storing the examples (centroid: their mean as a new prototype); networks by "
-              f"pynn.adapt.teach (fine-tuning on them and distorted copies, with replayed digits).\n")
+              f"storing the examples (centroid: their mean as a new prototype); the SVM and the "
+              f"forest by refitting from scratch on the training digits with the examples added; "
+              f"networks by pynn.adapt.teach (fine-tuning on them and distorted copies, with "
+              f"replayed digits).\n")
+    for note in notes:
+        body += f"\n{note}\n"
     if best_model is None:
         body += ("\nNo sweep result was found, so the sweep's best network is missing: run "
                  "`pynn study sweep` first and pass its --out as --sweep.\n")
@@ -262,9 +284,20 @@ def main(args):
     for m in methods:
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; methods: {', '.join(METHODS)}")
+    notes = []
     if best_model is None and "best" in methods:
         print(f"compare: no sweep result in {args.sweep}; the sweep's best network is left out")
         methods.remove("best")
+    if not baselines.available():
+        if args.methods:          # asked for by name: say what is missing and stop
+            for m in methods:
+                if m in SKLEARN:
+                    baselines.require(f"the {m} method")
+        else:
+            methods = [m for m in methods if m not in SKLEARN]
+            notes.append(f"scikit-learn is not installed, so the SVM and the random forest are "
+                         f"left out: `{baselines.INSTALL}`.")
+            print(f"compare: {notes[-1]}")
     n_eval = args.eval_n or (QUICK_SIZES[2] if args.quick else 2000)
     results = Results(os.path.join(args.out, "compare.csv"), FIELDS)
     done = results.done("method")
@@ -276,7 +309,7 @@ def main(args):
         results.append([row])
     rows = sorted((r for r in results.rows() if r["method"] in methods),
                   key=lambda r: METHODS.index(r["method"]))
-    report(rows, n_eval, args.out, best_model)
+    report(rows, n_eval, args.out, best_model, notes)
     print(f"wrote {os.path.join(args.out, 'compare.md')}")
     return 0
 

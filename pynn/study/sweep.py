@@ -5,8 +5,9 @@ given with --set (a grid), or made by changing one setting at a time from BASE (
 search whose plots show validation error against each setting). Each configuration trains on
 the 50,000 training digits and is judged on the 10,000 validation digits; its row is appended
 to sweep.csv as soon as it finishes, so a rerun skips what is done and an interrupted
-configuration resumes from its last epoch. Only at the end are the chosen models (the best
---final on validation) run on the test set, once.
+configuration resumes from its last epoch. With --dask ADDRESS the configurations train on a
+Dask cluster instead of local processes (pynn.study.cluster), into the same CSV. Only at the
+end are the chosen models (the best --final on validation) run on the test set, once.
 """
 import itertools
 import json
@@ -15,6 +16,7 @@ import random
 
 import numpy as np
 
+from ..io import atomic_write
 from .common import (BASE, DATA, DEFAULT_LR, Results, remove_checkpoint, config_key, error_rate,
                      load_split, markdown_table, no_plots_note, pct, pyplot, run_all,
                      save_figure, threads_for, train, write_markdown)
@@ -128,8 +130,10 @@ def _model_path(out, key):
 
 
 def run_config(task):
-    """Train one config, save its model, return its CSV row (runs in a worker)."""
-    config, out, show_epochs = task
+    """Train one config, save its model, return its CSV row (runs in a worker). With
+    ``send_model`` the row carries the saved model's bytes too (``model_npz``), for a client
+    that may not see the worker's disk."""
+    config, out, show_epochs, send_model = task
     key = config_key(config)
     path = _model_path(out, key)
     ckpt = path.replace(".npz", ".checkpoint")
@@ -145,8 +149,20 @@ def run_config(task):
         bar.close()
     net.save(path)
     remove_checkpoint(ckpt)
-    return dict(config, key=key, val_error=curve[-1], train_seconds=round(seconds, 2),
-                curve=json.dumps([round(e, 5) for e in curve]))
+    row = dict(config, key=key, val_error=curve[-1], train_seconds=round(seconds, 2),
+               curve=json.dumps([round(e, 5) for e in curve]))
+    if send_model:
+        with open(path, "rb") as f:
+            row["model_npz"] = f.read()
+    return row
+
+
+def keep_model(out, row):
+    """Write the model a cluster worker sent with ``row`` where a local run saves it."""
+    model = row.pop("model_npz", None)
+    if model is not None:
+        atomic_write(_model_path(out, row["key"]), lambda f: f.write(model))
+    return row
 
 
 # ---- reports ----
@@ -267,10 +283,13 @@ def main(args):
     finished = sum(config_key(c) in done for c in configs)
     print(f"sweep: {len(configs)} configurations, {finished} already in "
           f"{results.path}, {len(todo)} to run")
-    tasks = [(c, out, args.workers <= 1) for c in todo]
+    # on a cluster the out path is absolute, so that workers on this machine or on a shared
+    # filesystem write their checkpoints where a rerun finds them
+    where = os.path.abspath(out) if args.dask else out
+    tasks = [(c, where, args.workers <= 1 and not args.dask, bool(args.dask)) for c in todo]
     for row in run_all(run_config, tasks, args.workers, (args.data_dir, args.quick, threads_for(args.workers)),
-                       "sweep"):
-        results.append([row])
+                       "sweep", args.dask):
+        results.append([keep_model(out, row)])
     keys = {config_key(c) for c in configs}
     rows = [r for r in results.rows() if r["key"] in keys]
     if not rows:
@@ -294,5 +313,8 @@ def add_arguments(p):
     p.add_argument("--trials", type=int, default=20, help="configurations in a random search")
     p.add_argument("--seed", type=int, default=0, help="seed of the random search")
     p.add_argument("--final", type=int, default=3, help="best configurations to test at the end")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="train on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:8786) "
+                        "instead of --workers local processes (the dask extra)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the configurations already finished")
