@@ -32,13 +32,14 @@ except ImportError:
                       "extra: pip install 'pynn-digits[onnx]'") from None
 
 from . import __version__, layers
-from .io import FORMAT_VERSION, ModelFileError, atomic_write, network_from_arrays
+from .io import FORMAT_VERSION, ModelFileError, atomic_write, network_from_arrays, read_regular
 
 # Opset 13 has every operator written here with today's meaning (Softmax over one axis); IR
 # version 7 is what opset 13 came with, so runtimes of that age read the file too.
 OPSET = 13
 IR_VERSION = 7
 INPUT, OUTPUT = "input", "probabilities"
+MAX_BYTES = 1 << 30     # what from_onnx reads of a file; protobuf's own limit is 2 GiB
 
 
 def _kind(layer):
@@ -122,10 +123,9 @@ def from_onnx(path):
     the same operators written otherwise); ModelFileError naming the file and what pynn
     cannot read. Dropout is not in the graph, so a network read back has none."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelFileError(f"{path}: no such file")
+    data = read_regular(path, MAX_BYTES, what="ONNX model")
     try:
-        model = onnx.load(path)
+        model = onnx.load_model_from_string(data)
     except Exception as e:    # protobuf's DecodeError and friends: any damage to the bytes
         reason = " ".join(f"{e.__class__.__name__}: {e}".split())
         raise ModelFileError(f"{path}: not an ONNX model ({reason})") from None
@@ -223,10 +223,21 @@ class _Reader:
         if j >= len(node.input) or node.input[j] not in self.weights:
             self.refuse(f"{node.op_type} node {node.name or node.output[0]!r}: input {j} is "
                         f"not a stored tensor")
-        a = numpy_helper.to_array(self.weights[node.input[j]])
+        a = self.array(node.input[j])
         if a.dtype != np.float32:
             self.refuse(f"{node.input[j]} is {a.dtype}, pynn's parameters are float32")
         return a
+
+    def array(self, name):
+        """The stored tensor ``name`` as an array. Only tensors inside the file are read: one
+        whose data lies in another file would have pynn open a path the model names."""
+        tensor = self.weights[name]
+        if tensor.data_location == TensorProto.EXTERNAL:
+            self.refuse(f"tensor {name!r} keeps its data in another file, which pynn does not read")
+        try:
+            return numpy_helper.to_array(tensor)
+        except Exception as e:      # a tensor whose bytes do not fit its declared shape
+            self.refuse(f"tensor {name!r} cannot be read ({' '.join(str(e).split())})")
 
     def dense(self, nodes, i):
         """(W (n_out, n_in), b (n_out,), how many nodes) of the dense layer at nodes[i]: a
@@ -248,7 +259,7 @@ class _Reader:
                 other = [name for name in nxt.input if name != node.output[0]]
                 if len(other) != 1 or other[0] not in self.weights:
                     self.refuse(f"Add node {i + 1} does not add a stored bias")
-                b = numpy_helper.to_array(self.weights[other[0]]).reshape(-1)
+                b = self.array(other[0]).reshape(-1)
                 used = 2
         if W.ndim != 2:
             self.refuse(f"node {i} ({node.op_type}) has weights of shape {W.shape}, not a matrix")

@@ -229,17 +229,31 @@ def test_a_graph_pynn_cannot_read_is_refused_in_one_line(nodes, inputs, weights,
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
 
 
-def test_a_damaged_or_missing_onnx_file_is_refused_in_one_line(tmp_path):
+def test_a_damaged_missing_or_unreadable_onnx_file_is_refused_in_one_line(tmp_path):
     net = pynn.load_default()
     net.to_onnx(tmp_path / "m.onnx")
     data = (tmp_path / "m.onnx").read_bytes()
     (tmp_path / "cut.onnx").write_bytes(data[:len(data) // 2])
     (tmp_path / "text.onnx").write_text("not a model at all\n")
+    os.mkfifo(tmp_path / "pipe.onnx")                    # a read would wait for a writer
     for name, says in [("cut.onnx", "not an ONNX model"), ("text.onnx", "not an ONNX model"),
-                       ("missing.onnx", "no such file")]:
+                       ("missing.onnx", "no such file"), ("pipe.onnx", "a FIFO, not a regular file"),
+                       (".", "a directory, not a regular file")]:
         with pytest.raises(pynn.ModelFileError, match=says) as error:
             from_onnx(tmp_path / name)
         assert "\n" not in str(error.value)
+
+
+def test_a_tensor_kept_in_another_file_is_not_read(tmp_path):
+    """ONNX lets a tensor's bytes live in a file the model names; pynn opens no such path."""
+    (tmp_path / "secret").write_bytes(np.zeros(7850, np.float32).tobytes())
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[10, 784])
+    weight.data_location = TensorProto.EXTERNAL
+    weight.external_data.add(key="location", value="secret")
+    path = save_graph(tmp_path / "g.onnx", [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1)],
+                      ["x"], [weight, b])
+    with pytest.raises(pynn.ModelFileError, match="tensor 'W' keeps its data in another file"):
+        from_onnx(path)
 
 
 def test_to_onnx_replaces_an_old_file_and_leaves_no_temporary_behind(tmp_path):
@@ -279,20 +293,18 @@ WITHOUT_ONNX = "import sys; sys.modules['onnx'] = None; from pynn import cli; sy
 
 @pytest.mark.parametrize("args, says, code", [
     (["export", "{d}/missing.npz", "{d}/out.onnx"], "missing.npz: no such file", None),
-    (["export", MODEL, "{d}"], "not a regular file", None),
-    (["export", MODEL, "{d}/link"], "not a regular file", None),
+    (["export", MODEL, "{d}"], "a directory, not a regular file", None),
+    (["export", MODEL, "{d}/pipe"], "a FIFO, not a regular file", None),
     (["export", MODEL], "the following arguments are required: OUT", None),
     (["export", MODEL, "{d}/out.onnx"], "pip install 'pynn-digits[onnx]'", WITHOUT_ONNX),
 ])
 def test_export_errors_are_one_line_and_write_nothing(args, says, code, tmp_path):
-    (tmp_path / "kept").write_bytes(b"kept")
-    os.symlink(tmp_path / "kept", tmp_path / "link")
+    os.mkfifo(tmp_path / "pipe")
     result = run(*[a.format(d=tmp_path) for a in args], code=code)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pynn") and says in lines[0], result.stderr
-    assert sorted(os.listdir(tmp_path)) == ["kept", "link"]
-    assert (tmp_path / "kept").read_bytes() == b"kept"
+    assert os.listdir(tmp_path) == ["pipe"]
 
 
 def test_to_onnx_without_the_extra_says_which_extra_brings_it():
