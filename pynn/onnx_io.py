@@ -33,6 +33,7 @@ except ImportError:
 
 from . import __version__, layers
 from .io import FORMAT_VERSION, ModelFileError, atomic_write, network_from_arrays, read_regular
+from .network import LOSSES, MAX_LAYER_LIST
 
 # Opset 13 has every operator written here with today's meaning (Softmax over one axis); IR
 # version 7 is what opset 13 came with, so runtimes of that age read the file too.
@@ -153,24 +154,27 @@ class _Reader:
             self.refuse(f"pynn reads graphs of one input and one output, this one has "
                         f"{len(inputs)} and {len(graph.output)}")
         input_shape = self.input_shape(inputs[0])
+        if len(graph.node) > 2 * MAX_LAYER_LIST:
+            self.refuse(f"{len(graph.node)} nodes, more than a pynn network of "
+                        f"{MAX_LAYER_LIST} layers makes")
         specs, params, output = [], {}, "linear"
         x, nodes, i = inputs[0].name, list(graph.node), 0
         flat = len(input_shape) == 1
+        k = 0           # layers with parameters so far, as in W0, b0, W1, ...
         while i < len(nodes):
             node, last = nodes[i], i == len(nodes) - 1
-            if not node.input or node.input[0] != x:
+            if not node.input or node.input[0] != x or not node.output:
                 self.refuse(f"node {i} ({node.op_type}) does not take the previous node's "
                             f"output: pynn reads a chain of layers")
-            k = sum(1 for s in specs if s["type"] in ("Linear", "Conv2d"))
             op = node.op_type
             if op in ("Gemm", "MatMul"):
                 W, b, used = self.dense(nodes, i)
                 specs.append({"type": "Linear", "n_in": W.shape[1], "n_out": W.shape[0]})
                 params[f"W{k}"], params[f"b{k}"] = W, b
-                node, i, flat = nodes[i + used - 1], i + used - 1, True
+                node, i, flat, k = nodes[i + used - 1], i + used - 1, True, k + 1
             elif op == "Conv":
                 specs.append(self.conv(node, params, k))
-                flat = False
+                flat, k = False, k + 1
             elif op == "MaxPool":
                 specs.append(self.maxpool(node))
                 flat = False
@@ -197,9 +201,11 @@ class _Reader:
         if x != graph.output[0].name:
             self.refuse(f"the graph's output {graph.output[0].name!r} is not the end of its "
                         f"chain of nodes")
-        loss = self.props.get("pynn.loss", "cross_entropy")
-        if output == "linear" or loss not in ("quadratic", "cross_entropy"):
-            loss = "quadratic" if output == "linear" else "cross_entropy"
+        loss = self.props.get("pynn.loss")
+        if output == "linear":
+            loss = "quadratic"              # cross-entropy needs probabilities
+        elif loss not in LOSSES:
+            loss = "cross_entropy"
         architecture = {"layers": specs, "input_shape": list(input_shape),
                         "output": output, "loss": loss}
         return {"format_version": np.array(FORMAT_VERSION),
@@ -255,7 +261,8 @@ class _Reader:
             W = self.weight(node, 1).T
             b, used = None, 1
             nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-            if nxt is not None and nxt.op_type == "Add" and node.output[0] in nxt.input:
+            if (nxt is not None and nxt.op_type == "Add" and node.output[0] in nxt.input
+                    and nxt.output):
                 other = [name for name in nxt.input if name != node.output[0]]
                 if len(other) != 1 or other[0] not in self.weights:
                     self.refuse(f"Add node {i + 1} does not add a stored bias")

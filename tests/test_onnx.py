@@ -244,6 +244,15 @@ def test_a_damaged_missing_or_unreadable_onnx_file_is_refused_in_one_line(tmp_pa
         assert "\n" not in str(error.value)
 
 
+def test_a_graph_longer_than_any_network_is_refused_before_it_is_walked(tmp_path):
+    from pynn.network import MAX_LAYER_LIST
+    n = 2 * MAX_LAYER_LIST + 1
+    nodes = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"]) for i in range(n)]
+    path = save_graph(tmp_path / "long.onnx", nodes, ["t0"], output=f"t{n}")
+    with pytest.raises(pynn.ModelFileError, match=f"{n} nodes, more than a pynn network"):
+        from_onnx(path)
+
+
 def test_a_tensor_kept_in_another_file_is_not_read(tmp_path):
     """ONNX lets a tensor's bytes live in a file the model names; pynn opens no such path."""
     (tmp_path / "secret").write_bytes(np.zeros(7850, np.float32).tobytes())
@@ -305,6 +314,12 @@ def test_export_errors_are_one_line_and_write_nothing(args, says, code, tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pynn") and says in lines[0], result.stderr
     assert os.listdir(tmp_path) == ["pipe"]
+
+
+def test_export_has_help():
+    result = run("export", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: pynn export")
+    assert "MODEL" in result.stdout and "OUT" in result.stdout
 
 
 def test_to_onnx_without_the_extra_says_which_extra_brings_it():
