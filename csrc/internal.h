@@ -48,7 +48,7 @@ static inline int pynn_check_bn(int64_t B, int64_t n) {
     return PYNN_OK;
 }
 
-/* pointer, size and leading-dimension checks shared by both GEMMs (gemm.c) */
+/* pointer, size and leading-dimension checks shared by both GEMMs (ref/gemm.c) */
 int pynn_gemm_check(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                     const float *A, int64_t lda, const float *B, int64_t ldb,
                     const float *C, int64_t ldc);

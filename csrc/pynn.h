@@ -14,6 +14,11 @@
  *    are owned by the caller.
  *  - Pointers are checked for NULL and sizes for being negative or overflowing before any
  *    memory is touched; the Python side (pynn/ops.py) additionally checks dtype, layout and shape.
+ *
+ * The files behind it (paths under csrc/): ref/ holds the readable reference kernels, one
+ * forward beside its backward; fast/ the packed, vectorised and fused ones that the network
+ * runs, tested against ref/; image/ the pixel kernels (drawings to MNIST's form, distortions);
+ * runtime.c the thread pool that every parallel kernel shares.
  */
 #ifndef PYNN_H
 #define PYNN_H
@@ -36,7 +41,7 @@ int pynn_set_num_threads(int n);          /* n >= 1; threads used by the paralle
 int pynn_get_num_threads(void);
 const char *pynn_cpu_features(void);      /* widest SIMD path this CPU runs: "avx512f", "avx2" or "generic" */
 
-/* ---- matrix product (gemm.c: readable reference; gemm_fast.c: packed, vectorised) ----
+/* ---- matrix product (ref/gemm.c: readable reference; fast/gemm_fast.c: packed, vectorised) ----
  * C = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T.
  * op(A) is (M,K), op(B) is (K,N), C is (M,N). A is stored (M,K) with row stride lda when
  * trans_a == 0, else (K,M); likewise B is (K,N) or (N,K) with stride ldb. beta == 0 means C is
@@ -48,11 +53,11 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
 
-/* ---- bias (gemm.c) ---- */
+/* ---- bias (ref/gemm.c) ---- */
 int pynn_bias_forward(float *z, const float *bias, int64_t B, int64_t n);   /* z (B,n) += bias (n) */
 int pynn_bias_backward(float *dbias, const float *dz, int64_t B, int64_t n); /* dbias (n) += column sums of dz (B,n) */
 
-/* ---- activations (activations.c), element by element over n floats; out may alias inp ---- */
+/* ---- activations (ref/activations.c), element by element over n floats; out may alias inp ---- */
 int pynn_sigmoid_forward(float *out, const float *inp, int64_t n);
 int pynn_sigmoid_backward(float *dinp, const float *out, const float *dout, int64_t n);
 int pynn_relu_forward(float *out, const float *inp, int64_t n);
@@ -67,7 +72,7 @@ int pynn_activation_forward(int kind, float *out, const float *inp, int64_t B, i
 int pynn_activation_backward(int kind, float *dinp, const float *out, const float *dout,
                              int64_t B, int64_t n);
 
-/* ---- losses (losses.c); y the network's output (B,n), t the target (B,n) ---- */
+/* ---- losses (ref/losses.c); y the network's output (B,n), t the target (B,n) ---- */
 int pynn_quadratic_loss_forward(double *loss, const float *y, const float *t, int64_t B, int64_t n);
 int pynn_quadratic_loss_backward(float *dy, const float *y, const float *t, int64_t B, int64_t n);
 int pynn_softmax_cross_entropy_forward(double *loss, float *probs, const float *logits,
@@ -79,18 +84,18 @@ int pynn_sigmoid_cross_entropy_forward(double *loss, float *probs, const float *
 int pynn_sigmoid_cross_entropy_backward(float *dlogits, const float *probs, const float *t,
                                         int64_t B, int64_t n);
 
-/* ---- optimiser updates (optim.c), over n parameters ---- */
+/* ---- optimiser updates (ref/optim.c), over n parameters ---- */
 int pynn_sgd_update(float *w, const float *dw, int64_t n, float lr, float weight_decay);
 int pynn_momentum_update(float *w, float *vel, const float *dw, int64_t n, float lr,
                          float momentum, float weight_decay);
 int pynn_adam_update(float *w, float *m, float *v, const float *dw, int64_t n, float lr,
                      float beta1, float beta2, float eps, float weight_decay, int64_t step);
 
-/* ---- at the network's edges (convert.c) ---- */
+/* ---- at the network's edges (ref/convert.c) ---- */
 int pynn_scale_u8(float *out, const uint8_t *inp, int64_t n, float scale);  /* out = inp * scale */
 int pynn_argmax_rows(int64_t *out, const float *x, int64_t B, int64_t n);  /* index of each row's max; -1 if NaN */
 
-/* ---- drawings to MNIST's form (preprocess.c); images (H,W), pixel (r,c) covers [r,r+1)x[c,c+1) ---- */
+/* ---- drawings to MNIST's form (image/preprocess.c); images (H,W), pixel (r,c) covers [r,r+1)x[c,c+1) ---- */
 int pynn_raster_strokes(float *canvas, int64_t H, int64_t W, const float *xy,
                         const int64_t *lengths, int64_t n_strokes, float scale, float off_x,
                         float off_y, float radius);
@@ -101,14 +106,14 @@ int pynn_ink_bbox(int64_t *box, const float *inp, int64_t H, int64_t W, float th
 int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_t W,
                       const float *amount);
 
-/* ---- distortions for training (augment.c); image stacks (n,H,W) ---- */
+/* ---- distortions for training (image/augment.c); image stacks (n,H,W) ---- */
 int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
               const float *dx, const float *dy, int64_t fh, int64_t fw);
 int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int64_t H, int64_t W,
                        float sigma, float gain);
 
 /* ---- fast paths: thread pool, SIMD choice, the whole network in one call ----
- * (runtime.c, gemm_kernels.c, net.c; pynn_gemm above runs on the same pool and kernels) */
+ * (runtime.c, fast/gemm_kernels.c, fast/net*.c; pynn_gemm above runs on the same pool and kernels) */
 
 /* the kernel set the fast paths use: "avx512f", "avx2", "generic", or "auto" (the widest this
  * CPU runs, the default). Tests use it to run every path; PYNN_ERR_ARG if the CPU lacks it. */
@@ -151,19 +156,23 @@ struct pynn_optimizer {
 /* floats of workspace the calls below need for batches of up to `batch` rows (training != 0:
  * pynn_net_train; else pynn_net_forward, which works through larger inputs in chunks) */
 int64_t pynn_net_workspace(const struct pynn_net *net, int64_t batch, int training);
-/* out (n, sizes[L]) = the network's output for X (n, sizes[0]): probabilities for softmax */
-int pynn_net_forward(const struct pynn_net *net, const float *X, int64_t n, float *out,
-                     float *work, int64_t work_len);
-/* mini-batch training: batch k takes the rows order[k*batch .. ] of X (n, sizes[0]) and of the
+/* The input of the two calls below, (n, sizes[0]): X floats, or X_u8 values (pixels as stored)
+ * times scale, exactly one of the two non-NULL. Rows of X_u8 are scaled as pynn_scale_u8 does,
+ * a batch or chunk at a time into the workspace, so a data set never needs a float copy and the
+ * bits are those of X = pynn_scale_u8(X_u8, scale). */
+/* out (n, sizes[L]) = the network's output for the input: probabilities for softmax */
+int pynn_net_forward(const struct pynn_net *net, const float *X, const uint8_t *X_u8,
+                     float scale, int64_t n, float *out, float *work, int64_t work_len);
+/* mini-batch training: batch k takes the rows order[k*batch .. ] of the input and of the
  * targets T (n, sizes[L]) (order NULL: rows in turn), runs forward, loss, backward and one
  * optimiser step, and writes its loss to losses[k]. A batch whose loss is not finite changes
  * nothing (no step) and ends the run; *batches_done counts the batches run, that one included. */
 int pynn_net_train(const struct pynn_net *net, struct pynn_optimizer *opt, const float *X,
-                   const float *T, int64_t n, const int64_t *order, int64_t n_order,
-                   int64_t batch, double *losses, int64_t *batches_done, float *work,
-                   int64_t work_len);
+                   const uint8_t *X_u8, float scale, const float *T, int64_t n,
+                   const int64_t *order, int64_t n_order, int64_t batch, double *losses,
+                   int64_t *batches_done, float *work, int64_t work_len);
 
-/* ---- every distortion of an image in one pass (augment.c) ----
+/* ---- every distortion of an image in one pass (image/augment.c) ----
  * out (n,H,W), H and W at most PYNN_DISTORT_MAX: image k warped as pynn_warp does with the affine
  * map mats + 6k plus, when field[k] >= 0, the elastic field made from noise + field[k]*2*fh*fw,
  * i.e. (dx, dy) = gain * Gaussian_sigma(2 noise - 1) on the (fh, fw) grid (as pynn_gaussian_blur,
@@ -174,7 +183,7 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
                  const int64_t *field, const float *noise, int64_t n_fields, int64_t fh,
                  int64_t fw, float sigma, float gain, const float *amount);
 
-/* ---- one sample (net.c): the pad's digit ----
+/* ---- one sample (fast/net_one.c): the pad's digit ----
  * out (sizes[L]) = the network's output for one input: x (sizes[0]) floats, or x_u8 (sizes[0])
  * pixels times scale (exactly one of the two non-NULL). work: at least pynn_net_workspace(net,
  * 1, 0) floats; out must not overlap x or work. A lone call runs on the caller's thread; calls
@@ -185,12 +194,61 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
 int pynn_net_forward_one(const struct pynn_net *net, const float *x, const uint8_t *x_u8,
                          float scale, float *out, float *work, int64_t work_len);
 
-/* ---- dropout (dropout.c), element by element over n floats ----
+/* ---- dropout (ref/dropout.c), element by element over n floats ----
  * inverted dropout: mask[i] = 1/(1-p) with probability 1-p, else 0, drawn from (seed, stream,
  * i) alone (no state: the same arguments give the same mask); a[i] *= mask[i]. p in [0,1). */
 int pynn_dropout_forward(float *a, float *mask, int64_t n, float p, uint64_t seed,
                          uint64_t stream);
 int pynn_dropout_backward(float *da, const float *mask, int64_t n);   /* da[i] *= mask[i] */
+
+/* ---- convolution and max pooling (ref/conv.c: readable loops; fast/conv.c: unfolded patches
+ * times the packed GEMM, on the thread pool) ----
+ * Images are NCHW: a batch of B images of C channels of H rows of W floats. A convolution of
+ * stride s and zero padding p takes inp (B,C,H,W) and weight (OC,C,KH,KW) to out (B,OC,OH,OW),
+ * OH = (H + 2p - KH)/s + 1 and OW = (W + 2p - KW)/s + 1 (floor):
+ *   out[b,o,y,x] = bias[o] + sum over c,i,j of weight[o,c,i,j] * inp[b,c, s*y+i-p, s*x+j-p],
+ * where a read outside the image is a zero. Every count must be at least 1 except B (0: nothing
+ * to do), the padded image at least the kernel, s >= 1, p >= 0: else PYNN_ERR_SIZE/ARG. */
+struct pynn_conv2d_shape {
+    int64_t B, C, H, W;         /* the input */
+    int64_t OC, KH, KW;         /* the weight is (OC,C,KH,KW) */
+    int64_t stride, pad;
+};
+/* floats of workspace the fast convolution (forward and backward) needs for this shape on the
+ * threads set now; negative if the shape is invalid. A smaller workspace runs on fewer threads,
+ * down to one thread's share; below that the call fails with PYNN_ERR_SIZE. */
+int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s);
+/* out (B,OC,OH,OW) = the convolution of inp (B,C,H,W) with weight (OC,C,KH,KW), plus bias (OC)
+ * (NULL: no bias). out must not overlap the inputs or work. */
+int pynn_conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                            const struct pynn_conv2d_shape *s);
+int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct pynn_conv2d_shape *s, float *work, int64_t work_len);
+/* from dout (B,OC,OH,OW): dweight (OC,C,KH,KW) += the gradient of the weights, dbias (OC) += that
+ * of the bias, dinp (B,C,H,W) += that of the input. dinp and dbias may be NULL (not wanted: the
+ * first layer needs no dinp); dweight may not. The outputs must not overlap each other or the
+ * inputs. */
+int pynn_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight,
+                             const struct pynn_conv2d_shape *s);
+int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
+                         float *work, int64_t work_len);
+/* max pooling over k x k windows, stride k: out (B,C,H/k,W/k) (floor: rows and columns past the
+ * last whole window are left out) holds each window's largest value (NaN if the window holds
+ * one), argmax the same shape the input element it came from, as h*W + w within its plane
+ * (b,c): the first in row-major order among equals. 1 <= k <= H, W; H*W must fit in int32. */
+int pynn_maxpool2d_forward_ref(float *out, int32_t *argmax, const float *inp, int64_t B,
+                               int64_t C, int64_t H, int64_t W, int64_t k);
+int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t B, int64_t C,
+                           int64_t H, int64_t W, int64_t k);
+/* dinp (B,C,H,W) += dout routed to the argmax of its window: the gradient reaches only the
+ * element the forward chose. An argmax outside its own window is PYNN_ERR_ARG, found before
+ * anything is written. dinp must not overlap dout or argmax. */
+int pynn_maxpool2d_backward_ref(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
+                                int64_t C, int64_t H, int64_t W, int64_t k);
+int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
+                            int64_t C, int64_t H, int64_t W, int64_t k);
 
 /* cdef end */
 

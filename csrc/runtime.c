@@ -10,6 +10,8 @@
  * in a training loop do not pay a wake-up each) and then sleep on a condition variable, so an
  * idle process, such as the drawing pad between strokes, uses no CPU; and a forked child starts
  * a fresh pool. Small problems never wake the pool at all (pynn_threads_for).
+ * It sits at the top of csrc/ because every parallel kernel, fast or image, runs on it; it
+ * computes nothing itself.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -22,10 +24,8 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
-#include "fast.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "runtime.h"
+#include "fast/fast.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define cpu_relax() _mm_pause()
@@ -34,6 +34,7 @@
 #endif
 
 #define MAX_THREADS 64
+#define MAX_PARTS 16             /* parts of one pynn_parallel_parts job: a bit each in the claim word */
 #define SPIN_NS 200000L          /* how long an idle worker spins before it sleeps */
 #define WAIT_SPIN_NS 50000L      /* how long a thread spins at a barrier before it sleeps */
 #define MIN_FLOPS_PER_THREAD 2e6 /* below this, waking a second thread costs more than it saves */
@@ -57,9 +58,6 @@ static int cores(void) {
 int pynn_set_num_threads(int n) {
     if (n < 1 || n > 1024) return PYNN_ERR_ARG;
     __atomic_store_n(&num_threads, n, __ATOMIC_RELAXED);
-#ifdef _OPENMP
-    omp_set_num_threads(n);   /* the image kernels (augment.c, preprocess.c) use OpenMP */
-#endif
     return PYNN_OK;
 }
 
@@ -391,7 +389,7 @@ void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg) {
 void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
     if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
     if (nthreads > nparts) nthreads = nparts;
-    if (nthreads <= 1 || nparts > 16 || pthread_mutex_trylock(&pool.busy) != 0) {
+    if (nthreads <= 1 || nparts > MAX_PARTS || pthread_mutex_trylock(&pool.busy) != 0) {
         for (int i = 0; i < nparts; i++) fn(i, nparts, arg);
         return;
     }
@@ -408,6 +406,31 @@ void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg) {
     for (unsigned done; (done = __atomic_load_n(&pool.parts_done, __ATOMIC_SEQ_CST)) < (unsigned)nparts;)
         wait_change(&pool.parts_done, done, &pool.parts_sleepers);
     pthread_mutex_unlock(&pool.busy);
+}
+
+struct range_job {
+    int64_t n;
+    pynn_range_fn body;
+    void *arg;
+};
+
+static void range_part(int part, int nparts, void *arg) {
+    const struct range_job *job = arg;
+    int64_t lo, hi;
+    pynn_share(job->n, 1, part, nparts, &lo, &hi);
+    if (lo < hi) job->body(lo, hi, job->arg);
+}
+
+void pynn_parallel_for(int nthreads, int64_t n, pynn_range_fn body, void *arg) {
+    if (n <= 0) return;
+    if (nthreads > n) nthreads = (int)n;
+    if (nthreads > MAX_PARTS) nthreads = MAX_PARTS;
+    if (nthreads <= 1) {
+        body(0, n, arg);
+        return;
+    }
+    struct range_job job = {n, body, arg};
+    pynn_parallel_parts(nthreads, nthreads, range_part, &job);
 }
 
 void pynn_barrier(int nthreads) {

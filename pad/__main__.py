@@ -45,10 +45,9 @@ def main(argv=None):
     if importlib.util.find_spec("pyglet") is None:
         sys.exit("pad: the drawing pad needs pyglet, which pynn installs only with the pad extra: "
                  "pip install 'pynn-digits[pad]'")
-    # One thread for the kernels in this process. With more, OpenMP's (libgomp's) worker
-    # threads keep spinning for a while after every parallel region, waiting for more work;
-    # on a desktop they take the CPU time the window needs to keep the display's frame rate.
-    # A single image through the network is far too small to gain anything from threads.
+    # One thread for the kernels in this process: a single image through the network is far
+    # too small to gain anything from threads, and a worker woken for it would spin for a
+    # moment after each job, CPU time the window needs to keep the display's frame rate.
     pynn.set_num_threads(1)
     try:
         if args.screenshot:   # a picture for the docs: the shipped model, never the user's

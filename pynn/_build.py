@@ -7,6 +7,7 @@ The build never uses -march=native: the fast kernels pick their SIMD path at run
 wheel built here runs on any x86-64 (and the portable C path on anything else).
 Set PYNN_SANITIZE=1 to build with AddressSanitizer and UndefinedBehaviorSanitizer.
 """
+import glob
 import os
 import platform
 import re
@@ -30,9 +31,10 @@ def read_cdef(path=HEADER):
 
 
 def compile_flags():
+    # -pthread: the kernels' thread pool (csrc/runtime.c) is the only threading; no OpenMP
     flags = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter",
-             "-fopenmp"]
-    link = ["-fopenmp", "-lm"]
+             "-pthread"]
+    link = ["-pthread", "-lm"]
     if os.environ.get("PYNN_SANITIZE"):
         flags = [f for f in flags if f != "-O3"] + [
             "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
@@ -41,7 +43,9 @@ def compile_flags():
     return flags, link
 
 
-sources = sorted(os.path.join("csrc", name) for name in os.listdir(CSRC) if name.endswith(".c"))
+# every .c under csrc/, subfolders (ref/, fast/) included; they include "pynn.h" from csrc/
+sources = sorted(os.path.relpath(os.path.join(d, name), ROOT) for d, _, names in os.walk(CSRC)
+                 for name in names if name.endswith(".c"))
 cflags, ldflags = compile_flags()
 
 ffibuilder = FFI()

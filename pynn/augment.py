@@ -15,7 +15,7 @@ in exactly these ways, and in the width of their pen, so the stroke width varies
 ``images`` is (n, 28, 28) or (n, 784) float32; every function returns a new array of the same
 shape. The randomness comes only from ``rng``, a numpy Generator, so the same seed gives the
 same distortions. The pixel work (warping, smoothing the fields, dilating strokes) is done by
-the C kernels in csrc/augment.c and csrc/preprocess.c; numpy only draws the random numbers.
+the C kernels in csrc/image/augment.c and csrc/image/preprocess.c; numpy only draws the random numbers.
 Augmenter makes each image in one C pass (ops.distort: field, warp and stroke width while the
 image is in cache, one call per chunk of images); ``python -m pynn.augment --bench`` times one
 epoch of it against a training epoch.

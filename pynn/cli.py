@@ -22,6 +22,7 @@ import numpy as np
 from . import __version__, datasets
 from .idx import IdxError
 from .io import ModelFileError
+from .layers import ARCH_HELP
 from .optim import SCHEDULES, scheduled_lr
 
 EXIT_ERROR = 1       # a user error found while running
@@ -131,8 +132,13 @@ def fraction(text):
 
 
 def architecture(text):
+    """Widths (784-800-10, kept as a list) or a convolutional architecture (kept as text)."""
+    from .layers import from_arch, names_images
     from .network import parse_sizes
     try:
+        if names_images(text):
+            from_arch(text)
+            return text
         return parse_sizes(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
@@ -141,8 +147,8 @@ def architecture(text):
 def add_train_arguments(p):
     from .network import HIDDEN, LOSSES, OUTPUTS
     net = p.add_argument_group("network")
-    net.add_argument("--arch", type=architecture, default=[784, 800, 10], metavar="784-800-10",
-                     help="layer widths, input first (default 784-800-10)")
+    net.add_argument("--arch", type=architecture, default=[784, 800, 10], metavar="ARCH",
+                     help=f"{ARCH_HELP} (default 784-800-10)")
     net.add_argument("--activation", choices=HIDDEN, default="relu", help="hidden layers' function (default relu)")
     net.add_argument("--output", choices=OUTPUTS, default="softmax", help="output layer's function (default softmax)")
     net.add_argument("--loss", choices=LOSSES, default="cross_entropy", help="default cross_entropy")
@@ -320,8 +326,8 @@ def _of_type(value, kind):
         return isinstance(value, bool) and kind is bool
     if kind is float:
         return isinstance(value, (int, float))
-    if kind is list:
-        return isinstance(value, list) and all(type(v) is int for v in value)
+    if kind is list:            # the architecture: widths, or a convolutional one's text
+        return isinstance(value, str) or (isinstance(value, list) and all(type(v) is int for v in value))
     return isinstance(value, kind)
 
 
@@ -343,7 +349,8 @@ def saved_settings(saved, path):
         if kind is bool:
             argv += [option] if value else []
         else:
-            argv.append(f"{option}={'-'.join(map(str, value)) if kind is list else value}")
+            text = "-".join(map(str, value)) if isinstance(value, list) else value
+            argv.append(f"{option}={text}")
     parser = SettingsParser(prog=path)
     add_train_arguments(parser)
     parsed = parser.parse_args(argv)

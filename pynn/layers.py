@@ -13,6 +13,8 @@ the network keeps for this layer and this batch size, for whatever else backward
 dropout mask). A layer whose ``inplace`` is True may be given out = x, and then backward reads
 only out (an activation's derivative is written in terms of its output).
 """
+import re
+
 import numpy as np
 
 from . import ops
@@ -131,7 +133,7 @@ ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
 class Dropout(Layer):
-    """Inverted dropout (csrc/dropout.c): in training each value is kept with probability 1-p
+    """Inverted dropout (csrc/ref/dropout.c): in training each value is kept with probability 1-p
     and scaled by 1/(1-p), so nothing changes when predicting; the mask comes from the
     network's dropout seed and a stream number, so a run repeats bit for bit."""
 
@@ -307,6 +309,71 @@ def dense_stack(sizes, activation, dropout=0.0):
             if dropout > 0:
                 layers.append(Dropout(dropout))
     return layers
+
+
+ARCH_HELP = ("layers joined by '-', input first: widths of dense layers (784-800-10), or an "
+             "image CxHxW (or HxW) followed by cOkK[sS][pP] (a Conv2d of O channels, kernel K, "
+             "stride S, padding P), poolK (a MaxPool2d) and dense widths, e.g. "
+             "1x28x28-c32k5-pool2-c64k5-pool2-256-10; every layer but the last is followed by "
+             "the activation")
+_CONV = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?")
+_POOL = re.compile(r"pool(\d+)")
+
+
+def names_images(text):
+    """Whether an architecture string is of the image grammar (an input CxHxW or HxW, or a
+    convolution or pooling part) rather than widths alone."""
+    tokens = text.strip().lower().split("-")
+    return bool(re.fullmatch(r"\d+x\d+(x\d+)?", tokens[0])) or any(
+        _CONV.fullmatch(t) or _POOL.fullmatch(t) for t in tokens)
+
+
+def from_arch(text, activation="relu", dropout=0.0):
+    """The layers and input shape a convolutional architecture string names (ARCH_HELP):
+    "1x28x28-c32k5-pool2-c64k5-pool2-256-10" -> ([Conv2d(1, 32, 5), ReLU(), MaxPool2d(2), ...,
+    Flatten(), Linear(1024, 256), ReLU(), Dropout (with dropout), Linear(256, 10)], (1, 28, 28))."""
+    tokens = text.strip().lower().split("-")
+    try:
+        shape = tuple(int(v) for v in tokens[0].split("x"))
+    except ValueError:
+        raise ValueError(f"architecture {text!r}: the first part must be the input, like "
+                         f"1x28x28 or 784, got {tokens[0]!r}") from None
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise ValueError(f"architecture {text!r}: the input must be CxHxW, HxW or a width")
+    if len(tokens) < 2 or not tokens[-1].isdigit():
+        raise ValueError(f"architecture {text!r}: it must end with the output's width, like -10")
+    act = ACTIVATIONS.get(activation)
+    layers, now = [], shape
+    for i, token in enumerate(tokens[1:], start=1):
+        last = i == len(tokens) - 1
+        conv, pool = _CONV.fullmatch(token), _POOL.fullmatch(token)
+        if conv and len(now) == 3:
+            out, k, stride, pad = (int(g) if g is not None else d
+                                   for g, d in zip(conv.groups(), (0, 0, 1, 0)))
+            layers.append(Conv2d(now[0], out, k, stride, pad))
+        elif pool and len(now) == 3:
+            layers.append(MaxPool2d(int(pool.group(1))))
+        elif token.isdigit():
+            if len(now) == 3:
+                layers.append(Flatten())
+                now = layers[-1].output_shape(now)
+            layers.append(Linear(now[0], int(token)))
+        else:
+            where = "after the dense layers" if len(now) == 1 else "here"
+            raise ValueError(f"architecture {text!r}: {token!r} is not a layer {where} "
+                             f"({ARCH_HELP})")
+        try:
+            now = layers[-1].output_shape(now)
+        except ValueError as e:
+            raise ValueError(f"architecture {text!r} at {token!r}: {e}") from None
+        if not last and not isinstance(layers[-1], MaxPool2d):
+            if act is not None:
+                layers.append(act())
+            if dropout > 0 and isinstance(layers[-2 if act else -1], Linear):
+                layers.append(Dropout(dropout))
+    return layers, shape
 
 
 KINDS = {cls.__name__: cls for cls in (Linear, Conv2d, MaxPool2d, ReLU, Sigmoid, Tanh,

@@ -14,12 +14,12 @@ builds) also runs whole in one C call (csrc/fast/): ``fit``, ``predict`` and ``p
 choose that path by themselves and give the same numbers as the layer-by-layer one.
 """
 import itertools
-import threading
 
 import numpy as np
 
 from . import ops
-from .layers import ACTIVATIONS, Activation, Dropout, Flatten, Layer, Linear, dense_stack
+from .layers import (ACTIVATIONS, Activation, Dropout, Flatten, Layer, Linear, dense_stack,
+                     from_arch, names_images)
 from .optim import SGD, Adam, scheduled_lr
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
@@ -141,7 +141,10 @@ class Network:
         self.loss = _choice("loss", loss, LOSSES)
         if loss == "cross_entropy" and output == "linear":
             raise ValueError("cross_entropy needs probabilities: use output='softmax' or 'sigmoid'")
-        if not (isinstance(layers, (list, tuple)) and any(isinstance(x, Layer) for x in layers)):
+        if isinstance(layers, str) and names_images(layers):
+            _choice("activation", activation, HIDDEN)  # "1x28x28-c32k5-pool2-256-10"
+            layers, input_shape = from_arch(layers, activation, Dropout(dropout).p)
+        elif not (isinstance(layers, (list, tuple)) and any(isinstance(x, Layer) for x in layers)):
             _choice("activation", activation, HIDDEN)  # widths: the shorthand for dense layers
             Dropout(dropout)                           # checks the probability
             layers = dense_stack(parse_sizes(layers), activation, float(dropout))
@@ -560,18 +563,12 @@ class Network:
         n = len(order)
         total, n_batches = 0.0, (n + batch_size - 1) // batch_size
         spec = self._fused_optimizer(optimizer)
-        pixels = X.dtype == np.uint8
-        per_call = (n_batches if (callback is None and not pixels) or spec is None
-                    else max(1, CHUNK // batch_size))
+        per_call = n_batches if callback is None or spec is None else max(1, CHUNK // batch_size)
         for first in range(0, n_batches, per_call):
             last = min(n_batches, first + per_call)
-            if spec is not None:
+            if spec is not None:     # uint8 X is scaled in C, a batch at a time
                 chunk = order[first * batch_size:last * batch_size]
-                if pixels:           # the chunk's rows in their order, scaled: the same batches
-                    losses = self._train_fused(ops.scale_u8(X[chunk]), T[chunk], None,
-                                               batch_size, optimizer, spec)
-                else:
-                    losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
+                losses = self._train_fused(X, T, chunk, batch_size, optimizer, spec)
             for k in range(first, last):
                 size = min(batch_size, n - k * batch_size)
                 if spec is not None:

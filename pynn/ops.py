@@ -556,7 +556,7 @@ def gaussian_blur(images, sigma, gain=1.0, out=None):
 
 
 
-# ---- fast paths: the kernel set, and a whole network in one call (csrc/net.c) ----
+# ---- fast paths: the kernel set, and a whole network in one call (csrc/fast/net*.c) ----
 
 LOSS_KINDS = {"quadratic": lib.PYNN_LOSS_QUADRATIC, "cross_entropy": lib.PYNN_LOSS_CROSS_ENTROPY}
 OPTIMIZER_KINDS = {"sgd": lib.PYNN_OPT_SGD, "momentum": lib.PYNN_OPT_MOMENTUM,
@@ -695,7 +695,7 @@ class FusedNet:
             return out
         rows = n if n < chunk else max(1, int(chunk))
         work = self._take(rows, 0)
-        rc = lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
+        rc = lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), ffi.NULL, 0.0, n,
                                   ffi.from_buffer("float[]", out, require_writable=True),
                                   work[1], work[2])
         self._give(rows, 0, work)
@@ -715,21 +715,28 @@ class FusedNet:
             return out
         rows = min(n, max(1, int(chunk)))
         work = self._take(rows, 0)
-        rc = lib.pynn_net_forward(self.c, _ptr(X), n, _wptr(out), work[1], work[2])
+        rc = lib.pynn_net_forward(self.c, _ptr(X), ffi.NULL, 0.0, n, _wptr(out), work[1], work[2])
         self._give(rows, 0, work)
         _status(rc, "net_forward")
         return out
 
-    def train(self, kind, hyper, state, steps, X, T, order, batch):
+    def train(self, kind, hyper, state, steps, X, T, order, batch, scale=None):
         """Batches of ``batch`` rows of X and T taken in ``order`` (int64 indices, or None for
-        the rows in turn), each a forward, backward and optimiser step in C.
+        the rows in turn), each a forward, backward and optimiser step in C. X may be uint8,
+        read as X * scale (default 1/255, as scale_u8), each batch's rows scaled in C: the
+        bits of training on scale_u8(X, scale), with no float copy of the set.
 
         kind: "sgd", "momentum" or "adam"; hyper: its settings (lr, momentum, beta1, beta2, eps,
         weight_decay); state: per parameter array (W0, b0, W1, ...) the list of its state
         arrays; steps: steps taken before. Returns (losses of the batches run, steps after);
         fewer losses than batches means the last one was not finite.
         """
-        _array("X", X, ndim=2)
+        u8 = isinstance(X, np.ndarray) and X.dtype == _U8
+        if not u8:
+            _array("X", X, ndim=2)
+        elif X.ndim != 2 or not X.flags.c_contiguous:
+            raise ValueError(f"a uint8 X must be a C-contiguous 2-D array, got shape {X.shape}")
+        scale = _hyper("scale", _U8_SCALE if scale is None else scale, -np.inf) if u8 else 0.0
         _array("T", T, ndim=2)
         n = X.shape[0]
         if X.shape[1] != self.sizes[0]:
@@ -779,7 +786,8 @@ class FusedNet:
         losses = np.zeros(n_batches, dtype=np.float64)
         done = ffi.new("int64_t *")
         work = self._take(batch, 1)
-        rc = lib.pynn_net_train(self.c, opt, _ptr(X), _ptr(T), n,
+        x_u8 = ffi.cast("uint8_t *", ffi.from_buffer(X)) if u8 and X.size else ffi.NULL
+        rc = lib.pynn_net_train(self.c, opt, ffi.NULL if u8 else _ptr(X), x_u8, scale, _ptr(T), n,
                                 ffi.NULL if order is None else _i64(order), n_order, batch,
                                 ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
                                 if n_batches else ffi.NULL, done, work[1], work[2])
@@ -839,7 +847,7 @@ def distort(images, mats, field=None, noise=None, sigma=0.0, gain=0.0, amount=No
     return out
 
 
-# ---- one sample in one C call (csrc/net.c pynn_net_forward_one): the pad's digit ----
+# ---- one sample in one C call (csrc/fast/net_one.c): the pad's digit ----
 
 _U8 = np.dtype(np.uint8)
 _U8_SCALE = float(np.float32(1.0 / 255.0))      # what scale_u8 uses by default
@@ -938,7 +946,7 @@ class OneSample:
         return lambda: lib.pynn_net_forward_one(*args)
 
 
-# ---- dropout (csrc/dropout.c) ----
+# ---- dropout (csrc/ref/dropout.c) ----
 
 def _u64(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2 ** 64:
@@ -970,3 +978,194 @@ def dropout_backward(da, mask):
 
 
 _init_threads()
+
+
+# ---- convolution and pooling (csrc/ref/conv.c, csrc/fast/conv.c) ----
+#
+# Images are NCHW float32 arrays: x (B,C,H,W), a convolution's weight w (OC,C,KH,KW) and bias
+# b (OC,), its output (B,OC,OH,OW) with OH = (H + 2 padding - KH) // stride + 1 (likewise OW).
+# Max pooling takes k x k windows at stride k: (B,C,H,W) to (B,C,H//k,W//k). Gradients
+# accumulate into the arrays passed in (new ones start at zero), as the C kernels do.
+
+def _size_arg(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+    return int(value)
+
+
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0):
+    """(B,OC,OH,OW): the shape of the convolution of an x of ``x_shape`` (B,C,H,W) with a weight
+    of ``w_shape`` (OC,C,KH,KW); ValueError when they do not fit together."""
+    stride, padding = _size_arg("stride", stride, 1), _size_arg("padding", padding, 0)
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D (B,C,H,W), got shape {tuple(x_shape)}")
+    if len(w_shape) != 4:
+        raise ValueError(f"w must be 4-D (OC,C,KH,KW), got shape {tuple(w_shape)}")
+    B, C, H, W = x_shape
+    OC, Cw, KH, KW = w_shape
+    if min(C, H, W) < 1 or min(OC, KH, KW) < 1:
+        raise ValueError(f"x {tuple(x_shape)} and w {tuple(w_shape)} must have no empty axis "
+                         "but the batch")
+    if Cw != C:
+        raise ValueError(f"w has {Cw} input channels (axis 1), x has {C} (axis 1)")
+    if H + 2 * padding < KH or W + 2 * padding < KW:
+        raise ValueError(f"the kernel ({KH}x{KW}) is larger than the padded input "
+                         f"({H + 2 * padding}x{W + 2 * padding})")
+    return B, OC, (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+
+
+def _conv_shape(x_shape, w_shape, stride, padding):
+    B, C, H, W = x_shape
+    OC, _, KH, KW = w_shape
+    return ffi.new("struct pynn_conv2d_shape *", dict(B=B, C=C, H=H, W=W, OC=OC, KH=KH, KW=KW,
+                                                      stride=stride, pad=padding))
+
+
+def conv2d_workspace(x_shape, w_shape, stride=1, padding=0):
+    """Floats of workspace the fast convolution needs at these shapes on the threads set now
+    (a smaller one runs on fewer threads): the size of a ``work`` array to keep and pass."""
+    conv2d_output_shape(x_shape, w_shape, stride, padding)
+    n = lib.pynn_conv2d_workspace(_conv_shape(x_shape, w_shape, stride, padding))
+    if n < 0:
+        raise ValueError(f"x {tuple(x_shape)} and w {tuple(w_shape)} are too large")
+    return n
+
+
+def _work(work, x_shape, w_shape, stride, padding, others):
+    if work is None:
+        return np.empty(conv2d_workspace(x_shape, w_shape, stride, padding), dtype=np.float32)
+    _array("work", work, ndim=1, writable=True)
+    _no_overlap(work, *others, name="work")
+    return work
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, out=None, work=None, reference=False):
+    """The convolution (B,OC,OH,OW) of x (B,C,H,W) with w (OC,C,KH,KW), plus b (OC,) if given:
+    out[n,o,y,x'] = b[o] + sum over c,i,j of w[o,c,i,j] x[n,c, stride*y+i-padding, stride*x'+j-padding],
+    zero outside the image. A new array, or ``out``; ``work`` a float32 array of
+    conv2d_workspace() floats (made when None). ``reference=True`` runs the readable loops."""
+    _array("x", x, ndim=4)
+    _array("w", w, ndim=4)
+    shape = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    inputs = (x, w)
+    if b is not None:
+        _array("b", b, ndim=1)
+        _shape("b", b, (w.shape[0],))
+        inputs += (b,)
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    else:
+        _array("out", out, ndim=4, writable=True)
+        _shape("out", out, shape)
+        _no_overlap(out, *inputs)
+    s = _conv_shape(x.shape, w.shape, stride, padding)
+    bias = _ptr(b) if b is not None else ffi.NULL
+    if reference:
+        rc = lib.pynn_conv2d_forward_ref(_wptr(out), _ptr(x), _ptr(w), bias, s)
+    else:
+        work = _work(work, x.shape, w.shape, stride, padding, inputs + (out,))
+        rc = lib.pynn_conv2d_forward(_wptr(out), _ptr(x), _ptr(w), bias, s, _wptr(work), work.size)
+    _status(rc, "conv2d_forward")
+    return out
+
+
+def _grad(name, g, shape, want):
+    """The gradient array ``name`` to accumulate into: the caller's (checked), a new zero one
+    when wanted, or None when not."""
+    if g is None:
+        return np.zeros(shape, dtype=np.float32) if want else None
+    _array(name, g, ndim=len(shape), writable=True)
+    _shape(name, g, shape)
+    return g
+
+
+def conv2d_backward(dout, x, w, stride=1, padding=0, dx=None, dw=None, db=None, want_dx=True,
+                    want_db=True, work=None, reference=False):
+    """The gradients of the convolution from dout = dL/dout (B,OC,OH,OW): returns (dx, dw, db),
+    dL/dx (B,C,H,W), dL/dw (OC,C,KH,KW) and dL/db (OC,), each added into the array passed
+    (new zeros when None). dx is None when ``want_dx`` is false and no dx is passed (the first
+    layer needs none), db likewise with ``want_db``. x and w are the forward's inputs."""
+    _array("dout", dout, ndim=4)
+    _array("x", x, ndim=4)
+    _array("w", w, ndim=4)
+    _shape("dout", dout, conv2d_output_shape(x.shape, w.shape, stride, padding))
+    dx = _grad("dx", dx, x.shape, want_dx)
+    dw = _grad("dw", dw, w.shape, True)
+    db = _grad("db", db, (w.shape[0],), want_db)
+    outs = [(name, g) for name, g in (("dx", dx), ("dw", dw), ("db", db)) if g is not None]
+    for i, (name, g) in enumerate(outs):
+        _no_overlap(g, dout, x, w, *(h for _, h in outs[i + 1:]), name=name)
+    s = _conv_shape(x.shape, w.shape, stride, padding)
+    args = (_wptr(dx) if dx is not None else ffi.NULL, _wptr(dw),
+            _wptr(db) if db is not None else ffi.NULL, _ptr(dout), _ptr(x), _ptr(w), s)
+    if reference:
+        rc = lib.pynn_conv2d_backward_ref(*args)
+    else:
+        work = _work(work, x.shape, w.shape, stride, padding,
+                     (dout, x, w) + tuple(g for _, g in outs))
+        rc = lib.pynn_conv2d_backward(*args, _wptr(work), work.size)
+    _status(rc, "conv2d_backward")
+    return dx, dw, db
+
+
+def _pool_shape(x_shape, k):
+    k = _size_arg("k", k, 1)
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D (B,C,H,W), got shape {tuple(x_shape)}")
+    B, C, H, W = x_shape
+    if H < k or W < k:
+        raise ValueError(f"the pooling window ({k}x{k}) is larger than the input ({H}x{W})")
+    if H * W > np.iinfo(np.int32).max:
+        raise ValueError(f"an input plane of {H}x{W} is too large for int32 indices")
+    return k, (B, C, H // k, W // k)
+
+
+def _argmax_array(argmax, shape, writable=False):
+    if not isinstance(argmax, np.ndarray):
+        raise TypeError(f"argmax must be a numpy array of int32, got {type(argmax).__name__}")
+    if argmax.dtype != np.int32:
+        raise TypeError(f"argmax must have dtype int32, got {argmax.dtype}")
+    if not argmax.flags.c_contiguous:
+        raise ValueError("argmax must be C-contiguous (use np.ascontiguousarray)")
+    if writable and not argmax.flags.writeable:
+        raise ValueError("argmax is read-only, but the result is written into it")
+    _shape("argmax", argmax, shape)
+    return ffi.cast("int32_t *", ffi.from_buffer(argmax, require_writable=writable)) \
+        if argmax.size else ffi.NULL
+
+
+def maxpool2d_forward(x, k, out=None, argmax=None, reference=False):
+    """Max pooling of x (B,C,H,W) over k x k windows at stride k: returns (out, argmax), out
+    (B,C,H//k,W//k) the largest value of each window (NaN if it holds one) and argmax, int32 of
+    the same shape, where it came from as h*W + w within its (H,W) plane (the first of equals).
+    Rows and columns past the last whole window are left out."""
+    _array("x", x, ndim=4)
+    k, shape = _pool_shape(x.shape, k)
+    out = _out(out, shape)
+    _no_overlap(out, x)
+    if argmax is None:
+        argmax = np.empty(shape, dtype=np.int32)
+    am = _argmax_array(argmax, shape, writable=True)
+    _no_overlap(argmax, x, out, name="argmax")
+    fn = lib.pynn_maxpool2d_forward_ref if reference else lib.pynn_maxpool2d_forward
+    _status(fn(_wptr(out), am, _ptr(x), *x.shape, k), "maxpool2d_forward")
+    return out, argmax
+
+
+def maxpool2d_backward(dout, argmax, x_shape, k, dx=None, reference=False):
+    """dL/dx (``x_shape``) of max pooling from dout (B,C,H//k,W//k): each dout goes to the input
+    element its window's argmax names, added into ``dx`` (new zeros when None)."""
+    k, shape = _pool_shape(tuple(x_shape), k)
+    _array("dout", dout, ndim=4)
+    _shape("dout", dout, shape)
+    am = _argmax_array(argmax, shape)
+    dx = _grad("dx", dx, tuple(x_shape), True)
+    _no_overlap(dx, dout, argmax, name="dx")
+    fn = lib.pynn_maxpool2d_backward_ref if reference else lib.pynn_maxpool2d_backward
+    rc = fn(_wptr(dx), _ptr(dout), am, *dx.shape, k)
+    if rc == lib.PYNN_ERR_ARG:
+        raise ValueError("argmax holds an index outside its own pooling window")
+    _status(rc, "maxpool2d_backward")
+    return dx

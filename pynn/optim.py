@@ -2,7 +2,7 @@
 
 An optimiser holds its hyperparameters and, per parameter array, whatever state it keeps
 between steps (momentum's velocity, Adam's two running means). The arithmetic runs in C
-(csrc/optim.c) through pynn.ops.
+(csrc/ref/optim.c) through pynn.ops.
 """
 import math
 

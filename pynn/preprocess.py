@@ -16,7 +16,7 @@ screen changes nothing. An image has no points; its stroke width is measured (tw
 mass over the length of its outline) and brought to MNIST's by grey dilation or erosion.
 
 The work is done on a fine grid, SUPER times finer than the 28x28 field, then averaged down:
-that is the anti-aliasing. The kernels are in csrc/preprocess.c; this module only decides
+that is the anti-aliasing. The kernels are in csrc/image/preprocess.c; this module only decides
 the scale and the offsets.
 """
 import numpy as np

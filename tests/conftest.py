@@ -8,6 +8,9 @@ session on a machine fetches it into the cache, ~/.cache/pynn). It is a named pa
     X_test, y_test = mnist.test          # also mnist["test"];  uint8 (10000, 28, 28), (10000,)
 
 The arrays are read-only: a test that needs to change one copies it.
+
+``kernels``: runs the test once on each SIMD kernel set this CPU runs (pynn.ops.select_kernels),
+``threads``: once on one thread and once on two.
 """
 from typing import NamedTuple
 
@@ -32,3 +35,27 @@ def mnist():
             a.setflags(write=False)
         splits.append((images, labels))
     return MNIST(*splits)
+
+
+def _kernel_sets():
+    from pynn._pynn import lib
+    sets = [k for k in ("avx512f", "avx2", "generic") if lib.pynn_kernels_select(k.encode()) == 0]
+    lib.pynn_kernels_select(b"auto")
+    return sets
+
+
+@pytest.fixture(params=_kernel_sets())
+def kernels(request):
+    from pynn import ops
+    ops.select_kernels(request.param)
+    yield request.param
+    ops.select_kernels("auto")
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    from pynn import ops
+    before = ops.get_num_threads()
+    ops.set_num_threads(request.param)
+    yield request.param
+    ops.set_num_threads(before)

@@ -95,7 +95,16 @@ def cases():
         canvas[0, :4] = [1, 1, 2, 2]
         ops.raster_strokes(canvas, canvas[0, :4].reshape(2, 2), np.array([2], np.int64))
 
+    def conv2d_forward():
+        x, out = shifted((1, 1, 5, 5))
+        ops.conv2d_forward(x, buffer(9, 1).reshape(1, 1, 3, 3), padding=1, out=out)
+
+    def maxpool2d_forward():
+        x, out = shifted((1, 1, 4, 4))
+        ops.maxpool2d_forward(x, 1, out=out)
+
     found = {"matmul": matmul, "bias_backward": bias_backward,
+             "conv2d_forward": conv2d_forward, "maxpool2d_forward": maxpool2d_forward,
              "activation_forward": activation_forward, "activation_backward": activation_backward,
              "scale_u8": scale_u8, "resample_area": resample_area, "stroke_width": stroke_width,
              "warp": warp, "gaussian_blur": gaussian_blur, "distort": distort,

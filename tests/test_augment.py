@@ -1,4 +1,4 @@
-"""Distortions for training: pynn.augment and its kernels (csrc/augment.c)."""
+"""Distortions for training: pynn.augment and its kernels (csrc/image/augment.c)."""
 import numpy as np
 import pytest
 

@@ -203,3 +203,17 @@ def test_user_errors_are_one_line(args, says, bad_files, trained, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pynn") and says in lines[0], result.stderr
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_takes_a_convolutional_architecture_and_the_model_works_everywhere(mnist, tmp_path):
+    path = tmp_path / "conv.npz"
+    out = ok("train", "--arch", "1x28x28-c4k5-pool2-c8k3s2-32-10", "--limit", 2000, "--epochs", 2,
+             "--augment", "--checkpoint", tmp_path / "ck", "--out", path)
+    assert "Conv2d(1, 4, 5), ReLU(), MaxPool2d(2), Conv2d(4, 8, 3, stride=2)" in out
+    error = float(re.search(r"test error ([\d.]+)%", out).group(1))
+    assert error < 60                                  # 2,000 digits, 2 epochs: far from chance
+    assert "test error" in ok("eval", path)
+    resumed = ok("train", "--resume", tmp_path / "ck", "--out", tmp_path / "more.npz")
+    assert "resuming" in resumed and "test error" in resumed
+    bad = run("train", "--arch", "1x28x28-c4k40-10")
+    assert bad.returncode != 0 and "kernel is larger" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,4 +1,4 @@
-"""The fused C network step (csrc/net.c) against the readable Python path.
+"""The fused C network step (csrc/fast/net*.c) against the readable Python path.
 
 The reference is what a student would write with the layer-by-layer methods: for each batch,
 ``net.gradients`` (forward then backward) and ``optimizer.step``. ``fit``, ``train_epoch`` and

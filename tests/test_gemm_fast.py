@@ -1,10 +1,11 @@
-"""The fast GEMM (csrc/gemm_fast.c, gemm_kernels.c) against the readable one (gemm.c).
+"""The fast GEMM (csrc/fast/gemm_fast.c, gemm_kernels.c) against the readable one (csrc/ref/gemm.c).
 
 Shapes are chosen to land on every edge of the blocking: sizes of 1, one either side of the
 micro-tile (MR = 8, NR = 48), of the dot kernel's tile (4 x 6), of the K slice (KC = 256), of
 the dot path's largest batch (256) and of the row block (1024); primes; every transpose;
 alpha and beta including beta = 0 over a C full of NaN (which must never be read); row strides
-longer than the rows. Each SIMD path the CPU runs is checked, with one thread and with two.
+longer than the rows. Each SIMD path the CPU runs is checked, with one thread and with two
+(the fixtures ``kernels`` and ``threads`` of conftest.py).
 """
 import multiprocessing
 import os
@@ -14,10 +15,6 @@ import pytest
 
 from pynn import ops
 from pynn._pynn import ffi, lib
-
-KERNELS = [k for k in ("avx512f", "avx2", "generic")
-           if lib.pynn_kernels_select(k.encode()) == lib.PYNN_OK]
-lib.pynn_kernels_select(b"auto")
 
 MR, NR, KC, DOT_MR, DOT_NR = 8, 48, 256, 4, 6
 
@@ -29,21 +26,6 @@ SHAPES = [
     (257, 20, 40), (256, 7, 16), (1030, 3, 5), (3, 1030, 9), (5, 7, 0), (0, 4, 3), (4, 0, 3),
     (1, 127, 9), (1, 129, 300), (2, 257, 33), (1, 784, 128),      # the gemv kernel's 128 columns
 ]
-
-
-@pytest.fixture(params=KERNELS)
-def kernels(request):
-    ops.select_kernels(request.param)
-    yield request.param
-    ops.select_kernels("auto")
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    before = ops.get_num_threads()
-    ops.set_num_threads(request.param)
-    yield request.param
-    ops.set_num_threads(before)
 
 
 def _ptr(a):

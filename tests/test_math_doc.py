@@ -16,8 +16,8 @@ def read(rel):
 
 
 DOC = read("docs/MATH.md")
-# "`pynn_name` in `csrc/file.c`"
-C_REFS = sorted(set(re.findall(r"`(pynn_\w+)` in `(csrc/[\w.]+)`", DOC)))
+# "`pynn_name` in `csrc/dir/file.c`"
+C_REFS = sorted(set(re.findall(r"`(pynn_\w+)` in `(csrc/[\w./]+)`", DOC)))
 # "`Class.method` in `pynn/file.py`" optionally followed by ": `a quoted line`"
 PY_REFS = sorted(set(re.findall(r"`([A-Za-z_][\w.]*)` in `(pynn/[\w/]+\.py)`(?:: `([^`]+)`)?", DOC)))
 PATHS = sorted(set(re.findall(r"`((?:csrc|pynn|tests|docs)/[\w./]+)`", DOC)))
@@ -67,9 +67,10 @@ def test_c_function_is_in_the_api_and_defined(name):
     header = read("csrc/pynn.h")
     cdef = header[header.index("/* cdef begin */"):header.index("/* cdef end */")]
     assert re.search(rf"\b{name}\s*\(", cdef), f"docs/MATH.md: {name} is not declared in csrc/pynn.h"
-    sources = [f for f in os.listdir(os.path.join(ROOT, "csrc")) if f.endswith(".c")]
-    assert any(c_definition(name, read(f"csrc/{f}")) for f in sources), \
-        f"docs/MATH.md: {name} is defined in no csrc/*.c"
+    sources = [os.path.relpath(os.path.join(d, f), ROOT)
+               for d, _, files in os.walk(os.path.join(ROOT, "csrc")) for f in files if f.endswith(".c")]
+    assert any(c_definition(name, read(f)) for f in sources), \
+        f"docs/MATH.md: {name} is defined in no csrc/**/*.c"
 
 
 @pytest.mark.parametrize("qualname,path,line", PY_REFS)
@@ -83,9 +84,9 @@ def test_python_line_is_in_the_named_function(qualname, path, line):
 
 def test_the_checks_catch_drift():
     """The checkers themselves: a wrong name, file or line is reported, a right one is not."""
-    assert c_definition("pynn_gemm_ref", read("csrc/gemm.c"))
-    assert not c_definition("pynn_gemm_ref", read("csrc/losses.c"))
-    assert not c_definition("pynn_no_such_kernel", read("csrc/gemm.c"))
+    assert c_definition("pynn_gemm_ref", read("csrc/ref/gemm.c"))
+    assert not c_definition("pynn_gemm_ref", read("csrc/ref/losses.c"))
+    assert not c_definition("pynn_no_such_kernel", read("csrc/ref/gemm.c"))
     assert not c_definition("pynn_gemm_check", read("csrc/internal.h"))   # declared, not defined
     assert python_function("pynn/layers.py", "Linear.backward") is not None
     assert python_function("pynn/layers.py", "Linear.no_such_method") is None

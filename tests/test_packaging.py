@@ -92,7 +92,9 @@ def read(name):
 
 
 def source_files(directory, suffixes):
-    return {f"{directory}/{f}" for f in os.listdir(os.path.join(ROOT, directory))
+    """The files under ``directory``, its subdirectories included, by path from the project."""
+    return {os.path.relpath(os.path.join(d, f), ROOT)
+            for d, _, files in os.walk(os.path.join(ROOT, directory)) for f in files
             if f.endswith(suffixes)}
 
 

@@ -1,4 +1,4 @@
-"""Drawings into MNIST's form: pynn.preprocess and the kernels under it (csrc/preprocess.c)."""
+"""Drawings into MNIST's form: pynn.preprocess and the kernels under it (csrc/image/preprocess.c)."""
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
-"""Small batches through one hidden layer (csrc/net.c, the small path): each thread owns a run
-of hidden units for the whole call, and the output layer is summed from fixed blocks of them.
+"""Small batches through one hidden layer (csrc/fast/net_small.c, the small path): each thread
+owns a run of hidden units for the whole call, and the output layer is summed from fixed blocks
+of them.
 
 It must land on the weights of the readable layer-by-layer path, and give the same bits on one
 thread as on two, for widths whose blocks split unevenly among the threads.

@@ -271,8 +271,9 @@ def init_worker(data_dir, quick, threads):
 
 def run_all(fn, tasks, workers, init_args, desc, dask=None):
     """Yield ``fn(task)`` for every task, in finishing order, from ``workers`` processes
-    (spawned: an OpenMP runtime does not survive fork), in this process when workers == 1, or
-    on the Dask cluster whose scheduler is at ``dask`` (pynn.study.cluster).
+    (spawned: each a fresh interpreter, holding none of this process's threads), in this
+    process when workers == 1, or on the Dask cluster whose scheduler is at ``dask``
+    (pynn.study.cluster).
     ``init_args`` = (data_dir, quick, threads) for init_worker."""
     from tqdm import tqdm
     with tqdm(total=len(tasks), desc=desc, unit="run") as bar:

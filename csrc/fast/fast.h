@@ -1,42 +1,14 @@
 /*
  * fast.h: what the fast kernels share among themselves (not part of the API, which is pynn.h):
- * the thread pool, the SIMD kernel table chosen at run time, and the blocked GEMM driver that
- * the fused network step (net.c) calls from inside its own parallel region.
+ * the SIMD kernel table chosen at run time, and the blocked GEMM driver that the fused network
+ * step (net_train.c) calls from inside its own parallel region. The thread pool they run on is
+ * runtime.h's.
  */
 #ifndef PYNN_FAST_H
 #define PYNN_FAST_H
 #include <stdint.h>
 #include "internal.h"
-
-/* ---- thread pool (runtime.c) ----
- * pynn_parallel runs fn(tid, nthreads, arg) on nthreads threads (the caller is tid 0) and
- * returns when all are done. Every thread flushes denormals while it runs a job (the caller's
- * entry point does so for itself, with pynn_flush_denormals/pynn_restore_denormals from
- * internal.h). Workers spin briefly after a job, then sleep on a condition
- * variable, so an idle process burns no CPU; a forked child starts a fresh pool. */
-typedef void (*pynn_job_fn)(int tid, int nthreads, void *arg);
-void pynn_parallel(int nthreads, pynn_job_fn fn, void *arg);
-/* fn(i, nparts, arg) for each part i < nparts (at most 16), on up to nthreads threads: thread i
- * runs part i as a rule, but a part is claimed by whichever thread is free, so a worker
- * that is slow to wake (its core busy with another program) costs nothing: the caller runs
- * the parts nobody has claimed. A part must not call pynn_barrier. */
-void pynn_parallel_parts(int nthreads, int nparts, pynn_job_fn fn, void *arg);
-/* a barrier among the nthreads threads of the current job (no-op for one thread) */
-void pynn_barrier(int nthreads);
-/* threads to use for a product of about `flops` floating-point operations */
-int pynn_threads_for(double flops);
-/* threads for one job of `steps` steps of `step_flops` each that meet at a barrier every step:
- * waking the pool is paid once for the whole job, a barrier once a step */
-int pynn_threads_for_steps(double step_flops, int64_t steps);
-/* whether this call comes within a moment of the last one that asked: a stream of small calls
- * (a digit at a time), for which waking the pool once pays, since its workers then stay awake
- * while the calls keep coming; a lone call runs on the caller's thread */
-int pynn_stream_call(void);
-/* threads for a product of `flops` when the pool's workers are awake */
-int pynn_threads_for_awake(double flops);
-/* threads for a job bound by reading `bytes` of weights from cache, when the workers are
- * awake: one digit's layer, a few flops a byte, pays for a second thread sooner than a GEMM */
-int pynn_threads_for_reads(double bytes);
+#include "runtime.h"
 
 /* ---- micro-kernels (gemm_kernels.c) ----
  * Blocking constants of the packed ("BLIS") path. A micro-tile of C is MR x NR; A is packed in
@@ -73,7 +45,7 @@ typedef void (*pynn_dotblocks_fn)(int64_t K, const float *a, const int32_t *blk,
 
 /* one optimiser step over a block of m rows by n parameters of w (row stride ldw) with
  * gradient g (row stride ldg); s1 is momentum's velocity or Adam's m, s2 Adam's v, laid out as
- * w (NULL when the kind has none): the formulas of optim.c, whose functions the portable set
+ * w (NULL when the kind has none): the formulas of ref/optim.c, whose functions the portable set
  * calls and the AVX-512 set runs 16 lanes at a time. A block at a time, because a gradient
  * tile of the GEMM steps as it comes out: a call a row would cost more than the row. */
 typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t step, float *w,
@@ -87,7 +59,7 @@ typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, co
                                    int64_t ldb, float *c, int64_t n, float alpha, float beta);
 
 /* up to four rows of a small batch's gradient d^T A: for i < m (m <= 4), g[i * ldg ..] (n) =
- * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net.c's small
+ * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net_small.c's
  * steps: four rows of W at a time, so that each load of A serves four of them); the building
  * block of the gradstep kernels */
 #define PYNN_ROWGRAD_M 4

@@ -6,11 +6,13 @@
  * (the elastic distortion), and interpolates bilinearly. The elastic fields are random numbers
  * smoothed by a Gaussian, which the second kernel does. The random numbers themselves come from
  * the caller (pynn/augment.py draws them from a seeded numpy Generator), so a seed gives the
- * same distortions every time. Images are parallel across threads; no intrinsics.
+ * same distortions every time. Images are shared among the pool's threads (pynn_parallel_for),
+ * each computed by one thread, so the results do not depend on the thread count; no intrinsics.
+ * Image kernels (csrc/image/): they prepare the network's input and never touch a network.
  */
 #include <math.h>
 #include <string.h>
-#include "fast.h"
+#include "fast/fast.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define PYNN_X86 1
@@ -50,31 +52,23 @@ static inline float bilinear(const float *img, int64_t H, int64_t W, float y, fl
     return (1.0f - ty) * ((1.0f - tx) * v00 + tx * v01) + ty * ((1.0f - tx) * v10 + tx * v11);
 }
 
-/* out (n,H,W): out_k at pixel centre (y,x) is inp_k at the point
- *     u = m[0]*x + m[1]*y + m[2] + dx_k(y,x),   v = m[3]*x + m[4]*y + m[5] + dy_k(y,x)
- * with m = mats + 6k (x horizontal, y down, pixel units), bilinear, 0 outside the image. dx and
- * dy are (n,fh,fw) displacement fields, or both NULL for a purely affine warp; a field coarser
- * than the image (fh < H) is read bilinearly at the pixel's place in it, (y*fh/H, x*fw/W), so
- * a smooth field can be made on a coarse grid. out must not overlap inp. */
-int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
-              const float *dx, const float *dy, int64_t fh, int64_t fw) {
-    int64_t size;
-    PYNN_TRY(check_stack(out, inp, n, H, W, &size));
-    if (n * size == 0) return PYNN_OK;
-    if (mats == NULL) return PYNN_ERR_NULL;
-    if ((dx == NULL) != (dy == NULL)) return PYNN_ERR_NULL;
-    if (dx && (fh < 1 || fw < 1)) return PYNN_ERR_SIZE;
-    int64_t fsize = dx ? pynn_mul_size(fh, fw) : 0;
-    if (fsize < 0 || pynn_mul_size(n, fsize) < 0) return PYNN_ERR_OVERFLOW;
-    for (int64_t i = 0; i < 6 * n; i++)
-        if (!isfinite(mats[i])) return PYNN_ERR_ARG;
+struct warp_job {
+    float *out;
+    const float *inp, *mats, *dx, *dy;
+    int64_t H, W, size, fh, fw, fsize;
+};
+
+/* images [k0, k1) of pynn_warp */
+static void warp_images(int64_t k0, int64_t k1, void *arg) {
+    const struct warp_job *job = arg;
+    const int64_t H = job->H, W = job->W, size = job->size, fh = job->fh, fw = job->fw;
+    const float *dx = job->dx, *dy = job->dy;
     int same = dx && fh == H && fw == W;          /* a field at the image's own resolution */
     float sy = (float)fh / (float)H, sx = (float)fw / (float)W;
-    #pragma omp parallel for schedule(static) if (n * size > (1 << 16))
-    for (int64_t k = 0; k < n; k++) {
-        const float *m = mats + 6 * k, *img = inp + k * size;
-        const float *dx_k = dx ? dx + k * fsize : NULL, *dy_k = dy ? dy + k * fsize : NULL;
-        float *dst = out + k * size;
+    for (int64_t k = k0; k < k1; k++) {
+        const float *m = job->mats + 6 * k, *img = job->inp + k * size;
+        const float *dx_k = dx ? dx + k * job->fsize : NULL, *dy_k = dy ? dy + k * job->fsize : NULL;
+        float *dst = job->out + k * size;
         for (int64_t r = 0; r < H; r++) {
             float y = (float)r + 0.5f;
             for (int64_t c = 0; c < W; c++) {
@@ -91,6 +85,32 @@ int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, con
             }
         }
     }
+}
+
+/* out (n,H,W): out_k at pixel centre (y,x) is inp_k at the point
+ *     u = m[0]*x + m[1]*y + m[2] + dx_k(y,x),   v = m[3]*x + m[4]*y + m[5] + dy_k(y,x)
+ * with m = mats + 6k (x horizontal, y down, pixel units), bilinear, 0 outside the image. dx and
+ * dy are (n,fh,fw) displacement fields, or both NULL for a purely affine warp; a field coarser
+ * than the image (fh < H) is read bilinearly at the pixel's place in it, (y*fh/H, x*fw/W), so
+ * a smooth field can be made on a coarse grid. out must not overlap inp. */
+int pynn_warp(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
+              const float *dx, const float *dy, int64_t fh, int64_t fw) {
+    int64_t size;
+    PYNN_TRY(check_stack(out, inp, n, H, W, &size));
+    if (fh < 0 || fw < 0) return PYNN_ERR_SIZE;       /* even when there is nothing to warp */
+    if (n * size == 0) return PYNN_OK;
+    if (mats == NULL) return PYNN_ERR_NULL;
+    if ((dx == NULL) != (dy == NULL)) return PYNN_ERR_NULL;
+    if (dx && (fh < 1 || fw < 1)) return PYNN_ERR_SIZE;
+    int64_t fsize = dx ? pynn_mul_size(fh, fw) : 0;
+    if (fsize < 0 || pynn_mul_size(n, fsize) < 0) return PYNN_ERR_OVERFLOW;
+    for (int64_t i = 0; i < 6 * n; i++)
+        if (!isfinite(mats[i])) return PYNN_ERR_ARG;
+    struct warp_job job = {out, inp, mats, dx, dy, H, W, size, fh, fw, fsize};
+    unsigned fp = pynn_flush_denormals();
+    double flops = (dx ? 60.0 : 30.0) * (double)(n * size);      /* about, per pixel */
+    pynn_parallel_for(pynn_threads_for(flops), n, warp_images, &job);
+    pynn_restore_denormals(fp);
     return PYNN_OK;
 }
 
@@ -111,22 +131,23 @@ static int64_t gaussian_taps(float *g, float sigma) {
     return R;
 }
 
-/* out (n,H,W): each image of inp convolved with a Gaussian of standard deviation sigma (cut at
- * 3 sigma, at most 64 pixels) and multiplied by gain, 0 outside the image; rows first into tmp
- * (n,H,W), then columns. sigma == 0 only multiplies. */
-int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int64_t H, int64_t W,
-                       float sigma, float gain) {
-    int64_t size;
-    PYNN_TRY(check_stack(out, inp, n, H, W, &size));
-    if (!(sigma >= 0.0f) || !isfinite(sigma) || !isfinite(gain)) return PYNN_ERR_ARG;
-    if (n * size == 0) return PYNN_OK;
-    if (tmp == NULL) return PYNN_ERR_NULL;
-    float g[2 * PYNN_MAX_BLUR_RADIUS + 1];
-    int64_t R = gaussian_taps(g, sigma);
-    #pragma omp parallel for schedule(static) if (n * size > (1 << 16))
-    for (int64_t k = 0; k < n; k++) {
-        const float *img = inp + k * size;
-        float *t = tmp + k * size, *dst = out + k * size;
+struct blur_job {
+    float *out, *tmp;
+    const float *inp;
+    int64_t H, W, size, R;
+    float gain;
+    float g[2 * PYNN_MAX_BLUR_RADIUS + 1];      /* the taps, g[0..2R] */
+};
+
+/* images [k0, k1) of pynn_gaussian_blur */
+static void blur_images(int64_t k0, int64_t k1, void *arg) {
+    const struct blur_job *job = arg;
+    const int64_t H = job->H, W = job->W, size = job->size, R = job->R;
+    const float *g = job->g;
+    const float gain = job->gain;
+    for (int64_t k = k0; k < k1; k++) {
+        const float *img = job->inp + k * size;
+        float *t = job->tmp + k * size, *dst = job->out + k * size;
         for (int64_t r = 0; r < H; r++) {
             for (int64_t c = 0; c < W; c++) {
                 int64_t lo = c - R < 0 ? -c : -R, hi = c + R >= W ? W - 1 - c : R;
@@ -145,6 +166,24 @@ int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int6
             }
         }
     }
+}
+
+/* out (n,H,W): each image of inp convolved with a Gaussian of standard deviation sigma (cut at
+ * 3 sigma, at most 64 pixels) and multiplied by gain, 0 outside the image; rows first into tmp
+ * (n,H,W), then columns. sigma == 0 only multiplies. */
+int pynn_gaussian_blur(float *out, float *tmp, const float *inp, int64_t n, int64_t H, int64_t W,
+                       float sigma, float gain) {
+    int64_t size;
+    PYNN_TRY(check_stack(out, inp, n, H, W, &size));
+    if (!(sigma >= 0.0f) || !isfinite(sigma) || !isfinite(gain)) return PYNN_ERR_ARG;
+    if (n * size == 0) return PYNN_OK;
+    if (tmp == NULL) return PYNN_ERR_NULL;
+    struct blur_job job = {out, tmp, inp, H, W, size, 0, gain, {0.0f}};
+    job.R = gaussian_taps(job.g, sigma);
+    unsigned fp = pynn_flush_denormals();
+    double flops = 4.0 * (double)(2 * job.R + 1) * (double)(n * size);
+    pynn_parallel_for(pynn_threads_for(flops), n, blur_images, &job);
+    pynn_restore_denormals(fp);
     return PYNN_OK;
 }
 
@@ -313,13 +352,37 @@ static void distort_avx512(float *dst, const float *img, const float *m, const f
 }
 #endif
 
+struct distort_job {
+    float *out;
+    const float *inp, *mats;
+    const int64_t *field;
+    const float *noise, *amount;
+    int64_t size, fsize;
+    const struct distort_plan *plan;
+    distort_fn fn;
+};
+
+/* images [k0, k1) of pynn_distort, through one work area on this thread's stack */
+static void distort_images(int64_t k0, int64_t k1, void *arg) {
+    const struct distort_job *job = arg;
+    const int64_t size = job->size;
+    struct distort_work work;
+    memset(&work, 0, sizeof work);
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t f = job->field != NULL ? job->field[k] : -1;
+        job->fn(job->out + k * size, job->inp + k * size, job->mats + 6 * k,
+                f >= 0 ? job->noise + f * job->fsize : NULL,
+                job->amount != NULL ? job->amount[k] : 0.0f, job->plan, &work);
+    }
+}
+
 int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, const float *mats,
                  const int64_t *field, const float *noise, int64_t n_fields, int64_t fh,
                  int64_t fw, float sigma, float gain, const float *amount) {
     int64_t size;
     PYNN_TRY(check_stack(out, inp, n, H, W, &size));
     if (H > DMAX || W > DMAX) return PYNN_ERR_SIZE;
-    if (n_fields < 0) return PYNN_ERR_SIZE;
+    if (n_fields < 0 || fh < 0 || fw < 0) return PYNN_ERR_SIZE;
     if (!(sigma >= 0.0f) || !isfinite(sigma) || !isfinite(gain)) return PYNN_ERR_ARG;
     if (n * size == 0) return PYNN_OK;
     if (mats == NULL) return PYNN_ERR_NULL;
@@ -349,24 +412,18 @@ int pynn_distort(float *out, const float *inp, int64_t n, int64_t H, int64_t W, 
         field_axis(plan.ay, H, fh, g, R, gain, 0, fh);
         field_axis(plan.axt, W, fw, g, R, 1.0f, 1, plan.wv);
     }
-    distort_fn fn = distort_generic;
+    struct distort_job job = {out, inp, mats, field, noise, amount, size, fsize, &plan,
+                              distort_generic};
 #ifdef PYNN_X86
     const char *set = pynn_kernels()->name;
-    if (strcmp(set, "avx512f") == 0) fn = distort_avx512;
-    else if (strcmp(set, "avx2") == 0) fn = distort_avx2;
+    if (strcmp(set, "avx512f") == 0) job.fn = distort_avx512;
+    else if (strcmp(set, "avx2") == 0) job.fn = distort_avx2;
 #endif
-    #pragma omp parallel if (n * size > (1 << 16))
-    {
-        unsigned fp = pynn_flush_denormals();
-        struct distort_work work;
-        memset(&work, 0, sizeof work);
-        #pragma omp for schedule(static)
-        for (int64_t k = 0; k < n; k++) {
-            int64_t f = field != NULL ? field[k] : -1;
-            fn(out + k * size, inp + k * size, mats + 6 * k, f >= 0 ? noise + f * fsize : NULL,
-               amount != NULL ? amount[k] : 0.0f, &plan, &work);
-        }
-        pynn_restore_denormals(fp);
-    }
+    /* about, per image: the warp and the stroke width per pixel, and the field's two products */
+    double flops = 40.0 * (double)size;
+    if (n_fields > 0) flops += 8.0 * (double)(fh * fw + H * fh) * (double)plan.wv;
+    unsigned fp = pynn_flush_denormals();
+    pynn_parallel_for(pynn_threads_for(flops * (double)n), n, distort_images, &job);
+    pynn_restore_denormals(fp);
     return PYNN_OK;
 }

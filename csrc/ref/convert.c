@@ -2,6 +2,9 @@
  * convert.c: the small jobs at the network's edges, kept in C so that no arithmetic on the
  * training or inference path runs in numpy: pixels to floats on the way in, the most probable
  * class on the way out.
+ *
+ * A readable reference kernel (csrc/ref/): plain loops a student can set beside the paper;
+ * no intrinsics, no threads, no tricks for speed.
  */
 #include "internal.h"
 

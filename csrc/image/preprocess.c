@@ -9,11 +9,13 @@
  * together; it keeps only the bookkeeping (a bounding box, a scale, an offset).
  *
  * Images are (H,W) row-major; pixel (r,c) covers the square [r,r+1) x [c,c+1), so its centre
- * is (r+0.5, c+0.5). Plain loops, no intrinsics: a 28x28 digit is small enough.
+ * is (r+0.5, c+0.5). Plain loops, no intrinsics: a 28x28 digit is small enough. A stack of
+ * images (pynn_stroke_width) is shared among the pool's threads, an image to a thread.
+ * Image kernels (csrc/image/): they prepare the network's input and never touch a network.
  */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "runtime.h"
 
 static int check_image(const void *p, int64_t H, int64_t W) {
     if (H < 0 || W < 0) return PYNN_ERR_SIZE;
@@ -209,25 +211,20 @@ int pynn_ink_bbox(int64_t *box, const float *inp, int64_t H, int64_t W, float th
     return PYNN_OK;
 }
 
-/* out (n,H,W): image k moved towards its 3x3 grey dilation (the brightest value around each
- * pixel) when amount[k] > 0, which widens a stroke by up to 2 pixels, or towards its 3x3 grey
- * erosion (the darkest) when amount[k] < 0, which narrows it; |amount| <= 1 is the blend.
- * Pixels outside the image count as 0. out must not overlap inp. */
-int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_t W,
-                      const float *amount) {
-    if (n < 0) return PYNN_ERR_SIZE;
-    int64_t size = pynn_mul_size(H, W);
-    if (H < 0 || W < 0) return PYNN_ERR_SIZE;
-    if (size < 0 || pynn_mul_size(n, size) < 0) return PYNN_ERR_OVERFLOW;
-    if (n * size == 0) return PYNN_OK;
-    if (out == NULL || inp == NULL || amount == NULL) return PYNN_ERR_NULL;
-    for (int64_t k = 0; k < n; k++)
-        if (!(amount[k] >= -1.0f && amount[k] <= 1.0f)) return PYNN_ERR_ARG;
-    #pragma omp parallel for schedule(static) if (n * size > (1 << 16))
-    for (int64_t k = 0; k < n; k++) {
-        const float *img = inp + k * size;
-        float *dst = out + k * size;
-        float a = amount[k], wa = fabsf(a);
+struct stroke_job {
+    float *out;
+    const float *inp, *amount;
+    int64_t H, W, size;
+};
+
+/* images [k0, k1) of pynn_stroke_width */
+static void stroke_images(int64_t k0, int64_t k1, void *arg) {
+    const struct stroke_job *job = arg;
+    const int64_t H = job->H, W = job->W, size = job->size;
+    for (int64_t k = k0; k < k1; k++) {
+        const float *img = job->inp + k * size;
+        float *dst = job->out + k * size;
+        float a = job->amount[k], wa = fabsf(a);
         int grow = a > 0.0f;
         if (wa == 0.0f) {
             for (int64_t i = 0; i < size; i++) dst[i] = img[i];
@@ -257,5 +254,26 @@ int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_
             }
         }
     }
+}
+
+/* out (n,H,W): image k moved towards its 3x3 grey dilation (the brightest value around each
+ * pixel) when amount[k] > 0, which widens a stroke by up to 2 pixels, or towards its 3x3 grey
+ * erosion (the darkest) when amount[k] < 0, which narrows it; |amount| <= 1 is the blend.
+ * Pixels outside the image count as 0. out must not overlap inp. */
+int pynn_stroke_width(float *out, const float *inp, int64_t n, int64_t H, int64_t W,
+                      const float *amount) {
+    if (n < 0) return PYNN_ERR_SIZE;
+    int64_t size = pynn_mul_size(H, W);
+    if (H < 0 || W < 0) return PYNN_ERR_SIZE;
+    if (size < 0 || pynn_mul_size(n, size) < 0) return PYNN_ERR_OVERFLOW;
+    if (n * size == 0) return PYNN_OK;
+    if (out == NULL || inp == NULL || amount == NULL) return PYNN_ERR_NULL;
+    for (int64_t k = 0; k < n; k++)
+        if (!(amount[k] >= -1.0f && amount[k] <= 1.0f)) return PYNN_ERR_ARG;
+    struct stroke_job job = {out, inp, amount, H, W, size};
+    unsigned fp = pynn_flush_denormals();
+    pynn_parallel_for(pynn_threads_for(12.0 * (double)(n * size)), n, stroke_images, &job);
+    pynn_restore_denormals(fp);
     return PYNN_OK;
 }
+

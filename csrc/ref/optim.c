@@ -2,7 +2,11 @@
  * optim.c: the step downhill (section 4.3): W <- W - eta * dL/dW, and its two refinements.
  *
  * Each update walks n parameters once. weight_decay adds the L2 penalty's gradient
- * (lambda * w, from the term lambda/2 |w|^2 in the loss) to dw before the step.
+ * (lambda * w, from the term lambda/2 |w|^2 in the loss) to dw before the step. The fused
+ * network step runs the same formulas through its step kernels (csrc/fast/fast.h).
+ *
+ * A readable reference kernel (csrc/ref/): plain loops a student can set beside the paper;
+ * no intrinsics, no threads, no tricks for speed.
  */
 #include <math.h>
 #include "internal.h"

@@ -4,6 +4,10 @@
  * Each forward sits beside its backward. The backward takes the forward's *output* rather than
  * its input, because every derivative here is cheapest written in terms of it:
  * sigmoid' = s(1-s), tanh' = 1-t^2, relu' = [out > 0]. dinp may alias dout, out may alias inp.
+ * The fused network step (csrc/fast/net*.c) applies the same formulas inside its own passes.
+ *
+ * A readable reference kernel (csrc/ref/): plain loops a student can set beside the paper;
+ * no intrinsics, no threads, no tricks for speed.
  */
 #include <math.h>
 #include "internal.h"

@@ -1,6 +1,7 @@
 /*
  * gemm_fast.c: the matrix product the network runs on. Same contract as pynn_gemm_ref in
- * gemm.c, and tested against it on every edge of the blocking.
+ * csrc/ref/gemm.c, and tested against it on every edge of the blocking. Not the place to learn
+ * what a matrix product is (ref/gemm.c is); this is how it runs fast on this machine.
  *
  * The packed path follows Goto and van de Geijn ("Anatomy of high-performance matrix
  * multiplication") as BLIS arranges it, written for row-major C (the roles of A and B are the
@@ -184,14 +185,6 @@ static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels
     }
 }
 
-/* [lo, hi) of `total` units that thread tid of nt owns, in multiples of `unit` */
-static void share(int64_t total, int64_t unit, int tid, int nt, int64_t *lo, int64_t *hi) {
-    int64_t units = (total + unit - 1) / unit;
-    int64_t a = units * tid / nt, b = units * (tid + 1) / nt;
-    *lo = min64(a * unit, total);
-    *hi = min64(b * unit, total);
-}
-
 static int use_dot(const struct pynn_gemm_args *g) {
     return g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K && g->tile_fn == NULL;
 }
@@ -222,9 +215,9 @@ void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int
     int dot = use_dot(g);
     *m0 = 0, *m1 = g->M, *n0 = 0, *n1 = g->N;
     if (pynn_gemm_splits_columns(g, nthreads))
-        share(g->N, dot ? PYNN_DOT_NR : 16, tid, nthreads, n0, n1);
+        pynn_share(g->N, dot ? PYNN_DOT_NR : 16, tid, nthreads, n0, n1);
     else
-        share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, m0, m1);
+        pynn_share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, m0, m1);
 }
 
 /* rows [m0,m1) x columns [n0,n1) of C, on the calling thread */

@@ -12,7 +12,8 @@
  *    against 6 rows of W, 24 accumulators running along K, summed across lanes at the end.
  *    It reads W where it lies, which for a batch of 64 is cheaper than packing (transposing) it.
  * Edges (m < MR, n < NR, K not a multiple of 16) use masked loads and stores, so nothing outside
- * the matrices is read or written.
+ * the matrices is read or written. Only the inner loops live here: no blocking, no threads
+ * (gemm_fast.c), no mathematics that the readable kernels in csrc/ref/ do not show first.
  */
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,8 @@
  *
  * This is the reference: three loops, no blocking, no intrinsics, the paper's eq. 5-9
  * (c_ij = row i of A . column j of B) as a student would write it. The fast product in
- * gemm_fast.c is tested against this one, and this one against numpy in float64.
+ * csrc/fast/gemm_fast.c is tested against this one, and this one against numpy in float64.
+ * Never made faster: speed belongs in csrc/fast/, and this stays the yardstick.
  */
 #include "internal.h"
 

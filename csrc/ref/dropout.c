@@ -7,6 +7,9 @@
  * The keep/drop draws come from a counter-based generator (splitmix64 of the element's index
  * mixed with a seed and a stream number), so a mask needs no state: the same (seed, stream)
  * gives the same mask, and the caller takes a new stream per training step.
+ *
+ * A readable reference kernel (csrc/ref/): plain loops a student can set beside the paper;
+ * no intrinsics, no threads, no tricks for speed.
  */
 #include "internal.h"
 

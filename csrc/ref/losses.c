@@ -5,6 +5,9 @@
  * the user wants (the paper's y-hat). Every loss is a mean over the B samples, so a gradient
  * does not grow with the batch size. Sums run in double: a batch of 60,000 float errors added
  * in float would lose digits.
+ *
+ * A readable reference kernel (csrc/ref/): plain loops a student can set beside the paper;
+ * no intrinsics, no threads, no tricks for speed.
  */
 #include <math.h>
 #include "internal.h"

@@ -1,0 +1,579 @@
+/*
+ * fast/conv.c: the convolution and max pooling the network runs on. Same contracts as the
+ * readable ones in ref/conv.c (pynn.h), and tested against them.
+ *
+ * A convolution is a matrix product of unfolded patches ("im2col"): for one image, col (K,P)
+ * holds in row k = (c,i,j) and column p = (y,x) the input pixel that tap (c,i,j) of output
+ * (y,x) reads (zero in the padding), so that
+ *   out_b (OC,P) = weight (OC,K) col (K,P)            the forward
+ *   dweight (OC,K) += dout_b (OC,P) col^T (P,K)        summed over the images
+ *   dcol (K,P) = weight^T (K,OC) dout_b (OC,P), then folded back onto dinp_b ("col2im").
+ * The products run on the micro-kernels of the packed GEMM (gemm_kernels.c, the SIMD set
+ * chosen at run time), in gemm_fast.c's blocking: the weights are packed once per call rather
+ * than once per image, and one image's col, which fits in L2, is read where it lies. The
+ * unfolding copies each pixel KH*KW times, in short runs: the part of the time that
+ * unfolding straight into the kernel's slivers (an implicit GEMM) would save.
+ *
+ * Threads: the forward and dinp give each thread whole images (a batch smaller than the
+ * thread count shares each image: some rows of col and some columns of out_b to each thread);
+ * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
+ * columns of every image's col^T (or, for a kernel of few rows, fixed groups of images; see
+ * DW_GROUPS). Each output element is summed by one thread in one fixed
+ * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
+ * holds each thread's packed weights and unfolded patches; nothing here allocates.
+ */
+#include <string.h>
+#include "conv.h"
+#include "fast.h"
+
+#define SPILL 8      /* floats a short copy may write past the end of col^T (im2col_transposed) */
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* [lo, hi) of `total` that part t of nt owns, in multiples of `unit` */
+static void share(int64_t total, int64_t unit, int t, int nt, int64_t *lo, int64_t *hi) {
+    int64_t units = (total + unit - 1) / unit;
+    *lo = min64(units * t / nt * unit, total);
+    *hi = min64(units * (t + 1) / nt * unit, total);
+}
+
+/* dweight's product sums over this many output positions at a time (whole images): enough
+ * that its tile of dweight is loaded and stored once per long sum, few enough that the
+ * unfolded patches stay in L2 */
+#define DW_POSITIONS 128
+
+static int64_t images_per_step(const struct pynn_conv2d_sizes *z) {
+    return z->P >= DW_POSITIONS ? 1 : DW_POSITIONS / z->P;
+}
+
+/* the floats of the weights packed for the micro-kernel, as W (OC,K) or as W^T (K,OC) */
+static int64_t pack_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    return pynn_mul_size(s->OC + PYNN_MR, z->K + PYNN_MR);
+}
+
+/* the floats one thread's share of the workspace holds: the packed weights, then the
+ * forward's col (K,P); or the backward's col^T (n,K) and dout^T (n,OC) for n positions at a
+ * step, then dcol (K,P) */
+static int64_t floats_per_thread(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    int64_t kp = pynn_mul_size(z->K, z->P), pack = pack_floats(s, z);
+    int64_t n = pynn_mul_size(images_per_step(z), z->P);
+    int64_t step = pynn_mul_size(n, z->K + s->OC);
+    int64_t most = kp > step ? kp : step;
+    if (kp < 0 || step < 0 || pack < 0 || most > INT64_MAX - 64 - SPILL - pack) return -1;
+    return pack + most + 64 + SPILL;
+}
+
+/* dweight is split among the threads by the taps of kernel rows (c,i); a kernel of few rows
+ * (a first layer's) would leave a thread idle and each product narrow, so there the images
+ * are split instead, into DW_GROUPS groups: each sums its dweight into its own copy, at the
+ * start of the workspace, and the copies are added in order, so that the bits do not depend
+ * on the thread count either way */
+#define DW_GROUPS 8
+#define DW_FEW_ROWS 16
+
+static int64_t group_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    return s->C * s->KH < DW_FEW_ROWS ? pynn_mul4(DW_GROUPS, s->OC, z->K, 1) : 0;
+}
+
+/* thread tid's share of the workspace, after the groups' copies of dweight */
+static float *thread_work(float *work, int64_t shared, int64_t per_thread, int tid) {
+    float *p = work + shared + per_thread * tid;
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);   /* 64-byte aligned: 16 floats of slack */
+}
+
+/* threads for a job of `flops`, as many as the workspace holds (at least one: checked) and
+ * pynn_parallel_parts runs (16) */
+static int threads_for(double flops, int64_t work_len, int64_t shared, int64_t per_thread) {
+    int nt = pynn_threads_for(flops);
+    return (int)min64(min64(nt, 16), (work_len - shared) / per_thread);
+}
+
+int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
+    struct pynn_conv2d_sizes z;
+    if (pynn_conv2d_check(s, &z) != PYNN_OK) return -1;
+    int64_t shared = group_floats(s, &z);
+    int64_t per = pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
+    return shared < 0 || per < 0 || per > INT64_MAX - shared ? -1 : shared + per;
+}
+
+/* ---- unfolding ---- */
+
+/* dst[0..n) = src[0..n), in copies of 8 floats that the compiler makes two or one vector
+ * moves (the runs here are short: a library memcpy call would cost more than the copy) */
+static inline void copy_floats(float *dst, const float *src, int64_t n) {
+    int64_t x = 0;
+    for (; x + 8 <= n; x += 8) memcpy(dst + x, src + x, 8 * sizeof(float));
+    for (; x < n; x++) dst[x] = src[x];
+}
+
+/* rows [k0,k1) of image inp_b's col (K,P), into dst with row stride P */
+static void im2col_rows(float *dst, const float *inp_b, const struct pynn_conv2d_shape *s,
+                        const struct pynn_conv2d_sizes *z, int64_t k0, int64_t k1) {
+    int64_t st = s->stride, pad = s->pad, W = s->W;
+    if (st == 1 && pad == 0) {      /* every tap inside the image: row k, y is one run */
+        for (int64_t k = k0; k < k1; k++) {
+            int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+            const float *src = inp_b + (c * s->H + i) * W + j;
+            float *row = dst + (k - k0) * z->P;
+            for (int64_t y = 0; y < z->OH; y++, src += W, row += z->OW)
+                copy_floats(row, src, z->OW);
+        }
+        return;
+    }
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+        const float *plane = inp_b + c * s->H * W;
+        /* the columns x whose tap w = st*x + j - pad lies in the image: [x0, x1) */
+        int64_t x0 = pad - j > 0 ? min64(z->OW, (pad - j + st - 1) / st) : 0;
+        int64_t x1 = W + pad - j > 0 ? min64(z->OW, (W + pad - j + st - 1) / st) : 0;
+        if (x1 < x0) x1 = x0;
+        for (int64_t y = 0; y < z->OH; y++) {
+            float *row = dst + (k - k0) * z->P + y * z->OW;
+            int64_t h = st * y + i - pad;
+            if (h < 0 || h >= s->H) {
+                memset(row, 0, sizeof(float) * z->OW);
+                continue;
+            }
+            const float *src = plane + h * W;      /* row[x] = src[st*x + j - pad] */
+            for (int64_t x = 0; x < x0; x++) row[x] = 0.0f;
+            if (st == 1) copy_floats(row + x0, src + x0 + j - pad, x1 - x0);
+            else for (int64_t x = x0; x < x1; x++) row[x] = src[st * x + j - pad];
+            for (int64_t x = x1; x < z->OW; x++) row[x] = 0.0f;
+        }
+    }
+}
+
+/* col^T (P,K) of image inp_b, the columns of kernel rows [r0,r1) only (kernel row r = (c,i)
+ * holds the taps r*KW .. r*KW + KW), into dst with row stride ld: for each output position,
+ * the KW pixels each of those kernel rows reads, one run from one image row. A run of KW <= 8
+ * inside the image is copied as 8 floats when 8 exist there: the extra ones land on the next
+ * run, written after it, or past the last row, where the workspace leaves room (SPILL). */
+static void im2col_transposed(float *dst, int64_t ld, const float *inp_b,
+                              const struct pynn_conv2d_shape *s,
+                              const struct pynn_conv2d_sizes *z, int64_t r0, int64_t r1) {
+    int64_t KW = s->KW, W = s->W, HW = s->H * s->W, CHW = s->C * HW;
+    for (int64_t y = 0; y < z->OH; y++)
+        for (int64_t x = 0; x < z->OW; x++) {
+            float *row = dst + (y * z->OW + x) * ld;
+            int64_t w0 = s->stride * x - s->pad;
+            int inside = w0 >= 0 && w0 + KW <= W;
+            int64_t c = r0 / s->KH, i = r0 % s->KH - 1;      /* kernel row r = (c,i) */
+            for (int64_t r = r0; r < r1; r++, row += KW) {
+                if (++i == s->KH) i = 0, c++;
+                int64_t h = s->stride * y + i - s->pad;
+                int64_t at = c * HW + h * W + w0;       /* where the run starts in the image */
+                if (h < 0 || h >= s->H) {
+                    for (int64_t t = 0; t < KW; t++) row[t] = 0.0f;
+                } else if (inside && KW <= 8 && at + 8 <= CHW) {
+                    memcpy(row, inp_b + at, 8 * sizeof(float));
+                } else {
+                    for (int64_t t = 0; t < KW; t++)
+                        row[t] = w0 + t >= 0 && w0 + t < W ? inp_b[at + t] : 0.0f;
+                }
+            }
+        }
+}
+
+/* dinp_b += dcol folded back onto the image: every tap adds to the pixel it read */
+static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+                       const struct pynn_conv2d_sizes *z) {
+    int64_t st = s->stride, pad = s->pad, W = s->W;
+    for (int64_t k = 0; k < z->K; k++) {
+        int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+        float *plane = dinp_b + c * s->H * W;
+        int64_t x0 = pad - j > 0 ? (pad - j + st - 1) / st : 0;
+        int64_t x1 = W + pad - j > 0 ? min64(z->OW, (W + pad - j + st - 1) / st) : 0;
+        for (int64_t y = 0; y < z->OH; y++) {
+            int64_t h = st * y + i - pad;
+            if (h < 0 || h >= s->H) continue;
+            const float *row = dcol + k * z->P + y * z->OW;
+            float *dst = plane + h * W;
+            for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
+        }
+    }
+}
+
+/* ---- the products, on the micro-kernels of gemm_kernels.c ---- */
+
+static int64_t round_up(int64_t n, int64_t unit) { return (n + unit - 1) / unit * unit; }
+
+/* op(A) (M,K) packed as pynn_gemm packs it, once for all the images of a call: for each
+ * slice of KC along k, slivers of MR rows (for each k, the MR values of a column; rows past M
+ * zero). A is (M,K) with row stride lda, or stored transposed, (K,M). Slivers [q0,q1) of each
+ * slice only, so that threads can share the packing. */
+static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_t M, int64_t K,
+                      int64_t q0, int64_t q1) {
+    int64_t Mp = round_up(M, PYNN_MR);
+    for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, K - pc);
+        for (int64_t ir = q0 * PYNN_MR; ir < q1 * PYNN_MR; ir += PYNN_MR) {
+            float *d = dst + pc * Mp + ir * kc;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t r = 0; r < PYNN_MR; r++) {
+                    int64_t i = ir + r;
+                    d[k * PYNN_MR + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
+                                                               : A[i * lda + pc + k];
+                }
+        }
+    }
+}
+
+/* C (M,N) = A (packed by pack_rows) B (K,N) + beta C, B read in place (row stride ldb): the
+ * blocked loops of gemm_fast.c's packed path, without its packing of A for every call.
+ * beta == 0 never reads C. */
+static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, const float *B,
+                           int64_t ldb, float beta, float *C, int64_t ldc) {
+    const struct pynn_kernels *kern = pynn_kernels();
+    int64_t Mp = round_up(M, PYNN_MR);
+    for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, K - pc);
+        float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
+        for (int64_t ir = 0; ir < M; ir += PYNN_MR) {
+            int m = (int)min64(PYNN_MR, M - ir);
+            for (int64_t jr = 0; jr < N; jr += PYNN_NR)
+                kern->ukernel(kc, apack + pc * Mp + ir * kc, B + pc * ldb + jr, ldb,
+                              C + ir * ldc + jr, ldc, m, (int)min64(PYNN_NR, N - jr), 1.0f, bt);
+        }
+    }
+}
+
+/* ---- the convolution ---- */
+
+struct conv_job {
+    const struct pynn_conv2d_shape *s;
+    struct pynn_conv2d_sizes z;
+    float *out, *dinp, *dweight, *dbias;
+    const float *inp, *weight, *bias, *dout;
+    float *work;
+    int64_t shared, per_thread;     /* the groups' copies of dweight; each thread's share */
+};
+
+/* out_b (OC,P) = bias + weight (OC,K) col (K,P), on this thread or shared among nt threads
+ * (then every thread calls it, each unfolds some rows of the shared col and computes some
+ * columns of out_b) */
+static void forward_image(const struct conv_job *j, int64_t b, const float *wpack, float *col,
+                          int tid, int nt) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const struct pynn_conv2d_sizes *z = &j->z;
+    float *out_b = j->out + b * s->OC * z->P;
+    int64_t k0, k1, p0, p1;
+    share(z->K, 1, tid, nt, &k0, &k1);
+    im2col_rows(col + k0 * z->P, j->inp + b * s->C * s->H * s->W, s, z, k0, k1);
+    share(z->P, 16, tid, nt, &p0, &p1);
+    for (int64_t o = 0; o < s->OC && j->bias != NULL; o++)
+        for (int64_t p = p0; p < p1; p++) out_b[o * z->P + p] = j->bias[o];
+    pynn_barrier(nt);
+    packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, j->bias != NULL ? 1.0f : 0.0f,
+                   out_b + p0, z->P);
+    pynn_barrier(nt);     /* col is overwritten by the next image */
+}
+
+static void forward_job(int tid, int nt, void *arg) {
+    const struct conv_job *j = arg;
+    const struct pynn_conv2d_shape *s = j->s;
+    int whole = s->B >= nt;         /* whole images to each thread, else each shared by all */
+    float *wpack = thread_work(j->work, j->shared, j->per_thread, whole ? tid : 0);
+    float *col = wpack + pack_floats(s, &j->z);
+    int64_t q0, q1;
+    share(round_up(s->OC, PYNN_MR) / PYNN_MR, 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
+    pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
+    if (whole) {
+        int64_t b0, b1;
+        share(s->B, 1, tid, nt, &b0, &b1);
+        for (int64_t b = b0; b < b1; b++) forward_image(j, b, wpack, col, 0, 1);
+    } else {
+        pynn_barrier(nt);
+        for (int64_t b = 0; b < s->B; b++) forward_image(j, b, wpack, col, tid, nt);
+    }
+}
+
+int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct pynn_conv2d_shape *s, float *work, int64_t work_len) {
+    struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0};
+    PYNN_TRY(pynn_conv2d_check(s, &j.z));
+    if (work_len < 0) return PYNN_ERR_SIZE;
+    if (s->B == 0) return PYNN_OK;
+    if (out == NULL || inp == NULL || weight == NULL || work == NULL) return PYNN_ERR_NULL;
+    j.per_thread = floats_per_thread(s, &j.z);
+    j.shared = group_floats(s, &j.z);
+    if (j.per_thread < 0 || j.shared < 0 || j.per_thread > INT64_MAX - j.shared)
+        return PYNN_ERR_OVERFLOW;
+    if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
+    double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
+    unsigned fp = pynn_flush_denormals();
+    /* whole images to each thread, as parts any thread may claim; a batch smaller than the
+     * thread count shares each image, at barriers */
+    int nt = threads_for(flops, work_len, j.shared, j.per_thread);
+    if (s->B >= nt) pynn_parallel_parts(nt, nt, forward_job, &j);
+    else pynn_parallel(nt, forward_job, &j);
+    pynn_restore_denormals(fp);
+    return PYNN_OK;
+}
+
+/* dw[:, r0*KW : r1*KW] (the taps of kernel rows [r0,r1); dw (OC,K) with row stride K) +=
+ * sum over images [b_lo,b_hi) of dout_b (OC,P) col_b^T (P, taps), a few images to a
+ * product: dout^T and col^T of those images stacked, (n,OC) and (n,taps) */
+static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, int64_t r0,
+                        int64_t r1, float *dw, float *ws) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const struct pynn_conv2d_sizes *z = &j->z;
+    int64_t nk = (r1 - r0) * s->KW, step = images_per_step(z), OC = s->OC, P = z->P;
+    if (nk == 0) return;
+    float *doutT = ws, *colT = ws + step * P * OC;
+    for (int64_t b0 = b_lo; b0 < b_hi; b0 += step) {
+        int64_t nb = min64(step, b_hi - b0);
+        for (int64_t b = b0; b < b0 + nb; b++) {
+            const float *dout_b = j->dout + b * OC * P;
+            float *dT = doutT + (b - b0) * P * OC;
+            for (int64_t o = 0; o < OC; o++)
+                for (int64_t p = 0; p < P; p++) dT[p * OC + o] = dout_b[o * P + p];
+            im2col_transposed(colT + (b - b0) * P * nk, nk, j->inp + b * s->C * s->H * s->W, s,
+                              z, r0, r1);
+        }
+        struct pynn_gemm_args g = {1, 0, OC, nk, nb * P, 1.0f, doutT, OC, colT, nk, 1.0f,
+                                   dw + r0 * s->KW, z->K, NULL, -1, NULL, NULL};
+        pynn_gemm_part(&g, 0, 1);
+    }
+}
+
+/* dinp_b += col2im(weight^T (K,OC) dout_b (OC,P)) */
+static void dinp_image(const struct conv_job *j, int64_t b, const float *wTpack, float *dcol) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const struct pynn_conv2d_sizes *z = &j->z;
+    packed_product(wTpack, z->K, z->P, s->OC, j->dout + b * s->OC * z->P, z->P, 0.0f, dcol, z->P);
+    col2im_add(j->dinp + b * s->C * s->H * s->W, dcol, s, z);
+}
+
+/* the groups [part share of DW_GROUPS] of images each sum their dweight into their own copy
+ * (see DW_GROUPS) */
+static void dweight_groups(const struct conv_job *j, int part, int nparts, float *ws) {
+    const struct pynn_conv2d_shape *s = j->s;
+    int64_t n = s->OC * j->z.K, g0, g1, b_lo, b_hi;
+    float *copies = (float *)j->work;
+    share(DW_GROUPS, 1, part, nparts, &g0, &g1);
+    for (int64_t g = g0; g < g1; g++) {
+        memset(copies + g * n, 0, sizeof(float) * n);
+        share(s->B, 1, (int)g, DW_GROUPS, &b_lo, &b_hi);
+        dweight_sum(j, b_lo, b_hi, 0, s->C * s->KH, copies + g * n, ws);
+    }
+}
+
+/* then dweight += the sum of the copies, in group order */
+static void add_groups_job(int part, int nparts, void *arg) {
+    const struct conv_job *j = arg;
+    int64_t n = j->s->OC * j->z.K, e0, e1;
+    const float *copies = j->work;
+    share(n, 16, part, nparts, &e0, &e1);
+    for (int64_t e = e0; e < e1; e++) {
+        float sum = 0.0f;
+        for (int64_t g = 0; g < DW_GROUPS; g++) sum += copies[g * n + e];
+        j->dweight[e] += sum;
+    }
+}
+
+/* part `part` of nparts of everything but adding up the groups' copies of dweight; parts
+ * share no output, so any thread may run any part (pynn_parallel_parts) */
+static void backward_job(int part, int nparts, void *arg) {
+    const struct conv_job *j = arg;
+    const struct pynn_conv2d_shape *s = j->s;
+    float *wTpack = thread_work(j->work, j->shared, j->per_thread, part);
+    float *ws = wTpack + pack_floats(s, &j->z);
+    int64_t r0, r1, b0, b1, o0, o1;
+    if (j->shared == 0) {
+        share(s->C * s->KH, 1, part, nparts, &r0, &r1);
+        dweight_sum(j, 0, s->B, r0, r1, j->dweight, ws);
+    } else {
+        dweight_groups(j, part, nparts, ws);
+    }
+    if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
+        share(s->OC, 1, part, nparts, &o0, &o1);
+        for (int64_t b = 0; b < s->B; b++)
+            for (int64_t o = o0; o < o1; o++) {
+                const float *d = j->dout + (b * s->OC + o) * j->z.P;
+                float sum = 0.0f;
+                for (int64_t p = 0; p < j->z.P; p++) sum += d[p];
+                j->dbias[o] += sum;
+            }
+    }
+    if (j->dinp != NULL) {
+        share(s->B, 1, part, nparts, &b0, &b1);
+        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0,
+                               round_up(j->z.K, PYNN_MR) / PYNN_MR);
+        for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
+    }
+}
+
+int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
+                         float *work, int64_t work_len) {
+    struct conv_job j = {s, {0}, NULL, dinp, dweight, dbias, inp, weight, NULL, dout, work, 0, 0};
+    PYNN_TRY(pynn_conv2d_check(s, &j.z));
+    if (work_len < 0) return PYNN_ERR_SIZE;
+    if (s->B == 0) return PYNN_OK;
+    if (dweight == NULL || dout == NULL || inp == NULL || work == NULL ||
+        (dinp != NULL && weight == NULL))
+        return PYNN_ERR_NULL;
+    j.per_thread = floats_per_thread(s, &j.z);
+    j.shared = group_floats(s, &j.z);
+    if (j.per_thread < 0 || j.shared < 0 || j.per_thread > INT64_MAX - j.shared)
+        return PYNN_ERR_OVERFLOW;
+    if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
+    double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
+    flops *= dinp != NULL ? 2.0 : 1.0;
+    unsigned fp = pynn_flush_denormals();
+    int nt = threads_for(flops, work_len, j.shared, j.per_thread);
+    pynn_parallel_parts(nt, nt, backward_job, &j);
+    if (j.shared > 0) pynn_parallel_parts(nt, nt, add_groups_job, &j);
+    pynn_restore_denormals(fp);
+    return PYNN_OK;
+}
+
+/* ---- max pooling ---- */
+
+struct pool_job {
+    float *out, *dinp;
+    int32_t *argmax;
+    const int32_t *argmax_in;
+    const float *inp, *dout;
+    int64_t planes, H, W, k;
+    int bad[64];                /* the backward's check: whether thread t found a bad argmax */
+};
+
+/* planes [q0,q1) of the forward, any k: the reference's scan, its choice made without
+ * branches (a window's winner is as unpredictable as the data) */
+static void pool_forward_planes(
+        const struct pool_job *j, int64_t q0, int64_t q1, int64_t k) {
+    int64_t H = j->H, W = j->W, OH = H / k, OW = W / k;
+    for (int64_t q = q0; q < q1; q++) {
+        const float *inp_q = j->inp + q * H * W;
+        float *out_q = j->out + q * OH * OW;
+        int32_t *am_q = j->argmax + q * OH * OW;
+        for (int64_t y = 0; y < OH; y++)
+            for (int64_t x = 0; x < OW; x++) {
+                int32_t best = (int32_t)((k * y) * W + k * x);
+                float m = inp_q[best];
+                for (int64_t i = 0; i < k; i++)
+                    for (int64_t t = 0; t < k; t++) {
+                        int32_t at = (int32_t)((k * y + i) * W + k * x + t);
+                        float v = inp_q[at];
+                        int wins = (v > m) | ((v != v) & (m == m));   /* a NaN wins, once */
+                        m = wins ? v : m;
+                        best = wins ? at : best;
+                    }
+                out_q[y * OW + x] = m;
+                am_q[y * OW + x] = best;
+            }
+    }
+}
+
+/* a pair's winner: b if it is larger, or a NaN where a is not (so the first of equals, and
+ * the first NaN, win, as in the sequential scan) */
+static inline int32_t later_wins(float a, float b) { return (b > a) | ((b != b) & (a == a)); }
+
+/* mask all ones: x, else y, by their bits */
+static inline float pick(int32_t mask, float x, float y) {
+    int32_t xb, yb, r;
+    memcpy(&xb, &x, 4);
+    memcpy(&yb, &y, 4);
+    r = (xb & mask) | (yb & ~mask);
+    float f;
+    memcpy(&f, &r, 4);
+    return f;
+}
+
+/* k = 2, one output row: the two pairs of each window, then their winners, chosen by masks
+ * rather than branches, so that the compiler runs a row's windows side by side */
+static void pool2_row(const float *row0, const float *row1, int32_t at0, int32_t W,
+                      float *out, int32_t *am, int64_t OW) {
+    for (int64_t x = 0; x < OW; x++) {
+        float a = row0[2 * x], b = row0[2 * x + 1], c = row1[2 * x], d = row1[2 * x + 1];
+        int32_t ia = at0 + 2 * (int32_t)x;
+        int32_t wb = -later_wins(a, b), wd = -later_wins(c, d);   /* all ones: the later */
+        float top = pick(wb, b, a), bottom = pick(wd, d, c);
+        int32_t itop = ia - wb, ibottom = ia + W - wd;
+        int32_t wbot = -later_wins(top, bottom);
+        out[x] = pick(wbot, bottom, top);
+        am[x] = (ibottom & wbot) | (itop & ~wbot);
+    }
+}
+
+static void pool_forward_job(int tid, int nt, void *arg) {
+    const struct pool_job *j = arg;
+    int64_t q0, q1;
+    share(j->planes, 1, tid, nt, &q0, &q1);
+    if (j->k != 2) {
+        pool_forward_planes(j, q0, q1, j->k);
+        return;
+    }
+    int64_t H = j->H, W = j->W, OH = H / 2, OW = W / 2;
+    for (int64_t q = q0; q < q1; q++)
+        for (int64_t y = 0; y < OH; y++) {
+            const float *row0 = j->inp + q * H * W + 2 * y * W;
+            pool2_row(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W,
+                      j->out + (q * OH + y) * OW, j->argmax + (q * OH + y) * OW, OW);
+        }
+}
+
+int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t B, int64_t C,
+                           int64_t H, int64_t W, int64_t k) {
+    PYNN_TRY(pynn_pool_check(B, C, H, W, k));
+    if (B * C == 0) return PYNN_OK;
+    if (out == NULL || argmax == NULL || inp == NULL) return PYNN_ERR_NULL;
+    struct pool_job j = {out, NULL, argmax, NULL, inp, NULL, B * C, H, W, k, {0}};
+    pynn_parallel(pynn_threads_for((double)(B * C * H * W)), pool_forward_job, &j);
+    return PYNN_OK;
+}
+
+/* whether an argmax of planes [q0,q1) lies outside its window: row k*y + i of the window
+ * (y,x) holds the indices [(k*y + i)*W + k*x, +k) (a range test per row, no division, no
+ * branch: the loops unroll for k = 2 and run side by side) */
+static inline __attribute__((always_inline)) int pool_any_bad(const struct pool_job *j,
+                                                              int64_t q0, int64_t q1, int64_t k) {
+    int64_t W = j->W, OH = j->H / k, OW = W / k;
+    int bad = 0;
+    for (int64_t q = q0; q < q1; q++) {
+        const int32_t *am = j->argmax_in + q * OH * OW;
+        for (int64_t y = 0; y < OH; y++)
+            for (int64_t x = 0; x < OW; x++) {
+                int64_t idx = am[y * OW + x];
+                int inside = 0;
+                for (int64_t i = 0; i < k; i++)
+                    inside |= (uint64_t)(idx - ((k * y + i) * W + k * x)) < (uint64_t)k;
+                bad |= !inside;
+            }
+    }
+    return bad;
+}
+
+static void pool_check_job(int tid, int nt, void *arg) {
+    struct pool_job *j = arg;
+    int64_t q0, q1;
+    share(j->planes, 1, tid, nt, &q0, &q1);
+    j->bad[tid] = j->k == 2 ? pool_any_bad(j, q0, q1, 2) : pool_any_bad(j, q0, q1, j->k);
+}
+
+static void pool_backward_job(int tid, int nt, void *arg) {
+    const struct pool_job *j = arg;
+    int64_t q0, q1, n = (j->H / j->k) * (j->W / j->k);
+    share(j->planes, 1, tid, nt, &q0, &q1);
+    for (int64_t q = q0; q < q1; q++) {
+        float *dinp_q = j->dinp + q * j->H * j->W;
+        for (int64_t t = 0; t < n; t++) dinp_q[j->argmax_in[q * n + t]] += j->dout[q * n + t];
+    }
+}
+
+/* the checks of the readable backward, except that the argmax is checked by all the threads
+ * (every one of them before anything is written) */
+int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
+                            int64_t C, int64_t H, int64_t W, int64_t k) {
+    PYNN_TRY(pynn_pool_check(B, C, H, W, k));
+    if (B * C == 0) return PYNN_OK;
+    if (dinp == NULL || dout == NULL || argmax == NULL) return PYNN_ERR_NULL;
+    struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, B * C, H, W, k, {0}};
+    int nt = (int)min64(pynn_threads_for((double)(B * C * H * W)), 64);
+    pynn_parallel(nt, pool_check_job, &j);
+    for (int t = 0; t < nt; t++)
+        if (j.bad[t]) return PYNN_ERR_ARG;
+    pynn_parallel(nt, pool_backward_job, &j);
+    return PYNN_OK;
+}
