@@ -4,6 +4,7 @@
     pynn train --arch 784-800-10 --epochs 10 --out model.npz
     pynn eval model.npz                          # test error, per class, confusion matrix
     pynn predict model.npz digit.png ...         # the digit in each image
+    pynn export model.npz model.onnx             # the network as an ONNX graph
 
 Every sub-command has --help. A mistake of the user's (a missing file, a bad --arch, corrupt
 data or a damaged model) ends the command with one line saying what is wrong and a non-zero
@@ -665,6 +666,21 @@ def cmd_predict(args):
         print("  " + "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(probs)))
 
 
+# ---- export ----
+
+def cmd_export(args):
+    net = load_model(args.model)
+    try:
+        from .onnx_io import to_onnx
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    try:
+        to_onnx(net, args.out)
+    except ValueError as e:
+        raise UserError(f"{args.model}: {e}") from None
+    print(f"{net}: saved {args.out} (ONNX)")
+
+
 # ---- fetch ----
 
 def cmd_fetch(args):
@@ -707,6 +723,14 @@ def build_parser():
     p.add_argument("model", metavar="MODEL", help="a .npz file saved by pynn train")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG, PGM or any image Pillow reads")
     p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("export", help="write a model as ONNX, for other runtimes",
+                              description="Write a saved network as an ONNX graph (input 'input' "
+                                          "(N, ...), output 'probabilities' (N, classes)); needs "
+                                          "the onnx extra.")
+    p.add_argument("model", metavar="MODEL", help="a .npz file saved by pynn train")
+    p.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    p.set_defaults(func=cmd_export)
 
     # ---- sub-commands registered by other modules ----
     # Each module's register(subparsers) adds its parsers and sets func=function(args) with

@@ -550,7 +550,11 @@ def network_from_arrays(arrays, path="model"):
 
 
 def load(path, extra=TAUGHT):
-    """The Network saved at ``path``. The file may hold nothing else but the arrays named in
-    ``extra`` (by default the pad's taught drawings), which are left unread."""
+    """The Network saved at ``path``: an .onnx file (pynn.onnx_io.from_onnx), or a .npz file,
+    which may hold nothing else but the arrays named in ``extra`` (by default the pad's taught
+    drawings), which are left unread."""
+    if os.fspath(path).lower().endswith(".onnx"):
+        from .onnx_io import from_onnx
+        return from_onnx(path)
     with Archive(path) as z:
         return read_network(z, extra)

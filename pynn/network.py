@@ -812,6 +812,11 @@ class Network:
         from .io import save
         save(self, path)
 
+    def to_onnx(self, path):
+        """Write the network to ``path`` as an ONNX graph (pynn.onnx_io; the onnx extra)."""
+        from .onnx_io import to_onnx
+        to_onnx(self, path)
+
 
 def _check_optimizer(optimizer):
     from .optim import Optimizer
