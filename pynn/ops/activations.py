@@ -47,7 +47,7 @@ def activation_backward(kind, out, dout, dinp=None):
     d = output(dinp, out.shape, "dinp", inputs=(out, dout))
     B, n = _as_rows(out) if out.ndim else (1, 1)
     check_status(lib.pynn_activation_backward(k, wptr(d), ptr(out), ptr(dout), B, n),
-            f"{kind} backward")
+                 f"{kind} backward")
     return d
 
 

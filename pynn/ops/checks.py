@@ -28,6 +28,9 @@ def check_status(rc, what):
 
 def check_array(name, a, ndim=None, writable=False):
     """Check that ``a`` may cross into C as float32 data; return it unchanged."""
+    if (type(a) is np.ndarray and a.dtype is F32 and (ndim is None or a.ndim == ndim)
+            and a.flags.c_contiguous and (not writable or a.flags.writeable)):
+        return a                 # the common case, in the fewest steps; the rest name the fault
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy array of float32, got {type(a).__name__}")
     if a.dtype != np.float32:
@@ -65,16 +68,19 @@ def output(out, shape, like_name="out", inputs=(), same_ok=True, fill=None):
     return out
 
 
-def ptr(a):
-    return ffi.cast("float *", ffi.from_buffer(a, require_writable=False)) if a.size else ffi.NULL
+def ptr(a, ctype="float[]"):
+    """The pointer C reads ``a`` through (a checked, C-contiguous array of ``ctype``'s items),
+    or NULL for an empty one. The pointer keeps ``a`` alive."""
+    return ffi.from_buffer(ctype, a) if a.size else ffi.NULL
 
 
-def wptr(a):
-    return ffi.cast("float *", ffi.from_buffer(a, require_writable=True)) if a.size else ffi.NULL
+def wptr(a, ctype="float[]"):
+    """The pointer C writes ``a`` through, as ``ptr``; refuses an array that is read-only."""
+    return ffi.from_buffer(ctype, a, require_writable=True) if a.size else ffi.NULL
 
 
 def i64ptr(a):
-    return ffi.cast("int64_t *", ffi.from_buffer(a)) if a.size else ffi.NULL
+    return ptr(a, "int64_t[]")
 
 
 def no_overlap(out, *inputs, name="out"):

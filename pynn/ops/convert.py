@@ -1,7 +1,7 @@
 """At the network's edges (csrc/convert.c): uint8 pixels in, the predicted class out."""
 import numpy as np
 
-from .._pynn import ffi, lib
+from .._pynn import lib
 from .checks import check_array, check_status, hyperparameter, output, ptr, wptr
 
 
@@ -14,8 +14,9 @@ def scale_u8(x, scale=1.0 / 255.0, out=None):
     if not x.flags.c_contiguous:
         raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
     y = output(out, x.shape, inputs=(x,), same_ok=False)
-    src = ffi.cast("uint8_t *", ffi.from_buffer(x)) if x.size else ffi.NULL
-    check_status(lib.pynn_scale_u8(wptr(y), src, x.size, hyperparameter("scale", scale, -np.inf)), "scale_u8")
+    src = ptr(x, "uint8_t[]")
+    check_status(lib.pynn_scale_u8(wptr(y), src, x.size, hyperparameter("scale", scale, -np.inf)),
+                 "scale_u8")
     return y
 
 
@@ -25,6 +26,6 @@ def argmax_rows(x):
     if x.shape[1] == 0 and x.shape[0] > 0:
         raise ValueError("x has no columns: there is no largest value")
     out = np.empty(x.shape[0], dtype=np.int64)
-    dst = ffi.cast("int64_t *", ffi.from_buffer(out, require_writable=True)) if out.size else ffi.NULL
+    dst = wptr(out, "int64_t[]")
     check_status(lib.pynn_argmax_rows(dst, ptr(x), x.shape[0], x.shape[1]), "argmax_rows")
     return out

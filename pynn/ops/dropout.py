@@ -20,7 +20,7 @@ def dropout_forward(a, mask, p, seed, stream):
     no_overlap(mask, a, name="mask")
     p = hyperparameter("p", p, 0.0, 1.0, True)
     check_status(lib.pynn_dropout_forward(wptr(a), wptr(mask), a.size, p, _u64("seed", seed),
-                                     _u64("stream", stream)), "dropout_forward")
+                                          _u64("stream", stream)), "dropout_forward")
     return a
 
 

@@ -52,7 +52,8 @@ class FusedNet:
         self._b = ffi.new("float *[]", [ptr(b) for b in biases])
         self.c = ffi.new("struct pynn_net *", {
             "n_layers": len(weights), "sizes": self._sizes, "W": self._W, "b": self._b,
-            "hidden": activation_kind(hidden), "output": activation_kind(output), "loss": LOSS_KINDS[loss]})
+            "hidden": activation_kind(hidden), "output": activation_kind(output),
+            "loss": LOSS_KINDS[loss]})
         if lib.pynn_net_workspace(self.c, 1, 1) < 0:
             raise ValueError(f"no fused path for hidden={hidden!r}, output={output!r}, loss={loss!r}")
         self._work = {}        # (rows, training) -> free workspaces
@@ -78,7 +79,7 @@ class FusedNet:
             return self._work[(rows, training)].pop()
         except (KeyError, IndexError):
             buf = np.empty(lib.pynn_net_workspace(self.c, rows, training), dtype=np.float32)
-            return buf, ffi.from_buffer("float[]", buf, require_writable=True), buf.size
+            return buf, wptr(buf), buf.size
 
     def _give(self, rows, training, work):
         free = self._work.get((rows, training))
@@ -102,9 +103,7 @@ class FusedNet:
             return out
         rows = n if n < chunk else max(1, int(chunk))
         work = self._take(rows, 0)
-        rc = lib.pynn_net_forward(self.c, ffi.from_buffer("float[]", X), n,
-                                  ffi.from_buffer("float[]", out, require_writable=True),
-                                  work[1], work[2])
+        rc = lib.pynn_net_forward(self.c, ptr(X), n, wptr(out), work[1], work[2])
         self._give(rows, 0, work)
         check_status(rc, "net_forward")
         return out
@@ -188,8 +187,7 @@ class FusedNet:
         work = self._take(batch, 1)
         rc = lib.pynn_net_train(self.c, opt, ptr(X), ptr(T), n,
                                 ffi.NULL if order is None else i64ptr(order), n_order, batch,
-                                ffi.cast("double *", ffi.from_buffer(losses, require_writable=True))
-                                if n_batches else ffi.NULL, done, work[1], work[2])
+                                wptr(losses, "double[]"), done, work[1], work[2])
         self._give(batch, 1, work)
         check_status(rc, "net_train")
         return losses[:done[0]], int(opt.step)
@@ -212,9 +210,9 @@ class OneSample:
         self.kinds = view.kinds
         self.n_in = view.sizes[0]
         self._arrays = view._arrays
-        self._out = np.empty(view.sizes[-1], dtype=np.float32)
+        self.result = np.empty(view.sizes[-1], dtype=np.float32)   # what C writes
         self._work = np.empty(lib.pynn_net_workspace(view.c, 1, 0), dtype=np.float32)
-        self._args = (view.c, wptr(self._out), wptr(self._work), self._work.size)
+        self._args = (view.c, wptr(self.result), wptr(self._work), self._work.size)
         self._lock = threading.Lock()
         self.current = self._make_current()
         self.call = self._make_call()
@@ -240,7 +238,7 @@ class OneSample:
 
     def _make_call(self):
         net, out, work, work_len = self._args
-        n_in, result, lock = self.n_in, self._out, self._lock
+        n_in, result, lock = self.n_in, self.result, self._lock
         forward, from_buffer, null, ndarray = lib.pynn_net_forward_one, ffi.from_buffer, ffi.NULL, np.ndarray
         f32, u8, u8_scale = F32, _U8, _U8_SCALE
 
@@ -281,7 +279,6 @@ class OneSample:
         what ``pynn bench`` times to tell the C part from the Python around it."""
         self(x)
         net, out, work, work_len = self._args
-        args = ((net, ffi.from_buffer("float[]", x), ffi.NULL, 0.0, out, work, work_len)
-                if x.dtype == F32 else
-                (net, ffi.NULL, ffi.from_buffer("uint8_t[]", x), _U8_SCALE, out, work, work_len))
+        args = ((net, ptr(x), ffi.NULL, 0.0, out, work, work_len) if x.dtype == F32 else
+                (net, ffi.NULL, ptr(x, "uint8_t[]"), _U8_SCALE, out, work, work_len))
         return lambda: lib.pynn_net_forward_one(*args)

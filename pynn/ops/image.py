@@ -4,8 +4,8 @@ on images (H,W) and image stacks (n,H,W).
 import numpy as np
 
 from .._pynn import ffi, lib
-from .checks import (check_array, check_shape, check_status, hyperparameter, no_overlap,
-                     output, ptr, wptr)
+from .checks import (check_array, check_shape, check_status, hyperparameter, i64ptr,
+                     no_overlap, output, ptr, wptr)
 
 DISTORT_MAX = lib.PYNN_DISTORT_MAX
 
@@ -41,10 +41,11 @@ def raster_strokes(canvas, xy, lengths, scale=1.0, off_x=0.0, off_y=0.0, radius=
     if not lengths.size and xy.shape[0]:
         raise ValueError(f"lengths is empty but xy holds {xy.shape[0]} points")
     no_overlap(canvas, xy, lengths, name="canvas")
-    lens = ffi.cast("int64_t *", ffi.from_buffer(lengths)) if lengths.size else ffi.NULL
+    lens = i64ptr(lengths)
     rc = lib.pynn_raster_strokes(wptr(canvas), canvas.shape[0], canvas.shape[1], ptr(xy), lens,
                                  lengths.size, hyperparameter("scale", scale, -np.inf),
-                                 hyperparameter("off_x", off_x, -np.inf), hyperparameter("off_y", off_y, -np.inf),
+                                 hyperparameter("off_x", off_x, -np.inf),
+                                 hyperparameter("off_y", off_y, -np.inf),
                                  hyperparameter("radius", radius))
     check_status(rc, "raster_strokes")
     return canvas
@@ -73,8 +74,8 @@ def ink_moments(img):
     of the ink's outline, so 2*mass/edge is a stroke's width)."""
     check_array("img", img, ndim=2)
     m = np.zeros(4, dtype=np.float64)
-    check_status(lib.pynn_ink_moments(ffi.cast("double *", ffi.from_buffer(m, require_writable=True)),
-                                 ptr(img), img.shape[0], img.shape[1]), "ink_moments")
+    check_status(lib.pynn_ink_moments(wptr(m, "double[]"),
+                                      ptr(img), img.shape[0], img.shape[1]), "ink_moments")
     return tuple(float(v) for v in m)
 
 
@@ -83,9 +84,9 @@ def ink_bbox(img, threshold=0.0):
     above ``threshold``; None when none is."""
     check_array("img", img, ndim=2)
     box = np.zeros(4, dtype=np.int64)
-    check_status(lib.pynn_ink_bbox(ffi.cast("int64_t *", ffi.from_buffer(box, require_writable=True)),
-                              ptr(img), img.shape[0], img.shape[1],
-                              hyperparameter("threshold", threshold, -np.inf)), "ink_bbox")
+    check_status(lib.pynn_ink_bbox(wptr(box, "int64_t[]"),
+                                   ptr(img), img.shape[0], img.shape[1],
+                                   hyperparameter("threshold", threshold, -np.inf)), "ink_bbox")
     return None if box[1] == 0 else tuple(int(v) for v in box)
 
 
@@ -138,8 +139,9 @@ def gaussian_blur(images, sigma, gain=1.0, out=None):
     out = output(out, images.shape, inputs=(images,), same_ok=False)
     tmp = np.empty_like(images)
     check_status(lib.pynn_gaussian_blur(wptr(out), wptr(tmp), ptr(images), n, H, W,
-                                   hyperparameter("sigma", sigma), hyperparameter("gain", gain, -np.inf)),
-            "gaussian_blur")
+                                        hyperparameter("sigma", sigma),
+                                        hyperparameter("gain", gain, -np.inf)),
+                 "gaussian_blur")
     return out
 
 
@@ -172,7 +174,7 @@ def distort(images, mats, field=None, noise=None, sigma=0.0, gain=0.0, amount=No
         field = np.ascontiguousarray(field)
         if n and (field.min() < -1 or field.max() >= m):
             raise ValueError(f"field must hold -1 or an index of noise's {m} fields")
-        fptr = ffi.cast("int64_t *", ffi.from_buffer(field))
+        fptr = i64ptr(field)
         nptr = ptr(noise)
     if amount is not None:
         check_array("amount", amount, ndim=1)

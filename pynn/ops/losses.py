@@ -24,7 +24,8 @@ def quadratic_loss_backward(y, t, out=None):
     """dL/dy = 2 (y - t) / B."""
     B, n = _loss_args(y, t)
     d = output(out, (B, n), "out", inputs=(y, t))
-    check_status(lib.pynn_quadratic_loss_backward(wptr(d), ptr(y), ptr(t), B, n), "quadratic_loss_backward")
+    check_status(lib.pynn_quadratic_loss_backward(wptr(d), ptr(y), ptr(t), B, n),
+                 "quadratic_loss_backward")
     return d
 
 
@@ -34,7 +35,7 @@ def softmax_cross_entropy(logits, t, probs=None):
     p = output(probs, (B, n), "probs", inputs=(logits, t))
     loss = ffi.new("double *")
     check_status(lib.pynn_softmax_cross_entropy_forward(loss, wptr(p), ptr(logits), ptr(t), B, n),
-            "softmax_cross_entropy")
+                 "softmax_cross_entropy")
     return loss[0], p
 
 
@@ -43,7 +44,7 @@ def softmax_cross_entropy_backward(probs, t, out=None):
     B, n = _loss_args(probs, t, "probs")
     d = output(out, (B, n), inputs=(probs, t))
     check_status(lib.pynn_softmax_cross_entropy_backward(wptr(d), ptr(probs), ptr(t), B, n),
-            "softmax_cross_entropy_backward")
+                 "softmax_cross_entropy_backward")
     return d
 
 
@@ -53,7 +54,7 @@ def sigmoid_cross_entropy(logits, t, probs=None):
     p = output(probs, (B, n), "probs", inputs=(logits, t))
     loss = ffi.new("double *")
     check_status(lib.pynn_sigmoid_cross_entropy_forward(loss, wptr(p), ptr(logits), ptr(t), B, n),
-            "sigmoid_cross_entropy")
+                 "sigmoid_cross_entropy")
     return loss[0], p
 
 
@@ -62,5 +63,5 @@ def sigmoid_cross_entropy_backward(probs, t, out=None):
     B, n = _loss_args(probs, t, "probs")
     d = output(out, (B, n), inputs=(probs, t))
     check_status(lib.pynn_sigmoid_cross_entropy_backward(wptr(d), ptr(probs), ptr(t), B, n),
-            "sigmoid_cross_entropy_backward")
+                 "sigmoid_cross_entropy_backward")
     return d

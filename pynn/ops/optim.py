@@ -23,15 +23,16 @@ def sgd_update(w, dw, lr, weight_decay=0.0):
     """w <- w - lr * (dw + weight_decay * w), in place (section 4.3)."""
     n = _param_and_grad(w, dw)
     check_status(lib.pynn_sgd_update(wptr(w), ptr(dw), n, hyperparameter("lr", lr),
-                                hyperparameter("weight_decay", weight_decay)), "sgd_update")
+                                     hyperparameter("weight_decay", weight_decay)), "sgd_update")
 
 
 def momentum_update(w, vel, dw, lr, momentum, weight_decay=0.0):
     """vel <- momentum * vel + dw (+ decay); w <- w - lr * vel, in place."""
     n = _param_and_grad(w, dw, vel)
     check_status(lib.pynn_momentum_update(wptr(w), wptr(vel), ptr(dw), n, hyperparameter("lr", lr),
-                                     hyperparameter("momentum", momentum, 0.0, 1.0, True),
-                                     hyperparameter("weight_decay", weight_decay)), "momentum_update")
+                                          hyperparameter("momentum", momentum, 0.0, 1.0, True),
+                                          hyperparameter("weight_decay", weight_decay)),
+                 "momentum_update")
 
 
 def adam_update(w, m, v, dw, lr, beta1, beta2, eps, weight_decay, step):
@@ -40,7 +41,8 @@ def adam_update(w, m, v, dw, lr, beta1, beta2, eps, weight_decay, step):
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step < 2 ** 63:
         raise ValueError(f"step must be an int in [1, 2**63), got {step!r}")
     check_status(lib.pynn_adam_update(wptr(w), wptr(m), wptr(v), ptr(dw), n, hyperparameter("lr", lr),
-                                 hyperparameter("beta1", beta1, 0.0, 1.0, True),
-                                 hyperparameter("beta2", beta2, 0.0, 1.0, True),
-                                 hyperparameter("eps", eps, 1e-30), hyperparameter("weight_decay", weight_decay),
-                                 int(step)), "adam_update")
+                                      hyperparameter("beta1", beta1, 0.0, 1.0, True),
+                                      hyperparameter("beta2", beta2, 0.0, 1.0, True),
+                                      hyperparameter("eps", eps, 1e-30),
+                                      hyperparameter("weight_decay", weight_decay),
+                                      int(step)), "adam_update")
