@@ -13,7 +13,7 @@
  *  - Every function returns PYNN_OK or an error code; none allocates, prints or exits. Buffers
  *    are owned by the caller.
  *  - Pointers are checked for NULL and sizes for being negative or overflowing before any
- *    memory is touched; the Python side (pynn/ops.py) additionally checks dtype, layout and shape.
+ *    memory is touched; the Python side (pynn/ops/) additionally checks dtype, layout and shape.
  *
  * The files behind it (paths under csrc/): ref/ holds the readable reference kernels, one
  * forward beside its backward; fast/ the packed, vectorised and fused ones that the network

@@ -398,10 +398,10 @@ def bench_infer(args, torch, out):
             continue
         W1, W2 = net.weights
         b1, b2 = net.biases
-        net.predict_one(dense)
-        calls = [net._one.prepared(x) for x in digits]
+        one = net.one_sample()
+        calls = [one.prepared(x) for x in digits]
         fns = [_turns(net.predict_proba, digits), _turns(net.predict_one, digits),
-               _turns(lambda call: call(), calls), net._one.prepared(dense),
+               _turns(lambda call: call(), calls), one.prepared(dense),
                _turns(_numpy_forward(W1, b1, W2, b2), digits)]
         if torch is not None:
             model = torch.nn.Sequential(torch.nn.Linear(784, W1.shape[0]), torch.nn.ReLU(),

@@ -713,10 +713,18 @@ class Network:
         if self._hidden is None:
             return self.predict_proba(np.asarray(x).reshape(1, -1) if isinstance(x, np.ndarray)
                                       else x)[0]
+        return self.one_sample().call(x)
+
+    def one_sample(self):
+        """The session ``predict_one`` runs on a dense network (pynn.ops.OneSample: one C call
+        per sample, its buffers made once), made again when the layers' arrays are replaced;
+        None for a network without the fused path. ``pynn bench`` times its prepared call."""
+        if self._hidden is None:
+            return None
         one = self._one
         if one is None or not one.current(self._linears, (self._hidden, self.output, self.loss)):
             one = self._one = ops.OneSample(self._fused(writing=False))
-        return one.call(x)
+        return one
 
     def predict_proba(self, X, batch_size=1024):
         """The output for every sample, (n, n_out) float32: probabilities for softmax (rows sum to 1)."""

@@ -30,8 +30,8 @@ class Optimizer:
     """Base: ``step(params, grads)`` updates each parameter array in place."""
 
     def __init__(self, lr, weight_decay=0.0):
-        self.lr = ops._hyper("lr", lr)
-        self.weight_decay = ops._hyper("weight_decay", weight_decay)
+        self.lr = ops.hyperparameter("lr", lr)
+        self.weight_decay = ops.hyperparameter("weight_decay", weight_decay)
         self.state = []      # one list of state arrays per parameter array
         self.steps = 0
 
@@ -74,7 +74,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.1, momentum=0.0, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        self.momentum = ops._hyper("momentum", momentum, 0.0, 1.0, high_open=True)
+        self.momentum = ops.hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
 
     def step(self, params, grads):
         self._ensure_state(params, 1 if self.momentum > 0 else 0)
@@ -104,9 +104,9 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr, weight_decay)
-        self.beta1 = ops._hyper("beta1", beta1, 0.0, 1.0, high_open=True)
-        self.beta2 = ops._hyper("beta2", beta2, 0.0, 1.0, high_open=True)
-        self.eps = ops._hyper("eps", eps, 1e-30)
+        self.beta1 = ops.hyperparameter("beta1", beta1, 0.0, 1.0, high_open=True)
+        self.beta2 = ops.hyperparameter("beta2", beta2, 0.0, 1.0, high_open=True)
+        self.eps = ops.hyperparameter("eps", eps, 1e-30)
 
     def step(self, params, grads):
         self._ensure_state(params, 2)

@@ -429,10 +429,11 @@ def test_the_prepared_c_call_bench_times_is_predict_one():
     for x in (np.linspace(0, 1, 40, dtype=np.float32), np.arange(40, dtype=np.uint8)):
         want = net.predict_one(x)
         net.predict_one(np.zeros(40, np.float32))
-        call = net._one.prepared(x)
-        net._one._out[:] = np.nan
+        one = net.one_sample()
+        call = one.prepared(x)
+        one.result[:] = np.nan
         assert call() == 0
-        np.testing.assert_array_equal(net._one._out, want)
+        np.testing.assert_array_equal(one.result, want)
 
 
 def _blank_blocks(rng, n, keep):

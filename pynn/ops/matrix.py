@@ -1,0 +1,81 @@
+"""The matrix product and the bias (csrc/gemm.c): z = W a + b for a batch of rows."""
+from .._pynn import lib
+from .checks import check_array, check_shape, check_status, no_overlap, output, ptr, wptr
+
+
+def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=False):
+    """c = alpha * op(a) @ op(b) + beta * c, in place; op transposes when asked.
+
+    a is (M,K), or (K,M) with trans_a; b is (K,N), or (N,K) with trans_b; c is (M,N).
+    ``reference=True`` runs the readable triple loop instead of the fast kernel.
+    """
+    M, N, K = _sizes(a, b, trans_a, trans_b)
+    check_array("c", c, ndim=2, writable=True)
+    check_shape("c", c, (M, N))
+    no_overlap(c, a, b, name="c")
+    return _run(a, b, c, M, N, K, alpha, beta, trans_a, trans_b, reference)
+
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
+    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9."""
+    M, N, K = _sizes(a, b, trans_a, trans_b)
+    c = output(out, (M, N), inputs=(a, b), same_ok=False)
+    return _run(a, b, c, M, N, K, 1.0, 0.0, trans_a, trans_b, reference)
+
+
+def _sizes(a, b, trans_a, trans_b):
+    """(M, N, K) of op(a) (M,K) @ op(b) (K,N), a and b checked."""
+    check_array("a", a, ndim=2)
+    check_array("b", b, ndim=2)
+    M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if K != Kb:
+        raise ValueError(f"inner dimensions differ: op(a) is {(M, K)}, op(b) is {(Kb, N)}")
+    return M, N, K
+
+
+def _run(a, b, c, M, N, K, alpha, beta, trans_a, trans_b, reference):
+    """The C call, on arrays already checked (c of shape (M,N), apart from a and b)."""
+    fn = lib.pynn_gemm_ref if reference else lib.pynn_gemm
+    rc = fn(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, float(alpha),
+            ptr(a), a.shape[1], ptr(b), b.shape[1], float(beta), wptr(c), N)
+    if rc:
+        check_status(rc, "gemm")
+    return c
+
+
+def bias_forward(z, bias):
+    """z (B,n) += bias (n), in place: the + b of z = W a + b for every sample."""
+    check_array("z", z, ndim=2, writable=True)
+    check_array("bias", bias, ndim=1)
+    check_shape("bias", bias, (z.shape[1],))
+    no_overlap(bias, z, name="bias")
+    check_status(lib.pynn_bias_forward(wptr(z), ptr(bias), z.shape[0], z.shape[1]), "bias_forward")
+    return z
+
+
+def bias_backward(dz, out=None):
+    """db = column sums of dz (B,n): every sample's dz reached b. Accumulates into ``out``."""
+    check_array("dz", dz, ndim=2)
+    out = output(out, (dz.shape[1],), inputs=(dz,), same_ok=False, fill=0.0)
+    check_status(lib.pynn_bias_backward(wptr(out), ptr(dz), dz.shape[0], dz.shape[1]),
+                 "bias_backward")
+    return out
+
+
+class GemmCall:
+    """``gemm(a, b, c, ...)`` prepared once and run many times: the arrays are checked (and the
+    product computed) when it is made, their pointers kept, so each call is one C call, as in
+    the fused network step. For loops over the same buffers, such as ``pynn bench``."""
+
+    def __init__(self, a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
+        gemm(a, b, c, alpha, beta, trans_a, trans_b)
+        M, N = c.shape
+        K = a.shape[0] if trans_a else a.shape[1]
+        self._arrays = (a, b, c)
+        self._args = (int(bool(trans_a)), int(bool(trans_b)), M, N, K, float(alpha), ptr(a),
+                      a.shape[1], ptr(b), b.shape[1], float(beta), wptr(c), N)
+
+    def __call__(self):
+        check_status(lib.pynn_gemm(*self._args), "gemm")
+        return self._arrays[2]
