@@ -57,6 +57,10 @@ def test_nudging_finds_the_gradient_backpropagation_finds_and_puts_every_paramet
     assert largest < tol and length < tol
 
 
+def number(text):
+    return float(text.replace(",", ""))
+
+
 def test_gradcost_quick_writes_both_ways_with_their_passes(tmp_path, mnist_available):
     out = str(tmp_path / "gradcost")
     assert study(["gradcost", "--quick", "--out", out]) == 0
@@ -64,14 +68,14 @@ def test_gradcost_quick_writes_both_ways_with_their_passes(tmp_path, mnist_avail
         rows = list(csv.DictReader(f))
     assert [r["way"] for r in rows] == ["nudging (central differences)", "backpropagation"] * 2
     for nudge, back in zip(rows[::2], rows[1::2]):
-        n = int(nudge["parameters"].replace(",", ""))
+        n = int(number(nudge["parameters"]))
         assert nudge["network"] == back["network"]
         assert nudge["passes"] == f"{2 * n:,} forward" and back["passes"] == "1 forward + 1 backward"
-        assert float(nudge["seconds"]) > float(back["seconds"]) > 0
+        assert number(nudge["seconds"]) > number(back["seconds"]) > 0
         assert back["times_backprop"] == "1"
         assert "extrapolated" in nudge["measured"]                 # the quick run samples
         assert float(nudge["largest_difference"]) < 1e-2
-    assert int(rows[0]["parameters"].replace(",", "")) == 784 * 30 + 30 + 30 * 10 + 10
+    assert number(rows[0]["parameters"]) == 784 * 30 + 30 + 30 * 10 + 10
     with open(os.path.join(out, "gradcost.md")) as f:
         text = f.read()
     assert text.startswith("# The cost of a gradient\n\nMade by: `") and "| backpropagation |" in text

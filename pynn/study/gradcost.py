@@ -151,7 +151,7 @@ def main(args):
         pair = measure(arch, activation, output, loss, args.sample or sample, h, X, y)
         for r in pair:
             r["times_backprop"] = f"{r['seconds'] / pair[1]['seconds']:,.0f}"
-            r["seconds"] = f"{r['seconds']:.3g}"
+            r["seconds"] = f"{r['seconds']:.3g}" if r["seconds"] < 1000 else f"{r['seconds']:,.0f}"
             r["parameters"] = f"{r['parameters']:,}"
         rows += pair
         print(f"{arch}: nudging {pair[0]['seconds']} s, backpropagation {pair[1]['seconds']} s "
