@@ -28,7 +28,6 @@ NETWORKS = [("784-30-10", "sigmoid", "sigmoid", "quadratic", None, 1e-2),
 QUICK = [("784-30-10", "sigmoid", "sigmoid", "quadratic", 300, 1e-2),
          ("1x28x28-c4k5-pool2-c8k5-pool2-32-10", "relu", "softmax", "cross_entropy", 200, 1e-4)]
 BIAS_SCALE = 0.1
-REPEAT = 5
 
 
 def pick(sizes, sample, rng):
@@ -84,13 +83,16 @@ def difference(nudged, backprop):
     return largest, norm
 
 
-def _best(fn):
-    times = []
-    for _ in range(REPEAT):
-        t0 = time.perf_counter()
+def mean_time(fn, at_least):
+    """fn's mean time over as many runs as fill ``at_least`` seconds, and the number of runs:
+    a mean, as the nudging's time is the sum of its many forward passes."""
+    runs, t0 = 0, time.perf_counter()
+    while True:
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        runs += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= at_least:
+            return elapsed / runs, runs
 
 
 def network(arch, activation, output, loss, seed=0):
@@ -105,7 +107,7 @@ def network(arch, activation, output, loss, seed=0):
     return net
 
 
-def measure(arch, activation, output, loss, sample, h, X, y, seed=0):
+def measure(arch, activation, output, loss, sample, h, X, y, seed=0, at_least=1.0):
     """The table's two rows for one network: nudging and backpropagation, timed on (X, y)."""
     net = network(arch, activation, output, loss, seed)
     T = net.targets(y, len(y))
@@ -116,7 +118,7 @@ def measure(arch, activation, output, loss, sample, h, X, y, seed=0):
     nudged = nudged_gradient(net, X, T, picks, h)
     t_nudge = time.perf_counter() - t0
     per_pass = f"{1e3 * t_nudge / (2 * len(picks)):.3g} ms a forward pass"
-    t_back = _best(lambda: net.gradients(X, T))
+    t_back, runs = mean_time(lambda: net.gradients(X, T), at_least)
     largest, norm = difference(nudged, backprop_gradient(net, X, T, picks))
     name = f"{arch} ({activation}, {output}, {loss})"
     seconds = t_nudge * total / len(picks)
@@ -131,7 +133,7 @@ def measure(arch, activation, output, loss, sample, h, X, y, seed=0):
          "h": h, "largest_difference": f"{largest:.1e}", "length_difference": f"{norm:.1e}"},
         {"network": name, "parameters": total, "way": "backpropagation",
          "passes": "1 forward + 1 backward", "seconds": t_back,
-         "measured": f"best of {REPEAT}"},
+         "measured": f"mean of {runs:,} runs"},
     ]
 
 
@@ -148,7 +150,8 @@ def main(args):
     X, y = np.ascontiguousarray(X[:args.batch]), np.ascontiguousarray(y[:args.batch])
     rows = []
     for arch, activation, output, loss, sample, h in (QUICK if args.quick else NETWORKS):
-        pair = measure(arch, activation, output, loss, args.sample or sample, h, X, y)
+        pair = measure(arch, activation, output, loss, args.sample or sample, h, X, y,
+                       at_least=0.2 if args.quick else 1.0)
         for r in pair:
             r["times_backprop"] = f"{r['seconds'] / pair[1]['seconds']:,.0f}"
             r["seconds"] = f"{r['seconds']:.3g}" if r["seconds"] < 1000 else f"{r['seconds']:,.0f}"
