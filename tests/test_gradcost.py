@@ -86,3 +86,13 @@ def test_gradcost_refuses_a_batch_it_cannot_take(tmp_path, mnist_available):
         study(["gradcost", "--quick", "--out", str(tmp_path), "--batch", "0"])
     with pytest.raises(SystemExit, match="--sample must be at least 1"):
         study(["gradcost", "--quick", "--out", str(tmp_path), "--sample", "0"])
+
+
+def test_the_study_command_lists_gradcost_and_its_help_names_its_settings(capsys):
+    with pytest.raises(SystemExit) as e:
+        study(["--help"])
+    assert e.value.code == 0 and "gradcost" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        study(["gradcost", "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "--batch" in text and "--sample" in text and "--quick" in text

@@ -20,9 +20,10 @@ from ..network import Network
 from .common import Results, load_split, markdown_table, write_markdown
 
 # (architecture, hidden activation, output, loss, parameters nudged (None: all), the step h).
-# h is as small as float32 allows where the loss is smooth (rounding in the loss, divided by
-# 2h, is the error then); the ReLU network takes a smaller one, since a nudge that carries a
-# ReLU across 0 or changes a pooling window's winner sees the slope on the other side of a kink.
+# Where the loss is smooth, h = 1e-2 balances the error of the formula (like h^2) against
+# float32's rounding of the loss (divided by 2h); the ReLU network takes a smaller one, since a
+# nudge that carries a ReLU across 0 or changes a pooling window's winner sees the slope on the
+# other side of a kink.
 NETWORKS = [("784-30-10", "sigmoid", "sigmoid", "quadratic", None, 1e-2),
             ("1x28x28-c32k5-pool2-c64k5-pool2-256-10", "relu", "softmax", "cross_entropy", 1000, 1e-4)]
 QUICK = [("784-30-10", "sigmoid", "sigmoid", "quadratic", 300, 1e-2),
@@ -50,7 +51,9 @@ def nudged_gradient(net, X, T, picks, h):
     """dL/dw for each picked parameter by central differences: the loss with only that
     parameter moved to w + h and to w - h (two forward passes), divided by the distance
     between the two values float32 really holds. Every parameter is put back as it was."""
-    params = [p.reshape(-1) for p in net.parameters()]      # views: a nudge moves the network
+    params = [p.reshape(-1) for p in net.parameters()]
+    if not all(np.shares_memory(f, p) for f, p in zip(params, net.parameters())):
+        raise ValueError("the network's parameters must be contiguous arrays to be nudged")
     grad = np.empty(len(picks))
     for n, (a, i) in enumerate(picks):
         flat = params[a]
