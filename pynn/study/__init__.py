@@ -1,9 +1,10 @@
-"""`pynn study`: the measurements behind the seed's tasks 3, 5 and 6.
+"""`pynn study`: the measurements behind the seed's tasks 2, 3, 5 and 6.
 
     pynn study sweep    which settings give the lowest error rate (task 5)
     pynn study noise    how noise in the data changes the error rate (task 5)
     pynn study compare  the network against other methods, robustness and adaptivity (task 6)
     pynn study lang     the same work in pure Python, NumPy and the C kernels (task 3)
+    pynn study gradcost one gradient by nudging each parameter and by backpropagation (task 2)
 
 Each writes a CSV, a markdown table and (with the ``plots`` extra) PNG plots into --out, shows
 its progress, and on a rerun skips what is already in its CSV. --quick makes a small version
@@ -16,8 +17,10 @@ COMMANDS = {
     "noise": "error rate against graded noise, trained clean and trained with the noise",
     "compare": "nearest centroid, k-NN, softmax regression and networks side by side",
     "lang": "one epoch and one GEMM in pure Python, NumPy and the C kernels",
+    "gradcost": "one gradient by nudging each parameter against backpropagation: time, passes",
 }
-MODULES = {"sweep": "sweep", "noise": "robustness", "compare": "compare", "lang": "lang"}
+MODULES = {"sweep": "sweep", "noise": "robustness", "compare": "compare", "lang": "lang",
+           "gradcost": "gradcost"}
 
 
 def _module(name):
@@ -26,10 +29,10 @@ def _module(name):
 
 
 def register(subparsers):
-    """Add the ``study`` command, with its four sub-commands, to the CLI's subparsers."""
-    study = subparsers.add_parser("study", help="measurements: sweep, noise, compare, lang",
+    """Add the ``study`` command, with its sub-commands, to the CLI's subparsers."""
+    study = subparsers.add_parser("study", help="measurements: " + ", ".join(COMMANDS),
                                   description=__doc__.split("\n\n")[0])
-    sub = study.add_subparsers(dest="study_command", metavar="{sweep,noise,compare,lang}")
+    sub = study.add_subparsers(dest="study_command", metavar="{" + ",".join(COMMANDS) + "}")
     sub.required = True
     for name, help in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=_module(name).__doc__.split("\n\n")[0])
