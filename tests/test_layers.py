@@ -2,6 +2,7 @@
 fast paths do not cover runs layer by layer correctly, inputs come in any sample shape, and
 one network answers several threads at once."""
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -199,3 +200,32 @@ def test_pixels_train_as_their_scaled_floats_bit_for_bit(batch, callback):
         np.testing.assert_array_equal(W, V)
     np.testing.assert_array_equal(a.predict_proba(images, batch_size=1000),
                                   a.predict_proba(ops.scale_u8(images).reshape(9000, 64)))
+
+
+def test_weights_whose_layout_changes_in_place_are_seen_before_a_pointer_is_used():
+    """The fast paths keep pointers into the layers' arrays; strides or a shape set in place
+    (or a forced resize) must send them back to check, never read a stale layout."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 12)).astype(np.float32)
+    net = Network([12, 8, 3], seed=0)
+    want = net.predict_proba(X)
+    W = net.weights[0]
+    flipped = W[::-1]                             # the same memory, rows the other way
+    net.weights[0] = flipped                      # a view that is not C-contiguous
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.predict_proba(X)
+    net.weights[0] = W
+    np.testing.assert_array_equal(net.predict_proba(X), want)
+    W.shape = (4, 24)                             # reshaped in place: the layer no longer fits
+    with pytest.raises(ValueError):
+        net.predict_proba(X)
+    W.shape = (8, 12)
+    np.testing.assert_array_equal(net.predict_proba(X), want)
+    np.testing.assert_array_equal(net.predict_one(X[0]), want[0])
+    with warnings.catch_warnings():               # setting strides is deprecated, yet possible
+        warnings.simplefilter("ignore", DeprecationWarning)
+        W.strides = (4, 32)                       # the same shape, read column by column
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.predict_proba(X)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.predict_one(X[0])

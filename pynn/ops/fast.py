@@ -45,7 +45,7 @@ class FusedNet:
         self.sizes = sizes
         self.kinds = (hidden, output, loss)
         self._arrays = tuple(weights) + tuple(biases)
-        self._shapes = tuple(a.shape for a in self._arrays)
+        self._layouts = tuple((a.shape, a.strides) for a in self._arrays)
         self._sizes = ffi.new("int64_t[]", sizes)
         # writable pointers for training, which checks writability first (inference only reads)
         self._W = ffi.new("float *[]", [ptr(W) for W in weights])
@@ -59,14 +59,17 @@ class FusedNet:
         self._work = {}        # (rows, training) -> free workspaces
 
     def matches(self, weights, biases, hidden, output, loss, writing=True):
-        """True while the owner's arrays are still the ones this view points into, unchanged
-        (and still writable, unless ``writing`` is False: inference only reads them)."""
+        """True while the owner's arrays are still the ones this view points into, with the
+        shape, strides and dtype it was made for (and still writable, unless ``writing`` is
+        False: inference only reads them). Their data cannot move unseen: the view holds a
+        reference, so numpy refuses to resize them in place, a resize forced with
+        refcheck=False changes the shape, and strides set in place are compared here."""
         arrays = self._arrays
         if (self.kinds != (hidden, output, loss) or len(weights) + len(biases) != len(arrays)
                 or not all(map(operator.is_, itertools.chain(weights, biases), arrays))):
             return False
-        for a, shape in zip(self._arrays, self._shapes):
-            if a.shape != shape or a.dtype is not F32:
+        for a, (shape, strides) in zip(self._arrays, self._layouts):
+            if a.shape != shape or a.strides != strides or a.dtype is not F32:
                 return False
             if writing and not (a.flags.c_contiguous and a.flags.writeable):
                 return False
