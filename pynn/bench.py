@@ -1,6 +1,6 @@
 """pynn bench: pynn's speed next to numpy (OpenBLAS) and PyTorch, measured side by side in one run.
 
-Three sections, each printed as a table with ratios (pynn's speed over the other's, > 1 means
+Four sections, each printed as a table with ratios (pynn's speed over the other's, > 1 means
 pynn is faster):
   gemm   the matrix products of training a 784-H-10 network (forward z = a W^T, dW = delta^T a,
          dX = delta W for batches of 1, 10, 64, 256 and H of 128, 800), and 1024/2048 squares,
@@ -8,6 +8,8 @@ pynn is faster):
   train  samples/s of mini-batch training (ReLU, softmax cross-entropy, SGD with momentum,
          data in memory): 784-800-10 at batch 64 over whole MNIST epochs, with the test
          accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
+  conv   the convolutional network 1x28x28-c32k5-pool2-c64k5-pool2-256-10: training samples/s
+         at batch 64 and its GFLOP/s, and one digit through it
   infer  one digit (1,784) to probabilities, from Python: pynn's predict_proba (and
          predict_one, which returns the (10,) row), PyTorch, and numpy's two matrix products,
          on real digits (MNIST's test digits, or digits drawn as the pad draws them), whose
@@ -424,16 +426,124 @@ def bench_infer(args, torch, out):
             f"{_ratio(times[0], [best]):>8s}")
 
 
+# ---- convolutional network ----
+
+CONV_ARCH = "1x28x28-c32k5-pool2-c64k5-pool2-256-10"
+
+
+def _training_flops(net):
+    """Floating-point operations of one sample's training step: 2 per multiply-add of the
+    forward, and as many again for each gradient the backward makes (weights; input, except
+    at the first layer)."""
+    from .layers import Conv2d, Linear
+    flops = 0
+    shapes = Network.trace(net.layers, net.input_shape)
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, (Conv2d, Linear)):
+            macs = int(np.prod(shapes[i + 1])) * int(np.prod(layer.W.shape[1:]))
+            flops += 2 * macs * (2 if i == 0 else 3)
+    return flops
+
+
+class TorchConv:
+    """The same convolutional network in PyTorch, started from pynn's weights."""
+
+    def __init__(self, torch, net, lr, momentum):
+        nn = torch.nn
+        self.torch = torch
+        self.model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(32, 64, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                   nn.Linear(1024, 256), nn.ReLU(), nn.Linear(256, 10))
+        weighted = [m for m in self.model if hasattr(m, "weight")]
+        with torch.no_grad():
+            for m, layer in zip(weighted, (x for x in net.layers if x.params)):
+                m.weight.copy_(torch.from_numpy(layer.W))
+                m.bias.copy_(torch.from_numpy(layer.b))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
+        self.loss = nn.CrossEntropyLoss()
+
+    def train(self, X, y, batch, order):
+        for k in range(0, len(order), batch):
+            idx = order[k:k + batch]
+            self.opt.zero_grad()
+            self.loss(self.model(X[idx]), y[idx]).backward()
+            self.opt.step()
+
+    def predict(self, x):
+        with self.torch.no_grad():
+            return self.torch.softmax(self.model(x), dim=1)
+
+
+def bench_conv(args, torch, out):
+    """Training the convolutional network of issue 13 at batch 64, and one digit through it."""
+    data, why = _mnist(args)
+    if data is None:
+        out(f"\nConvolutional network: skipped, MNIST is not available ({why})")
+        return
+    Xtr, ytr, Xte, _ = data
+    lr, momentum, batch = 0.05, 0.9, 64
+    net = Network(CONV_ARCH, seed=0)
+    opt = SGD(lr=lr, momentum=momentum)
+    images = Xtr.reshape(-1, 1, 28, 28)
+    flops = _training_flops(net)
+    # the practical peak: pynn's own product of two 1024 squares, on the same threads
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    square = ops.GemmCall(a, a, np.empty_like(a))
+    peak = 2 * 1024 ** 3 / interleaved([square], 0.5, rounds=3)[0] / 1e9
+    n = 64 * (20 if args.quick else 60)
+    parts = 2 if args.quick else 4
+    out(f"\nConvolutional network {CONV_ARCH} (ReLU, softmax cross-entropy, SGD lr={lr} "
+        f"momentum={momentum}), training at batch {batch}: samples/s over {parts} turns of "
+        f"{n} MNIST digits each; {flops / 1e6:.1f} MFLOP a sample; GFLOP/s against pynn's "
+        f"1024x1024 product on the same threads ({peak:.0f} GFLOP/s)")
+    tm = TorchConv(torch, net, lr, momentum) if torch is not None else None
+    rng = np.random.default_rng(1)
+    rates = [[], []]
+    for _ in range(parts):
+        order = rng.permutation(len(Xtr))[:n]
+        time.sleep(PAUSE)
+        t0 = time.perf_counter()
+        net.fit(images[order], ytr[order], epochs=1, batch_size=batch, optimizer=opt,
+                shuffle=False, score=False)
+        rates[0].append(n / (time.perf_counter() - t0))
+        if tm is not None:
+            time.sleep(PAUSE)
+            tX = torch.from_numpy(images[order])
+            ty = torch.from_numpy(ytr[order])
+            t0 = time.perf_counter()
+            tm.train(tX, ty, batch, torch.arange(n))
+            rates[1].append(n / (time.perf_counter() - t0))
+    rate = [statistics.median(r) if r else None for r in rates]
+    out(f"{'':20s} {'samples/s':>10s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    for name, r in zip(("pynn", "PyTorch"), rate):
+        if r is not None:
+            out(f"{name:20s} {r:10.0f} {r * flops / 1e9:8.1f} {r * flops / 1e9 / peak:7.0%}")
+    if rate[1]:
+        out(f"{'ratio':20s} {rate[0] / rate[1]:9.2f}x")
+
+    out("\nOne digit through the convolutional network, from Python (microseconds a call; "
+        "pynn: predict_one; torch at the faster of its thread counts, shown as thr)")
+    digits = [np.ascontiguousarray(Xte[i].reshape(1, 1, 28, 28)) for i in range(8)]
+    fns = [_turns(net.predict_one, digits)]
+    if torch is not None:
+        fns += _torch_thread_counts(torch, _turns(tm.predict, [torch.from_numpy(x) for x in digits]))
+    times = interleaved(fns, 0.2 if args.quick else 1.0, inner=5, rounds=2 if args.quick else 3)
+    best, thr = _fastest(times[1:], torch)
+    out(f"{'pynn':>10s} {'torch':>10s} {'thr':>4s} {'ratio':>7s}")
+    out(f"{_fmt(times[0] * 1e6, 10)} {_fmt(best * 1e6 if best else None, 10)} {thr:>4s} "
+        f"{_ratio(times[0], [best]):>7s}")
+
+
 # ---- command line ----
 
-SECTIONS = {"gemm": bench_gemm, "train": bench_train, "infer": bench_infer}
+SECTIONS = {"gemm": bench_gemm, "train": bench_train, "infer": bench_infer, "conv": bench_conv}
 
 
 def add_arguments(p):
     p.add_argument("--quick", action="store_true",
                    help="a short run (about a fifth of the time): fewer repeats and samples")
-    p.add_argument("--sections", default="gemm,train,infer",
-                   help="comma-separated sections to run: gemm, train, infer (default all)")
+    p.add_argument("--sections", default="gemm,train,infer,conv",
+                   help="comma-separated sections to run: gemm, train, infer, conv (default all)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for pynn and PyTorch (default: pynn's, all cores)")
     p.add_argument("--epochs", type=int, default=2,

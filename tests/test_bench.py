@@ -90,3 +90,16 @@ def test_the_command_reruns_itself_with_openblas_threads_that_go_idle(monkeypatc
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")     # the user's own setting: run here
     monkeypatch.setattr(bench, "run", lambda a: 7)
     assert bench._cli(args) == 7 and len(calls) == 1
+
+
+def test_the_conv_section_counts_a_training_steps_flops_and_runs(capsys):
+    from pynn import Network
+    net = Network(bench.CONV_ARCH, seed=0)
+    forward = {"conv1": 24 * 24 * 32 * 25, "conv2": 8 * 8 * 64 * 32 * 25, "fc1": 1024 * 256,
+               "fc2": 256 * 10}
+    # the first layer makes no input gradient: 2 products of its size, the others 3
+    want = 2 * (2 * forward["conv1"] + 3 * (forward["conv2"] + forward["fc1"] + forward["fc2"]))
+    assert bench._training_flops(net) == want
+    assert bench.main(["--quick", "--sections", "conv", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Convolutional network" in out and "23.1 MFLOP a sample" in out
