@@ -510,6 +510,12 @@ def test_label_noise_quick_with_a_dense_and_a_conv_network(tmp_path, mnist_avail
                   "--out", out]) == 0
     said = capsys.readouterr().out
     assert "2 models, 2 already in" in said and "0 to train" in said
+    study(["noise", "--quick", "--labels", "--shares", "0", "--nets", "dense", "--epochs", "1",
+           "--out", out])        # another config is another run: trained, and reported alone
+    assert "1 to train" in capsys.readouterr().out
+    assert "| net | hidden | 0 | climb |" in open(os.path.join(out, "labels.md")).read()
+    with open(os.path.join(out, "labels.csv")) as f:
+        assert [r["epochs"] for r in csv.DictReader(f)] == ["2", "2", "2", "2", "1"]
     with pytest.raises(SystemExit, match="--shares must be in 0..1"):
         study(["noise", "--quick", "--labels", "--shares", "0,2", "--out", out])
     with pytest.raises(SystemExit, match="unknown network 'rnn'"):

@@ -92,12 +92,12 @@ def plot(plt, rows, nets, out):
     fig, grid = plt.subplots(2, (len(names) + 1) // 2, figsize=(3.2 * ((len(names) + 1) // 2), 6.4),
                              squeeze=False)
     for ax, name in zip(grid.ravel(), names):
-        for net, colour in zip(nets, ("C0", "C1", "C2", "C3")):
+        for i, net in enumerate(nets):
             for trained, style in (("clean", "o-"), (name, "s--")):
                 pts = sorted((int(r["level"]), float(r["amount"]), float(r["error"])) for r in rows
                              if r["noise"] == name and r["model"] == trained and r["net"] == net)
                 if pts:
-                    ax.plot([p[1] for p in pts], [100 * p[2] for p in pts], style, color=colour,
+                    ax.plot([p[1] for p in pts], [100 * p[2] for p in pts], style, color=f"C{i}",
                             label=f"{net}, trained " + ("clean" if trained == "clean" else "with noise"))
         ax.set_title(name)
         ax.set_xlabel(NOISES[name][2], fontsize=8)
@@ -185,14 +185,19 @@ def _write(out, name, title, body, plotter):
 def main_labels(args, nets, configs):
     shares = _shares(args.shares)
     results = Results(os.path.join(args.out, "labels.csv"), LABEL_FIELDS, later={})
-    done = {(n, float(s)) for n, s in results.done("net", "share")}
+
+    def this_run(row):
+        """Whether a row's network, hidden part and epochs are this run's."""
+        c = configs.get(row["net"])
+        return c is not None and row["hidden"] == str(c["hidden"]) and row["epochs"] == str(c["epochs"])
+    done = {(r["net"], float(r["share"])) for r in results.rows() if this_run(r)}
     todo = [(n, configs[n], s) for n in nets for s in shares if (n, s) not in done]
     print(f"noise --labels: {len(nets) * len(shares)} models, {len(nets) * len(shares) - len(todo)} "
           f"already in {results.path}, {len(todo)} to train")
     for row in run_all(run_labels, todo, args.workers,
                        (args.data_dir, args.quick, threads_for(args.workers)), "label noise"):
         results.append([row])
-    rows = [r for r in results.rows() if r["net"] in nets and float(r["share"]) in shares]
+    rows = [r for r in results.rows() if this_run(r) and float(r["share"]) in shares]
     described = "; ".join(f"{n}: `{c}`" for n, c in configs.items())
     body = (f"Networks: {described}. Each is trained on the training digits with the given share "
             f"of their labels replaced by another class, chosen uniformly among the other nine "
