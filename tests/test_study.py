@@ -16,6 +16,7 @@ import pytest
 import pynn
 from pynn.checkpoint import load_checkpoint
 from pynn.io import load
+from pynn.network import Network
 from pynn.optim import SGD
 from pynn.study import baselines, cluster, common, compare, lang, noise, register
 from pynn.study.classic import KNearest, NearestCentroid
@@ -107,6 +108,56 @@ def test_noise_rejects_bad_input():
         noise.apply("fog", digits(), 1)
     with pytest.raises(ValueError, match="fraction"):
         noise.salt_pepper(digits(), 1.5)
+
+
+# ---- label noise ----
+
+@pytest.mark.parametrize("n", [1000, 37])
+def test_wrong_labels_changes_exactly_the_share_each_to_another_class(n):
+    y = np.random.default_rng(n).integers(0, 10, n)
+    before = y.copy()
+    for share in noise.LABEL_SHARES + [1.0]:
+        wrong = noise.wrong_labels(y, share, rng=5)
+        changed = wrong != y
+        assert changed.sum() == round(share * n)          # exactly the share, never a no-op swap
+        assert wrong.dtype == y.dtype and wrong.shape == y.shape
+        assert wrong.min() >= 0 and wrong.max() <= 9
+    assert np.array_equal(y, before)
+
+
+def test_wrong_labels_are_seeded_and_nested():
+    y = np.random.default_rng(0).integers(0, 10, 500)
+    a = noise.wrong_labels(y, 0.3, rng=1)
+    assert np.array_equal(a, noise.wrong_labels(y, 0.3, rng=np.random.default_rng(1)))
+    assert not np.array_equal(a, noise.wrong_labels(y, 0.3, rng=2))
+    assert np.array_equal(noise.wrong_labels(y, 0.3), noise.wrong_labels(y, 0.3, noise.LABEL_SEED))
+    small, large = noise.wrong_labels(y, 0.1, rng=1), noise.wrong_labels(y, 0.4, rng=1)
+    hit = small != y
+    assert np.array_equal(large[hit], small[hit]) and (large != y).sum() == 200
+
+
+def test_a_wrong_label_is_any_other_class_alike():
+    y = np.repeat(np.arange(10), 3000)
+    wrong = noise.wrong_labels(y, 1.0, rng=3)
+    for c in (0, 4, 9):
+        counts = np.bincount(wrong[y == c], minlength=10)
+        assert counts[c] == 0
+        others = np.delete(counts, c) / 3000
+        assert np.all(np.abs(others - 1 / 9) < 0.025), others   # 1/9 within about 4 sigma
+
+
+def test_wrong_labels_reject_bad_input():
+    y = np.arange(10)
+    with pytest.raises(ValueError, match="share"):
+        noise.wrong_labels(y, 1.5)
+    with pytest.raises(ValueError, match="share"):
+        noise.wrong_labels(y, float("nan"))
+    with pytest.raises(TypeError, match="integer labels"):
+        noise.wrong_labels(y.astype(np.float32), 0.1)
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.9"):
+        noise.wrong_labels(np.array([0, 10]), 0.1)
+    with pytest.raises(ValueError, match="n_classes"):
+        noise.wrong_labels(y, 0.1, n_classes=1)
 
 
 # ---- k-NN and nearest centroid against brute force ----
@@ -233,6 +284,45 @@ def test_configurations_and_settings():
             parse_settings(bad)
 
 
+def test_a_config_names_a_dense_or_a_convolutional_network():
+    assert common.architecture(dict(common.BASE, hidden="800-800")) == "784-800-800-10"
+    assert common.architecture(dict(common.BASE, hidden="")) == "784-10"
+    assert common.architecture(common.CONV) == "1x28x28-" + common.CONV_HIDDEN + "-10"
+    dense = common.make_network(dict(common.BASE, hidden="30"))
+    old = Network([784, 30, 10], "relu", "softmax", "cross_entropy", seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(dense.weights, old.weights))
+    conv = common.make_network(dict(common.QUICK_CONV, dropout=0.5))
+    kinds = [type(x).__name__ for x in conv.layers]
+    assert kinds[:3] == ["Conv2d", "ReLU", "MaxPool2d"] and "Dropout" in kinds
+    assert conv.predict(digits(3)).shape == (3,)
+    with pytest.raises(ValueError, match="square images"):
+        common.make_network(common.QUICK_CONV, n_in=700)
+
+
+def test_result_files_written_before_the_later_columns_still_load(tmp_path):
+    """A sweep.csv without the dropout column and a noise.csv without the net column: their
+    rows read with the value the older runs had, and the next append rewrites the header."""
+    from pynn.study import robustness, sweep
+    old_sweep = [f for f in sweep.FIELDS if f != "dropout"]
+    path = tmp_path / "sweep.csv"
+    row = dict(common.BASE, key=common.config_key(common.BASE), val_error=0.1, train_seconds=1, curve="[0.1]")
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=old_sweep, extrasaction="ignore")
+        w.writeheader()
+        w.writerow(row)
+    results = common.Results(str(path), sweep.FIELDS)
+    assert results.rows()[0]["dropout"] == "0.0" and results.done() == {row["key"]}
+    old_noise = [f for f in robustness.FIELDS if f != "net"]
+    path = tmp_path / "noise.csv"
+    with open(path, "w", newline="") as f:
+        f.write(",".join(old_noise) + "\nclean,blur,0,0,0.1,2.0\n")
+    results = common.Results(str(path), robustness.FIELDS, later=robustness.OLDER)
+    assert results.done("net", "model") == {("dense", "clean")}
+    results.append([dict(results.rows()[0], net="conv")])
+    with open(path) as f:
+        assert [r["net"] for r in csv.DictReader(f)] == ["dense", "conv"]
+
+
 def test_learning_rate_schedules():
     c = dict(common.BASE, lr=0.1, epochs=9)
     assert [common.learning_rate(dict(c, schedule="constant"), e) for e in (0, 8)] == [0.1, 0.1]
@@ -353,6 +443,20 @@ def test_sweep_quick_and_resume(tmp_path, mnist_available, capsys):
     check_plots(out, ["sweep_settings.png", "sweep_curves.png"])
 
 
+def test_a_sweep_puts_a_conv_network_next_to_a_dense_one(tmp_path, mnist_available):
+    out = str(tmp_path / "sweep")
+    conv = common.QUICK_CONV["hidden"]
+    assert study(["sweep", "--quick", "--out", out, "--search", "grid", "--set", f"hidden=8,{conv}",
+                  "--set", "epochs=1", "--final", "2"]) == 0
+    with open(os.path.join(out, "sweep_final.csv")) as f:
+        final = {r["hidden"]: r for r in csv.DictReader(f)}
+    assert set(final) == {"8", conv}
+    net = load(os.path.join(out, final[conv]["model"]))
+    assert type(net.layers[0]).__name__ == "Conv2d"
+    assert float(final[conv]["test_error"]) < 0.5
+    check_plots(out, ["sweep_settings.png"])
+
+
 def test_sweep_without_matplotlib_writes_tables_and_says_so(tmp_path, mnist_available, monkeypatch):
     from pynn.study import sweep
     monkeypatch.setattr(sweep, "pyplot", lambda: None)
@@ -365,15 +469,68 @@ def test_sweep_without_matplotlib_writes_tables_and_says_so(tmp_path, mnist_avai
 
 def test_noise_quick(tmp_path, mnist_available):
     out = str(tmp_path / "noise")
-    assert study(["noise", "--quick", "--out", out, "--noises", "blur,occlude"]) == 0
+    assert study(["noise", "--quick", "--out", out, "--noises", "occlude"]) == 0
     with open(os.path.join(out, "noise.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert {r["model"] for r in rows} == {"clean", "blur", "occlude"}
-    clean = {(r["noise"], int(r["level"])): float(r["error"]) for r in rows if r["model"] == "clean"}
-    assert len(clean) == 8 * 6
-    assert clean[("occlude", 5)] > clean[("occlude", 0)]
-    assert "| blur | this noise |" in open(os.path.join(out, "noise.md")).read()
+    assert {(r["net"], r["model"]) for r in rows} == {(n, m) for n in ("dense", "conv")
+                                                      for m in ("clean", "occlude")}
+    for net in ("dense", "conv"):
+        clean = {(r["noise"], int(r["level"])): float(r["error"]) for r in rows
+                 if r["model"] == "clean" and r["net"] == net}
+        assert len(clean) == 8 * 6
+        assert clean[("occlude", 5)] > clean[("occlude", 0)]
+    md = open(os.path.join(out, "noise.md")).read()
+    assert "| occlude | dense | this noise |" in md and "| occlude | conv | this noise |" in md
     check_plots(out, ["noise_curves.png"])
+
+
+def test_an_older_noise_csv_is_reported_and_resumed(tmp_path, mnist_available, capsys):
+    """A noise.csv of dense rows only, without the net column, counts as the dense network's."""
+    from pynn.study import robustness
+    out = tmp_path / "noise"
+    out.mkdir()
+    lines = [",".join(f for f in robustness.FIELDS if f != "net")]
+    for model, names in (("clean", list(noise.NOISES)), ("blur", ["blur"])):
+        for name in names:
+            lines += [f"{model},{name},{level},{a},0.{level + 1},1.0" for level, a in enumerate(noise.LEVELS[name])]
+    (out / "noise.csv").write_text("\n".join(lines) + "\n")
+    assert study(["noise", "--quick", "--out", str(out), "--noises", "blur", "--nets", "dense"]) == 0
+    said = capsys.readouterr().out
+    assert "2 already in" in said and "0 to train" in said
+    assert "| blur | dense | this noise | 0 / 0.5 / 1 / 1.5 / 2 / 2.5 | 10.00% |" in (out / "noise.md").read_text()
+
+
+def test_label_noise_quick_with_a_dense_and_a_conv_network(tmp_path, mnist_available, capsys):
+    out = str(tmp_path / "labels")
+    assert study(["noise", "--quick", "--labels", "--shares", "0,0.5", "--out", out]) == 0
+    with open(os.path.join(out, "labels.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["net"], float(r["share"])) for r in rows] == [("dense", 0), ("dense", 0.5),
+                                                             ("conv", 0), ("conv", 0.5)]
+    n_train = common.QUICK_SIZES[0]
+    assert [int(r["wrong"]) for r in rows] == [0, n_train // 2] * 2
+    err = {(r["net"], float(r["share"])): float(r["error"]) for r in rows}
+    for net in ("dense", "conv"):
+        assert err[(net, 0)] < 0.3 and err[(net, 0.5)] > err[(net, 0)]
+    assert rows[2]["hidden"] == common.QUICK_CONV["hidden"]
+    md = open(os.path.join(out, "labels.md")).read()
+    assert "| net | hidden | 0 | 0.5 | climb |" in md and "points" in md
+    check_plots(out, ["labels.png"])
+    capsys.readouterr()
+    assert study(["noise", "--quick", "--labels", "--shares", "0,0.5", "--nets", "dense",
+                  "--out", out]) == 0
+    said = capsys.readouterr().out
+    assert "2 models, 2 already in" in said and "0 to train" in said
+    study(["noise", "--quick", "--labels", "--shares", "0", "--nets", "dense", "--epochs", "1",
+           "--out", out])        # another config is another run: trained, and reported alone
+    assert "1 to train" in capsys.readouterr().out
+    assert "| net | hidden | 0 | climb |" in open(os.path.join(out, "labels.md")).read()
+    with open(os.path.join(out, "labels.csv")) as f:
+        assert [r["epochs"] for r in csv.DictReader(f)] == ["2", "2", "2", "2", "1"]
+    with pytest.raises(SystemExit, match="--shares must be in 0..1"):
+        study(["noise", "--quick", "--labels", "--shares", "0,2", "--out", out])
+    with pytest.raises(SystemExit, match="unknown network 'rnn'"):
+        study(["noise", "--quick", "--labels", "--nets", "rnn", "--out", out])
 
 
 def compare_rows(out):
@@ -383,10 +540,12 @@ def compare_rows(out):
 
 def test_compare_quick(tmp_path, mnist_available):
     out = str(tmp_path / "compare")
-    assert study(["compare", "--quick", "--out", out, "--methods", "centroid,knn,softmax",
+    assert study(["compare", "--quick", "--out", out, "--methods", "centroid,knn,softmax,conv",
                   "--eval-n", "200"]) == 0
     rows = compare_rows(out)
-    assert set(rows) == {"centroid", "knn", "softmax"}
+    assert set(rows) == {"centroid", "knn", "softmax", "conv"}
+    assert rows["conv"]["name"] == f"convolutional network (1x28x28-{common.QUICK_CONV['hidden']}-10)"
+    assert float(rows["conv"]["test_error"]) < 0.3 and float(rows["conv"]["size_kb"]) > 0
     assert float(rows["knn"]["test_error"]) < float(rows["centroid"]["test_error"]) < 0.5
     for r in rows.values():
         adapt = json.loads(r["adapt"])

@@ -1,7 +1,7 @@
 """`pynn study`: the measurements behind the seed's tasks 2, 3, 5 and 6.
 
     pynn study sweep    which settings give the lowest error rate (task 5)
-    pynn study noise    how noise in the data changes the error rate (task 5)
+    pynn study noise    how noise in the data (pixels or labels) changes the error rate (task 5)
     pynn study compare  the network against other methods, robustness and adaptivity (task 6)
     pynn study lang     the same work in pure Python, NumPy and the C kernels (task 3)
     pynn study gradcost one gradient by nudging each parameter and by backpropagation (task 2)
@@ -14,7 +14,7 @@ import os
 
 COMMANDS = {
     "sweep": "grid or random search over the network's settings, chosen on validation",
-    "noise": "error rate against graded noise, trained clean and trained with the noise",
+    "noise": "error rate against graded noise, trained clean and with it; --labels: wrong labels",
     "compare": "nearest centroid, k-NN, softmax regression and networks side by side",
     "lang": "one epoch and one GEMM in pure Python, NumPy and the C kernels",
     "gradcost": "one gradient by nudging each parameter against backpropagation: time, passes",

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import ops
 from ..checkpoint import checkpoint_path, load_checkpoint
+from ..layers import names_images
 from ..network import Network
 from ..optim import SGD, Adam
 
@@ -70,6 +71,14 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.001}
 # a setting stays out of the key, so a rerun still finds (and skips) the older rows
 LATER = {"dropout": 0.0}
 
+# A config's "hidden" is what lies between the input and the output: dense widths ("100",
+# "800-800") or a convolutional body in pynn's architecture grammar, which make_network puts
+# between the image (1x28x28) and the output's width. The convolutional network the studies
+# put next to the dense ones, and a tiny one for --quick:
+CONV_HIDDEN = "c32k5-pool2-c64k5-pool2-256"
+CONV = dict(BASE, hidden=CONV_HIDDEN, dropout=0.5)
+QUICK_CONV = dict(BASE, hidden="c4k5-pool4-16", epochs=2, batch=32)
+
 
 def config_key(config):
     """A config's identity: its settings, sorted, as one string (the resume key)."""
@@ -77,10 +86,27 @@ def config_key(config):
                        if not (k in LATER and float(config[k]) == LATER[k])}, sort_keys=True)
 
 
+def is_conv(config):
+    """Whether the config's hidden part is a convolutional body rather than dense widths."""
+    return names_images(str(config["hidden"]) or "0")
+
+
+def architecture(config, n_in=784, n_out=10):
+    """The network's architecture string: "784-100-10" for dense widths, and for a
+    convolutional body the square image it reads, "1x28x28-c32k5-pool2-...-10"."""
+    hidden = str(config["hidden"]).strip("-")
+    if not is_conv(config):
+        return "-".join(str(w) for w in [n_in, *hidden.split("-"), n_out] if str(w))
+    side = math.isqrt(n_in)
+    if side * side != n_in:
+        raise ValueError(f"a convolutional hidden part {hidden!r} needs square images, "
+                         f"got {n_in} pixels")
+    return f"1x{side}x{side}-{hidden}-{n_out}"
+
+
 def make_network(config, n_in=784, n_out=10):
     output, loss = config["head"].split("+")
-    hidden = [int(h) for h in str(config["hidden"]).split("-") if h]
-    return Network([n_in, *hidden, n_out], config["activation"], output, loss,
+    return Network(architecture(config, n_in, n_out), config["activation"], output, loss,
                    seed=int(config["seed"]), dropout=float(config.get("dropout", 0.0)))
 
 
@@ -155,18 +181,21 @@ class Results:
     """A CSV of result rows that grows one row (or one group of rows) at a time, each write
     flushed to disk; ``done`` tells which keys are already there, so a rerun skips them."""
 
-    def __init__(self, path, fields):
+    def __init__(self, path, fields, later=None):
+        """``later``: columns added after results were recorded, with the value the older
+        rows had (default: the LATER settings)."""
         self.path, self.fields = path, list(fields)
+        self.later = dict(LATER if later is None else later)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def rows(self):
-        """The rows as dicts; a column an older file lacks (a LATER setting) reads as the
+        """The rows as dicts; a column an older file lacks (a ``later`` one) reads as the
         value the older runs had."""
         if not os.path.exists(self.path):
             return []
         with open(self.path, newline="") as f:
             rows = list(csv.DictReader(f))
-        later = {k: str(v) for k, v in LATER.items() if k in self.fields}
+        later = {k: str(v) for k, v in self.later.items() if k in self.fields}
         return [dict(later, **r) for r in rows]
 
     def _upgrade(self):
@@ -175,7 +204,7 @@ class Results:
         with open(self.path, newline="") as f:
             header = next(csv.reader(f), [])
         missing = [k for k in self.fields if k not in header]
-        if not header or not missing or not set(missing) <= set(LATER):
+        if not header or not missing or not set(missing) <= set(self.later):
             return
         from ..io import atomic_write
         rows, text = self.rows(), io.StringIO()
@@ -184,7 +213,10 @@ class Results:
         w.writerows(rows)
         atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
 
-    def done(self, field="key"):
+    def done(self, field="key", *more):
+        """The keys already there: one field's values, or tuples of several fields'."""
+        if more:
+            return {tuple(r[f] for f in (field, *more)) for r in self.rows()}
         return {r[field] for r in self.rows()}
 
     def append(self, rows):

@@ -3,7 +3,8 @@ adaptively (the seed's task 6)?
 
 The same split goes through nearest centroid, k-nearest neighbours (k chosen on validation),
 scikit-learn's SVM with an RBF kernel and random forest (pynn.study.baselines, the ``sklearn``
-extra), softmax regression (a network with no hidden layer), the paper's 784-30-10 network and
+extra), softmax regression (a network with no hidden layer), the paper's 784-30-10 network,
+a convolutional network (1x28x28-c32k5-pool2-c64k5-pool2-256-10, a tiny one under --quick) and
 the best network of the sweep. For each: test error, training time, inference time per digit,
 model size, the error under every noise at its middle level, and adaptivity: a user writes a
 digit in an unusual way (a 7 with a bar through it, a 1 with a base and a flag, made by a
@@ -20,16 +21,17 @@ import numpy as np
 
 from .. import ops
 from . import baselines
-from .common import (BASE, DATA, QUICK_SIZES, Results, markdown_table, pct,
-                     run_all, threads_for, train, write_markdown)
+from .common import (BASE, CONV, DATA, QUICK_CONV, QUICK_SIZES, Results, architecture,
+                     markdown_table, pct, run_all, threads_for, train, write_markdown)
 from .classic import KNearest, NearestCentroid
 from .noise import LEVELS, MIDDLE, NOISES, noisy_test_set
 
-METHODS = ["centroid", "knn", "svm", "forest", "softmax", "paper", "best"]
+METHODS = ["centroid", "knn", "svm", "forest", "softmax", "paper", "conv", "best"]
 SKLEARN = ["svm", "forest"]      # the methods that need scikit-learn
 NAMES = {"centroid": "nearest centroid", "knn": "k-nearest neighbours",
          "svm": "SVM, RBF kernel (scikit-learn)", "forest": "random forest (scikit-learn)",
          "softmax": "softmax regression (784-10)", "paper": "paper's network (784-30-10)",
+         "conv": "convolutional network",
          "best": "best network of the sweep"}
 # the paper's network, trained as in Nielsen ch. 1: sigmoid, quadratic loss, SGD at 3.0, batches of 10
 PAPER = dict(BASE, hidden="30", activation="sigmoid", head="sigmoid+quadratic", optimizer="sgd",
@@ -115,7 +117,7 @@ class NetworkMethod:
         pass
 
     def size_bytes(self):
-        return sum(w.nbytes + b.nbytes for w, b in zip(self.net.weights, self.net.biases))
+        return sum(p.nbytes for layer in self.net.layers for p in layer.parameters())
 
 
 class ClassicMethod:
@@ -164,6 +166,8 @@ def make_method(name, quick, best_model):
         return NetworkMethod(name, dict(SOFTMAX, epochs=2) if quick else SOFTMAX)
     if name == "paper":
         return NetworkMethod(name, dict(PAPER, epochs=2) if quick else PAPER)
+    if name == "conv":
+        return NetworkMethod(name, QUICK_CONV if quick else CONV)
     if name == "best":
         return NetworkMethod(name, path=best_model)
     raise ValueError(f"unknown method {name!r}; methods: {', '.join(METHODS)}")
@@ -211,7 +215,8 @@ def run_method(task):
     noisy = {f"noise_{n}": error(method, noisy_test_set(n, Xt[:n_eval], MIDDLE), yt[:n_eval])
              for n in NOISES}
     adapt = adaptivity(method, Xt, yt, n_eval)
-    row = {"method": name, "name": NAMES[name], "test_error": test_error,
+    title = NAMES[name] + (f" ({architecture(method.config)})" if name == "conv" else "")
+    row = {"method": name, "name": title, "test_error": test_error,
            "train_seconds": round(train_seconds, 2), "infer_us_per_digit": round(per_digit * 1e6, 2),
            "size_kb": round(method.size_bytes() / 1024, 1), "adapt": json.dumps(adapt),
            "k": getattr(method.model, "k", "") if isinstance(method, ClassicMethod) else ""}

@@ -1,4 +1,5 @@
-"""Noise that a digit meets outside the training set, at graded levels (the seed's task 5).
+"""Noise that a digit meets outside the training set, at graded levels (the seed's task 5),
+and noise in the labels: training digits filed under the wrong class (``wrong_labels``).
 
 Every function takes images as float32 in 0..1, shaped (n, 784) or (n, 28, 28), and returns a
 new array of the same shape; the input is never changed. Each draws its randomness from
@@ -223,4 +224,33 @@ def apply_mixed(name, X, rng=0, levels=None):
         sel = which == level
         if sel.any():
             out[sel] = apply(name, X[sel], level, g)
+    return out
+
+
+# ---- noise in the labels ----
+
+LABEL_SHARES = [0, 0.1, 0.2, 0.3, 0.4, 0.5]   # the shares of wrong training labels studied
+LABEL_SEED = 2718
+
+
+def wrong_labels(y, share, rng=LABEL_SEED, n_classes=10):
+    """A copy of the labels ``y`` in which exactly round(share * n) of them, chosen at random,
+    are replaced by another class, drawn uniformly from the n_classes - 1 others (so a
+    replaced label is never its old value). The same seed picks nested sets: every label
+    wrong at a smaller share is wrong, and the same, at a larger one."""
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"y must be a 1-D array of integer labels, got {y.dtype} of shape {y.shape}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must be in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
+    share = _amount("share", share, 1.0)
+    g = _rng(rng)
+    n = len(y)
+    order = g.permutation(n)                          # who goes wrong first
+    offset = g.integers(1, n_classes, size=n)         # by how much: 1..C-1 classes along
+    pick = order[:int(round(share * n))]
+    out = y.copy()
+    out[pick] = (y[pick] + offset[pick]) % n_classes
     return out

@@ -17,12 +17,12 @@ import random
 import numpy as np
 
 from ..io import atomic_write
-from .common import (BASE, DATA, DEFAULT_LR, Results, remove_checkpoint, config_key, error_rate,
-                     load_split, markdown_table, no_plots_note, pct, pyplot, run_all,
-                     save_figure, threads_for, train, write_markdown)
+from .common import (BASE, CONV_HIDDEN, DATA, DEFAULT_LR, QUICK_CONV, Results, config_key,
+                     error_rate, is_conv, load_split, markdown_table, no_plots_note, pct, pyplot,
+                     remove_checkpoint, run_all, save_figure, threads_for, train, write_markdown)
 
 SPACE = {
-    "hidden": ["30", "100", "300", "800", "1200", "800-800"],
+    "hidden": ["30", "100", "300", "800", "1200", "800-800", CONV_HIDDEN],
     "activation": ["sigmoid", "tanh", "relu"],
     "head": ["softmax+cross_entropy", "sigmoid+cross_entropy", "softmax+quadratic",
              "sigmoid+quadratic"],
@@ -36,7 +36,7 @@ SPACE = {
     "dropout": [0.0, 0.2, 0.5],
 }
 QUICK_BASE = dict(BASE, hidden="16", epochs=2, batch=32)
-QUICK_SPACE = {"hidden": ["8", "16"], "activation": ["sigmoid", "relu"],
+QUICK_SPACE = {"hidden": ["8", "16", QUICK_CONV["hidden"]], "activation": ["sigmoid", "relu"],
                "augment": ["none", "affine"], "epochs": [2]}
 FIELDS = ["key", "hidden", "activation", "head", "optimizer", "lr", "schedule", "batch",
           "epochs", "l2", "augment", "seed", "val_error", "train_seconds", "curve", "dropout"]
@@ -173,8 +173,10 @@ def _fmt(row):
 
 def _order(name, value):
     """Where a setting's value goes on its plot's axis: numbers (and hidden widths, by their
-    total) in increasing order, names in SPACE's order."""
+    total, convolutional bodies after them) in increasing order, names in SPACE's order."""
     if name == "hidden":
+        if is_conv({"hidden": value}):
+            return (1, 0, value)
         return (0, sum(int(h) for h in value.split("-") if h), value)
     try:
         return (0, float(value), value)
