@@ -425,3 +425,19 @@ def test_the_bench_times_every_drag_event_of_the_script(pad_net):
     both = results["preprocess+inference"]
     assert both["median_ms"] >= results["preprocess"]["median_ms"]
     assert "preprocess+inference: median" in bench.report(results)
+
+
+def test_a_convolutional_model_draws_answers_learns_and_is_saved(data_home, tmp_path):
+    conv = tmp_path / "conv.npz"
+    pynn.Network("1x28x28-c4k5-pool2-c8k3s2-32-10", seed=0).save(conv)
+    net, personal, taught, message = open_model(model=str(conv))
+    assert "Conv2d" in repr(net) and personal is None
+    pad = PadState(net, personal_path=str(tmp_path / "taught.npz"))
+    demo.draw(pad, 3)
+    answer = pad.prediction()
+    assert 0 <= answer.digit <= 9 and abs(float(np.sum(answer.probs)) - 1) < 1e-5
+    assert pad.teach(3).result(60) == str(tmp_path / "taught.npz")
+    assert pad.prediction().digit == 3
+    pad.close()
+    back = pad_state.load_model(str(tmp_path / "taught.npz"))
+    assert repr(back) == repr(pad.net)
