@@ -301,7 +301,8 @@ class Pad:
         self.env = env
         self.proc = subprocess.Popen([sys.executable, "-m", "pad", *args], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.wid = self.xdo("search", "--sync", "--name", "^pynn pad").split()[0]
+        # mapped, not only made: a stroke sent to a window not yet on the screen is lost
+        self.wid = self.xdo("search", "--sync", "--onlyvisible", "--name", "^pynn pad").split()[0]
 
     def xdo(self, *args):
         return subprocess.run(["xdotool", *args], env=self.env, capture_output=True, text=True,
