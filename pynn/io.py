@@ -401,7 +401,7 @@ def network_arrays(net):
                   "layers": [layer.spec() for layer in net.layers],
                   "input_shape": list(net.input_shape),
                   "output": net.output, "loss": net.loss}))}
-    for k, layer in enumerate(net._param_layers):
+    for k, layer in enumerate(x for x in net.layers if x.params):
         for name, a in zip(layer.params, layer.parameters()):
             arrays[f"{name}{k}"] = a
     return arrays
@@ -475,7 +475,7 @@ def _architecture(arch, path, version):
             input_shape, activation = arch["input_shape"], "relu"
             if not isinstance(input_shape, list):
                 raise ValueError("input_shape must be a list")
-        Network.trace(layers, Network._check_input_shape(input_shape))
+        Network.trace(layers, Network.check_input_shape(input_shape))
         shapes = [(f"{name}{k}", tuple(shape))
                   for k, layer in enumerate(x for x in layers if x.params)
                   for name, shape in layer.param_shapes().items()]

@@ -164,7 +164,7 @@ class Network:
                 raise ValueError("give input_shape (one sample's shape, e.g. (1, 28, 28)): "
                                  "the first layer with weights is not Linear")
             input_shape = (first.n_in,)
-        self.input_shape = self._check_input_shape(input_shape)
+        self.input_shape = self.check_input_shape(input_shape)
         self._shapes = self._trace_shapes()
         self._check_size()
         self.rng = np.random.default_rng(seed)
@@ -181,7 +181,7 @@ class Network:
         self._plan(activation if activation in HIDDEN else "relu")
 
     @staticmethod
-    def _check_input_shape(shape):
+    def check_input_shape(shape):
         try:
             shape = tuple(int(s) for s in shape if not isinstance(s, bool))
         except (TypeError, ValueError, OverflowError):
