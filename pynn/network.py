@@ -110,8 +110,9 @@ class _Tape:
             else:
                 self.outs.append(np.empty((B, *shapes[i + 1]), np.float32))
                 own = True
-            self.dins.append(np.empty((B, *shapes[i]), np.float32) if i > 0 else None)
-        self.delta = np.empty((B, *shapes[-1]), np.float32)
+        self.shapes = shapes
+        self.dins = [None] * len(net.layers)     # made by the first backward pass: predicting
+        self.delta = np.empty((B, *shapes[-1]), np.float32)   # needs none
         self.notes = [{} for _ in net.layers]
         self.xs = None
 
@@ -414,7 +415,9 @@ class Network:
             layer = self.layers[i]
             if isinstance(layer, Dropout) and not tape.training:
                 continue
-            dinp = tape.dins[i] if i > 0 else None
+            dinp = tape.dins[i]
+            if dinp is None and i > 0:
+                dinp = tape.dins[i] = np.empty((tape.B, *tape.shapes[i]), np.float32)
             g = layer.backward(xs[i], xs[i + 1], dout.reshape(xs[i + 1].shape), dinp, tape.notes[i])
             if layer.params:
                 grads.append(tuple(g))
