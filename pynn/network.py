@@ -680,10 +680,11 @@ class Network:
         """The C view of this network's weight arrays (pynn.ops.FusedNet), remade when the
         arrays are replaced; it reads and updates the layers' arrays themselves."""
         view = self._view
-        if view is None or not view.matches(self.weights, self.biases, self._hidden,
-                                            self.output, self.loss, writing):
-            view = self._view = ops.FusedNet(self.weights, self.biases, self._hidden,
-                                             self.output, self.loss)
+        weights = [x.W for x in self._linears]
+        biases = [x.b for x in self._linears]
+        if view is None or not view.matches(weights, biases, self._hidden, self.output,
+                                            self.loss, writing):
+            view = self._view = ops.FusedNet(weights, biases, self._hidden, self.output, self.loss)
         return view
 
     def _fused_optimizer(self, optimizer):

@@ -287,6 +287,16 @@ static void forward_job(int tid, int nt, void *arg) {
     }
 }
 
+/* the workspace's parts for the job's shape: one shared part and one thread's own; the caller's
+ * work_len must hold both (more threads run where it holds more) */
+static int split_work(struct conv_job *j, int64_t work_len) {
+    j->per_thread = floats_per_thread(j->s, &j->z);
+    j->shared = group_floats(j->s, &j->z);
+    if (j->per_thread < 0 || j->shared < 0 || j->per_thread > INT64_MAX - j->shared)
+        return PYNN_ERR_OVERFLOW;
+    return work_len < j->shared + j->per_thread ? PYNN_ERR_SIZE : PYNN_OK;
+}
+
 int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                         const struct pynn_conv2d_shape *s, float *work, int64_t work_len) {
     struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0};
@@ -294,11 +304,7 @@ int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const
     if (work_len < 0) return PYNN_ERR_SIZE;
     if (s->B == 0) return PYNN_OK;
     if (out == NULL || inp == NULL || weight == NULL || work == NULL) return PYNN_ERR_NULL;
-    j.per_thread = floats_per_thread(s, &j.z);
-    j.shared = group_floats(s, &j.z);
-    if (j.per_thread < 0 || j.shared < 0 || j.per_thread > INT64_MAX - j.shared)
-        return PYNN_ERR_OVERFLOW;
-    if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
+    PYNN_TRY(split_work(&j, work_len));
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     unsigned fp = pynn_flush_denormals();
     /* whole images to each thread, as parts any thread may claim; a batch smaller than the
@@ -413,11 +419,7 @@ int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float 
     if (dweight == NULL || dout == NULL || inp == NULL || work == NULL ||
         (dinp != NULL && weight == NULL))
         return PYNN_ERR_NULL;
-    j.per_thread = floats_per_thread(s, &j.z);
-    j.shared = group_floats(s, &j.z);
-    if (j.per_thread < 0 || j.shared < 0 || j.per_thread > INT64_MAX - j.shared)
-        return PYNN_ERR_OVERFLOW;
-    if (work_len < j.shared + j.per_thread) return PYNN_ERR_SIZE;
+    PYNN_TRY(split_work(&j, work_len));
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     flops *= dinp != NULL ? 2.0 : 1.0;
     unsigned fp = pynn_flush_denormals();

@@ -1,4 +1,4 @@
-"""Activation functions and their derivatives (csrc/activations.c), element by element or,
+"""Activation functions and their derivatives (csrc/ref/activations.c), element by element or,
 for softmax, row by row.
 """
 import numpy as np

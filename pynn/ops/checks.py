@@ -29,12 +29,19 @@ def check_array(name, a, ndim=None, writable=False):
     if (type(a) is np.ndarray and a.dtype is F32 and (ndim is None or a.ndim == ndim)
             and a.flags.c_contiguous and (not writable or a.flags.writeable)):
         return a                 # the common case, in the fewest steps; the rest name the fault
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of float32, got {type(a).__name__}")
-    if a.dtype != np.float32:
-        raise TypeError(f"{name} must have dtype float32, got {a.dtype}")
+    check_typed(name, a, F32, writable)
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    return a
+
+
+def check_typed(name, a, dtype, writable=False):
+    """Check that ``a`` may cross into C as C-contiguous data of ``dtype`` (uint8 pixels,
+    int32 indices); return it unchanged."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of {np.dtype(dtype)}, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
     if writable and not a.flags.writeable:

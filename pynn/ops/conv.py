@@ -9,7 +9,8 @@ accumulate into the arrays passed in (new ones start at zero), as the C kernels 
 import numpy as np
 
 from .._pynn import ffi, lib
-from .checks import check_array, check_shape, check_status, no_overlap, output, ptr, wptr
+from .checks import (check_array, check_shape, check_status, check_typed, no_overlap, output,
+                     ptr, wptr)
 
 
 def _size_arg(name, value, low):
@@ -148,17 +149,9 @@ def _pool_shape(x_shape, k):
 
 
 def _argmax_array(argmax, shape, writable=False):
-    if not isinstance(argmax, np.ndarray):
-        raise TypeError(f"argmax must be a numpy array of int32, got {type(argmax).__name__}")
-    if argmax.dtype != np.int32:
-        raise TypeError(f"argmax must have dtype int32, got {argmax.dtype}")
-    if not argmax.flags.c_contiguous:
-        raise ValueError("argmax must be C-contiguous (use np.ascontiguousarray)")
-    if writable and not argmax.flags.writeable:
-        raise ValueError("argmax is read-only, but the result is written into it")
+    check_typed("argmax", argmax, np.int32, writable)
     check_shape("argmax", argmax, shape)
-    return ffi.cast("int32_t *", ffi.from_buffer(argmax, require_writable=writable)) \
-        if argmax.size else ffi.NULL
+    return (wptr if writable else ptr)(argmax, "int32_t[]")
 
 
 def maxpool2d_forward(x, k, out=None, argmax=None, reference=False):

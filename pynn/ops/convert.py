@@ -1,18 +1,13 @@
-"""At the network's edges (csrc/convert.c): uint8 pixels in, the predicted class out."""
+"""At the network's edges (csrc/ref/convert.c): uint8 pixels in, the predicted class out."""
 import numpy as np
 
 from .._pynn import lib
-from .checks import check_array, check_status, hyperparameter, output, ptr, wptr
+from .checks import check_array, check_status, check_typed, hyperparameter, output, ptr, wptr
 
 
 def scale_u8(x, scale=1.0 / 255.0, out=None):
     """uint8 pixels to float32 values x * scale (default: 0..255 to 0..1)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"x must be a numpy array of uint8, got {type(x).__name__}")
-    if x.dtype != np.uint8:
-        raise TypeError(f"x must have dtype uint8, got {x.dtype}")
-    if not x.flags.c_contiguous:
-        raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
+    check_typed("x", x, np.uint8)
     y = output(out, x.shape, inputs=(x,), same_ok=False)
     src = ptr(x, "uint8_t[]")
     check_status(lib.pynn_scale_u8(wptr(y), src, x.size, hyperparameter("scale", scale, -np.inf)),

@@ -1,4 +1,4 @@
-"""Inverted dropout (csrc/dropout.c), its mask drawn from a seed and a stream alone."""
+"""Inverted dropout (csrc/ref/dropout.c), its mask drawn from a seed and a stream alone."""
 import numpy as np
 
 from .._pynn import lib

@@ -1,4 +1,4 @@
-"""The fast paths (csrc/net.c): a whole network's forward pass or training run in one C call
+"""The fast paths (csrc/fast/net*.c): a whole network's forward pass or training run in one C call
 (FusedNet), and one sample's forward with everything but the input prepared once (OneSample).
 """
 import itertools

@@ -1,4 +1,4 @@
-"""Drawings to MNIST's form (csrc/preprocess.c) and distortions for training (csrc/augment.c),
+"""Drawings to MNIST's form (csrc/image/preprocess.c) and distortions for training (csrc/image/augment.c),
 on images (H,W) and image stacks (n,H,W).
 """
 import numpy as np

@@ -1,4 +1,4 @@
-"""Losses and their gradients with respect to the outputs (csrc/losses.c), over a batch (B,n)."""
+"""Losses and their gradients with respect to the outputs (csrc/ref/losses.c), over a batch (B,n)."""
 from .._pynn import ffi, lib
 from .checks import check_array, check_shape, check_status, output, ptr, wptr
 

@@ -1,4 +1,4 @@
-"""The matrix product and the bias (csrc/gemm.c): z = W a + b for a batch of rows."""
+"""The matrix product and the bias (csrc/ref/gemm.c, csrc/fast/gemm_fast.c): z = W a + b for a batch of rows."""
 from .._pynn import lib
 from .checks import check_array, check_shape, check_status, no_overlap, output, ptr, wptr
 

@@ -1,4 +1,4 @@
-"""The optimisers' update steps (csrc/optim.c), in place on a parameter and its state."""
+"""The optimisers' update steps (csrc/ref/optim.c), in place on a parameter and its state."""
 import numpy as np
 
 from .._pynn import lib
