@@ -9,6 +9,7 @@ in exactly these ways, and in the width of their pen, so the stroke width varies
     elastic(images, rng, alpha=34, sigma=4)
     stroke_width(images, rng, max_thin=0.5, max_thick=1.0)
     Augmenter(...)(images, rng)       all three at once, one interpolation per image
+    named(kind)                        pynn train --augment's: "full" or "mild" (KINDS)
     fit(net, images, labels, epochs, rng, ...)    Network.fit on fresh distortions every epoch
     distorted_epochs(images, rng, epochs)          the same distortions, made a step ahead
 
@@ -188,6 +189,22 @@ class Augmenter:
         return (f"Augmenter(shift={a['max_shift']}, rotation={a['max_rotation']}, "
                 f"scale={a['max_scale']}, shear={a['max_shear']}, elastic alpha={self.alpha} "
                 f"sigma={self.sigma} p={self.p_elastic}, stroke -{self.max_thin}..+{self.max_thick})")
+
+
+# what ``pynn train --augment KIND`` trains on. "mild" is for the last epochs of a long run,
+# started from its saved model with --init: after many epochs on strongly bent digits, a few on
+# digits that are only moved about a little let the network settle on digits as MNIST has them.
+KINDS = {
+    "full": {},
+    "mild": dict(max_rotation=10.0, max_shear=0.1, p_elastic=0.0, max_thin=0.0, max_thick=0.0),
+}
+
+
+def named(kind):
+    """The Augmenter of ``pynn train --augment KIND`` (a name in KINDS)."""
+    if kind not in KINDS:
+        raise ValueError(f"augment must be one of {', '.join(KINDS)}; got {kind!r}")
+    return Augmenter(**KINDS[kind])
 
 
 def distorted_epochs(images, rng, epochs, augmenter=None):

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets
+from . import __version__, augment, datasets
 from .idx import IdxError
 from .io import ModelFileError
 from .layers import ARCH_HELP
@@ -162,6 +162,10 @@ def add_train_arguments(p):
                      help="drop each hidden unit with probability P while training (default 0; "
                           "trains layer by layer in Python, not in one C call)")
     net.add_argument("--seed", type=count, default=0, help="seeds the initial weights and the shuffling (default 0)")
+    net.add_argument("--init", metavar="MODEL",
+                     help="start from the weights of MODEL, a file pynn train saved (its layers "
+                          "replace --arch, --activation, --output, --loss and --dropout): to go on "
+                          "training a finished model with other settings")
     opt = p.add_argument_group("optimiser")
     opt.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="default sgd")
     opt.add_argument("--lr", type=rate, default=None, help="learning rate (default 0.05 for sgd, 0.001 for adam)")
@@ -180,9 +184,12 @@ def add_train_arguments(p):
                       help="train on the first N training digits only (default: all)")
     data.add_argument("--val", type=count, default=0, metavar="N",
                       help="hold out the last N training digits for validation (default 0)")
-    data.add_argument("--augment", action="store_true",
-                      help="train every epoch on freshly distorted digits: shifts, rotations, "
-                           "scaling, shear, elastic bending, stroke width (pynn.augment)")
+    data.add_argument("--augment", nargs="?", const="full", default=None, choices=tuple(augment.KINDS),
+                      metavar="KIND",
+                      help="train every epoch on freshly distorted digits (pynn.augment): full "
+                           "(the default KIND) shifts, rotates, scales, shears, bends and changes "
+                           "the stroke width; mild only moves, turns, scales and shears a little, "
+                           "for finishing a long run with --init")
     p.add_argument("--out", default="model.npz", metavar="MODEL",
                    help="where to save the network (default model.npz, also when resuming: a "
                         "checkpoint never chooses where pynn writes)")
@@ -197,13 +204,31 @@ def add_train_arguments(p):
                           "setting given that differs from the checkpoint's is refused)")
 
 
+# what --init takes from its model file instead
+LAYER_SETTINGS = ("arch", "activation", "output", "loss", "dropout")
+
+
 def build_network(args, X, y):
     from .network import Network
+    if args.init:
+        return init_network(args, X, y)
     try:
         net = Network(args.arch, args.activation, args.output, args.loss, seed=args.seed,
                       dropout=getattr(args, "dropout", 0.0))
     except ValueError as e:
         raise UserError(str(e)) from None
+    check_fits(net, X, y, "training")
+    return net
+
+
+def init_network(args, X, y):
+    """The network saved in --init, seeded by --seed for the shuffling and dropout."""
+    from .io import load
+    given = [f"--{k}" for k in LAYER_SETTINGS if k in getattr(args, "given", set())]
+    if given:
+        raise UserError(f"--init {args.init} takes its layers from the file; drop {', '.join(given)}")
+    net = load(args.init)       # a bad file is a ModelFileError naming it
+    net.reseed(args.seed)
     check_fits(net, X, y, "training")
     return net
 
@@ -286,9 +311,9 @@ def fit(args, net, optimizer, train, validation, epoch_hooks=(), start_epoch=0, 
             hook(epoch, history)
 
     transform = transform_rng = None
-    if getattr(args, "augment", False):
+    if getattr(args, "augment", None):
         from . import augment
-        transform = augment.Augmenter()
+        transform = augment.named(args.augment)
         transform_rng = np.random.default_rng(args.seed) if augment_rng is None else augment_rng
     try:
         return net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
@@ -309,15 +334,17 @@ def test_error(net, images, labels):
 # the settings that decide a run's result: a checkpoint keeps them, --resume takes them back
 RUN_SETTINGS = ("arch", "activation", "output", "loss", "dropout", "seed", "optimizer", "lr", "schedule", "momentum",
                 "beta1", "beta2", "l2", "batch_size", "epochs", "dataset", "data_dir", "limit",
-                "val", "augment", "out")
+                "val", "augment", "init", "out")
 
 
 # the JSON type of each setting a checkpoint keeps
-SETTING_TYPES = {"arch": list, "augment": bool,
+SETTING_TYPES = {"arch": list, "augment": str, "init": str,
                  **dict.fromkeys(("seed", "batch_size", "epochs", "limit", "val"), int),
                  **dict.fromkeys(("dropout", "lr", "momentum", "beta1", "beta2", "l2"), float),
                  **dict.fromkeys(("activation", "output", "loss", "optimizer", "schedule",
                                   "dataset", "data_dir", "out"), str)}
+# the settings whose default is None (left out when written back as options)
+NONE_DEFAULTS = ("lr", "data_dir", "augment", "init")
 
 
 class SettingsParser(Parser):
@@ -347,7 +374,9 @@ def saved_settings(saved, path):
         kind = SETTING_TYPES.get(key)
         if kind is None:
             raise UserError(f"{path}: unknown run setting {key!r}")
-        if value is None and key in ("lr", "data_dir"):
+        if key == "augment" and isinstance(value, bool):
+            value = "full" if value else None      # what checkpoints kept before --augment KIND
+        if value is None and key in NONE_DEFAULTS:
             continue                     # their defaults
         if not _of_type(value, kind):
             raise UserError(f"{path}: run setting {key} is {value!r}, not a {kind.__name__}")

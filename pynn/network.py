@@ -172,14 +172,24 @@ class Network:
         for i, layer in enumerate(self.layers):
             if layer.params and any(p is None for p in layer.parameters()):
                 layer.init(self.rng, self._next_activation(i))
+        self._seed_dropout()
+        self._free = {}
+        self._tape = None
+        self._plan(activation if activation in HIDDEN else "relu")
+
+    def _seed_dropout(self):
         # the masks' seed, drawn after the weights (so dropout=0 leaves every draw as it was);
         # step numbers the training forwards, each of which draws its own masks
         has_dropout = any(isinstance(x, Dropout) for x in self.layers)
         self.dropout_seed = int(self.rng.integers(2 ** 63)) if has_dropout else 0
         self.dropout_step = 0
-        self._free = {}
-        self._tape = None
-        self._plan(activation if activation in HIDDEN else "relu")
+
+    def reseed(self, seed):
+        """Seed the shuffling, the dropout masks and every later draw from ``seed``, leaving
+        the weights as they are: a loaded network trained on (fine-tuning) then trains the
+        same way every time."""
+        self.rng = np.random.default_rng(seed)
+        self._seed_dropout()
 
     @staticmethod
     def check_input_shape(shape):
