@@ -44,6 +44,8 @@ def resume_error(directory, capsys):
     ("batch_size", 6.5, "batch_size"),
     ("epochs", True, "epochs"),
     ("augment", "yes", "augment"),
+    ("augment", 3, "augment"),
+    ("init", 5, "init"),
     ("arch", [4, "3", 2], "arch"),
     ("arch", [4, [[[[3]]]], 2], "arch"),
     ("arch", [4, 10 ** 9, 2], "--arch"),
@@ -110,3 +112,8 @@ def test_optimiser_state_inflating_beyond_its_shape_is_refused(tmp_path):
     np.savez_compressed(checkpoint_path(directory), **arrays)
     with pytest.raises(pynn.ModelFileError, match="opt0_0 would inflate"):
         load_checkpoint(directory)
+
+
+@pytest.mark.parametrize("kept, means", [(True, "full"), (False, None), ("mild", "mild")])
+def test_augment_kept_as_true_or_false_by_older_checkpoints_still_reads(kept, means):
+    assert cli.saved_settings({"augment": kept}, "ck") == {"augment": means}

@@ -205,6 +205,27 @@ def test_user_errors_are_one_line(args, says, bad_files, trained, tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_init_goes_on_from_a_saved_model_the_same_way_every_time(mnist, tmp_path):
+    first = tmp_path / "first.npz"
+    ok("train", "--arch", "784-30-10", "--limit", 2000, "--epochs", 1, "--out", first)
+    start = pynn.load(first)
+    same = tmp_path / "same.npz"
+    ok("train", "--init", first, "--epochs", 0, "--limit", 2000, "--out", same)
+    for a, b in zip(pynn.load(same).weights, start.weights):
+        np.testing.assert_array_equal(a, b)
+    runs = []
+    for name in ("a.npz", "b.npz"):
+        out = ok("train", "--init", first, "--augment", "mild", "--lr", 0.01, "--epochs", 1,
+                 "--limit", 2000, "--seed", 3, "--out", tmp_path / name)
+        assert "Linear(784, 30)" in out
+        runs.append(pynn.load(tmp_path / name))
+    for a, b, c in zip(runs[0].weights, runs[1].weights, start.weights):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    bad = run("train", "--init", first, "--arch", "784-20-10", "--out", tmp_path / "c.npz")
+    assert bad.returncode != 0 and "drop --arch" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_train_takes_a_convolutional_architecture_and_the_model_works_everywhere(mnist, tmp_path):
     path = tmp_path / "conv.npz"
     out = ok("train", "--arch", "1x28x28-c4k5-pool2-c8k3s2-32-10", "--limit", 2000, "--epochs", 2,
