@@ -11,18 +11,21 @@ data or a damaged model) ends the command with one line saying what is wrong and
 exit status, never a traceback.
 """
 import argparse
+import contextlib
 import importlib
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
 
 from . import __version__, augment, datasets
 from .idx import IdxError
-from .io import ModelFileError
+from .io import ModelFileError, Terminated, raise_terminated
 from .layers import ARCH_HELP
 from .optim import SCHEDULES, scheduled_lr
 
@@ -470,6 +473,19 @@ class Checkpointer:
         return write_checkpoint(self.directory, self.arrays)
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM stops training as Ctrl+C does (the state is saved), in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def cmd_train(args):
     from .checkpoint import checkpoint_path
     from .io import refuse_unless_regular_or_absent, save
@@ -505,14 +521,16 @@ def cmd_train(args):
           f"on {len(train[1])} digits{held}", flush=True)
     keeper = Checkpointer(args, net, optimizer, start - 1, history, augment_rng)
     try:
-        fit(args, net, optimizer, train, validation, epoch_hooks=[keeper.epoch_end],
-            start_epoch=start, history=history, augment_rng=augment_rng)
-    except KeyboardInterrupt:
+        with sigterm_as_ctrl_c():
+            fit(args, net, optimizer, train, validation, epoch_hooks=[keeper.epoch_end],
+                start_epoch=start, history=history, augment_rng=augment_rng)
+    except KeyboardInterrupt as stop:
         path = keeper.write()
         done = f"after epoch {keeper.epoch + 1}" if keeper.epoch >= 0 else "before the first epoch"
-        print(f"\npynn train: interrupted; saved the state {done} in {path}\n"
+        how = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"\npynn train: {how}; saved the state {done} in {path}\n"
               f"resume with: pynn train --resume {keeper.directory}", file=sys.stderr, flush=True)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
     save(net, args.out)
     images, labels = load_data(args, "test")
     check_fits(net, images, labels, "test")

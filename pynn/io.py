@@ -274,25 +274,37 @@ class Archive:
         return int(a)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill`` and service managers send), raised where Ctrl+C would be, so a
+    stopped ``pynn train`` saves its state alike (raise_terminated is its handler)."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated
+
+
 @contextlib.contextmanager
 def ctrl_c_held():
-    """Ctrl+C held back until the block is done, then raised as usual (KeyboardInterrupt).
-    numpy writes a .npz through zipfile, and a KeyboardInterrupt inside its writer comes out
-    as zipfile's ValueError about an open handle: a traceback where ``pynn train`` would have
-    saved its state and said how to resume. Only where Python's own handler is in place, in
-    the main thread (the only one signals reach)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    """Ctrl+C (and SIGTERM, where raise_terminated takes it) held back until the block is done,
+    then raised as usual. numpy writes a .npz through zipfile, and a KeyboardInterrupt inside
+    its writer comes out as zipfile's ValueError about an open handle: a traceback where
+    ``pynn train`` would have saved its state and said how to resume. Only where Python's own
+    handler is in place, in the main thread (the only one signals reach)."""
+    raising = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: raise_terminated}
+    held = {s: h for s, h in raising.items() if signal.getsignal(s) is h}
+    if threading.current_thread() is not threading.main_thread() or not held:
         yield
         return
     arrived = []
-    signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    for s in held:
+        signal.signal(s, lambda signum, frame: arrived.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s, handler in held.items():
+            signal.signal(s, handler)
     if arrived:
-        raise KeyboardInterrupt
+        raise Terminated if arrived[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def atomic_write(path, write):
