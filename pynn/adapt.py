@@ -34,9 +34,9 @@ REPLAY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
 def replay_set(path=REPLAY_PATH):
     """The shipped replay digits as (images float32 (n, 784) in 0..1, labels int64 (n,))."""
     from .io import read_npz, ModelFileError
-    arrays = read_npz(path)
-    images, labels = arrays.get("images"), arrays.get("labels")
-    if images is None or labels is None or images.dtype != np.uint8 or images.ndim != 3 \
+    arrays = read_npz(path, names=("images", "labels"))
+    images, labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or images.ndim != 3 \
             or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
         raise ModelFileError(f"{path}: a replay set needs uint8 images (n, 28, 28) and n labels")
     X = ops.scale_u8(np.ascontiguousarray(images)).reshape(len(images), 784)

@@ -435,11 +435,18 @@ def save(net, path, extra=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def read_npz(path, max_bytes=MAX_READ_ALL):
-    """All arrays of an .npz file as a dict, refusing pickles, non-regular files and archives
-    declaring more than ``max_bytes`` in all; ModelFileError on any damage. (A reader that knows
-    the shapes it needs reads through ``Archive`` instead, and refuses the rest.)"""
+def read_npz(path, max_bytes=MAX_READ_ALL, names=None):
+    """The arrays of an .npz file as a dict, refusing pickles, non-regular files and archives
+    declaring more than ``max_bytes`` in all; ModelFileError on any damage. With ``names``,
+    exactly those arrays, and a file holding any other is refused unread."""
     with Archive(path) as z:
+        if names is not None:
+            have, want = set(z.members), set(names)
+            if have != want:
+                extra, missing = sorted(have - want), sorted(want - have)
+                said = "; ".join(s for s in (extra and f"it holds {', '.join(extra)}, which it should not",
+                                             missing and f"it lacks {', '.join(missing)}") if s)
+                raise ModelFileError(f"{z.path}: {said}")
         declared = sum(info.file_size for info in z.members.values())
         if declared > max_bytes:
             raise ModelFileError(f"{z.path}: its arrays would inflate to {declared} bytes, more "

@@ -202,3 +202,20 @@ def test_an_architecture_needing_more_than_the_file_is_refused_naming_the_member
     path = write(tmp_path / "huge.npz", architecture=np.array(json.dumps({
         "sizes": [4, 3000000, 2], "activation": "relu", "output": "softmax", "loss": "cross_entropy"})))
     assert "W0" in one_line(path)
+
+
+@pytest.mark.parametrize("members, says", [
+    ({"images": np.zeros((2, 28, 28), np.uint8), "labels": np.zeros(2, np.int64),
+      "bomb": np.zeros(10, np.uint8)}, "it holds bomb, which it should not"),
+    ({"images": np.zeros((2, 28, 28), np.uint8)}, "it lacks labels"),
+])
+def test_a_replay_set_with_other_members_is_refused_unread(tmp_path, members, says):
+    from pynn import adapt
+    path = tmp_path / "replay.npz"
+    np.savez(path, **members)
+    assert says in one_line(path, load=adapt.replay_set.__wrapped__)
+    good = tmp_path / "good.npz"
+    np.savez(good, images=np.full((2, 28, 28), 128, np.uint8), labels=np.array([3, 5]))
+    X, y = adapt.replay_set.__wrapped__(good)
+    np.testing.assert_array_equal(y, [3, 5])
+    np.testing.assert_allclose(X, 128 / 255, rtol=1e-6)
