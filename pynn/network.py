@@ -750,7 +750,7 @@ class Network:
         C call per image), made again when the layers' arrays are replaced; None where its
         layers are not ones it covers."""
         one = self._one
-        if one is not None and one.current([p for x in self._param_layers for p in (x.W, x.b)]):
+        if one is not None and one.current(self._param_layers):
             return one
         steps = self._image_steps()
         if steps is None:

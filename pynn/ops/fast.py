@@ -353,11 +353,16 @@ class OneImage:
             raise ValueError(f"the layers do not fit together for images of {tuple(input_shape)}")
         self._free = []
 
-    def current(self, arrays):
-        """True while ``arrays`` (the layers' W and b, in order) are the very arrays the view
-        points into, with the shape, strides and dtype it was made for."""
-        return (len(arrays) == len(self._arrays) and all(map(operator.is_, arrays, self._arrays))
-                and tuple(map(_LAYOUT, arrays)) == self._layouts)
+    def current(self, layers):
+        """True while ``layers`` (those with parameters, in order) hold the very W and b arrays
+        the view points into, with the shape, strides and dtype it was made for."""
+        arrays = self._arrays
+        if 2 * len(layers) != len(arrays):
+            return False
+        for i, layer in enumerate(layers):
+            if layer.W is not arrays[2 * i] or layer.b is not arrays[2 * i + 1]:
+                return False
+        return tuple(map(_LAYOUT, arrays)) == self._layouts
 
     def __call__(self, x):
         """A new (n_out,) float32 array: the network's output for the image x (any shape of
