@@ -755,7 +755,10 @@ class Network:
         steps = self._image_steps()
         if steps is None:
             return None
-        one = self._one = ops.OneImage(steps, self.input_shape, self.output)
+        try:
+            one = self._one = ops.OneImage(steps, self.input_shape, self.output)
+        except ValueError:             # images too large for it: the layer path serves
+            return None
         return one
 
     def one_sample(self):

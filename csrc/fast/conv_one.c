@@ -9,13 +9,15 @@
  * a tile of TILE_NO output channels by TILE_NR rows of 8 positions held in registers, each
  * tap one load of 8 input pixels per row (stride 1: they are consecutive) and one broadcast of
  * a weight per channel. Nothing is packed, so weights changed in place are read as they are.
- * The bias, the activation and a following max pooling happen as a tile's rows come out, on
- * a few rows of scratch, so the unpooled output is never written whole. Padding is a padded
- * copy of the input; a stride other than 1 is refused (the layer path serves it).
+ * The bias, ReLU and a following 2x2 max pooling happen in the tile's registers (another
+ * activation or pooling on a few rows of scratch), so the unpooled output is never written
+ * whole. Padding is a padded copy of the input. Steps have no stride: a network with another
+ * stride takes the layer path.
  *
  * Threads: each step is one job of parts (pynn_parallel_parts): a convolution's parts are
  * runs of (channel block, group of rows) units, a dense layer's runs of its rows, so a part
- * writes its own outputs and the caller takes a part the worker is slow to claim. Every output
+ * writes its own outputs, and several parts to a thread, so that the caller takes over the
+ * parts of a worker that is slow to come or loses its core. Every output
  * is summed by one thread in one order whatever the thread count, so the bits do not depend
  * on it. The sums run in another order than the layer path's (one pass over the taps rather
  * than KC-long slices): the results agree to float32 rounding.
@@ -30,7 +32,8 @@
 #define TILE_NO 6           /* output channels of a tile */
 #define TILE_NR 2           /* output rows of a tile, 8 positions each */
 #define SLACK 16            /* floats after each buffer: a row's last vector may read past it */
-#define MAX_PARTS 4         /* parts of a step; each has its own scratch */
+#define MAX_PARTS 8         /* parts of a step; each has its own scratch */
+#define PARTS_PER_THREAD 4  /* so that a thread that loses its core holds up one small part */
 #define MAX_STEPS 256
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -127,6 +130,7 @@ TGT_AVX2 static inline __attribute__((always_inline)) void tile_body(
     __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
     const float *in0 = in[0], *in1 = in[1];
+#pragma GCC unroll 4
     for (int64_t k = 0; k < K; k++) {
         int32_t at = tap[k];
         __m256 v0 = _mm256_loadu_ps(in0 + at), v1 = _mm256_loadu_ps(in1 + at), b;
@@ -176,7 +180,7 @@ static int elementwise(int act) {
 static int step_output(const struct pynn_step *s, int64_t *C, int64_t *H, int64_t *W) {
     switch (s->kind) {
     case PYNN_STEP_CONV:
-        if (s->OC < 1 || s->K < 1 || s->pad < 0 || s->pad > INT32_MAX) return PYNN_ERR_SIZE;
+        if (s->OC < 1 || s->K < 1 || s->pad < 0) return PYNN_ERR_SIZE;
         if (!elementwise(s->act)) return PYNN_ERR_ARG;
         if (s->H + 2 * s->pad < s->K || s->W + 2 * s->pad < s->K) return PYNN_ERR_SIZE;
         *C = s->OC, *H = s->H + 2 * s->pad - s->K + 1, *W = s->W + 2 * s->pad - s->K + 1;
@@ -226,8 +230,6 @@ static int steps_check(const struct pynn_step *steps, int64_t n, struct steps_si
             return PYNN_ERR_SIZE;
         PYNN_TRY(step_output(s, &C, &H, &W));
         if (mul3(C, H, W) > MAX_VALUES) return PYNN_ERR_SIZE;
-        if (s->kind == PYNN_STEP_DENSE && mul3(s->OC, s->C * s->H * s->W, 1) > MAX_VALUES)
-            return PYNN_ERR_SIZE;
         if (s->kind == PYNN_STEP_CONV) {
             int64_t padded = mul3(s->C, s->H + 2 * s->pad, s->W + 2 * s->pad);
             int64_t taps = mul3(s->C, s->K, s->K);
@@ -367,8 +369,10 @@ static void conv_step(const struct pynn_step *s, int64_t pool, const float *in, 
             for (int64_t t = 0; t < s->K; t++) tap[k++] = (int32_t)((c * j.Hp + i) * j.Wp + t);
     j.tap = tap;
     double flops = 2.0 * (double)s->OC * (double)(s->C * s->K * s->K) * (double)(j.rows * j.cols);
-    int nt = (int)min64(min64(pynn_threads_for(flops), MAX_PARTS), j.n_blocks * j.n_groups);
-    if (nt > 1) pynn_parallel_parts(nt, nt, conv_part, &j);
+    int64_t units = j.n_blocks * j.n_groups;
+    int nt = (int)min64(pynn_threads_for(flops), units);
+    if (nt > 1) pynn_parallel_parts(nt, (int)min64(min64(nt * PARTS_PER_THREAD, MAX_PARTS), units),
+                                    conv_part, &j);
     else conv_part(0, 1, &j);
 }
 
@@ -399,8 +403,10 @@ static void dense_part(int part, int nparts, void *arg) {
 static void dense_step(const struct pynn_step *s, const float *a, float *z) {
     struct dense_job job = {s, a, z};
     double flops = 2.0 * (double)s->OC * (double)(s->C * s->H * s->W);
-    int nt = (int)min64(pynn_threads_for(flops), MAX_PARTS);
-    if (nt > 1) pynn_parallel_parts(nt, nt, dense_part, &job);
+    int64_t units = (s->OC + PYNN_DOT_NR - 1) / PYNN_DOT_NR;
+    int nt = (int)min64(pynn_threads_for(flops), units);
+    if (nt > 1) pynn_parallel_parts(nt, (int)min64(min64(nt * PARTS_PER_THREAD, MAX_PARTS), units),
+                                    dense_part, &job);
     else dense_part(0, 1, &job);
 }
 
