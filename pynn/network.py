@@ -713,6 +713,10 @@ class Network:
         threads. The first layer reads W only where x has ink: blocks of 16 inputs that are
         all zero are skipped (so a weight that is Inf or NaN against blank input does not make
         the output NaN, as it does in ``forward``); the bits are otherwise ``forward``'s.
+
+        On a network of convolutions (stride 1), poolings and dense layers, also one C call
+        (pynn.ops.OneImage), its parts shared among the threads: the numbers of the layer
+        path to float32 rounding (it sums in another order). Other layer lists run the layers.
         """
         if self._hidden is None:
             one = self._image_sample()
