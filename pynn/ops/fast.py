@@ -1,5 +1,6 @@
 """The fast paths (csrc/fast/net*.c): a whole network's forward pass or training run in one C call
-(FusedNet), and one sample's forward with everything but the input prepared once (OneSample).
+(FusedNet), and one sample's forward with everything but the input prepared once (OneSample);
+one image through a convolutional network in one C call (OneImage, csrc/fast/conv_one.c).
 """
 import itertools
 import operator
