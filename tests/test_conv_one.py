@@ -85,6 +85,22 @@ def test_other_layer_lists_give_the_float64_numbers_too(name, kernels, threads):
     np.testing.assert_allclose(one, z, rtol=1e-4, atol=1e-5)
 
 
+def test_the_bits_do_not_depend_on_the_thread_count(kernels):
+    net = Network(ARCH, seed=0)
+    roughen(net, 7)
+    X = np.random.default_rng(8).random((4, 28, 28), dtype=np.float32)
+    before = ops.get_num_threads()
+    try:
+        runs = []
+        for nt in (1, 2, 3):
+            ops.set_num_threads(nt)
+            runs.append([net.predict_one(x) for x in X for _ in range(3)])
+    finally:
+        ops.set_num_threads(before)
+    for run in runs[1:]:
+        np.testing.assert_array_equal(np.array(run), np.array(runs[0]))
+
+
 def test_a_stride_other_than_one_takes_the_layer_path():
     net = Network([Conv2d(1, 4, 3, stride=2), ReLU(), Flatten(), Linear(4 * 4 * 4, 3)],
                   input_shape=(1, 9, 9), seed=0)
