@@ -250,6 +250,33 @@ int pynn_maxpool2d_backward_ref(float *dinp, const float *dout, const int32_t *a
 int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
                             int64_t C, int64_t H, int64_t W, int64_t k);
 
+/* ---- one image through a network of convolutions, poolings and dense layers (fast/conv_one.c):
+ * the pad's digit on a convolutional network ----
+ * steps[0..n) in order; step l's input is (C,H,W) (a dense step reads it flattened, C*H*W
+ * values), and must be step l-1's output:
+ *   PYNN_STEP_CONV   weight (OC,C,K,K), bias (OC), stride 1, zero padding pad: (OC, H+2pad-K+1,
+ *                    W+2pad-K+1), then act (enum pynn_activation, elementwise or linear)
+ *   PYNN_STEP_POOL   max over K x K windows at stride K: (C, H/K, W/K)
+ *   PYNN_STEP_DENSE  weight (OC, C*H*W), bias (OC): (OC,1,1) = act(weight x + bias)
+ * then out = output(last step's values) (enum pynn_activation, softmax included). The same
+ * mathematics as the layer kernels above, summed in another order: equal to float32 rounding. */
+enum pynn_step_kind { PYNN_STEP_CONV = 0, PYNN_STEP_POOL = 1, PYNN_STEP_DENSE = 2 };
+struct pynn_step {
+    int kind;
+    int act;
+    int64_t C, H, W;
+    int64_t OC, K, pad;
+    const float *weight;
+    const float *bias;
+};
+/* floats of workspace pynn_steps_forward_one needs; negative if the steps do not fit together */
+int64_t pynn_steps_workspace(const struct pynn_step *steps, int64_t n);
+/* out (the last step's value count) = the network's output for one input: x (C*H*W of step 0)
+ * floats, or x_u8 pixels times scale (exactly one non-NULL). out must not overlap x or work. */
+int pynn_steps_forward_one(const struct pynn_step *steps, int64_t n, int output, const float *x,
+                           const uint8_t *x_u8, float scale, float *out, float *work,
+                           int64_t work_len);
+
 /* cdef end */
 
 #endif

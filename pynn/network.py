@@ -18,8 +18,8 @@ import itertools
 import numpy as np
 
 from . import ops
-from .layers import (ACTIVATIONS, Activation, Dropout, Flatten, Layer, Linear, dense_stack,
-                     from_arch, names_images)
+from .layers import (ACTIVATIONS, Activation, Conv2d, Dropout, Flatten, Layer, Linear,
+                     MaxPool2d, dense_stack, from_arch, names_images)
 from .optim import SGD, Adam, scheduled_lr
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
@@ -723,11 +723,57 @@ class Network:
         threads. The first layer reads W only where x has ink: blocks of 16 inputs that are
         all zero are skipped (so a weight that is Inf or NaN against blank input does not make
         the output NaN, as it does in ``forward``); the bits are otherwise ``forward``'s.
+
+        On a network of convolutions (stride 1), poolings and dense layers, also one C call
+        (pynn.ops.OneImage), its parts shared among the threads: the numbers of the layer
+        path to float32 rounding (it sums in another order). Other layer lists run the layers.
         """
         if self._hidden is None:
+            one = self._image_sample()
+            if one is not None:
+                return one(x)
             return self.predict_proba(np.asarray(x).reshape(1, -1) if isinstance(x, np.ndarray)
                                       else x)[0]
         return self.one_sample().call(x)
+
+    def _image_steps(self):
+        """The layers as pynn.ops.OneImage's steps, each convolution and dense layer with the
+        activation that follows it (dropout is the identity when predicting); None where the
+        one-call path does not cover them (a stride other than 1, an activation elsewhere, an
+        output of more than one axis)."""
+        if len(self.input_shape) != 3 or len(self._shapes[-1]) != 1:
+            return None
+        layers = [x for x in self.layers if not isinstance(x, (Dropout, Flatten))]
+        steps = []
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            act = nxt.kind if type(nxt) in ACTIVATIONS.values() else "linear"
+            if isinstance(layer, Conv2d) and layer.stride == 1:
+                steps.append(("conv", layer.W, layer.b, layer.padding, act))
+            elif isinstance(layer, Linear):
+                steps.append(("dense", layer.W, layer.b, act))
+            elif isinstance(layer, MaxPool2d):
+                steps.append(("pool", layer.kernel_size))
+            elif not (isinstance(layer, Activation) and i > 0
+                      and isinstance(layers[i - 1], (Conv2d, Linear))):
+                return None
+        return steps
+
+    def _image_sample(self):
+        """The session ``predict_one`` runs on a convolutional network (pynn.ops.OneImage: one
+        C call per image), made again when the layers' arrays are replaced; None where its
+        layers are not ones it covers."""
+        one = self._one
+        if one is not None and one.current(self._param_layers):
+            return one
+        steps = self._image_steps()
+        if steps is None:
+            return None
+        try:
+            one = self._one = ops.OneImage(steps, self.input_shape, self.output)
+        except ValueError:             # images too large for it: the layer path serves
+            return None
+        return one
 
     def one_sample(self):
         """The session ``predict_one`` runs on a dense network (pynn.ops.OneSample: one C call

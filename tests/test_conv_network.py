@@ -5,7 +5,7 @@ import pytest
 
 import pynn
 from pynn.checkpoint import load_checkpoint
-from pynn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Tanh
+from pynn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid, Tanh
 from pynn.network import Network
 
 
@@ -50,6 +50,8 @@ def float64_forward(net, X):
             a = np.tanh(a)
         elif isinstance(layer, ReLU):
             a = np.maximum(a, 0)
+        elif isinstance(layer, Sigmoid):
+            a = 1 / (1 + np.exp(-a))
     return a
 
 

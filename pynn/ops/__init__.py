@@ -31,7 +31,7 @@ from .image import (DISTORT_MAX, distort, gaussian_blur, ink_bbox, ink_moments, 
 from .dropout import dropout_backward, dropout_forward
 from .conv import (conv2d_backward, conv2d_forward, conv2d_output_shape, conv2d_workspace,
                    maxpool2d_backward, maxpool2d_forward)
-from .fast import LOSS_KINDS, OPTIMIZER_KINDS, FusedNet, OneSample
+from .fast import LOSS_KINDS, OPTIMIZER_KINDS, FusedNet, OneImage, OneSample
 
 __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "conv2d_workspace", "maxpool2d_backward", "maxpool2d_forward", "CACHE_LINE", "KERNEL_SETS", "MAX_LAYERS", "MAX_WIDTH", "aligned_copy",
@@ -45,4 +45,4 @@ __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "argmax_rows", "scale_u8", "DISTORT_MAX", "distort", "gaussian_blur", "ink_bbox",
            "ink_moments", "raster_strokes", "resample_area", "stroke_width", "warp",
            "dropout_backward", "dropout_forward", "LOSS_KINDS", "OPTIMIZER_KINDS", "FusedNet",
-           "OneSample"]
+           "OneImage", "OneSample"]

@@ -1,5 +1,6 @@
 """The fast paths (csrc/fast/net*.c): a whole network's forward pass or training run in one C call
-(FusedNet), and one sample's forward with everything but the input prepared once (OneSample).
+(FusedNet), and one sample's forward with everything but the input prepared once (OneSample);
+one image through a convolutional network in one C call (OneImage, csrc/fast/conv_one.c).
 """
 import itertools
 import operator
@@ -298,3 +299,98 @@ class OneSample:
         args = ((net, ptr(x), ffi.NULL, 0.0, out, work, work_len) if x.dtype == F32 else
                 (net, ffi.NULL, ptr(x, "uint8_t[]"), _U8_SCALE, out, work, work_len))
         return lambda: lib.pynn_net_forward_one(*args)
+
+
+STEP_KINDS = {"conv": lib.PYNN_STEP_CONV, "pool": lib.PYNN_STEP_POOL, "dense": lib.PYNN_STEP_DENSE}
+
+
+class OneImage:
+    """One image through a network of convolutions, max poolings and dense layers in one C
+    call (csrc/fast/conv_one.c): ``OneSample``'s job for a convolutional network.
+
+    ``steps`` lists the layers as ("conv", W, b, padding, act), ("pool", k) and
+    ("dense", W, b, act), act the activation that follows (a name), for images of
+    ``input_shape`` (C,H,W); ``output`` is the output function. The C view points into the
+    very W and b arrays given (their values may change between calls; ``current`` tells
+    whether a layer list still holds these arrays). Each call takes a workspace of its own
+    from a free list and gives it back, so calls from several threads never share one.
+    """
+
+    def __init__(self, steps, input_shape, output):
+        C, H, W = (int(v) for v in input_shape)
+        self.n_in = C * H * W
+        self._arrays = []
+        specs = []
+        for i, step in enumerate(steps):
+            kind = step[0]
+            spec = {"kind": STEP_KINDS[kind], "C": C, "H": H, "W": W, "act": lib.PYNN_LINEAR}
+            if kind == "pool":
+                spec["K"] = k = int(step[1])
+                C, H, W = C, H // k, W // k
+            else:
+                Wt, b, act = step[1], step[2], step[-1]
+                check_array(f"steps[{i}] weight", Wt, ndim=4 if kind == "conv" else 2)
+                check_array(f"steps[{i}] bias", b, ndim=1)
+                check_shape(f"steps[{i}] bias", b, (Wt.shape[0],))
+                self._arrays += [Wt, b]
+                spec.update(OC=Wt.shape[0], act=activation_kind(act), weight=ptr(Wt), bias=ptr(b))
+                if kind == "conv":
+                    pad = int(step[3])
+                    if Wt.shape[1] != C or Wt.shape[2] != Wt.shape[3]:
+                        raise ValueError(f"steps[{i}]: a conv weight must be (OC,{C},K,K), got {Wt.shape}")
+                    spec.update(K=Wt.shape[2], pad=pad)
+                    C, H, W = Wt.shape[0], H + 2 * pad - Wt.shape[2] + 1, W + 2 * pad - Wt.shape[2] + 1
+                else:
+                    check_shape(f"steps[{i}] weight", Wt, (Wt.shape[0], C * H * W))
+                    C, H, W = Wt.shape[0], 1, 1
+            specs.append(spec)
+        self.n_out = C * H * W
+        self._layouts = tuple(map(_LAYOUT, self._arrays))
+        self._steps = ffi.new("struct pynn_step[]", specs)
+        self._n = len(specs)
+        self._output = activation_kind(output)
+        self._work_len = lib.pynn_steps_workspace(self._steps, self._n)
+        if self._work_len < 0:
+            raise ValueError(f"the layers do not fit together for images of {tuple(input_shape)}")
+        self._free = []
+
+    def current(self, layers):
+        """True while ``layers`` (those with parameters, in order) hold the very W and b arrays
+        the view points into, with the shape, strides and dtype it was made for."""
+        arrays = self._arrays
+        if 2 * len(layers) != len(arrays):
+            return False
+        for i, layer in enumerate(layers):
+            if layer.W is not arrays[2 * i] or layer.b is not arrays[2 * i + 1]:
+                return False
+        return tuple(map(_LAYOUT, arrays)) == self._layouts
+
+    def __call__(self, x):
+        """A new (n_out,) float32 array: the network's output for the image x (any shape of
+        n_in values, C-contiguous; float32, or uint8 scaled to 0..1)."""
+        if type(x) is not np.ndarray:
+            if not isinstance(x, np.ndarray):
+                raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
+            x = x.view(np.ndarray)
+        if x.size != self.n_in:
+            raise ValueError(f"x must hold {self.n_in} values (one image), got shape {x.shape}")
+        if not x.flags.c_contiguous:
+            raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
+        if x.dtype == F32:
+            xf, xu, scale = ffi.from_buffer("float[]", x), ffi.NULL, 0.0
+        elif x.dtype == _U8:
+            xf, xu, scale = ffi.NULL, ffi.from_buffer("uint8_t[]", x), _U8_SCALE
+        else:
+            raise TypeError(f"x must have dtype float32 or uint8, got {x.dtype}")
+        y = np.empty(self.n_out, dtype=np.float32)
+        try:
+            work = self._free.pop()          # atomic: each call its own workspace
+        except IndexError:
+            buf = np.empty(self._work_len, dtype=np.float32)
+            work = (buf, wptr(buf))
+        rc = lib.pynn_steps_forward_one(self._steps, self._n, self._output, xf, xu, scale,
+                                        wptr(y), work[1], self._work_len)
+        if len(self._free) < 4:
+            self._free.append(work)
+        check_status(rc, "steps_forward_one")
+        return y
