@@ -16,6 +16,12 @@ pad must be able to teach on a machine that has never downloaded MNIST; 2,000 di
 plenty for a few hundred replayed per lesson, and cost 0.3 MB. The lesson goes on, pass after
 pass up to a cap, until every drawing is read as its label with confidence: a user who presses
 7 expects to see 7, not "not sure".
+
+A convolutional network is taught in its dense head only: the convolutions' features of the
+lesson are computed once, and the passes train the layers after the last Flatten on them. A
+pass then costs what one of a small dense network does, where the whole network's would cost
+a convolution's forward and backward for every sample; and the features, which read strokes
+wherever they lie, are the part a few drawings should not move.
 """
 import os
 from functools import lru_cache
@@ -23,6 +29,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import augment, ops
+from .layers import Flatten
+from .network import Network
 from .optim import SGD
 
 BATCH = 32
@@ -82,19 +90,38 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
     pick = np.concatenate([rng.choice(others, size=n_replay, replace=False), border])
     lesson = np.concatenate([taught, R_X[pick]])
     lesson_y = np.concatenate([taught_y, R_y[pick]])
+    body, learner = _parts(net)
+    if body is not None:
+        # a convolutional network learns the lesson in its dense head: the features the
+        # convolutions see are computed once, and every pass costs what a small dense one does
+        lesson = body.predict_proba(lesson)
+        X = np.ascontiguousarray(lesson[:k])
     # Network.fit without its accuracy pass (score=False: it would cost more here than the
     # training does). The check is once a pass, after the replay has been rehearsed too:
     # stopping mid-pass, just after the drawings' batch, ends on the moment MNIST suffers most.
     losses = []
 
     def confident_now(epoch, history):
-        return bool(net.predict_proba(X)[np.arange(k), y].min() >= confident)
+        return bool(learner.predict_proba(X)[np.arange(k), y].min() >= confident)
 
-    net.fit(lesson, lesson_y, epochs=max_epochs, batch_size=BATCH,
+    learner.fit(lesson, lesson_y, epochs=max_epochs, batch_size=BATCH,
             optimizer=SGD(lr=lr, momentum=0.9), shuffle=rng, score=False,
             callback=lambda epoch, batch, n, loss: losses.append(loss),
             on_epoch_end=confident_now)
     return losses
+
+
+def _parts(net):
+    """(body, head): for a network with convolutions, its layers up to the last Flatten and
+    the dense layers after it, each a Network over the same layer objects (so teaching the
+    head teaches ``net``); for a dense network, or one with nothing to learn after its last
+    Flatten, (None, net)."""
+    flat = [i for i, layer in enumerate(net.layers) if isinstance(layer, Flatten)]
+    cut = flat[-1] + 1 if flat else len(net.layers)
+    if not any(layer.params for layer in net.layers[cut:]):
+        return None, net
+    body = Network(net.layers[:cut], input_shape=net.input_shape, output="linear", loss="quadratic")
+    return body, Network(net.layers[cut:], output=net.output, loss=net.loss)
 
 
 def _check(net, inputs, labels):

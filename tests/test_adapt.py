@@ -141,3 +141,72 @@ def test_bad_lessons_are_refused(inputs, labels, error):
 def test_teach_needs_a_digit_network():
     with pytest.raises(ValueError, match="784"):
         adapt.teach(pynn.Network([20, 5, 10]), np.zeros((1, 784), np.float32), np.array([3]))
+
+
+# ---- a convolutional network ----
+
+@pytest.fixture(scope="module")
+def small_conv():
+    """A small convolutional network trained briefly on 3,000 digits (about 93% right), and
+    the 1,000 test digits it is scored on."""
+    from pynn.study.common import load_split
+    split = load_split(quick=True)
+    net = pynn.Network("1x28x28-c8k5-pool2-c16k5-pool2-64-10", seed=0)
+    net.fit(*split["train"], epochs=3, batch_size=32, optimizer=pynn.SGD(lr=0.05, momentum=0.9),
+            score=False)
+    return pynn.io.network_arrays(net), split["test"]
+
+
+def _fresh(arrays):
+    return pynn.io.network_from_arrays(arrays)
+
+
+@pytest.fixture(scope="module")
+def styles():
+    """Drawings in the styles MNIST lacks (pynn.drawn.STYLES), 40 of each."""
+    sets = [drawn.style_set(style, 40, seed=1) for style in drawn.STYLES]
+    return np.concatenate([s[0] for s in sets]), np.concatenate([s[1] for s in sets])
+
+
+def _misread(arrays, styles, n):
+    """n of the style drawings the network misreads, spread over the styles."""
+    E, E_y = styles
+    wrong = np.nonzero(_fresh(arrays).predict(E) != E_y)[0]
+    assert len(wrong) >= n, "the network already reads the styles"
+    return wrong[::max(1, len(wrong) // n)][:n]
+
+
+def test_a_convolutional_network_is_taught_in_its_dense_head(small_conv, styles):
+    """A lesson changes the answer and the dense layers; the convolutions stay as they were."""
+    arrays, _ = small_conv
+    E, E_y = styles
+    (i,) = _misread(arrays, styles, 1)
+    net = _fresh(arrays)
+    convs = [p for layer in net.layers if isinstance(layer, pynn.layers.Conv2d)
+             for p in layer.parameters()]
+    dense = [p for layer in net.layers if isinstance(layer, pynn.layers.Linear)
+             for p in layer.parameters()]
+    conv_before, dense_before = [p.copy() for p in convs], [p.copy() for p in dense]
+    adapt.teach(net, E[i:i + 1], E_y[i:i + 1])
+    assert net.predict(E[i:i + 1])[0] == E_y[i]
+    for a, b in zip(conv_before, convs):
+        np.testing.assert_array_equal(a, b)
+    assert not any(np.array_equal(a, b) for a, b in zip(dense_before, dense))
+
+
+def test_teaching_a_convolutional_network_its_misread_styles_keeps_mnist(small_conv, styles):
+    """Three drawings in styles MNIST lacks that the network misreads, each taught to a fresh
+    copy: it is then read right, and the test digits lose at most half a point."""
+    arrays, (X, y) = small_conv
+    E, E_y = styles
+    before = _fresh(arrays).accuracy(X, y)
+    for i in _misread(arrays, styles, 3):
+        net = _fresh(arrays)
+        adapt.teach(net, E[i:i + 1], E_y[i:i + 1])
+        assert net.predict(E[i:i + 1])[0] == E_y[i]
+        assert net.accuracy(X, y) >= before - 0.005
+
+
+def test_a_dense_network_is_taught_whole():
+    net = pynn.Network([784, 16, 10], seed=0)
+    assert adapt._parts(net) == (None, net)
