@@ -150,13 +150,15 @@ def test_study_drawn_scores_models_side_by_side(tmp_path, capsys):
     trained.save(paths[1])
     out = str(tmp_path / "out")
     assert study(["drawn", "--quick", "--styles", "20", "--limit", "200", "--max-error", "1",
-                  "--out", out, *paths]) == 0
+                  "--corrections", "2", "--out", out, *paths]) == 0
     with open(os.path.join(out, "drawn.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows] == paths
     nine, ours = rows
     assert float(nine["hooked 9"]) == 1.0 and float(nine["barred 7"]) == 0.0
     assert float(ours["pad_drawn"]) > 0.5 and float(ours["drawn_mean"]) > float(nine["drawn_mean"])
+    assert [r["lessons"] for r in rows] == ["2", "2"]
+    assert float(ours["mnist_error_after"]) < 0.5 and float(ours["cpu_median"]) > 0
     report = open(os.path.join(out, "drawn.md")).read()
     assert "Made by:" in report and f"The best reader: **{paths[1]}**" in report
     assert "| hooked 9 |" in capsys.readouterr().out
@@ -166,6 +168,7 @@ def test_study_drawn_scores_models_side_by_side(tmp_path, capsys):
     (["--max-error", "2"], "--max-error"),
     (["--styles", "0"], "--styles"),
     (["--limit", "-3"], "--limit"),
+    (["--corrections", "-1"], "--corrections"),
 ])
 def test_study_drawn_refuses_bad_settings(tmp_path, argv, message):
     with pytest.raises(SystemExit, match=message):
@@ -175,3 +178,22 @@ def test_study_drawn_refuses_bad_settings(tmp_path, argv, message):
 def test_study_drawn_names_a_missing_model(tmp_path):
     with pytest.raises(SystemExit, match="missing.npz: no such file"):
         study(["drawn", "--quick", "--out", str(tmp_path), str(tmp_path / "missing.npz")])
+
+
+def test_corrections_are_the_misread_drawings_first_one_style_after_another():
+    styles = drawn.style_sets(3)
+    lessons = drawings.corrections(_always(9), styles, 7)
+    # the 9-network misreads every 7, 1 and 4 and reads every 9
+    assert [int(label) for _, label in lessons] == [7, 1, 4, 7, 1, 4, 7]
+    assert len(drawings.corrections(_always(9), styles, 100)) == 12
+
+
+def test_teaching_as_the_pad_does_rehearses_as_many_earlier_corrections_as_the_pad():
+    from pad.state import REHEARSE
+    assert drawings.REHEARSE == REHEARSE
+    lessons = drawings.corrections(_always(9), drawn.style_sets(2), 3)
+    before = _always(9)
+    taught, seconds = drawings.teach_as_the_pad_does(before, lessons)
+    assert len(seconds) == 3 and taught is not before
+    assert before.predict(np.stack([x for x, _ in lessons])).tolist() == [9, 9, 9]
+    assert (taught.predict(np.stack([x for x, _ in lessons])) == [y for _, y in lessons]).all()
