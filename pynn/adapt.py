@@ -34,6 +34,8 @@ from .network import Network
 from .optim import SGD
 
 BATCH = 32
+LR = 0.01
+HEAD_LR = 0.02       # a head on fixed features: at LR, a pass leaves it short of a style it was shown
 MAX_REPLAY = 600     # replayed digits per lesson at most: a long lesson stays quick
 REPLAY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "replay.npz")
 
@@ -51,7 +53,7 @@ def replay_set(path=REPLAY_PATH):
     return X, labels.astype(np.int64)
 
 
-def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=0.01,
+def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=None,
           confident=0.75):
     """Fine-tune ``net`` in place so that it reads ``inputs`` as ``labels``; return the losses.
 
@@ -62,7 +64,7 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
     replay   MNIST digits replayed per taught sample (drawings and their copies), besides the
              replay digits of the classes the network wrongly answers now
     max_epochs, lr   passes over the lesson at most, and the learning rate of SGD with
-             momentum 0.9
+             momentum 0.9 (default LR, or HEAD_LR for a convolutional network's head)
     confident   the lesson ends after the first pass that leaves every drawing's probability
              for its label at least this (the pad says "not sure" below 0.6)
     rng      a numpy Generator for the copies and the replay choice (default: seeded, so the
@@ -96,6 +98,8 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
         # convolutions see are computed once, and every pass costs what a small dense one does
         lesson = body.predict_proba(lesson)
         X = np.ascontiguousarray(lesson[:k])
+    if lr is None:
+        lr = LR if body is None else HEAD_LR
     # Network.fit without its accuracy pass (score=False: it would cost more here than the
     # training does). The check is once a pass, after the replay has been rehearsed too:
     # stopping mid-pass, just after the drawings' batch, ends on the moment MNIST suffers most.
@@ -105,9 +109,9 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
         return bool(learner.predict_proba(X)[np.arange(k), y].min() >= confident)
 
     learner.fit(lesson, lesson_y, epochs=max_epochs, batch_size=BATCH,
-            optimizer=SGD(lr=lr, momentum=0.9), shuffle=rng, score=False,
-            callback=lambda epoch, batch, n, loss: losses.append(loss),
-            on_epoch_end=confident_now)
+                optimizer=SGD(lr=lr, momentum=0.9), shuffle=rng, score=False,
+                callback=lambda epoch, batch, n, loss: losses.append(loss),
+                on_epoch_end=confident_now)
     return losses
 
 

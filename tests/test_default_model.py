@@ -24,9 +24,8 @@ def test_set(mnist):
 
 def test_it_is_a_small_digit_network(net):
     assert net.sizes[0] == 784 and net.sizes[-1] == 10
-    assert net.activation == "relu" and net.output == "softmax"
+    assert net.output == "softmax" and any(isinstance(x, pynn.layers.ReLU) for x in net.layers)
     assert os.path.getsize(MODEL) < 2 * 1024 * 1024
-    assert repr(net).startswith("Network([Linear(784, ")
 
 
 def test_mnist_test_error_is_at_most_1_6_percent(net, test_set):
