@@ -16,6 +16,10 @@ The teach study builds a writer who crosses their 7s and puts a long flag on the
 European way, which MNIST-trained networks misread), teaches the network k examples of each
 with pynn.adapt.teach, and reads held-out drawings of the same style.
 
+The style sets (STYLES: a barred 7, a flagged 1, a hooked 9, an open 4) are drawn from scratch
+rather than from MNIST: each style a recipe of strokes in a seeded hand, on the pad's canvas,
+through strokes_to_mnist. ``pynn study drawn`` scores models on them.
+
 This module makes test data: numpy does the image work here, outside the inference path.
 """
 import argparse
