@@ -175,9 +175,12 @@ def test_study_drawn_refuses_bad_settings(tmp_path, argv, message):
         study(["drawn", "--quick", "--out", str(tmp_path), *argv])
 
 
-def test_study_drawn_names_a_missing_model(tmp_path):
+def test_study_drawn_names_a_missing_model_or_one_that_reads_no_digits(tmp_path):
     with pytest.raises(SystemExit, match="missing.npz: no such file"):
         study(["drawn", "--quick", "--out", str(tmp_path), str(tmp_path / "missing.npz")])
+    pynn.Network([20, 5, 3]).save(tmp_path / "small.npz")
+    with pytest.raises(SystemExit, match="small.npz: a digit network reads 784 pixels"):
+        study(["drawn", "--quick", "--out", str(tmp_path), "shipped", str(tmp_path / "small.npz")])
 
 
 def test_corrections_are_the_misread_drawings_first_one_style_after_another():

@@ -122,7 +122,10 @@ def teach_table(rows):
 
 
 def _model(name):
-    return load_default() if name == SHIPPED else io.load(name)
+    net = load_default() if name == SHIPPED else io.load(name)
+    if net.sizes[0] != 784 or net.sizes[-1] != 10:
+        raise ValueError(f"{name}: a digit network reads 784 pixels into 10 classes, got {net!r}")
+    return net
 
 
 def main(args):
