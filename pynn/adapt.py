@@ -21,9 +21,13 @@ A convolutional network is taught in its dense head only: the convolutions' feat
 lesson are computed once, and the passes train the layers after the last Flatten on them. A
 pass then costs what one of a small dense network does, where the whole network's would cost
 a convolution's forward and backward for every sample; and the features, which read strokes
-wherever they lie, are the part a few drawings should not move.
+wherever they lie, are the part a few drawings should not move. Since lessons leave the
+convolutions as they are, the replayed digits' features are kept from one lesson to the next
+(replay_features): after the first lessons only the drawings pass through the convolutions.
 """
+import hashlib
 import os
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -90,13 +94,14 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
     others = np.setdiff1d(np.arange(len(R_X)), border)
     n_replay = min(len(others), replay * len(taught), MAX_REPLAY)
     pick = np.concatenate([rng.choice(others, size=n_replay, replace=False), border])
-    lesson = np.concatenate([taught, R_X[pick]])
     lesson_y = np.concatenate([taught_y, R_y[pick]])
     body, learner = _parts(net)
-    if body is not None:
+    if body is None:
+        lesson = np.concatenate([taught, R_X[pick]])
+    else:
         # a convolutional network learns the lesson in its dense head: the features the
         # convolutions see are computed once, and every pass costs what a small dense one does
-        lesson = body.predict_proba(lesson)
+        lesson = np.concatenate([body.predict_proba(taught), replay_features(body, pick)])
         X = np.ascontiguousarray(lesson[:k])
     if lr is None:
         lr = LR if body is None else HEAD_LR
@@ -113,6 +118,32 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
                 callback=lambda epoch, batch, n, loss: losses.append(loss),
                 on_epoch_end=confident_now)
     return losses
+
+
+_features_lock = threading.Lock()
+_features = {}       # (body, its parameters' digest) -> (features (n, F), which are known (n,))
+
+
+def replay_features(body, pick):
+    """The features ``body`` gives the replay digits ``pick`` (indices into replay_set), each
+    digit's computed once for a given body: the pad teaches copies of the same convolutions
+    lesson after lesson. The same bits as body.predict_proba of those digits."""
+    R_X, _ = replay_set()
+    digest = hashlib.blake2b(digest_size=16)
+    for p in body.parameters():
+        digest.update(np.ascontiguousarray(p).tobytes())
+    key = (repr(body), digest.hexdigest())
+    with _features_lock:
+        if key not in _features:
+            _features.clear()        # one body at a time, the one being taught
+            _features[key] = (np.empty((len(R_X), body.n_out), np.float32),
+                              np.zeros(len(R_X), dtype=bool))
+        features, known = _features[key]
+        todo = np.unique(pick[~known[pick]])
+        if len(todo):
+            features[todo] = body.predict_proba(np.ascontiguousarray(R_X[todo]))
+            known[todo] = True
+        return features[pick]
 
 
 def _parts(net):

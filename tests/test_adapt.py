@@ -211,3 +211,37 @@ def test_teaching_a_convolutional_network_its_misread_styles_keeps_mnist(small_c
 def test_a_dense_network_is_taught_whole():
     net = pynn.Network([784, 16, 10], seed=0)
     assert adapt._parts(net) == (None, net)
+
+
+def test_replay_features_are_the_bodys_own_and_computed_once(small_conv, monkeypatch):
+    arrays, _ = small_conv
+    body, _ = adapt._parts(_fresh(arrays))
+    R_X, _ = adapt.replay_set()
+    pick = np.array([5, 1999, 5, 0, 700])
+    got = adapt.replay_features(body, pick)
+    np.testing.assert_array_equal(got, body.predict_proba(R_X[pick]))
+    # asked again, by another copy of the same network: nothing is computed
+    again, _ = adapt._parts(_fresh(arrays))
+    monkeypatch.setattr(again, "predict_proba", lambda X: pytest.fail("computed again"))
+    np.testing.assert_array_equal(adapt.replay_features(again, pick[::-1]), got[::-1])
+    # other convolutions: their own features
+    other = _fresh(arrays)
+    other.layers[0].W[0, 0, 0, 0] += 1.0
+    body, _ = adapt._parts(other)
+    np.testing.assert_array_equal(adapt.replay_features(body, pick), body.predict_proba(R_X[pick]))
+
+
+def test_a_convolutional_lesson_is_the_same_whatever_was_taught_before(small_conv, styles):
+    """The replay features kept from earlier lessons change nothing: a lesson after others
+    gives the network a first lesson gives."""
+    arrays, _ = small_conv
+    E, E_y = styles
+    adapt._features.clear()
+    first = _fresh(arrays)
+    adapt.teach(first, E[:1], E_y[:1])
+    for i in (40, 80):
+        adapt.teach(_fresh(arrays), E[i:i + 1], E_y[i:i + 1], rng=np.random.default_rng(i))
+    later = _fresh(arrays)
+    adapt.teach(later, E[:1], E_y[:1])
+    for a, b in zip(first.parameters(), later.parameters()):
+        np.testing.assert_array_equal(a, b)
