@@ -16,16 +16,30 @@ pad must be able to teach on a machine that has never downloaded MNIST; 2,000 di
 plenty for a few hundred replayed per lesson, and cost 0.3 MB. The lesson goes on, pass after
 pass up to a cap, until every drawing is read as its label with confidence: a user who presses
 7 expects to see 7, not "not sure".
+
+A convolutional network is taught in its dense head only: the convolutions' features of the
+lesson are computed once, and the passes train the layers after the last Flatten on them. A
+pass then costs what one of a small dense network does, where the whole network's would cost
+a convolution's forward and backward for every sample; and the features, which read strokes
+wherever they lie, are the part a few drawings should not move. Since lessons leave the
+convolutions as they are, the replayed digits' features are kept from one lesson to the next
+(replay_features): after the first lessons only the drawings pass through the convolutions.
 """
+import hashlib
 import os
+import threading
 from functools import lru_cache
 
 import numpy as np
 
 from . import augment, ops
+from .layers import Flatten
+from .network import Network
 from .optim import SGD
 
 BATCH = 32
+LR = 0.01
+HEAD_LR = 0.02       # a head on fixed features: at LR, a pass leaves it short of a style it was shown
 MAX_REPLAY = 600     # replayed digits per lesson at most: a long lesson stays quick
 REPLAY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "replay.npz")
 
@@ -43,7 +57,7 @@ def replay_set(path=REPLAY_PATH):
     return X, labels.astype(np.int64)
 
 
-def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=0.01,
+def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=None,
           confident=0.75):
     """Fine-tune ``net`` in place so that it reads ``inputs`` as ``labels``; return the losses.
 
@@ -54,7 +68,7 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
     replay   MNIST digits replayed per taught sample (drawings and their copies), besides the
              replay digits of the classes the network wrongly answers now
     max_epochs, lr   passes over the lesson at most, and the learning rate of SGD with
-             momentum 0.9
+             momentum 0.9 (default LR, or HEAD_LR for a convolutional network's head)
     confident   the lesson ends after the first pass that leaves every drawing's probability
              for its label at least this (the pad says "not sure" below 0.6)
     rng      a numpy Generator for the copies and the replay choice (default: seeded, so the
@@ -80,21 +94,69 @@ def teach(net, inputs, labels, rng=None, copies=8, replay=12, max_epochs=16, lr=
     others = np.setdiff1d(np.arange(len(R_X)), border)
     n_replay = min(len(others), replay * len(taught), MAX_REPLAY)
     pick = np.concatenate([rng.choice(others, size=n_replay, replace=False), border])
-    lesson = np.concatenate([taught, R_X[pick]])
     lesson_y = np.concatenate([taught_y, R_y[pick]])
+    body, learner = _parts(net)
+    if body is None:
+        lesson = np.concatenate([taught, R_X[pick]])
+    else:
+        # a convolutional network learns the lesson in its dense head: the features the
+        # convolutions see are computed once, and every pass costs what a small dense one does
+        lesson = np.concatenate([body.predict_proba(taught), replay_features(body, pick)])
+        X = np.ascontiguousarray(lesson[:k])
+    if lr is None:
+        lr = LR if body is None else HEAD_LR
     # Network.fit without its accuracy pass (score=False: it would cost more here than the
     # training does). The check is once a pass, after the replay has been rehearsed too:
     # stopping mid-pass, just after the drawings' batch, ends on the moment MNIST suffers most.
     losses = []
 
     def confident_now(epoch, history):
-        return bool(net.predict_proba(X)[np.arange(k), y].min() >= confident)
+        return bool(learner.predict_proba(X)[np.arange(k), y].min() >= confident)
 
-    net.fit(lesson, lesson_y, epochs=max_epochs, batch_size=BATCH,
-            optimizer=SGD(lr=lr, momentum=0.9), shuffle=rng, score=False,
-            callback=lambda epoch, batch, n, loss: losses.append(loss),
-            on_epoch_end=confident_now)
+    learner.fit(lesson, lesson_y, epochs=max_epochs, batch_size=BATCH,
+                optimizer=SGD(lr=lr, momentum=0.9), shuffle=rng, score=False,
+                callback=lambda epoch, batch, n, loss: losses.append(loss),
+                on_epoch_end=confident_now)
     return losses
+
+
+_features_lock = threading.Lock()
+_features = {}       # (body, its parameters' digest) -> (features (n, F), which are known (n,))
+
+
+def replay_features(body, pick):
+    """The features ``body`` gives the replay digits ``pick`` (indices into replay_set), each
+    digit's computed once for a given body: the pad teaches copies of the same convolutions
+    lesson after lesson. The same bits as body.predict_proba of those digits."""
+    R_X, _ = replay_set()
+    digest = hashlib.blake2b(digest_size=16)
+    for p in body.parameters():
+        digest.update(np.ascontiguousarray(p).tobytes())
+    key = (repr(body), digest.hexdigest())
+    with _features_lock:
+        if key not in _features:
+            _features.clear()        # one body at a time, the one being taught
+            _features[key] = (np.empty((len(R_X), body.n_out), np.float32),
+                              np.zeros(len(R_X), dtype=bool))
+        features, known = _features[key]
+        todo = np.unique(pick[~known[pick]])
+        if len(todo):
+            features[todo] = body.predict_proba(np.ascontiguousarray(R_X[todo]))
+            known[todo] = True
+        return features[pick]
+
+
+def _parts(net):
+    """(body, head): for a network with convolutions, its layers up to the last Flatten and
+    the dense layers after it, each a Network over the same layer objects (so teaching the
+    head teaches ``net``); for a dense network, or one with nothing to learn after its last
+    Flatten, (None, net)."""
+    flat = [i for i, layer in enumerate(net.layers) if isinstance(layer, Flatten)]
+    cut = flat[-1] + 1 if flat else len(net.layers)
+    if not any(layer.params for layer in net.layers[cut:]):
+        return None, net
+    body = Network(net.layers[:cut], input_shape=net.input_shape, output="linear", loss="quadratic")
+    return body, Network(net.layers[cut:], output=net.output, loss=net.loss)
 
 
 def _check(net, inputs, labels):

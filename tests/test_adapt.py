@@ -141,3 +141,107 @@ def test_bad_lessons_are_refused(inputs, labels, error):
 def test_teach_needs_a_digit_network():
     with pytest.raises(ValueError, match="784"):
         adapt.teach(pynn.Network([20, 5, 10]), np.zeros((1, 784), np.float32), np.array([3]))
+
+
+# ---- a convolutional network ----
+
+@pytest.fixture(scope="module")
+def small_conv(mnist):
+    """A small convolutional network trained briefly on 20,000 digits (about 97% right), and
+    the first 2,000 test digits, which it is scored on."""
+    X, y = mnist.train
+    net = pynn.Network("1x28x28-c6k5-pool4-128-10", seed=0)
+    net.fit(X[:20000], y[:20000].astype(np.int64), epochs=3, batch_size=32,
+            optimizer=pynn.SGD(lr=0.02, momentum=0.9), score=False)
+    X_test, y_test = mnist.test
+    test = ops.scale_u8(np.ascontiguousarray(X_test[:2000])).reshape(2000, 784)
+    return pynn.io.network_arrays(net), (test, y_test[:2000].astype(np.int64))
+
+
+def _fresh(arrays):
+    return pynn.io.network_from_arrays(arrays)
+
+
+@pytest.fixture(scope="module")
+def styles():
+    """Drawings in the styles MNIST lacks (pynn.drawn.STYLES), 40 of each."""
+    sets = [drawn.style_set(style, 40, seed=1) for style in drawn.STYLES]
+    return np.concatenate([s[0] for s in sets]), np.concatenate([s[1] for s in sets])
+
+
+def _misread(arrays, styles, n):
+    """n of the style drawings the network misreads, spread over the styles."""
+    E, E_y = styles
+    wrong = np.nonzero(_fresh(arrays).predict(E) != E_y)[0]
+    assert len(wrong) >= n, "the network already reads the styles"
+    return wrong[::max(1, len(wrong) // n)][:n]
+
+
+def test_a_convolutional_network_is_taught_in_its_dense_head(small_conv, styles):
+    """A lesson changes the answer and the dense layers; the convolutions stay as they were."""
+    arrays, _ = small_conv
+    E, E_y = styles
+    (i,) = _misread(arrays, styles, 1)
+    net = _fresh(arrays)
+    convs = [p for layer in net.layers if isinstance(layer, pynn.layers.Conv2d)
+             for p in layer.parameters()]
+    dense = [p for layer in net.layers if isinstance(layer, pynn.layers.Linear)
+             for p in layer.parameters()]
+    conv_before, dense_before = [p.copy() for p in convs], [p.copy() for p in dense]
+    adapt.teach(net, E[i:i + 1], E_y[i:i + 1])
+    assert net.predict(E[i:i + 1])[0] == E_y[i]
+    for a, b in zip(conv_before, convs):
+        np.testing.assert_array_equal(a, b)
+    assert not any(np.array_equal(a, b) for a, b in zip(dense_before, dense))
+
+
+def test_teaching_a_convolutional_network_its_misread_styles_keeps_mnist(small_conv, styles):
+    """Three drawings in styles MNIST lacks that the network misreads, each taught to a fresh
+    copy: it is then read right, and the test digits lose at most half a point."""
+    arrays, (X, y) = small_conv
+    E, E_y = styles
+    before = _fresh(arrays).accuracy(X, y)
+    for i in _misread(arrays, styles, 3):
+        net = _fresh(arrays)
+        adapt.teach(net, E[i:i + 1], E_y[i:i + 1])
+        assert net.predict(E[i:i + 1])[0] == E_y[i]
+        assert net.accuracy(X, y) >= before - 0.005
+
+
+def test_a_dense_network_is_taught_whole():
+    net = pynn.Network([784, 16, 10], seed=0)
+    assert adapt._parts(net) == (None, net)
+
+
+def test_replay_features_are_the_bodys_own_and_computed_once(small_conv, monkeypatch):
+    arrays, _ = small_conv
+    body, _ = adapt._parts(_fresh(arrays))
+    R_X, _ = adapt.replay_set()
+    pick = np.array([5, 1999, 5, 0, 700])
+    got = adapt.replay_features(body, pick)
+    np.testing.assert_array_equal(got, body.predict_proba(R_X[pick]))
+    # asked again, by another copy of the same network: nothing is computed
+    again, _ = adapt._parts(_fresh(arrays))
+    monkeypatch.setattr(again, "predict_proba", lambda X: pytest.fail("computed again"))
+    np.testing.assert_array_equal(adapt.replay_features(again, pick[::-1]), got[::-1])
+    # other convolutions: their own features
+    other = _fresh(arrays)
+    other.layers[0].W[0, 0, 0, 0] += 1.0
+    body, _ = adapt._parts(other)
+    np.testing.assert_array_equal(adapt.replay_features(body, pick), body.predict_proba(R_X[pick]))
+
+
+def test_a_convolutional_lesson_is_the_same_whatever_was_taught_before(small_conv, styles):
+    """The replay features kept from earlier lessons change nothing: a lesson after others
+    gives the network a first lesson gives."""
+    arrays, _ = small_conv
+    E, E_y = styles
+    adapt._features.clear()
+    first = _fresh(arrays)
+    adapt.teach(first, E[:1], E_y[:1])
+    for i in (40, 80):
+        adapt.teach(_fresh(arrays), E[i:i + 1], E_y[i:i + 1], rng=np.random.default_rng(i))
+    later = _fresh(arrays)
+    adapt.teach(later, E[:1], E_y[:1])
+    for a, b in zip(first.parameters(), later.parameters()):
+        np.testing.assert_array_equal(a, b)

@@ -24,14 +24,16 @@ def test_set(mnist):
 
 def test_it_is_a_small_digit_network(net):
     assert net.sizes[0] == 784 and net.sizes[-1] == 10
-    assert net.activation == "relu" and net.output == "softmax"
+    assert net.output == "softmax" and any(isinstance(x, pynn.layers.ReLU) for x in net.layers)
     assert os.path.getsize(MODEL) < 2 * 1024 * 1024
-    assert repr(net).startswith("Network([Linear(784, ")
 
 
-def test_mnist_test_error_is_at_most_1_6_percent(net, test_set):
+def test_mnist_test_error_meets_the_rule_it_shipped_under(net, test_set):
+    """A convolutional model ships only with an MNIST test error of 0.5% or less (docs/PAD.md,
+    pynn study drawn); the dense model, shipped before any met that, has at most 1.6%."""
     X, y = test_set
-    assert 1 - net.accuracy(X, y) <= 0.016
+    convolutional = any(isinstance(x, pynn.layers.Conv2d) for x in net.layers)
+    assert 1 - net.accuracy(X, y) <= (0.005 if convolutional else 0.016)
 
 
 def test_drawn_digits_are_read(net, mnist):

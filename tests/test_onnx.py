@@ -126,7 +126,7 @@ def test_a_network_ending_in_images_gives_them_one_row_a_sample(digits, tmp_path
 
 
 def test_the_graph_is_the_standard_one_with_a_free_batch_size(digits, tmp_path):
-    net = pynn.load_default()
+    net = pynn.Network([784, 512, 10], seed=1)
     net.to_onnx(tmp_path / "m.onnx")
     model = onnx.load(tmp_path / "m.onnx")
     onnx.checker.check_model(model, full_check=True)
@@ -145,7 +145,7 @@ def test_the_graph_is_the_standard_one_with_a_free_batch_size(digits, tmp_path):
 def test_a_matmul_and_add_graph_reads_as_the_same_network(digits, tmp_path):
     """The other common way to write a dense layer (W stored (n_in, n_out), then a bias
     added, the logits' softmax over the last axis) reads as the layers it stands for."""
-    net = pynn.load_default()
+    net = pynn.Network([784, 512, 10], seed=1)
     nodes, weights, x = [], [], "pixels"
     for k, (W, b) in enumerate(zip(net.weights, net.biases)):
         weights += [numpy_helper.from_array(np.ascontiguousarray(W.T), f"w{k}"),

@@ -5,6 +5,7 @@
     pynn study compare  the network against other methods, robustness and adaptivity (task 6)
     pynn study lang     the same work in pure Python, NumPy and the C kernels (task 3)
     pynn study gradcost one gradient by nudging each parameter and by backpropagation (task 2)
+    pynn study drawn    which model reads drawings best: the model the pad ships
 
 Each writes a CSV, a markdown table and (with the ``plots`` extra) PNG plots into --out, shows
 its progress, and on a rerun skips what is already in its CSV. --quick makes a small version
@@ -18,9 +19,10 @@ COMMANDS = {
     "compare": "nearest centroid, k-NN, softmax regression and networks side by side",
     "lang": "one epoch and one GEMM in pure Python, NumPy and the C kernels",
     "gradcost": "one gradient by nudging each parameter against backpropagation: time, passes",
+    "drawn": "models side by side on MNIST, pad-drawn digits and styles MNIST lacks",
 }
 MODULES = {"sweep": "sweep", "noise": "robustness", "compare": "compare", "lang": "lang",
-           "gradcost": "gradcost"}
+           "gradcost": "gradcost", "drawn": "drawings"}
 
 
 def _module(name):
