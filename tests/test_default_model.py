@@ -76,3 +76,33 @@ def test_train_default_trains_on_distorted_digits(mnist):
     np.testing.assert_array_equal(a.weights[0], b.weights[0])
     X_test, y_test = mnist.test
     assert a.accuracy(X_test[:1000].reshape(1000, 784), y_test[:1000].astype(np.int64)) > 0.6
+
+
+def _options(words):
+    """{option: value} of a command line's words (True for a flag without a value)."""
+    out = {}
+    for i, word in enumerate(words):
+        if word.startswith("--"):
+            nxt = words[i + 1] if i + 1 < len(words) else "--"
+            out[word] = True if nxt.startswith("--") else nxt
+    return out
+
+
+def test_the_shipped_recipe_is_the_two_commands_study_md_gives(monkeypatch, tmp_path):
+    import re
+    from pynn import cli, train_default
+    calls = []
+    monkeypatch.setattr(train_default.cli, "main", lambda argv: calls.append(argv) or 0)
+    assert train_default.train_conv(str(tmp_path / "m.npz"), seed=0) == 0
+    study = open(os.path.join(os.path.dirname(__file__), "..", "docs", "STUDY.md")).read()
+    section = study[study.index("### A convolutional network"):]
+    written = re.findall(r"^pynn (train .*)$", section, re.M)[:2]
+    assert len(calls) == len(written) == 2
+    places = ("--checkpoint", "--out", "--init")          # file names differ, not the training
+    for argv, line in zip(calls, written):
+        cli.build_parser().parse_args(argv)                # pynn train takes them as they are
+        ran, doc = _options(argv), _options(line.split())
+        assert {k: v for k, v in ran.items() if k not in places} == \
+               {k: v for k, v in doc.items() if k not in places}
+    assert _options(calls[1])["--init"] == _options(calls[0])["--out"]
+    assert _options(written[1].split())["--init"] == _options(written[0].split())["--out"]
