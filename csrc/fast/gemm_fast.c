@@ -259,6 +259,9 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
               float *C, int64_t ldc) {
     PYNN_TRY(pynn_gemm_check(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
     if (M == 0 || N == 0) return PYNN_OK;
+    /* one row of op(A) stored as a column with lda 1 lies in memory as the untransposed row:
+     * read so, it takes the one-row paths, which read A along its rows */
+    if (M == 1 && trans_a && lda == 1) trans_a = 0, lda = K;
     struct pynn_gemm_args g = {trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb,
                                beta, C, ldc, NULL, -1, NULL, NULL};
     /* parts any free thread may claim: a worker whose core is busy elsewhere costs nothing,

@@ -1,6 +1,8 @@
 """The matrix product and the bias (csrc/ref/gemm.c, csrc/fast/gemm_fast.c): z = W a + b for a batch of rows."""
-from .._pynn import lib
-from .checks import check_array, check_shape, check_status, no_overlap, output, ptr, wptr
+import numpy as np
+
+from .._pynn import ffi, lib
+from .checks import F32, check_array, check_shape, check_status, no_overlap, output, ptr, wptr
 
 
 def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=False):
@@ -13,20 +15,28 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=F
     check_array("c", c, ndim=2, writable=True)
     check_shape("c", c, (M, N))
     no_overlap(c, a, b, name="c")
-    return _run(a, b, c, M, N, K, alpha, beta, trans_a, trans_b, reference)
+    return _run(a, b, c, M, N, K, float(alpha), float(beta), trans_a, trans_b, reference)
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
-    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9."""
+    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9.
+
+    A script calls this once a digit, so the checks take the fewest steps: a fresh output
+    needs none, and ``out`` is checked as ``output`` checks any (writable, shape, apart from a
+    and b)."""
     M, N, K = _sizes(a, b, trans_a, trans_b)
-    c = output(out, (M, N), inputs=(a, b), same_ok=False)
+    c = np.empty((M, N), F32) if out is None else output(out, (M, N), inputs=(a, b), same_ok=False)
     return _run(a, b, c, M, N, K, 1.0, 0.0, trans_a, trans_b, reference)
 
 
 def _sizes(a, b, trans_a, trans_b):
-    """(M, N, K) of op(a) (M,K) @ op(b) (K,N), a and b checked."""
-    check_array("a", a, ndim=2)
-    check_array("b", b, ndim=2)
+    """(M, N, K) of op(a) (M,K) @ op(b) (K,N), a and b checked: both at once in the common
+    case, one by one (naming the fault) otherwise."""
+    if not (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is F32
+            and b.dtype is F32 and a.ndim == 2 and b.ndim == 2 and a.flags.c_contiguous
+            and b.flags.c_contiguous):
+        check_array("a", a, ndim=2)
+        check_array("b", b, ndim=2)
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if K != Kb:
@@ -35,10 +45,15 @@ def _sizes(a, b, trans_a, trans_b):
 
 
 def _run(a, b, c, M, N, K, alpha, beta, trans_a, trans_b, reference):
-    """The C call, on arrays already checked (c of shape (M,N), apart from a and b)."""
+    """The C call, on arrays already checked: a and b float32, C-contiguous, of sizes (M,N,K);
+    c of shape (M,N), writable, apart from both. A product with no element returns before any
+    pointer is made; with K = 0 a and b hold no data and C reads none."""
+    if M == 0 or N == 0:
+        return c
     fn = lib.pynn_gemm_ref if reference else lib.pynn_gemm
-    rc = fn(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, float(alpha),
-            ptr(a), a.shape[1], ptr(b), b.shape[1], float(beta), wptr(c), N)
+    rc = fn(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, alpha,
+            ffi.from_buffer("float[]", a), a.shape[1], ffi.from_buffer("float[]", b), b.shape[1],
+            beta, ffi.from_buffer("float[]", c), N)
     if rc:
         check_status(rc, "gemm")
     return c
