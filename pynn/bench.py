@@ -4,7 +4,8 @@ Four sections, each printed as a table with ratios (pynn's speed over the other'
 pynn is faster):
   gemm   the matrix products of training a 784-H-10 network (forward z = a W^T, dW = delta^T a,
          dX = delta W for batches of 1, 10, 64, 256 and H of 128, 800), and 1024/2048 squares,
-         with all threads and with one
+         with all threads and with one; and one row times each layer's W from Python,
+         ops.matmul (checks included) against numpy's @
   train  samples/s of mini-batch training (ReLU, softmax cross-entropy, SGD with momentum,
          data in memory): 784-800-10 at batch 64 over whole MNIST epochs, with the test
          accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
@@ -196,10 +197,31 @@ def bench_gemm(args, torch, out):
             flops = 2.0 * M * N * K
             gf = [flops / t / 1e9 if t else None for t in times]
             out(f"{name:38s} {_fmt(gf[0])} {_fmt(gf[1])} {_fmt(gf[2])} {_ratio(times[0], times[1:]):>7s}")
+        bench_one_row(out, budget, rounds=2 if args.quick else 3)
     ops.set_num_threads(args.threads)
     _openblas_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
+
+
+MATMUL_ONE_ROW = ((784, 128), (128, 10), (784, 800), (800, 10))   # (K, N) of a layer's W
+
+
+def bench_one_row(out, budget, rounds):
+    """One row times each weight matrix of 784-128-10 and 784-800-10, as a script calls it:
+    ``ops.matmul`` with its checks and a new output, against numpy's ``@``."""
+    rng = np.random.default_rng(0)
+    out(f"{'one row from Python (us a call)':38s} {'matmul':>8s} {'numpy @':>8s} {'':>8s} "
+        f"{'ratio':>7s}")
+    for K, N in MATMUL_ONE_ROW:
+        a = rng.standard_normal((1, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        fns = [lambda: ops.matmul(a, b), lambda: a @ b]
+        t0 = time.perf_counter()
+        fns[0]()
+        times = interleaved(fns, budget, _inner(time.perf_counter() - t0), rounds)
+        out(f"{f'a 1x{K} @ W {K}x{N}':38s} {_fmt(times[0] * 1e6)} {_fmt(times[1] * 1e6)} "
+            f"{'':8s} {_ratio(times[0], times[1:]):>7s}")
 
 
 # ---- training ----

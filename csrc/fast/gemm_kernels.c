@@ -328,7 +328,9 @@ TGT_AVX2 static inline __attribute__((always_inline)) void gemv_narrow_avx2(
         for (int s = 0; s < 4; s++) {
             const float *brow = B + (p + s) * ldb;
             __m256 as = _mm256_set1_ps(a[(p + s) * a_step]);
-            y[s][0] = _mm256_fmadd_ps(as, _mm256_maskload_ps(brow, k0), y[s][0]);
+            /* with two vectors the first is whole: a plain load, cheaper than a masked one */
+            __m256 b0 = NV > 1 ? _mm256_loadu_ps(brow) : _mm256_maskload_ps(brow, k0);
+            y[s][0] = _mm256_fmadd_ps(as, b0, y[s][0]);
             if (NV > 1) y[s][1] = _mm256_fmadd_ps(as, _mm256_maskload_ps(brow + 8, k1), y[s][1]);
         }
     for (; p < K; p++) {
