@@ -76,7 +76,8 @@ def test_fast_matches_reference_on_every_edge(kernels, threads, trans, M, N, K):
 @pytest.mark.parametrize("trans", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])
 def test_leading_dimensions_longer_than_rows(kernels, trans):
     rng = np.random.default_rng(5)
-    for M, N, K in ((9, 49, 257), (5, 7, 3), (70, 100, 20), (1, 10, 801), (2, 37, 9)):
+    for M, N, K in ((9, 49, 257), (5, 7, 3), (70, 100, 20), (1, 10, 801), (2, 37, 9),
+                    (7, 10, 33)):
         fast, ref, scale = run_both(*trans, M, N, K, 0.75, 0.5, rng, pad=(3, 5, 2))
         assert_close(fast, ref, scale, K)
         fast, ref, scale = run_both(*trans, M, N, K, 1.0, 0.0, rng, pad=(1, 16, 7))
@@ -84,11 +85,13 @@ def test_leading_dimensions_longer_than_rows(kernels, trans):
 
 
 # one or two rows of C, and sums of few products: the gemv kernel (B stored (K,N)), its
-# narrow form (N <= 16, the output layer's ten), and the dot path's one-row kernel (B stored
-# (N,K)); widths either side of a vector (8, 16) and of the narrow form, K from 1 past 4 (the
-# kernels take four rows of B at a time) and the network's 784 and 800
+# narrow form (N <= 16, the output layer's ten, which takes batches too), and the dot path's
+# one-row kernel (B stored (N,K)); widths either side of a vector (8, 16) and of the narrow
+# form, K from 1 past 4 (the kernels take four rows of B at a time) and the network's 784 and
+# 800
 ONE_ROW_SHAPES = [(M, N, K) for M in (1, 2) for N in (1, 5, 8, 9, 10, 16, 17, 23, 129)
                   for K in (1, 2, 3, 4, 5, 13, 784, 800)]
+ONE_ROW_SHAPES += [(M, N, K) for M in (3, 6, 64) for N in (1, 7, 8, 10, 16, 17) for K in (1, 3, 9, 800)]
 
 
 @pytest.mark.parametrize("trans", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])

@@ -168,7 +168,7 @@ static void gemvkernel_generic(int64_t K, const float *a, int64_t a_step, const 
 
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
-                                                    gradstep_generic, dotblocks_generic};
+                                                    gradstep_generic, dotblocks_generic, NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -397,9 +397,54 @@ TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, 
     }
 }
 
+/* four rows of a narrow C (n <= 16) in registers, 8 accumulators: each row of B, loaded once,
+ * serves the four rows of A; the four rows' chains overlap one another. NV, the vectors of 8
+ * columns, is a constant in each instance. The accumulators are named variables, not an
+ * array, so that GCC keeps them in registers (as in the AVX-512 micro-kernel). */
+#define GEMV4_ROW(r, ar)                                                                     \
+    do {                                                                                     \
+        __m256 a_r = _mm256_set1_ps(ar[p]);                                                  \
+        y##r##0 = _mm256_fmadd_ps(a_r, b0, y##r##0);                                         \
+        if (NV > 1) y##r##1 = _mm256_fmadd_ps(a_r, b1, y##r##1);                             \
+    } while (0)
+#define GEMV4_STORE(r)                                                                       \
+    do {                                                                                     \
+        float out[16], *crow = c + r * ldc;                                                  \
+        _mm256_storeu_ps(out, _mm256_mul_ps(va, y##r##0));                                   \
+        if (NV > 1) _mm256_storeu_ps(out + 8, _mm256_mul_ps(va, y##r##1));                   \
+        for (int64_t j = 0; j < n; j++)                                                      \
+            crow[j] = beta == 0.0f ? out[j] : fmaf(beta, crow[j], out[j]);                   \
+    } while (0)
+
+TGT_AVX2 static inline __attribute__((always_inline)) void gemv4_avx2_nv(
+        const int NV, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+        float *c, int64_t ldc, int64_t n, float alpha, float beta) {
+    const __m256i k0 = _mm256_castps_si256(mask8((int)n)), k1 = _mm256_castps_si256(mask8((int)n - 8));
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+    __m256 y00 = _mm256_setzero_ps(), y01 = y00, y10 = y00, y11 = y00;
+    __m256 y20 = y00, y21 = y00, y30 = y00, y31 = y00;
+    for (int64_t p = 0; p < K; p++) {
+        const float *brow = B + p * ldb;
+        __m256 b0 = NV > 1 ? _mm256_loadu_ps(brow) : _mm256_maskload_ps(brow, k0);
+        __m256 b1 = NV > 1 ? _mm256_maskload_ps(brow + 8, k1) : _mm256_setzero_ps();
+        GEMV4_ROW(0, a0); GEMV4_ROW(1, a1); GEMV4_ROW(2, a2); GEMV4_ROW(3, a3);
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+    GEMV4_STORE(0); GEMV4_STORE(1); GEMV4_STORE(2); GEMV4_STORE(3);
+}
+#undef GEMV4_ROW
+#undef GEMV4_STORE
+
+TGT_AVX2 static void gemv4kernel_avx2(int64_t K, const float *A, int64_t lda, const float *B,
+                                      int64_t ldb, float *c, int64_t ldc, int64_t n, float alpha,
+                                      float beta) {
+    if (n <= 8) gemv4_avx2_nv(1, K, A, lda, B, ldb, c, ldc, n, alpha, beta);
+    else gemv4_avx2_nv(2, K, A, lda, B, ldb, c, ldc, n, alpha, beta);
+}
+
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
                                                  stepkernel_generic, gemvkernel_avx2, gradstep_avx2,
-                                                 dotblocks_avx2};
+                                                 dotblocks_avx2, gemv4kernel_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -780,7 +825,7 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
 
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
-                                                   gradstep_avx512, dotblocks_avx512};
+                                                   gradstep_avx512, dotblocks_avx512, NULL};
 #endif
 
 /* ---------------- the choice ---------------- */
