@@ -70,7 +70,9 @@ class Laps:
         return out
 
 
-def _state_pass(net, repeats):
+def state_pass(net, repeats):
+    """The pad's state without a window: the ten scripted digits drawn ``repeats`` times, each
+    drag event timed as its steps (ink, preprocess, inference); a summary as ``run`` returns."""
     laps = Laps()
     for _ in range(repeats):
         for digit in range(10):
@@ -204,7 +206,7 @@ def run(model=None, window=True, repeats=3):
     when there are none."""
     pynn.set_num_threads(1)
     net = pynn.load(model) if model else pynn.load_default()
-    results = _state_pass(net, repeats)
+    results = state_pass(net, repeats)
     if window:
         from .display import virtual_display
         try:

@@ -119,7 +119,7 @@ def elastic(images, rng, alpha=34.0, sigma=4.0):
     n, size = len(stack), stack.shape[1:]
     _, _, s, gain = field_grid(size, sigma, alpha)
     noise = elastic_noise(n, rng, size, sigma)
-    return _distort(stack, _identity(n), np.arange(n), noise, s, gain, None).reshape(shape)
+    return _distort(stack, identity(n), np.arange(n), noise, s, gain, None).reshape(shape)
 
 
 def stroke_width(images, rng, max_thin=0.5, max_thick=1.0):
@@ -151,12 +151,11 @@ class Augmenter:
         affine_matrices(0, np.random.default_rng(0), **self.affine)     # check the settings now
         stroke_width(np.zeros((0, 1, 1), np.float32), np.random.default_rng(0), max_thin, max_thick)
 
-    def __call__(self, images, rng, out=None):
+    def __call__(self, images, rng, out=None, separate=False):
         """Distorted copies of images; into ``out`` (float32, C-contiguous, images' shape, apart
-        from images) when given, which saves a fresh array's page faults every epoch."""
-        return self._run(images, rng, out=out)
-
-    def _run(self, images, rng, separate=False, out=None):
+        from images) when given, which saves a fresh array's page faults every epoch.
+        ``separate`` runs the distortions as separate kernels (warp, blur, stroke width) instead
+        of one pass: the same digits apart from rounding, slower; for timing and tests."""
         stack, shape = _stack(images)
         if out is None:
             out = np.empty_like(stack)
@@ -263,7 +262,9 @@ def fit(net, images, labels, epochs, rng, augmenter=None, **kwargs):
                    transform_rng=rng, **kwargs)
 
 
-def _identity(n):
+def identity(n):
+    """n affine maps (n,6) that leave a digit where it is: the rows (1, 0, 0, 0, 1, 0) that
+    ops.distort and ops.warp take."""
     return np.tile(np.array([1, 0, 0, 0, 1, 0], dtype=np.float32), (n, 1))
 
 
@@ -331,7 +332,7 @@ def bench(rounds=3, data_dir=None, out=print):
     ONE = "distortions, one pass, as in training"
     jobs = {ONE: lambda: augmenter(X, rng, out=reused),
             "distortions, one pass, into a new array": lambda: augmenter(X, rng),
-            "distortions, separate kernels": lambda: augmenter._run(X, rng, separate=True),
+            "distortions, separate kernels": lambda: augmenter(X, rng, separate=True),
             "training epoch 784-800-10, batch 64": lambda: train(800),
             "training epoch 784-512-10, batch 64": lambda: train(512)}
     times = {name: [] for name in jobs}

@@ -4,7 +4,8 @@ Four sections, each printed as a table with ratios (pynn's speed over the other'
 pynn is faster):
   gemm   the matrix products of training a 784-H-10 network (forward z = a W^T, dW = delta^T a,
          dX = delta W for batches of 1, 10, 64, 256 and H of 128, 800), and 1024/2048 squares,
-         with all threads and with one
+         with all threads and with one; and one row times each layer's W from Python,
+         ops.matmul (checks included) against numpy's @
   train  samples/s of mini-batch training (ReLU, softmax cross-entropy, SGD with momentum,
          data in memory): 784-800-10 at batch 64 over whole MNIST epochs, with the test
          accuracy both reach, and 784-128-10 at batches of 1, 10, 64 and 256
@@ -41,7 +42,8 @@ TRAIN_SMALL = ((1, 3000), (10, 20000), (64, 60000), (256, 60000))   # (batch, sa
 
 # ---- the competitors ----
 
-def _torch():
+def optional_torch():
+    """PyTorch, or None where it is not installed (its columns are then blank)."""
     try:
         import torch
     except ImportError:
@@ -156,7 +158,9 @@ def gemm_cases(quick):
     return cases
 
 
-def _gemm_fns(M, N, K, ta, tb, torch, rng):
+def gemm_fns(M, N, K, ta, tb, torch, rng):
+    """The calls a GEMM row times, on random operands of op(A) (M,K), op(B) (K,N): pynn's
+    prepared call, numpy's matmul and PyTorch's (None without it), all writing the same output array."""
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
     c = np.empty((M, N), np.float32)
@@ -188,7 +192,7 @@ def bench_gemm(args, torch, out):
             + ("" if blas_ok or not single else "  [numpy's thread count could not be set]"))
         out(f"{'product':38s} {'pynn':>8s} {'numpy':>8s} {'torch':>8s} {'ratio':>7s}")
         for name, M, N, K, ta, tb in gemm_cases(args.quick):
-            fns = _gemm_fns(M, N, K, ta, tb, torch, rng)
+            fns = gemm_fns(M, N, K, ta, tb, torch, rng)
             t0 = time.perf_counter()
             fns[0]()
             inner = _inner(time.perf_counter() - t0)
@@ -196,15 +200,36 @@ def bench_gemm(args, torch, out):
             flops = 2.0 * M * N * K
             gf = [flops / t / 1e9 if t else None for t in times]
             out(f"{name:38s} {_fmt(gf[0])} {_fmt(gf[1])} {_fmt(gf[2])} {_ratio(times[0], times[1:]):>7s}")
+        bench_one_row(out, budget, rounds=2 if args.quick else 3)
     ops.set_num_threads(args.threads)
     _openblas_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
 
 
+MATMUL_ONE_ROW = ((784, 128), (128, 10), (784, 800), (800, 10))   # (K, N) of a layer's W
+
+
+def bench_one_row(out, budget, rounds):
+    """One row times each weight matrix of 784-128-10 and 784-800-10, as a script calls it:
+    ``ops.matmul`` with its checks and a new output, against numpy's ``@``."""
+    rng = np.random.default_rng(0)
+    out(f"{'one row from Python (us a call)':38s} {'matmul':>8s} {'numpy @':>8s} {'':>8s} "
+        f"{'ratio':>7s}")
+    for K, N in MATMUL_ONE_ROW:
+        a = rng.standard_normal((1, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        fns = [lambda: ops.matmul(a, b), lambda: a @ b]
+        t0 = time.perf_counter()
+        fns[0]()
+        times = interleaved(fns, budget, _inner(time.perf_counter() - t0), rounds)
+        out(f"{f'a 1x{K} @ W {K}x{N}':38s} {_fmt(times[0] * 1e6)} {_fmt(times[1] * 1e6)} "
+            f"{'':8s} {_ratio(times[0], times[1:]):>7s}")
+
+
 # ---- training ----
 
-def _mnist(args):
+def mnist_arrays(args):
     """(X_train float32 (60000,784), y_train, X_test, y_test), or None if MNIST is not at hand."""
     from . import datasets
     try:
@@ -244,7 +269,7 @@ class TorchMLP:
 
 
 def bench_train(args, torch, out):
-    data, why = _mnist(args)
+    data, why = mnist_arrays(args)
     if data is None:
         out(f"\nTraining: skipped, MNIST is not available ({why})")
         return
@@ -302,15 +327,15 @@ def bench_train(args, torch, out):
                                        order=net.rng.permutation(n))]
         if torch is not None:
             tm = TorchMLP(torch, [784, 128, 10], lr, momentum)
-            fns += _torch_thread_counts(torch, lambda: tm.epoch(tX[:n], ty[:n], batch))
+            fns += torch_thread_counts(torch, lambda: tm.epoch(tX[:n], ty[:n], batch))
         times = interleaved(fns, 0.0, rounds=1 if args.quick else 3)
-        best, thr = _fastest(times[1:], torch)
+        best, thr = fastest_torch(times[1:], torch)
         rate = [n / t if t else None for t in (times[0], best)]
         out(f"{batch:6d} {n:8d} {_fmt(rate[0], 10, 0)} {_fmt(rate[1], 10, 0)} {thr:>4s} "
             f"{_ratio(times[0], [best]):>7s}")
 
 
-def _torch_thread_counts(torch, fn):
+def torch_thread_counts(torch, fn):
     """fn on PyTorch's thread count, and (when that is more than one) on one thread: for
     small problems PyTorch's own threads can cost more than they give, and the comparison is
     with its faster setting."""
@@ -327,8 +352,8 @@ def _torch_thread_counts(torch, fn):
     return [fn, on_one]
 
 
-def _fastest(times, torch):
-    """(the smallest of the PyTorch times, its thread count as text) for _torch_thread_counts."""
+def fastest_torch(times, torch):
+    """(the smallest of the PyTorch times, its thread count as text) for torch_thread_counts."""
     if torch is None or not times or times[0] is None:
         return None, "-"
     counts = [torch.get_num_threads(), 1][:len(times)]
@@ -347,11 +372,11 @@ def _numpy_forward(W1, b1, W2, b2):
     return forward
 
 
-def _digits(args):
+def sample_digits(args):
     """(eight digits as (1,784) float32 rows, where they come from): the first eight MNIST test
     digits scaled as the loaders scale them, or, when MNIST is not at hand, eight digits drawn
     from strokes the way the pad draws them"""
-    data, _ = _mnist(args)
+    data, _ = mnist_arrays(args)
     if data is not None:
         X = data[2][:8]
         return [np.ascontiguousarray(X[i:i + 1]) for i in range(8)], "the first eight MNIST test digits"
@@ -377,7 +402,7 @@ def _turns(fn, items):
 
 def bench_infer(args, torch, out):
     from . import load_default
-    digits, source = _digits(args)
+    digits, source = sample_digits(args)
     dense = np.random.default_rng(0).random((1, 784), dtype=np.float32)
     out(f"\nOne digit (1,784) to probabilities, from Python: {source} in turn (microseconds a "
         "call; pynn: predict_proba, one: predict_one, C: its C call alone, C dense: the C call "
@@ -416,10 +441,10 @@ def bench_infer(args, torch, out):
             def torch_forward(xt, model=model):
                 with torch.no_grad():
                     return torch.softmax(model(xt), dim=1)
-            fns += _torch_thread_counts(torch, _turns(torch_forward,
+            fns += torch_thread_counts(torch, _turns(torch_forward,
                                                       [torch.from_numpy(x) for x in digits]))
         times = interleaved(fns, budget, inner=20, rounds=2 if args.quick else 3)
-        best, thr = _fastest(times[5:], torch)
+        best, thr = fastest_torch(times[5:], torch)
         us = [t * 1e6 if t else None for t in times[:5] + [best]]
         out(f"{name:24s} {_fmt(us[0])} {_fmt(us[1])} {_fmt(us[2], 6)} {_fmt(us[3])} "
             f"{_fmt(us[4])} {_fmt(us[5])} {thr:>4s} {_ratio(times[0], [times[4], best]):>7s} "
@@ -431,7 +456,7 @@ def bench_infer(args, torch, out):
 CONV_ARCH = "1x28x28-c32k5-pool2-c64k5-pool2-256-10"
 
 
-def _training_flops(net):
+def training_flops(net):
     """Floating-point operations of one sample's training step: 2 per multiply-add of the
     forward, and as many again for each gradient the backward makes (weights; input, except
     at the first layer)."""
@@ -476,7 +501,7 @@ class TorchConv:
 
 def bench_conv(args, torch, out):
     """Training the convolutional network of issue 13 at batch 64, and one digit through it."""
-    data, why = _mnist(args)
+    data, why = mnist_arrays(args)
     if data is None:
         out(f"\nConvolutional network: skipped, MNIST is not available ({why})")
         return
@@ -485,7 +510,7 @@ def bench_conv(args, torch, out):
     net = Network(CONV_ARCH, seed=0)
     opt = SGD(lr=lr, momentum=momentum)
     images = Xtr.reshape(-1, 1, 28, 28)
-    flops = _training_flops(net)
+    flops = training_flops(net)
     # the practical peak: pynn's own product of two 1024 squares, on the same threads
     a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
     square = ops.GemmCall(a, a, np.empty_like(a))
@@ -526,9 +551,9 @@ def bench_conv(args, torch, out):
     digits = [np.ascontiguousarray(Xte[i].reshape(1, 1, 28, 28)) for i in range(8)]
     fns = [_turns(net.predict_one, digits)]
     if torch is not None:
-        fns += _torch_thread_counts(torch, _turns(tm.predict, [torch.from_numpy(x) for x in digits]))
+        fns += torch_thread_counts(torch, _turns(tm.predict, [torch.from_numpy(x) for x in digits]))
     times = interleaved(fns, 0.2 if args.quick else 1.0, inner=5, rounds=2 if args.quick else 3)
-    best, thr = _fastest(times[1:], torch)
+    best, thr = fastest_torch(times[1:], torch)
     out(f"{'pynn':>10s} {'torch':>10s} {'thr':>4s} {'ratio':>7s}")
     out(f"{_fmt(times[0] * 1e6, 10)} {_fmt(best * 1e6 if best else None, 10)} {thr:>4s} "
         f"{_ratio(times[0], [best]):>7s}")
@@ -560,7 +585,7 @@ def run(args, out=print):
         args.threads = ops.get_num_threads()
     if args.threads < 1 or args.epochs < 1:
         raise ValueError("--threads and --epochs must be at least 1")
-    torch = _torch()
+    torch = optional_torch()
     ops.set_num_threads(args.threads)
     _openblas_threads(args.threads)
     if torch is not None:
@@ -596,7 +621,7 @@ def _cmd(args):
 BLAS_IDLE = ("OPENBLAS_THREAD_TIMEOUT", "24")
 
 
-def _cli(args):
+def cli(args):
     """`pynn bench`: run in a fresh process whose OpenBLAS threads go to sleep between the
     libraries' turns (the variable must be set before numpy loads), unless the caller set it."""
     if BLAS_IDLE[0] in os.environ:
@@ -617,7 +642,7 @@ def register(subparsers):
                               description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    p.set_defaults(func=_cli)
+    p.set_defaults(func=cli)
     return p
 
 

@@ -454,6 +454,17 @@ class Network:
         self._tape = tape = self._take_tape(B)
         return self._run(X, tape, training, self._fused_loss()).reshape(B, -1)
 
+    def layer_outputs(self):
+        """What the layers computed in the last ``forward`` that kept them (keep=True, the
+        default): [input, output of layers[0], output of layers[1], ...], each with the batch
+        first; the hidden activations, and after a Dropout layer the units it kept (zeros where
+        it dropped). They are the network's own buffers, which the next pass overwrites; an
+        activation writes over its input's buffer, so a layer's output before an activation
+        holds the activated values; with cross-entropy the last is the logits z."""
+        if self._tape is None:
+            raise RuntimeError("layer_outputs needs a forward(X) with keep=True first")
+        return list(self._tape.xs)
+
     def backward(self, T):
         """From targets T (B, n_out), the gradients of the loss for the batch last ``forward``ed.
 
@@ -547,6 +558,13 @@ class Network:
         losses = self._train_fused(X, T, None, X.shape[0], optimizer, spec)
         self.last_loss = float(losses[0])
         return self.last_loss
+
+    def uses_fused_step(self, optimizer):
+        """Whether training with ``optimizer`` runs each step as one C call (csrc/fast/), which
+        ``fit``, ``train_epoch`` and ``train_batch`` choose for SGD or Adam on a network of
+        dense layers and the activations that call covers, without dropout; otherwise the
+        layers run one by one."""
+        return self._fused_optimizer(optimizer) is not None
 
     def train_epoch(self, X, y, batch_size=32, optimizer=None, order=None):
         """One pass of mini-batch training over X in ``order`` (default: the rows in turn), all

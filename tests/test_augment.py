@@ -292,8 +292,8 @@ def test_one_pass_equals_the_separate_kernels():
 def test_the_augmenter_gives_the_same_digits_either_way():
     imgs = digits(50)
     fused, separate = np.empty_like(imgs), np.empty_like(imgs)
-    augment.Augmenter()._chunk(imgs, np.random.default_rng(3), fused)
-    augment.Augmenter()._chunk(imgs, np.random.default_rng(3), separate, separate=True)
+    augment.Augmenter()(imgs, np.random.default_rng(3), out=fused)
+    augment.Augmenter()(imgs, np.random.default_rng(3), out=separate, separate=True)
     np.testing.assert_allclose(fused, separate, atol=2e-5)
 
 
@@ -302,7 +302,7 @@ def test_images_too_large_for_one_pass_take_the_separate_kernels():
     big = np.zeros((3, 70, 66), np.float32)
     big[:, 20:50, 30:36] = 1.0
     with pytest.raises(ValueError, match="at most 64x64"):
-        ops.distort(big, augment._identity(3))
+        ops.distort(big, augment.identity(3))
     a = augment.Augmenter()(big, np.random.default_rng(2))
     np.testing.assert_array_equal(a, augment.Augmenter()(big, np.random.default_rng(2)))
     assert a.shape == big.shape and np.abs(a - big).mean() > 0.001
@@ -325,7 +325,7 @@ def test_every_simd_path_gives_the_same_digits(kernels):
 
 def test_one_pass_at_zero_strength_is_the_identity():
     imgs = digits(12)
-    ident = augment._identity(12)
+    ident = augment.identity(12)
     np.testing.assert_array_equal(ops.distort(imgs, ident), imgs)
     # noise 1/2 is the field 2*(1/2) - 1 = 0 everywhere; amount 0 leaves the strokes alone
     half = np.full((12, 2, 14, 14), 0.5, np.float32)
@@ -364,21 +364,21 @@ def test_coarse_uniform_noise_bends_as_the_papers_recipe():
 @pytest.mark.parametrize("call, error, message", [
     (lambda: ops.distort(digits(2), np.zeros((3, 6), np.float32)), ValueError, "mats"),
     (lambda: ops.distort(digits(2), np.full((2, 6), np.inf, np.float32)), ValueError, "mats"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.zeros(2, np.int64)), ValueError,
+    (lambda: ops.distort(digits(2), augment.identity(2), np.zeros(2, np.int64)), ValueError,
      "field and noise"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, 1]),
+    (lambda: ops.distort(digits(2), augment.identity(2), np.array([0, 1]),
                          np.full((1, 2, 14, 14), 0.5, np.float32)), ValueError, "field"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+    (lambda: ops.distort(digits(2), augment.identity(2), np.array([0, -1]),
                          np.full((1, 2, 14, 14), 1.5, np.float32)), ValueError, "noise"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+    (lambda: ops.distort(digits(2), augment.identity(2), np.array([0, -1]),
                          np.full((1, 2, 14, 14), np.nan, np.float32)), ValueError, "noise"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+    (lambda: ops.distort(digits(2), augment.identity(2), np.array([0, -1]),
                          np.full((1, 3, 14, 14), 0.5, np.float32)), ValueError, "noise"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1], np.int32),
+    (lambda: ops.distort(digits(2), augment.identity(2), np.array([0, -1], np.int32),
                          np.full((1, 2, 14, 14), 0.5, np.float32)), TypeError, "field"),
-    (lambda: ops.distort(digits(2), augment._identity(2), amount=np.full(2, 2, np.float32)),
+    (lambda: ops.distort(digits(2), augment.identity(2), amount=np.full(2, 2, np.float32)),
      ValueError, "amount"),
-    (lambda: ops.distort(digits(2), augment._identity(2), np.array([0, -1]),
+    (lambda: ops.distort(digits(2), augment.identity(2), np.array([0, -1]),
                          np.full((1, 2, 14, 14), 0.5, np.float32), sigma=-1.0), ValueError, "sigma"),
 ])
 def test_one_pass_arguments_are_checked(call, error, message):
@@ -391,7 +391,7 @@ def test_the_kernel_refuses_what_python_would_not_pass():
     from pynn._pynn import ffi, lib
     img = np.zeros((1, 4, 4), np.float32)
     out = np.empty_like(img)
-    mats = augment._identity(1)
+    mats = augment.identity(1)
     p = lambda a: ffi.cast("float *", ffi.from_buffer(a))
     field = np.zeros(1, np.int64)
     fptr = ffi.cast("int64_t *", ffi.from_buffer(field))

@@ -9,7 +9,7 @@ from pynn import bench, ops
 
 
 def test_inference_section_runs_without_torch(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "_torch", lambda: None)
+    monkeypatch.setattr(bench, "optional_torch", lambda: None)
     assert bench.main(["--quick", "--sections", "infer", "--threads", "1"]) == 0
     text = capsys.readouterr().out
     assert "PyTorch: not installed" in text
@@ -23,10 +23,10 @@ def test_inference_times_real_digits(monkeypatch, mnist):
     # MNIST's first test digits, or (without MNIST) digits drawn as the pad draws them: real
     # digits, with the blank paper whose blocks the first layer skips
     if not mnist:
-        monkeypatch.setattr(bench, "_mnist", lambda args: (None, "no MNIST here"))
+        monkeypatch.setattr(bench, "mnist_arrays", lambda args: (None, "no MNIST here"))
     args = argparse.Namespace(data_dir=None)
     try:
-        digits, source = bench._digits(args)
+        digits, source = bench.sample_digits(args)
     except Exception as e:           # no MNIST at hand: the other case covers the fallback
         pytest.skip(f"MNIST is not at hand: {e}")
     assert source.startswith("the first eight MNIST") == mnist and ("drawn" in source) == (not mnist)
@@ -43,7 +43,7 @@ def test_gemm_rows_measure_the_right_product(monkeypatch):
     # the prepared call the GEMM table times computes what numpy computes
     rng = np.random.default_rng(0)
     for name, M, N, K, ta, tb in bench.gemm_cases(quick=True)[:6]:
-        fns = bench._gemm_fns(M, N, K, ta, tb, None, rng)
+        fns = bench.gemm_fns(M, N, K, ta, tb, None, rng)
         got = fns[0]().copy()
         want = fns[1]()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(K))
@@ -65,15 +65,15 @@ def test_pytorch_is_compared_at_its_faster_thread_count():
         def set_num_threads(self, n):
             self.threads = n
     torch, seen = FakeTorch(), []
-    fns = bench._torch_thread_counts(torch, lambda: seen.append(torch.threads))
+    fns = bench.torch_thread_counts(torch, lambda: seen.append(torch.threads))
     for f in fns:
         f()
     assert seen == [2, 1] and torch.threads == 2          # restored after the one-thread run
-    assert bench._fastest([3.0, 2.0], torch) == (2.0, "1")
-    assert bench._fastest([1.0, 2.0], torch) == (1.0, "2")
-    assert bench._fastest([], None) == (None, "-")
+    assert bench.fastest_torch([3.0, 2.0], torch) == (2.0, "1")
+    assert bench.fastest_torch([1.0, 2.0], torch) == (1.0, "2")
+    assert bench.fastest_torch([], None) == (None, "-")
     torch.threads = 1
-    assert len(bench._torch_thread_counts(torch, lambda: None)) == 1
+    assert len(bench.torch_thread_counts(torch, lambda: None)) == 1
 
 
 def test_the_command_reruns_itself_with_openblas_threads_that_go_idle(monkeypatch):
@@ -83,13 +83,13 @@ def test_the_command_reruns_itself_with_openblas_threads_that_go_idle(monkeypatc
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     monkeypatch.setattr(bench.sys, "argv", ["pynn", "bench", "--quick", "--sections", "infer"])
     args = argparse.Namespace(quick=True, sections="infer", threads=None, epochs=2, data_dir=None)
-    assert bench._cli(args) == 0
+    assert bench.cli(args) == 0
     (argv, env), = calls
     assert argv[1:] == ["-m", "pynn.bench", "--quick", "--sections", "infer"]
     assert env["OPENBLAS_THREAD_TIMEOUT"] == "24"
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")     # the user's own setting: run here
     monkeypatch.setattr(bench, "run", lambda a: 7)
-    assert bench._cli(args) == 7 and len(calls) == 1
+    assert bench.cli(args) == 7 and len(calls) == 1
 
 
 def test_the_conv_section_counts_a_training_steps_flops_and_runs(capsys):
@@ -99,7 +99,7 @@ def test_the_conv_section_counts_a_training_steps_flops_and_runs(capsys):
                "fc2": 256 * 10}
     # the first layer makes no input gradient: 2 products of its size, the others 3
     want = 2 * (2 * forward["conv1"] + 3 * (forward["conv2"] + forward["fc1"] + forward["fc2"]))
-    assert bench._training_flops(net) == want
+    assert bench.training_flops(net) == want
     assert bench.main(["--quick", "--sections", "conv", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "Convolutional network" in out and "23.1 MFLOP a sample" in out

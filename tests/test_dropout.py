@@ -93,13 +93,16 @@ def loss_with_mask(net, X, T, step):
     which hidden units are positive (a difference across a ReLU's kink is no derivative)."""
     net.dropout_step = step
     out = net.forward(X)
-    hidden = [x for layer, x in zip(net.layers, net._tape.xs[1:]) if isinstance(layer, Activation)]
+    hidden = [x for layer, x in zip(net.layers, net.layer_outputs()[1:]) if isinstance(layer, Activation)]
     return float(ops.softmax_cross_entropy(out, T)[0]), [a > 0 for a in hidden]
 
 
-def masks(net):
-    """The masks the last training forward drew, one per Dropout layer."""
-    return [note["mask"] for layer, note in zip(net.layers, net._tape.notes) if isinstance(layer, Dropout)]
+def dropped(net):
+    """For each Dropout layer of the last training forward: which of the units that reached it
+    nonzero it set to zero (the units that reached it as zero tell nothing)."""
+    outs = net.layer_outputs()
+    return [outs[i + 1][outs[i] != 0] == 0 for i, layer in enumerate(net.layers)
+            if isinstance(layer, Dropout)]
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
@@ -113,7 +116,7 @@ def test_gradients_with_dropout_match_central_differences(activation):
     grads = net.gradients(X, y)
     assert net.dropout_step == step + 1
     loss_with_mask(net, X, T, step)
-    assert 0 < np.mean(masks(net)[0] == 0) < 1          # some units dropped, some kept
+    assert 0 < np.mean(dropped(net)[0]) < 1             # some units dropped, some kept
     h, checked = 3e-3, 0
     for layer, (W, b) in enumerate(zip(net.weights, net.biases)):
         for param, g in ((W, grads[layer][0]), (b, grads[layer][1])):
@@ -153,11 +156,12 @@ def test_training_forward_drops_units_and_keeps_the_expected_size():
     net = Network([20, 64, 4], "relu", seed=0, dropout=0.5)
     net.forward(X)
     assert [type(x) for x in net.layers] == [Linear, ReLU, Dropout, Linear]
-    hidden, dropped = net._tape.xs[2], net._tape.xs[3]
-    mask = masks(net)[0]
-    assert abs(np.mean(mask == 0) - 0.5) < 0.02
-    np.testing.assert_allclose(dropped, hidden * mask, rtol=1e-6)
-    assert dropped.mean() == pytest.approx(hidden.mean(), rel=0.05)   # inverted: 1/(1-p)
+    hidden, after = net.layer_outputs()[2:4]
+    assert abs(np.mean(dropped(net)[0]) - 0.5) < 0.02
+    kept = after != 0        # each unit dropped (0) or kept and scaled by 1/(1-p) = 2
+    np.testing.assert_array_equal(after[~kept], 0.0)
+    np.testing.assert_allclose(after[kept], 2 * hidden[kept], rtol=1e-6)
+    assert after.mean() == pytest.approx(hidden.mean(), rel=0.05)   # inverted: 1/(1-p)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
@@ -185,7 +189,7 @@ def test_fit_with_dropout_learns_and_is_reproducible(make_opt):
     runs = []
     for _ in range(2):
         net = Network([20, 64, 4], seed=0, dropout=0.3)
-        assert net._fused_optimizer(make_opt()) is None     # the layer path, which drops
+        assert not net.uses_fused_step(make_opt())          # the layer path, which drops
         history = net.fit(X, y, epochs=8, batch_size=32, optimizer=make_opt())
         runs.append(net)
     assert history["loss"][-1] < 0.5 * history["loss"][0]

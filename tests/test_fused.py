@@ -130,12 +130,13 @@ def test_progress_callback_runs_c_in_chunks_of_whole_batches_with_the_same_resul
     X, y = data()
     calls, chunks = [], []
     a, b = pynn.Network([12, 8, 5], seed=2), pynn.Network([12, 8, 5], seed=2)
-    real = a._train_fused
-    monkeypatch.setattr(a, "_train_fused", lambda X, T, order, *rest: (
-        chunks.append(len(order)), real(X, T, order, *rest))[1])
+    b.fit(X, y, epochs=2, batch_size=16, optimizer=Adam(lr=0.01))
+    real = ops.FusedNet.train          # the C call: count the samples each one trains on
+    monkeypatch.setattr(ops.FusedNet, "train", lambda self, kind, hyper, state, steps, X, T,
+                        order, *rest: (chunks.append(len(order)),
+                                       real(self, kind, hyper, state, steps, X, T, order, *rest))[1])
     a.fit(X, y, epochs=2, batch_size=16, optimizer=Adam(lr=0.01),
           callback=lambda *args: calls.append(args))
-    b.fit(X, y, epochs=2, batch_size=16, optimizer=Adam(lr=0.01))
     n_batches = -(-len(X) // 16)
     assert [c[:3] for c in calls] == [(e, k, n_batches) for e in range(2) for k in range(n_batches)]
     per_call = max(1, chunk // 16) * 16
@@ -212,8 +213,8 @@ def test_a_batch_with_a_nan_input_takes_no_step(optimizer):
 
 def test_other_optimisers_take_the_python_path():
     class Halved(SGD):                               # a user's own optimiser
-        def _update(self, i, p, g):
-            super()._update(i, p, g * np.float32(0.5))
+        def step(self, params, grads):
+            super().step(params, [g * np.float32(0.5) for g in grads])
     X, y = data()
     a, b = pynn.Network([12, 8, 5], seed=0), pynn.Network([12, 8, 5], seed=0)
     a.fit(X, y, epochs=1, batch_size=16, optimizer=Halved(lr=0.1))

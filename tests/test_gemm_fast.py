@@ -76,11 +76,51 @@ def test_fast_matches_reference_on_every_edge(kernels, threads, trans, M, N, K):
 @pytest.mark.parametrize("trans", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])
 def test_leading_dimensions_longer_than_rows(kernels, trans):
     rng = np.random.default_rng(5)
-    for M, N, K in ((9, 49, 257), (5, 7, 3), (70, 100, 20)):
+    for M, N, K in ((9, 49, 257), (5, 7, 3), (70, 100, 20), (1, 10, 801), (2, 37, 9),
+                    (7, 10, 33)):
         fast, ref, scale = run_both(*trans, M, N, K, 0.75, 0.5, rng, pad=(3, 5, 2))
         assert_close(fast, ref, scale, K)
         fast, ref, scale = run_both(*trans, M, N, K, 1.0, 0.0, rng, pad=(1, 16, 7))
         assert_close(fast, ref, scale, K)
+
+
+# one or two rows of C, and sums of few products: the gemv kernel (B stored (K,N)), its
+# narrow form (N <= 16, the output layer's ten, which takes batches too), and the dot path's
+# one-row kernel (B stored (N,K)); widths either side of a vector (8, 16) and of the narrow
+# form, K from 1 past 4 (the kernels take four rows of B at a time) and the network's 784 and
+# 800
+ONE_ROW_SHAPES = [(M, N, K) for M in (1, 2) for N in (1, 5, 8, 9, 10, 16, 17, 23, 129)
+                  for K in (1, 2, 3, 4, 5, 13, 784, 800)]
+ONE_ROW_SHAPES += [(M, N, K) for M in (3, 6, 64) for N in (1, 7, 8, 10, 16, 17) for K in (1, 3, 9, 800)]
+
+
+@pytest.mark.parametrize("trans", [(0, 0), (0, 1), (1, 0), (1, 1)], ids=["NN", "NT", "TN", "TT"])
+def test_one_row_products_match_float64_numpy(kernels, trans):
+    ta, tb = trans
+    rng = np.random.default_rng(12)
+    for M, N, K in ONE_ROW_SHAPES:
+        a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        opA = (a.T if ta else a).astype(np.float64)
+        opB = (b.T if tb else b).astype(np.float64)
+        for alpha, beta in ((1.0, 0.0), (-0.5, 1.5)):
+            c0 = rng.standard_normal((M, N)).astype(np.float32)
+            c = np.full((M, N), np.nan, np.float32) if beta == 0.0 else c0.copy()
+            ops.gemm(a, b, c, alpha=alpha, beta=beta, trans_a=ta, trans_b=tb)
+            want = alpha * (opA @ opB) + beta * c0.astype(np.float64)
+            scale = abs(alpha) * (np.abs(opA) @ np.abs(opB)) + abs(beta) * np.abs(c0)
+            assert_close(c, want, scale, K)
+
+
+def test_a_row_alone_has_the_bits_it_has_in_a_batch(kernels):
+    # z = a W^T for one digit takes the one-row dot kernel, a batch the 4 x 6 one: the same sums
+    rng = np.random.default_rng(13)
+    for N, K in ((800, 784), (10, 800), (7, 13)):
+        a = rng.standard_normal((5, K)).astype(np.float32)
+        W = rng.standard_normal((N, K)).astype(np.float32)
+        batch = ops.matmul(a, W, trans_b=True)
+        for i in range(5):
+            np.testing.assert_array_equal(ops.matmul(a[i:i + 1], W, trans_b=True), batch[i:i + 1])
 
 
 def test_empty_sum_scales_c():

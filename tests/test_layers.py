@@ -63,7 +63,7 @@ def test_a_mixed_list_runs_layer_by_layer_with_the_right_gradients():
     # smooth activations (a difference across ReLU's kink is no derivative), mixed
     net = Network([Linear(12, 8), Tanh(), Linear(8, 6), Sigmoid(), Linear(6, 5), Linear(5, 3)],
                   seed=2)
-    assert net.activation is None and net._fused_optimizer(pynn.SGD(lr=0.1)) is None
+    assert net.activation is None and not net.uses_fused_step(pynn.SGD(lr=0.1))
     T = net.targets(y, len(X))
     grads = net.gradients(X, y)
     assert net.loss_value(X, y) == pytest.approx(float64_loss(net.layers, X, T), rel=1e-5)

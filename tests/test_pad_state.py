@@ -416,7 +416,7 @@ def test_the_command_line_refuses_a_bad_model_with_one_line(tmp_path):
 
 def test_the_bench_times_every_drag_event_of_the_script(pad_net):
     from pad import bench
-    results = bench._state_pass(pad_net, repeats=1)
+    results = bench.state_pass(pad_net, repeats=1)
     drags = sum(len(stroke) - 1 for d in range(10) for stroke in demo.mouse_path(d))
     for step in ("ink", "preprocess", "inference", "preprocess+inference"):
         r = results[step]

@@ -240,7 +240,7 @@ def test_python_numpy_and_c_train_the_same_network():
     rng = np.random.default_rng(0)
     X = rng.random((20, 784), dtype=np.float32)
     y = rng.integers(0, 10, 20)
-    net, W, b = lang._init()
+    net, W, b = lang.init_network()
     Wl, bl = [w.tolist() for w in W], [v.tolist() for v in b]
     lang.python_train(Wl, bl, [(list(map(float, X[i])), int(y[i])) for i in range(20)])
     Wn, bn = [w.astype(np.float64) for w in W], [v.astype(np.float64) for v in b]
@@ -666,8 +666,8 @@ def sweep_rows(out):
 
 
 def weights(out, key):
-    from pynn.study.sweep import _model_path
-    net = load(_model_path(out, key))
+    from pynn.study.sweep import model_path
+    net = load(model_path(out, key))
     return net.weights + net.biases
 
 

@@ -58,6 +58,14 @@ typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t ste
 typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, const float *B,
                                    int64_t ldb, float *c, int64_t n, float alpha, float beta);
 
+/* four rows of C at most 16 wide (the output layer's ten), i < 4: c[i * ldc ..] (n) = alpha *
+ * sum_k A[i * lda + k] * B[k*ldb .. k*ldb + n] + beta * c[i * ldc ..], each row of B read once
+ * for the four. NULL in a set without one (the gemv kernel serves, row by row). */
+#define PYNN_GEMV4_N 16
+typedef void (*pynn_gemv4kernel_fn)(int64_t K, const float *A, int64_t lda, const float *B,
+                                    int64_t ldb, float *c, int64_t ldc, int64_t n, float alpha,
+                                    float beta);
+
 /* up to four rows of a small batch's gradient d^T A: for i < m (m <= 4), g[i * ldg ..] (n) =
  * sum over r < B, in order, of d[r * d_step + i] * A[r * lda .. r * lda + n) (net_small.c's
  * steps: four rows of W at a time, so that each load of A serves four of them); the building
@@ -81,6 +89,7 @@ struct pynn_kernels {
     pynn_gemvkernel_fn gemvkernel;
     pynn_gradstep_fn gradstep;
     pynn_dotblocks_fn dotblocks;
+    pynn_gemv4kernel_fn gemv4kernel;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

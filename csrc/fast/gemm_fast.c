@@ -16,8 +16,9 @@
  *
  * The dot path serves z = a W^T for batches of up to DOT_MAX_M rows: it reads W in place, row
  * by row, instead of transposing all of it into slivers for a product that uses it only a few
- * times. One or two rows of C times a row-major B (delta W for a batch of one), and sums of
- * one or two products (delta^T a for a batch of one), take the gemv kernel row by row.
+ * times. One or two rows of C times a row-major B (delta W for a batch of one), sums of one or
+ * two products (delta^T a for a batch of one), and rows of C at most 16 wide take the gemv
+ * kernel row by row.
  *
  * Threads split the columns of C (or its rows, when C is too narrow); each thread packs its own
  * blocks into its own thread-local buffers, so no lock or barrier is needed inside a product,
@@ -173,10 +174,19 @@ static void dot_range(const struct pynn_gemm_args *g, const struct pynn_kernels 
     epilogue(g, g->C + m0 * g->ldc + n0, m1 - m0, n1 - n0, n0);
 }
 
-/* rows of C one at a time, each a sum of B's rows weighted by a row of op(A) */
+/* rows of C one at a time, each a sum of B's rows weighted by a row of op(A); a narrow C four
+ * rows at a time where the set has a kernel for it */
 static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
                        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    for (int64_t i = m0; i < m1; i++) {
+    int64_t i = m0;
+    if (kern->gemv4kernel != NULL && !g->trans_a && n1 - n0 <= PYNN_GEMV4_N)
+        for (; i + 4 <= m1; i += 4) {
+            float *c = g->C + i * g->ldc + n0;
+            kern->gemv4kernel(g->K, g->A + i * g->lda, g->lda, g->B + n0, g->ldb, c, g->ldc,
+                              n1 - n0, g->alpha, g->beta);
+            epilogue(g, c, 4, n1 - n0, n0);
+        }
+    for (; i < m1; i++) {
         const float *a = g->trans_a ? g->A + i : g->A + i * g->lda;
         float *c = g->C + i * g->ldc + n0;
         kern->gemvkernel(g->K, a, g->trans_a ? g->lda : 1, g->B + n0, g->ldb, c, n1 - n0,
@@ -189,9 +199,13 @@ static int use_dot(const struct pynn_gemm_args *g) {
     return g->trans_b && !g->trans_a && g->M <= DOT_MAX_M && g->K <= DOT_MAX_K && g->tile_fn == NULL;
 }
 
-/* one or two rows of C, or a sum of one or two products: row by row through the gemv kernel */
+/* one or two rows of C, a sum of one or two products, or rows of at most 16 columns (the
+ * output layer's ten) with A stored row by row: row by row through the gemv kernel. Packing
+ * A for so narrow a C costs as much as the product, and the kernel keeps such a row in
+ * registers. */
 static int use_gemv(const struct pynn_gemm_args *g) {
-    return (g->M <= 2 || g->K <= 2) && !g->trans_b && g->tile_fn == NULL;
+    return (g->M <= 2 || g->K <= 2 || (g->N <= PYNN_GEMV4_N && !g->trans_a)) && !g->trans_b &&
+           g->tile_fn == NULL;
 }
 
 /* split the columns when every thread gets a couple of tiles, else the rows; columns go to
@@ -259,6 +273,9 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
               float *C, int64_t ldc) {
     PYNN_TRY(pynn_gemm_check(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc));
     if (M == 0 || N == 0) return PYNN_OK;
+    /* one row of op(A) stored as a column with lda 1 lies in memory as the untransposed row:
+     * read so, it takes the one-row paths, which read A along its rows */
+    if (M == 1 && trans_a && lda == 1) trans_a = 0, lda = K;
     struct pynn_gemm_args g = {trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb,
                                beta, C, ldc, NULL, -1, NULL, NULL};
     /* parts any free thread may claim: a worker whose core is busy elsewhere costs nothing,

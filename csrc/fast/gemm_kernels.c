@@ -145,9 +145,30 @@ static void dotblocks_generic(int64_t K, const float *a, const int32_t *blk, int
     }
 }
 
+/* one row of C as a sum of B's rows: c (n) = beta c, then for each k, c += (alpha a_k) B[k,:];
+ * four rows of B a pass, so that each pass over c (in L1) serves four of them. The same
+ * order of operations as the SIMD sets, without their fused multiply-adds. */
+static void gemvkernel_generic(int64_t K, const float *a, int64_t a_step, const float *B,
+                               int64_t ldb, float *c, int64_t n, float alpha, float beta) {
+    for (int64_t j = 0; j < n; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+    int64_t p = 0;
+    for (; p + 4 <= K; p += 4) {
+        const float *b0 = B + p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+        float a0 = alpha * a[p * a_step], a1 = alpha * a[(p + 1) * a_step];
+        float a2 = alpha * a[(p + 2) * a_step], a3 = alpha * a[(p + 3) * a_step];
+        for (int64_t j = 0; j < n; j++)
+            c[j] = (((c[j] + a0 * b0[j]) + a1 * b1[j]) + a2 * b2[j]) + a3 * b3[j];
+    }
+    for (; p < K; p++) {
+        const float *b0 = B + p * ldb;
+        float a0 = alpha * a[p * a_step];
+        for (int64_t j = 0; j < n; j++) c[j] += a0 * b0[j];
+    }
+}
+
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
-                                                    stepkernel_generic, NULL, gradstep_generic,
-                                                    dotblocks_generic};
+                                                    stepkernel_generic, gemvkernel_generic,
+                                                    gradstep_generic, dotblocks_generic, NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ----------------
@@ -200,10 +221,40 @@ TGT_AVX2 static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* 2 rows of A against 3 rows of B at a time: 6 accumulators */
+/* dotkernel_avx2 for one row of A (z = a W^T for one digit): the row against all n <= 6 rows
+ * of B at once, six streams of B in flight where two rows against three had three, and no row
+ * of A computed twice. Each sum is dotkernel_avx2's chain (8 lanes along K, the tail masked,
+ * then hsum256), so the bits are the same. */
+TGT_AVX2 static void dotrow_avx2(int64_t K, const float *a, const float *B, int64_t ldb,
+                                 float *c, int n, float alpha, float beta) {
+    const float *brow[PYNN_DOT_NR];
+    for (int j = 0; j < PYNN_DOT_NR; j++) brow[j] = B + (j < n ? j : 0) * ldb;
+    __m256 acc[PYNN_DOT_NR];
+    for (int j = 0; j < PYNN_DOT_NR; j++) acc[j] = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p + 8 <= K; p += 8) {
+        __m256 av = _mm256_loadu_ps(a + p);
+        for (int j = 0; j < PYNN_DOT_NR; j++)
+            acc[j] = _mm256_fmadd_ps(av, _mm256_loadu_ps(brow[j] + p), acc[j]);
+    }
+    if (p < K) {
+        __m256i mk = _mm256_castps_si256(mask8((int)(K - p)));
+        __m256 av = _mm256_maskload_ps(a + p, mk);
+        for (int j = 0; j < PYNN_DOT_NR; j++)
+            acc[j] = _mm256_fmadd_ps(av, _mm256_maskload_ps(brow[j] + p, mk), acc[j]);
+    }
+    for (int j = 0; j < n; j++)
+        c[j] = alpha * hsum256(acc[j]) + (beta == 0.0f ? 0.0f : beta * c[j]);
+}
+
+/* 2 rows of A against 3 rows of B at a time: 6 accumulators (one row: dotrow_avx2) */
 TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, const float *B,
                                     int64_t ldb, float *c, int64_t ldc, int m, int n,
                                     float alpha, float beta) {
+    if (m == 1) {
+        dotrow_avx2(K, A, B, ldb, c, n, alpha, beta);
+        return;
+    }
     for (int r0 = 0; r0 < m; r0 += 2) {
         for (int j0 = 0; j0 < n; j0 += 3) {
             const float *ar[2], *br[3];
@@ -257,9 +308,143 @@ TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *bl
     }
 }
 
+/* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c.
+ * A wider row takes gemvkernel_avx512's passes, 8 columns a vector: the row in L1, four rows of
+ * B at a time streaming through it front to back; its last n % 8 columns go one at a time
+ * through the same chain of fused multiply-adds (a masked store costs more than the scalar loop
+ * on some CPUs). */
+/* a row of at most 16 columns (the output layer's ten), held in registers: each vector of it
+ * sums B's rows in four interleaved chains (rows p, p+4, ...; then p+1, p+5, ...), added at the
+ * end, so that four fused multiply-adds are in flight at once instead of each waiting for the
+ * last. NV, the vectors of 8 columns, is a constant in each instance. */
+TGT_AVX2 static inline __attribute__((always_inline)) void gemv_narrow_avx2(
+        const int NV, int64_t K, const float *a, int64_t a_step, const float *B, int64_t ldb,
+        float *c, int64_t n, float alpha, float beta) {
+    const __m256i k0 = _mm256_castps_si256(mask8((int)n)), k1 = _mm256_castps_si256(mask8((int)n - 8));
+    __m256 y[4][2];
+    for (int s = 0; s < 4; s++) y[s][0] = y[s][1] = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p + 4 <= K; p += 4)
+        for (int s = 0; s < 4; s++) {
+            const float *brow = B + (p + s) * ldb;
+            __m256 as = _mm256_set1_ps(a[(p + s) * a_step]);
+            /* with two vectors the first is whole: a plain load, cheaper than a masked one */
+            __m256 b0 = NV > 1 ? _mm256_loadu_ps(brow) : _mm256_maskload_ps(brow, k0);
+            y[s][0] = _mm256_fmadd_ps(as, b0, y[s][0]);
+            if (NV > 1) y[s][1] = _mm256_fmadd_ps(as, _mm256_maskload_ps(brow + 8, k1), y[s][1]);
+        }
+    for (; p < K; p++) {
+        const float *brow = B + p * ldb;
+        __m256 as = _mm256_set1_ps(a[p * a_step]);
+        y[0][0] = _mm256_fmadd_ps(as, _mm256_maskload_ps(brow, k0), y[0][0]);
+        if (NV > 1) y[0][1] = _mm256_fmadd_ps(as, _mm256_maskload_ps(brow + 8, k1), y[0][1]);
+    }
+    float out[16];
+    const __m256 va = _mm256_set1_ps(alpha);
+    for (int v = 0; v < NV; v++) {
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(y[0][v], y[1][v]), _mm256_add_ps(y[2][v], y[3][v]));
+        _mm256_storeu_ps(out + 8 * v, _mm256_mul_ps(va, sum));
+    }
+    for (int64_t j = 0; j < n; j++) c[j] = beta == 0.0f ? out[j] : fmaf(beta, c[j], out[j]);
+}
+
+TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
+                                     int64_t ldb, float *c, int64_t n, float alpha, float beta) {
+    if (n <= 8) { gemv_narrow_avx2(1, K, a, a_step, B, ldb, c, n, alpha, beta); return; }
+    if (n <= 16) { gemv_narrow_avx2(2, K, a, a_step, B, ldb, c, n, alpha, beta); return; }
+    const int64_t nv = n / 8 * 8;     /* columns in whole vectors */
+    int fresh = beta == 0.0f;         /* beta == 0: c is never read, the first pass starts at 0 */
+    if (!fresh) {
+        const __m256 vb = _mm256_set1_ps(beta);
+        int64_t j = 0;
+        for (; j < nv; j += 8) _mm256_storeu_ps(c + j, _mm256_mul_ps(vb, _mm256_loadu_ps(c + j)));
+        for (; j < n; j++) c[j] *= beta;
+    }
+    int64_t p = 0;
+    for (; p + 4 <= K; p += 4, fresh = 0) {
+        const float *b0 = B + p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+        float s0 = alpha * a[p * a_step], s1 = alpha * a[(p + 1) * a_step];
+        float s2 = alpha * a[(p + 2) * a_step], s3 = alpha * a[(p + 3) * a_step];
+        __m256 a0 = _mm256_set1_ps(s0), a1 = _mm256_set1_ps(s1);
+        __m256 a2 = _mm256_set1_ps(s2), a3 = _mm256_set1_ps(s3);
+        int64_t j = 0;
+        for (; j < nv; j += 8) {
+            __m256 y = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(c + j);
+            y = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), y);
+            y = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b1 + j), y);
+            y = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), y);
+            y = _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), y);
+            _mm256_storeu_ps(c + j, y);
+        }
+        for (; j < n; j++) {
+            float y = fresh ? 0.0f : c[j];
+            y = fmaf(s0, b0[j], y);
+            y = fmaf(s1, b1[j], y);
+            y = fmaf(s2, b2[j], y);
+            c[j] = fmaf(s3, b3[j], y);
+        }
+    }
+    for (; p < K; p++, fresh = 0) {
+        const float *b0 = B + p * ldb;
+        float s0 = alpha * a[p * a_step];
+        __m256 a0 = _mm256_set1_ps(s0);
+        int64_t j = 0;
+        for (; j < nv; j += 8) {
+            __m256 y = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(c + j);
+            _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), y));
+        }
+        for (; j < n; j++) c[j] = fmaf(s0, b0[j], fresh ? 0.0f : c[j]);
+    }
+}
+
+/* four rows of a narrow C (n <= 16) in registers, 8 accumulators: each row of B, loaded once,
+ * serves the four rows of A; the four rows' chains overlap one another. NV, the vectors of 8
+ * columns, is a constant in each instance. The accumulators are named variables, not an
+ * array, so that GCC keeps them in registers (as in the AVX-512 micro-kernel). */
+#define GEMV4_ROW(r, ar)                                                                     \
+    do {                                                                                     \
+        __m256 a_r = _mm256_set1_ps(ar[p]);                                                  \
+        y##r##0 = _mm256_fmadd_ps(a_r, b0, y##r##0);                                         \
+        if (NV > 1) y##r##1 = _mm256_fmadd_ps(a_r, b1, y##r##1);                             \
+    } while (0)
+#define GEMV4_STORE(r)                                                                       \
+    do {                                                                                     \
+        float out[16], *crow = c + r * ldc;                                                  \
+        _mm256_storeu_ps(out, _mm256_mul_ps(va, y##r##0));                                   \
+        if (NV > 1) _mm256_storeu_ps(out + 8, _mm256_mul_ps(va, y##r##1));                   \
+        for (int64_t j = 0; j < n; j++)                                                      \
+            crow[j] = beta == 0.0f ? out[j] : fmaf(beta, crow[j], out[j]);                   \
+    } while (0)
+
+TGT_AVX2 static inline __attribute__((always_inline)) void gemv4_avx2_nv(
+        const int NV, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+        float *c, int64_t ldc, int64_t n, float alpha, float beta) {
+    const __m256i k0 = _mm256_castps_si256(mask8((int)n)), k1 = _mm256_castps_si256(mask8((int)n - 8));
+    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+    __m256 y00 = _mm256_setzero_ps(), y01 = y00, y10 = y00, y11 = y00;
+    __m256 y20 = y00, y21 = y00, y30 = y00, y31 = y00;
+    for (int64_t p = 0; p < K; p++) {
+        const float *brow = B + p * ldb;
+        __m256 b0 = NV > 1 ? _mm256_loadu_ps(brow) : _mm256_maskload_ps(brow, k0);
+        __m256 b1 = NV > 1 ? _mm256_maskload_ps(brow + 8, k1) : _mm256_setzero_ps();
+        GEMV4_ROW(0, a0); GEMV4_ROW(1, a1); GEMV4_ROW(2, a2); GEMV4_ROW(3, a3);
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+    GEMV4_STORE(0); GEMV4_STORE(1); GEMV4_STORE(2); GEMV4_STORE(3);
+}
+#undef GEMV4_ROW
+#undef GEMV4_STORE
+
+TGT_AVX2 static void gemv4kernel_avx2(int64_t K, const float *A, int64_t lda, const float *B,
+                                      int64_t ldb, float *c, int64_t ldc, int64_t n, float alpha,
+                                      float beta) {
+    if (n <= 8) gemv4_avx2_nv(1, K, A, lda, B, ldb, c, ldc, n, alpha, beta);
+    else gemv4_avx2_nv(2, K, A, lda, B, ldb, c, ldc, n, alpha, beta);
+}
+
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
-                                                 stepkernel_generic, NULL, gradstep_avx2,
-                                                 dotblocks_avx2};
+                                                 stepkernel_generic, gemvkernel_avx2, gradstep_avx2,
+                                                 dotblocks_avx2, gemv4kernel_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -640,7 +825,7 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
 
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
-                                                   gradstep_avx512, dotblocks_avx512};
+                                                   gradstep_avx512, dotblocks_avx512, NULL};
 #endif
 
 /* ---------------- the choice ---------------- */

@@ -1,6 +1,8 @@
 """The matrix product and the bias (csrc/ref/gemm.c, csrc/fast/gemm_fast.c): z = W a + b for a batch of rows."""
-from .._pynn import lib
-from .checks import check_array, check_shape, check_status, no_overlap, output, ptr, wptr
+import numpy as np
+
+from .._pynn import ffi, lib
+from .checks import F32, check_array, check_shape, check_status, no_overlap, output, ptr, wptr
 
 
 def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=False):
@@ -9,36 +11,45 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=F
     a is (M,K), or (K,M) with trans_a; b is (K,N), or (N,K) with trans_b; c is (M,N).
     ``reference=True`` runs the readable triple loop instead of the fast kernel.
     """
-    M, N, K = _sizes(a, b, trans_a, trans_b)
     check_array("c", c, ndim=2, writable=True)
-    check_shape("c", c, (M, N))
-    no_overlap(c, a, b, name="c")
-    return _run(a, b, c, M, N, K, alpha, beta, trans_a, trans_b, reference)
+    return _product(a, b, c, "c", float(alpha), float(beta), trans_a, trans_b, reference)
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
     """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9."""
-    M, N, K = _sizes(a, b, trans_a, trans_b)
-    c = output(out, (M, N), inputs=(a, b), same_ok=False)
-    return _run(a, b, c, M, N, K, 1.0, 0.0, trans_a, trans_b, reference)
+    return _product(a, b, out, "out", 1.0, 0.0, trans_a, trans_b, reference)
 
 
-def _sizes(a, b, trans_a, trans_b):
-    """(M, N, K) of op(a) (M,K) @ op(b) (K,N), a and b checked."""
-    check_array("a", a, ndim=2)
-    check_array("b", b, ndim=2)
+_from_buffer, _FLOATS = ffi.from_buffer, ffi.typeof("float[]")
+
+
+def _product(a, b, c, c_name, alpha, beta, trans_a, trans_b, reference):
+    """The checks and the C call of gemm and matmul; c None makes a new output.
+
+    A script calls matmul once a digit, so the checks take the fewest steps: a and b both at
+    once in the common case (float32, 2-D, C-contiguous; one by one, naming the fault,
+    otherwise), then their inner sizes; a new output needs no check, a given one is checked as
+    ``output`` checks any (writable, shape, apart from a and b). A product with no element
+    returns before any pointer is made; with K = 0, a and b hold no data and C reads none."""
+    if not (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is F32
+            and b.dtype is F32 and a.ndim == 2 and b.ndim == 2 and a.flags.c_contiguous
+            and b.flags.c_contiguous):
+        check_array("a", a, ndim=2)
+        check_array("b", b, ndim=2)
     M, K = (a.shape[1], a.shape[0]) if trans_a else a.shape
     Kb, N = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if K != Kb:
         raise ValueError(f"inner dimensions differ: op(a) is {(M, K)}, op(b) is {(Kb, N)}")
-    return M, N, K
-
-
-def _run(a, b, c, M, N, K, alpha, beta, trans_a, trans_b, reference):
-    """The C call, on arrays already checked (c of shape (M,N), apart from a and b)."""
-    fn = lib.pynn_gemm_ref if reference else lib.pynn_gemm
-    rc = fn(1 if trans_a else 0, 1 if trans_b else 0, M, N, K, float(alpha),
-            ptr(a), a.shape[1], ptr(b), b.shape[1], float(beta), wptr(c), N)
+    if c is None:
+        c = np.empty((M, N), F32)
+    else:
+        output(c, (M, N), like_name=c_name, inputs=(a, b), same_ok=False)
+    if M == 0 or N == 0:
+        return c
+    rc = (lib.pynn_gemm_ref if reference else lib.pynn_gemm)(
+        1 if trans_a else 0, 1 if trans_b else 0, M, N, K, alpha,
+        _from_buffer(_FLOATS, a), a.shape[1], _from_buffer(_FLOATS, b), b.shape[1], beta,
+        _from_buffer(_FLOATS, c), N)
     if rc:
         check_status(rc, "gemm")
     return c

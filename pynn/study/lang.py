@@ -93,7 +93,9 @@ def _numpy_batches(W, b, X, T, lr, batch):
             b[layer] -= lr / len(x) * gb
 
 
-def _init(seed=0):
+def init_network(seed=0):
+    """The network the three implementations train (784-30-10, sigmoid, quadratic loss), and
+    copies of its starting weights and biases for the pure-Python and NumPy ones."""
     net = Network(SIZES, "sigmoid", "sigmoid", "quadratic", seed=seed)
     return net, [w.copy() for w in net.weights], [v.copy() for v in net.biases]
 
@@ -119,7 +121,7 @@ def measure(X, y, n_python, gemm_n, gemm_rows_python, batches=(BATCH, 100)):
     rows = []
     for batch in batches:
         what = f"epoch, batches of {batch}"
-        net, W, b = _init()
+        net, W, b = init_network()
         samples = [(list(map(float, X[i])), int(y[i])) for i in range(n_python)]
         Wl, bl = [w.tolist() for w in W], [v.tolist() for v in b]
         t = _time(lambda: python_train(Wl, bl, samples, batch=batch))

@@ -124,7 +124,9 @@ def configurations(search, base, space, settings, trials, seed):
 
 # ---- running them ----
 
-def _model_path(out, key):
+def model_path(out, key):
+    """Where a sweep in ``out`` saves the model of the config whose key is ``key``
+    (config_key): pynn.load reads it back."""
     import hashlib
     return os.path.join(out, "models", hashlib.sha1(key.encode()).hexdigest()[:12] + ".npz")
 
@@ -135,7 +137,7 @@ def run_config(task):
     that may not see the worker's disk."""
     config, out, show_epochs, send_model = task
     key = config_key(config)
-    path = _model_path(out, key)
+    path = model_path(out, key)
     ckpt = path.replace(".npz", ".checkpoint")
     bar = None
     if show_epochs:
@@ -161,7 +163,7 @@ def keep_model(out, row):
     """Write the model a cluster worker sent with ``row`` where a local run saves it."""
     model = row.pop("model_npz", None)
     if model is not None:
-        atomic_write(_model_path(out, row["key"]), lambda f: f.write(model))
+        atomic_write(model_path(out, row["key"]), lambda f: f.write(model))
     return row
 
 
@@ -248,9 +250,9 @@ def finish(out, rows, test_xy, final, base, one_at_a_time=True):
     ranked = sorted(rows, key=lambda r: float(r["val_error"]))
     chosen = []
     for r in ranked[:final]:
-        net = load(_model_path(out, r["key"]))
+        net = load(model_path(out, r["key"]))
         chosen.append(dict(r, test_error=error_rate(net, *test_xy),
-                           model=os.path.relpath(_model_path(out, r["key"]), out)))
+                           model=os.path.relpath(model_path(out, r["key"]), out)))
     final_csv = Results(os.path.join(out, "sweep_final.csv"), FIELDS + ["test_error", "model"])
     if os.path.exists(final_csv.path):
         os.remove(final_csv.path)
