@@ -48,7 +48,7 @@ static int64_t images_per_step(const struct pynn_conv2d_sizes *z) {
 
 /* the floats of the weights packed for the micro-kernel, as W (OC,K) or as W^T (K,OC) */
 static int64_t pack_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
-    return pynn_mul_size(s->OC + PYNN_MR, z->K + PYNN_MR);
+    return pynn_mul_size(s->OC + PYNN_MR_MAX, z->K + PYNN_MR_MAX);
 }
 
 /* the floats one thread's share of the workspace holds: the packed weights, then the
@@ -198,24 +198,30 @@ static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2
 static int64_t round_up(int64_t n, int64_t unit) { return (n + unit - 1) / unit * unit; }
 
 /* op(A) (M,K) packed as pynn_gemm packs it, once for all the images of a call: for each
- * slice of KC along k, slivers of MR rows (for each k, the MR values of a column; rows past M
- * zero). A is (M,K) with row stride lda, or stored transposed, (K,M). Slivers [q0,q1) of each
- * slice only, so that threads can share the packing. */
+ * slice of KC along k, slivers of mr rows (the kernel set's; for each k, the mr values of a
+ * column; rows past M zero). A is (M,K) with row stride lda, or stored transposed, (K,M).
+ * Slivers [q0,q1) of each slice only, so that threads can share the packing. */
 static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_t M, int64_t K,
                       int64_t q0, int64_t q1) {
-    int64_t Mp = round_up(M, PYNN_MR);
+    const int64_t mr = pynn_kernels()->mr, Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
-        for (int64_t ir = q0 * PYNN_MR; ir < q1 * PYNN_MR; ir += PYNN_MR) {
+        for (int64_t ir = q0 * mr; ir < q1 * mr; ir += mr) {
             float *d = dst + pc * Mp + ir * kc;
             for (int64_t k = 0; k < kc; k++)
-                for (int64_t r = 0; r < PYNN_MR; r++) {
+                for (int64_t r = 0; r < mr; r++) {
                     int64_t i = ir + r;
-                    d[k * PYNN_MR + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
-                                                               : A[i * lda + pc + k];
+                    d[k * mr + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
+                                                          : A[i * lda + pc + k];
                 }
         }
     }
+}
+
+/* the slivers of mr rows that M rows make */
+static int64_t slivers(int64_t M) {
+    int64_t mr = pynn_kernels()->mr;
+    return (M + mr - 1) / mr;
 }
 
 /* C (M,N) = A (packed by pack_rows) B (K,N) + beta C, B read in place (row stride ldb): the
@@ -224,15 +230,16 @@ static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_
 static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, const float *B,
                            int64_t ldb, float beta, float *C, int64_t ldc) {
     const struct pynn_kernels *kern = pynn_kernels();
-    int64_t Mp = round_up(M, PYNN_MR);
+    const int mr = kern->mr, nr = kern->nr;
+    int64_t Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
         float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
-        for (int64_t ir = 0; ir < M; ir += PYNN_MR) {
-            int m = (int)min64(PYNN_MR, M - ir);
-            for (int64_t jr = 0; jr < N; jr += PYNN_NR)
+        for (int64_t ir = 0; ir < M; ir += mr) {
+            int m = (int)min64(mr, M - ir);
+            for (int64_t jr = 0; jr < N; jr += nr)
                 kern->ukernel(kc, apack + pc * Mp + ir * kc, B + pc * ldb + jr, ldb,
-                              C + ir * ldc + jr, ldc, m, (int)min64(PYNN_NR, N - jr), 1.0f, bt);
+                              C + ir * ldc + jr, ldc, m, (int)min64(nr, N - jr), 1.0f, bt);
         }
     }
 }
@@ -275,7 +282,7 @@ static void forward_job(int tid, int nt, void *arg) {
     float *wpack = thread_work(j->work, j->shared, j->per_thread, whole ? tid : 0);
     float *col = wpack + pack_floats(s, &j->z);
     int64_t q0, q1;
-    share(round_up(s->OC, PYNN_MR) / PYNN_MR, 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
+    share(slivers(s->OC), 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
     pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
     if (whole) {
         int64_t b0, b1;
@@ -403,8 +410,7 @@ static void backward_job(int part, int nparts, void *arg) {
     }
     if (j->dinp != NULL) {
         share(s->B, 1, part, nparts, &b0, &b1);
-        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0,
-                               round_up(j->z.K, PYNN_MR) / PYNN_MR);
+        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K));
         for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
     }
 }
