@@ -41,6 +41,7 @@ static void share(int64_t total, int64_t unit, int t, int nt, int64_t *lo, int64
  * that its tile of dweight is loaded and stored once per long sum, few enough that the
  * unfolded patches stay in L2 */
 #define DW_POSITIONS 128
+#define DW_DOT_POSITIONS 256
 
 static int64_t images_per_step(const struct pynn_conv2d_sizes *z) {
     return z->P >= DW_POSITIONS ? 1 : DW_POSITIONS / z->P;
@@ -94,6 +95,17 @@ int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
     int64_t shared = group_floats(s, &z);
     int64_t per = pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
     return shared < 0 || per < 0 || per > INT64_MAX - shared ? -1 : shared + per;
+}
+
+/* x[0] + ... + x[n-1] in eight interleaved partial sums, which the compiler runs as one
+ * vector: one running sum would wait on each add's latency */
+static float sum_floats(const float *x, int64_t n) {
+    float part[8] = {0};
+    int64_t p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int l = 0; l < 8; l++) part[l] += x[p + l];
+    for (; p < n; p++) part[p % 8] += x[p];
+    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
 }
 
 /* ---- unfolding ---- */
@@ -332,6 +344,19 @@ static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, in
     const struct pynn_conv2d_sizes *z = &j->z;
     int64_t nk = (r1 - r0) * s->KW, step = images_per_step(z), OC = s->OC, P = z->P;
     if (nk == 0) return;
+    if (P >= DW_DOT_POSITIONS) {
+        const struct pynn_kernels *kern = pynn_kernels();
+        for (int64_t b = b_lo; b < b_hi; b++) {
+            const float *dout_b = j->dout + b * OC * P;
+            im2col_rows(ws, j->inp + b * s->C * s->H * s->W, s, z, r0 * s->KW, r1 * s->KW);
+            for (int64_t o = 0; o < OC; o += PYNN_DOT_MR)
+                for (int64_t t = 0; t < nk; t += PYNN_DOT_NR)
+                    kern->dotkernel(P, dout_b + o * P, P, ws + t * P, P, dw + o * z->K + r0 * s->KW + t,
+                                    z->K, (int)min64(PYNN_DOT_MR, OC - o),
+                                    (int)min64(PYNN_DOT_NR, nk - t), 1.0f, 1.0f);
+        }
+        return;
+    }
     float *doutT = ws, *colT = ws + step * P * OC;
     for (int64_t b0 = b_lo; b0 < b_hi; b0 += step) {
         int64_t nb = min64(step, b_hi - b0);
@@ -401,12 +426,8 @@ static void backward_job(int part, int nparts, void *arg) {
     if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
         share(s->OC, 1, part, nparts, &o0, &o1);
         for (int64_t b = 0; b < s->B; b++)
-            for (int64_t o = o0; o < o1; o++) {
-                const float *d = j->dout + (b * s->OC + o) * j->z.P;
-                float sum = 0.0f;
-                for (int64_t p = 0; p < j->z.P; p++) sum += d[p];
-                j->dbias[o] += sum;
-            }
+            for (int64_t o = o0; o < o1; o++)
+                j->dbias[o] += sum_floats(j->dout + (b * s->OC + o) * j->z.P, j->z.P);
     }
     if (j->dinp != NULL) {
         share(s->B, 1, part, nparts, &b0, &b1);
