@@ -18,8 +18,9 @@
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
  * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
  * columns of every image's col^T (or, for a kernel of few rows, fixed groups of images; see
- * DW_GROUPS). Each output element is summed by one thread in one fixed
- * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
+ * DW_GROUPS; an image of many positions unfolds rows of col instead, see DW_DOT_POSITIONS).
+ * Each output element is summed by one thread in one fixed order, whatever the thread count,
+ * so the bits do not depend on it. The caller's workspace
  * holds each thread's packed weights and unfolded patches; nothing here allocates.
  */
 #include <string.h>
@@ -41,6 +42,9 @@ static void share(int64_t total, int64_t unit, int t, int nt, int64_t *lo, int64
  * that its tile of dweight is loaded and stored once per long sum, few enough that the
  * unfolded patches stay in L2 */
 #define DW_POSITIONS 128
+
+/* an image of this many positions or more sums its dweight on its own, as dot products along
+ * the positions: long enough sums that their lanes' final additions cost little */
 #define DW_DOT_POSITIONS 256
 
 static int64_t images_per_step(const struct pynn_conv2d_sizes *z) {
@@ -105,7 +109,8 @@ static float sum_floats(const float *x, int64_t n) {
     for (; p + 8 <= n; p += 8)
         for (int l = 0; l < 8; l++) part[l] += x[p + l];
     for (; p < n; p++) part[p % 8] += x[p];
-    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    return ((part[0] + part[4]) + (part[1] + part[5])) +
+           ((part[2] + part[6]) + (part[3] + part[7]));
 }
 
 /* ---- unfolding ---- */
@@ -355,14 +360,17 @@ static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, in
     int64_t nk = (r1 - r0) * s->KW, step = images_per_step(z), OC = s->OC, P = z->P;
     if (nk == 0) return;
     if (P >= DW_DOT_POSITIONS) {
+        /* dw[o, tap] += dout_b row o . col row tap: both rows lie along the positions, so the
+         * dot kernel reads them where they are (ws holds the image's col rows of these taps) */
         const struct pynn_kernels *kern = pynn_kernels();
+        float *dw_r = dw + r0 * s->KW;
         for (int64_t b = b_lo; b < b_hi; b++) {
             const float *dout_b = j->dout + b * OC * P;
             im2col_rows(ws, j->inp + b * s->C * s->H * s->W, s, z, r0 * s->KW, r1 * s->KW);
             for (int64_t o = 0; o < OC; o += PYNN_DOT_MR)
                 for (int64_t t = 0; t < nk; t += PYNN_DOT_NR)
-                    kern->dotkernel(P, dout_b + o * P, P, ws + t * P, P, dw + o * z->K + r0 * s->KW + t,
-                                    z->K, (int)min64(PYNN_DOT_MR, OC - o),
+                    kern->dotkernel(P, dout_b + o * P, P, ws + t * P, P, dw_r + o * z->K + t, z->K,
+                                    (int)min64(PYNN_DOT_MR, OC - o),
                                     (int)min64(PYNN_DOT_NR, nk - t), 1.0f, 1.0f);
         }
         return;

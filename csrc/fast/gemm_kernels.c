@@ -259,7 +259,8 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
                 for (int r = 0; r < 2; r++) av[r] = _mm256_maskload_ps(ar[r] + p, mk);
                 for (int j = 0; j < 3; j++) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
                 for (int r = 0; r < 2; r++)
-                    for (int j = 0; j < 3; j++) acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
+                    for (int j = 0; j < 3; j++)
+                        acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
             }
             for (int r = 0; r < 2 && r0 + r < m; r++)
                 for (int j = 0; j < 3 && j0 + j < n; j++) {
