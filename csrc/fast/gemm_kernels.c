@@ -246,21 +246,13 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
             __m256 acc[2][3];
             for (int r = 0; r < 2; r++) for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_ps();
             int64_t p = 0;
-            for (; p + 8 <= K; p += 8) {       /* whole vectors: plain loads */
-                __m256 av[2], bv[3];
-                for (int r = 0; r < 2; r++) av[r] = _mm256_loadu_ps(ar[r] + p);
-                for (int j = 0; j < 3; j++) bv[j] = _mm256_loadu_ps(br[j] + p);
-                for (int r = 0; r < 2; r++)
-                    for (int j = 0; j < 3; j++) acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
-            }
-            if (p < K) {                        /* the tail, masked */
-                __m256i mk = _mm256_castps_si256(mask8((int)(K - p)));
+            for (; p < K; p += 8) {
+                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
                 __m256 av[2], bv[3];
                 for (int r = 0; r < 2; r++) av[r] = _mm256_maskload_ps(ar[r] + p, mk);
                 for (int j = 0; j < 3; j++) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
                 for (int r = 0; r < 2; r++)
-                    for (int j = 0; j < 3; j++)
-                        acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
+                    for (int j = 0; j < 3; j++) acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
             }
             for (int r = 0; r < 2 && r0 + r < m; r++)
                 for (int j = 0; j < 3 && j0 + j < n; j++) {
