@@ -19,7 +19,9 @@ EPS32 = np.finfo(np.float32).eps
 
 # (B, C, H, W, OC, KH, KW, stride, padding): the network's two layers (conv2 at a smaller
 # batch), stride and padding variants, odd sizes, a batch of one, 1x1 kernels, a kernel as
-# large as the padded image, padding wider than the kernel reaches, stride beyond the kernel
+# large as the padded image, padding wider than the kernel reaches, stride beyond the kernel;
+# images of 256 positions or more, whose dweight sums each image as dot products (padded, with
+# kernel rows split among the threads or with images in groups)
 SHAPES = [
     (3, 1, 28, 28, 32, 5, 5, 1, 0),
     (4, 32, 12, 12, 64, 5, 5, 1, 0),
@@ -31,9 +33,11 @@ SHAPES = [
     (2, 1, 4, 5, 2, 3, 3, 1, 4),
     (1, 5, 13, 13, 17, 4, 4, 5, 0),
     (7, 3, 1, 1, 2, 1, 1, 1, 0),
+    (3, 2, 20, 19, 5, 3, 4, 1, 2),
+    (2, 6, 18, 18, 7, 3, 3, 1, 1),
 ]
 IDS = ["conv1", "conv2", "B1-pad1", "stride2-rect", "stride3-pad2", "1x1", "kernel-fills-padded",
-       "pad-beyond-kernel", "stride-beyond-kernel", "1x1-image"]
+       "pad-beyond-kernel", "stride-beyond-kernel", "1x1-image", "long-groups", "long-rows"]
 
 
 # ---- the float64 reference ----

@@ -1,8 +1,10 @@
 """The fast GEMM (csrc/fast/gemm_fast.c, gemm_kernels.c) against the readable one (csrc/ref/gemm.c).
 
-Shapes are chosen to land on every edge of the blocking: sizes of 1, one either side of the
-micro-tile (MR = 8, NR = 48), of the dot kernel's tile (4 x 6), of the K slice (KC = 256), of
-the dot path's largest batch (256) and of the row block (1024); primes; every transpose;
+Shapes are chosen to land on every edge of the blocking: sizes of 1, one either side of each
+set's micro-tile (MR x NR = 8 x 48 for the portable and AVX-512 sets, 6 x 16 for AVX2, whose
+half-width of 8 columns is an edge too), of the dot kernel's tile (4 x 6), of the K slice
+(KC = 256), of the dot path's largest batch (256) and of the row block (1024, which AVX2's
+slivers of 6 fill to 1020); primes; every transpose;
 alpha and beta including beta = 0 over a C full of NaN (which must never be read); row strides
 longer than the rows. Each SIMD path the CPU runs is checked, with one thread and with two
 (the fixtures ``kernels`` and ``threads`` of conftest.py).
@@ -17,6 +19,7 @@ from pynn import ops
 from pynn._pynn import ffi, lib
 
 MR, NR, KC, DOT_MR, DOT_NR = 8, 48, 256, 4, 6
+MR2, NR2 = 6, 16        # the AVX2 set's tile
 
 # (M, N, K): the tile edges, the K slice, the dot path's limit, primes
 SHAPES = [
@@ -25,6 +28,8 @@ SHAPES = [
     (13, 97, 31), (64, 50, KC - 1), (10, 800, 33), (2 * MR + 3, 3 * NR + 5, 2 * KC + 3),
     (257, 20, 40), (256, 7, 16), (1030, 3, 5), (3, 1030, 9), (5, 7, 0), (0, 4, 3), (4, 0, 3),
     (1, 127, 9), (1, 129, 300), (2, 257, 33), (1, 784, 128),      # the gemv kernel's 128 columns
+    (MR2 - 1, NR2 - 1, 3), (MR2, NR2, KC), (MR2 + 1, NR2 + 1, 9), (2 * MR2, 8, 4),
+    (4, 9, 6), (3, 7, 2), (MR2 + 5, 2 * NR2 + 8, KC + 2), (1021, 17, 3),
 ]
 
 

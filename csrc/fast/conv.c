@@ -18,8 +18,9 @@
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
  * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
  * columns of every image's col^T (or, for a kernel of few rows, fixed groups of images; see
- * DW_GROUPS). Each output element is summed by one thread in one fixed
- * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
+ * DW_GROUPS; an image of many positions unfolds rows of col instead, see DW_DOT_POSITIONS).
+ * Each output element is summed by one thread in one fixed order, whatever the thread count,
+ * so the bits do not depend on it. The caller's workspace
  * holds each thread's packed weights and unfolded patches; nothing here allocates.
  */
 #include <string.h>
@@ -42,13 +43,17 @@ static void share(int64_t total, int64_t unit, int t, int nt, int64_t *lo, int64
  * unfolded patches stay in L2 */
 #define DW_POSITIONS 128
 
+/* an image of this many positions or more sums its dweight on its own, as dot products along
+ * the positions: long enough sums that their lanes' final additions cost little */
+#define DW_DOT_POSITIONS 256
+
 static int64_t images_per_step(const struct pynn_conv2d_sizes *z) {
     return z->P >= DW_POSITIONS ? 1 : DW_POSITIONS / z->P;
 }
 
 /* the floats of the weights packed for the micro-kernel, as W (OC,K) or as W^T (K,OC) */
 static int64_t pack_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
-    return pynn_mul_size(s->OC + PYNN_MR, z->K + PYNN_MR);
+    return pynn_mul_size(s->OC + PYNN_MR_MAX, z->K + PYNN_MR_MAX);
 }
 
 /* the floats one thread's share of the workspace holds: the packed weights, then the
@@ -94,6 +99,18 @@ int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
     int64_t shared = group_floats(s, &z);
     int64_t per = pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
     return shared < 0 || per < 0 || per > INT64_MAX - shared ? -1 : shared + per;
+}
+
+/* x[0] + ... + x[n-1] in eight interleaved partial sums, which the compiler runs as one
+ * vector: one running sum would wait on each add's latency */
+static float sum_floats(const float *x, int64_t n) {
+    float part[8] = {0};
+    int64_t p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int l = 0; l < 8; l++) part[l] += x[p + l];
+    for (; p < n; p++) part[p % 8] += x[p];
+    return ((part[0] + part[4]) + (part[1] + part[5])) +
+           ((part[2] + part[6]) + (part[3] + part[7]));
 }
 
 /* ---- unfolding ---- */
@@ -174,6 +191,15 @@ static void im2col_transposed(float *dst, int64_t ld, const float *inp_b,
         }
 }
 
+/* dst[0..n) += src[0..n), the arrays apart (dcol and dinp lie in different buffers), in
+ * runs of 8 that the compiler makes vector adds */
+static inline void add_floats(float *restrict dst, const float *restrict src, int64_t n) {
+    int64_t x = 0;
+    for (; x + 8 <= n; x += 8)
+        for (int l = 0; l < 8; l++) dst[x + l] += src[x + l];
+    for (; x < n; x++) dst[x] += src[x];
+}
+
 /* dinp_b += dcol folded back onto the image: every tap adds to the pixel it read */
 static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
                        const struct pynn_conv2d_sizes *z) {
@@ -188,7 +214,8 @@ static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2
             if (h < 0 || h >= s->H) continue;
             const float *row = dcol + k * z->P + y * z->OW;
             float *dst = plane + h * W;
-            for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
+            if (st == 1) add_floats(dst + j - pad + x0, row + x0, x1 - x0);
+            else for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
         }
     }
 }
@@ -198,24 +225,30 @@ static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2
 static int64_t round_up(int64_t n, int64_t unit) { return (n + unit - 1) / unit * unit; }
 
 /* op(A) (M,K) packed as pynn_gemm packs it, once for all the images of a call: for each
- * slice of KC along k, slivers of MR rows (for each k, the MR values of a column; rows past M
- * zero). A is (M,K) with row stride lda, or stored transposed, (K,M). Slivers [q0,q1) of each
- * slice only, so that threads can share the packing. */
+ * slice of KC along k, slivers of mr rows (the kernel set's; for each k, the mr values of a
+ * column; rows past M zero). A is (M,K) with row stride lda, or stored transposed, (K,M).
+ * Slivers [q0,q1) of each slice only, so that threads can share the packing. */
 static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_t M, int64_t K,
                       int64_t q0, int64_t q1) {
-    int64_t Mp = round_up(M, PYNN_MR);
+    const int64_t mr = pynn_kernels()->mr, Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
-        for (int64_t ir = q0 * PYNN_MR; ir < q1 * PYNN_MR; ir += PYNN_MR) {
+        for (int64_t ir = q0 * mr; ir < q1 * mr; ir += mr) {
             float *d = dst + pc * Mp + ir * kc;
             for (int64_t k = 0; k < kc; k++)
-                for (int64_t r = 0; r < PYNN_MR; r++) {
+                for (int64_t r = 0; r < mr; r++) {
                     int64_t i = ir + r;
-                    d[k * PYNN_MR + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
-                                                               : A[i * lda + pc + k];
+                    d[k * mr + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
+                                                          : A[i * lda + pc + k];
                 }
         }
     }
+}
+
+/* the slivers of mr rows that M rows make */
+static int64_t slivers(int64_t M) {
+    int64_t mr = pynn_kernels()->mr;
+    return (M + mr - 1) / mr;
 }
 
 /* C (M,N) = A (packed by pack_rows) B (K,N) + beta C, B read in place (row stride ldb): the
@@ -224,15 +257,16 @@ static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_
 static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, const float *B,
                            int64_t ldb, float beta, float *C, int64_t ldc) {
     const struct pynn_kernels *kern = pynn_kernels();
-    int64_t Mp = round_up(M, PYNN_MR);
+    const int mr = kern->mr, nr = kern->nr;
+    int64_t Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
         float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
-        for (int64_t ir = 0; ir < M; ir += PYNN_MR) {
-            int m = (int)min64(PYNN_MR, M - ir);
-            for (int64_t jr = 0; jr < N; jr += PYNN_NR)
+        for (int64_t ir = 0; ir < M; ir += mr) {
+            int m = (int)min64(mr, M - ir);
+            for (int64_t jr = 0; jr < N; jr += nr)
                 kern->ukernel(kc, apack + pc * Mp + ir * kc, B + pc * ldb + jr, ldb,
-                              C + ir * ldc + jr, ldc, m, (int)min64(PYNN_NR, N - jr), 1.0f, bt);
+                              C + ir * ldc + jr, ldc, m, (int)min64(nr, N - jr), 1.0f, bt);
         }
     }
 }
@@ -275,7 +309,7 @@ static void forward_job(int tid, int nt, void *arg) {
     float *wpack = thread_work(j->work, j->shared, j->per_thread, whole ? tid : 0);
     float *col = wpack + pack_floats(s, &j->z);
     int64_t q0, q1;
-    share(round_up(s->OC, PYNN_MR) / PYNN_MR, 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
+    share(slivers(s->OC), 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
     pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
     if (whole) {
         int64_t b0, b1;
@@ -325,6 +359,22 @@ static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, in
     const struct pynn_conv2d_sizes *z = &j->z;
     int64_t nk = (r1 - r0) * s->KW, step = images_per_step(z), OC = s->OC, P = z->P;
     if (nk == 0) return;
+    if (P >= DW_DOT_POSITIONS) {
+        /* dw[o, tap] += dout_b row o . col row tap: both rows lie along the positions, so the
+         * dot kernel reads them where they are (ws holds the image's col rows of these taps) */
+        const struct pynn_kernels *kern = pynn_kernels();
+        float *dw_r = dw + r0 * s->KW;
+        for (int64_t b = b_lo; b < b_hi; b++) {
+            const float *dout_b = j->dout + b * OC * P;
+            im2col_rows(ws, j->inp + b * s->C * s->H * s->W, s, z, r0 * s->KW, r1 * s->KW);
+            for (int64_t o = 0; o < OC; o += PYNN_DOT_MR)
+                for (int64_t t = 0; t < nk; t += PYNN_DOT_NR)
+                    kern->dotkernel(P, dout_b + o * P, P, ws + t * P, P, dw_r + o * z->K + t, z->K,
+                                    (int)min64(PYNN_DOT_MR, OC - o),
+                                    (int)min64(PYNN_DOT_NR, nk - t), 1.0f, 1.0f);
+        }
+        return;
+    }
     float *doutT = ws, *colT = ws + step * P * OC;
     for (int64_t b0 = b_lo; b0 < b_hi; b0 += step) {
         int64_t nb = min64(step, b_hi - b0);
@@ -394,17 +444,12 @@ static void backward_job(int part, int nparts, void *arg) {
     if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
         share(s->OC, 1, part, nparts, &o0, &o1);
         for (int64_t b = 0; b < s->B; b++)
-            for (int64_t o = o0; o < o1; o++) {
-                const float *d = j->dout + (b * s->OC + o) * j->z.P;
-                float sum = 0.0f;
-                for (int64_t p = 0; p < j->z.P; p++) sum += d[p];
-                j->dbias[o] += sum;
-            }
+            for (int64_t o = o0; o < o1; o++)
+                j->dbias[o] += sum_floats(j->dout + (b * s->OC + o) * j->z.P, j->z.P);
     }
     if (j->dinp != NULL) {
         share(s->B, 1, part, nparts, &b0, &b1);
-        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0,
-                               round_up(j->z.K, PYNN_MR) / PYNN_MR);
+        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K));
         for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
     }
 }

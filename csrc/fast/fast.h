@@ -11,16 +11,16 @@
 #include "runtime.h"
 
 /* ---- micro-kernels (gemm_kernels.c) ----
- * Blocking constants of the packed ("BLIS") path. A micro-tile of C is MR x NR; A is packed in
- * slivers of MR rows (for each k, MR consecutive floats), B is read as rows of NR floats that
- * are ldb apart (a packed sliver has ldb = NR; an unpacked (K,N) matrix its own row stride). */
-#define PYNN_MR 8
-#define PYNN_NR 48
+ * Blocking constants of the packed ("BLIS") path. A micro-tile of C is mr x nr, each kernel
+ * set's own (struct pynn_kernels: the tile that fills its registers); A is packed in slivers of
+ * mr rows (for each k, mr consecutive floats), B is read as rows of nr floats that are ldb
+ * apart (a packed sliver has ldb = nr; an unpacked (K,N) matrix its own row stride).
+ * PYNN_MR_MAX and PYNN_NR_MAX bound every set's, for the buffers. */
+#define PYNN_MR_MAX 8
+#define PYNN_NR_MAX 48
 #define PYNN_KC 256
-#define PYNN_MC 128
-#define PYNN_NC 3072
 
-/* c (m x n, row stride ldc; m <= MR, n <= NR) = alpha * a_packed (MR x K) * b (K x n) + beta * c;
+/* c (m x n, row stride ldc; m <= mr, n <= nr) = alpha * a_packed (mr x K) * b (K x n) + beta * c;
  * beta == 0 never reads c. */
 typedef void (*pynn_ukernel_fn)(int64_t K, const float *a, const float *b, int64_t ldb,
                                 float *c, int64_t ldc, int m, int n, float alpha, float beta);
@@ -84,6 +84,7 @@ typedef void (*pynn_gradstep_fn)(const struct pynn_optimizer *opt, int64_t step,
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
+    int mr, nr;                 /* the micro-kernel's tile */
     pynn_dotkernel_fn dotkernel;
     pynn_stepkernel_fn stepkernel;
     pynn_gemvkernel_fn gemvkernel;

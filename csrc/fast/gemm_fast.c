@@ -7,10 +7,11 @@
  * multiplication") as BLIS arranges it, written for row-major C (the roles of A and B are the
  * mirror image of BLIS's column-major ones):
  *   for each KC-deep slice of the sum:
- *     pack a block of op(A), up to MC_BIG rows, into slivers of MR rows      (stays in L3/L2)
- *     for each block of NC columns: pack op(B) into slivers of NR columns     (stays in L2)
- *       for each MR-row sliver of A (in L1), for each NR-column sliver of B (streamed from L2):
- *         the micro-kernel updates one MR x NR tile of C in registers.
+ *     pack a block of op(A), up to MC_BIG rows, into slivers of mr rows      (stays in L3/L2)
+ *     for each block of NC_L2 columns: pack op(B) into slivers of nr columns  (stays in L2)
+ *       for each mr-row sliver of A (in L1), for each nr-column sliver of B (streamed from L2):
+ *         the micro-kernel updates one mr x nr tile of C in registers
+ * (mr x nr: the tile of the kernel set chosen at run time).
  * B that is already stored row by row and small against A's row count is read where it lies
  * (the backward's delta W and delta^T a_prev), skipping its copy.
  *
@@ -28,64 +29,65 @@
 #include "fast.h"
 
 #define MC_BIG 1024         /* rows of A packed at once (1 MiB at KC = 256) */
-#define NC_L2 (5 * PYNN_NR)  /* columns of B packed at once (240 KiB at KC = 256) */
+#define NC_L2 240            /* columns of B packed at once (240 KiB at KC = 256), a multiple
+                                of every set's nr */
 #define DOT_MAX_M 256        /* the dot path's largest batch */
 #define DOT_MAX_K 4096
 
 /* per-thread packing buffers: static storage, no allocation in any call */
 static __thread float pack_a_buf[MC_BIG * PYNN_KC + 16];
 static __thread float pack_b_buf[PYNN_KC * NC_L2 + 16];
-static __thread float tile_buf[PYNN_MR * PYNN_NR + 16];    /* a tile on its way to tile_fn */
+static __thread float tile_buf[PYNN_MR_MAX * PYNN_NR_MAX + 16];  /* a tile on its way to tile_fn */
 
 static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* op(A)[i0:i0+mc, p0:p0+kc] into slivers of MR rows: sliver s holds, for each k, the MR values
+/* op(A)[i0:i0+mc, p0:p0+kc] into slivers of mr rows: sliver s holds, for each k, the mr values
  * of column k (rows past mc are zeros, so the kernel needs no row mask on A) */
-static void pack_a(const struct pynn_gemm_args *g, int64_t i0, int64_t mc, int64_t p0,
+static void pack_a(const struct pynn_gemm_args *g, int mr, int64_t i0, int64_t mc, int64_t p0,
                    int64_t kc, float *dst) {
-    for (int64_t ir = 0; ir < mc; ir += PYNN_MR, dst += PYNN_MR * kc) {
-        int m = (int)min64(PYNN_MR, mc - ir);
+    for (int64_t ir = 0; ir < mc; ir += mr, dst += mr * kc) {
+        int m = (int)min64(mr, mc - ir);
         if (!g->trans_a) {              /* A (M,K): row i is contiguous along k */
             for (int r = 0; r < m; r++) {
                 const float *src = g->A + (i0 + ir + r) * g->lda + p0;
-                for (int64_t k = 0; k < kc; k++) dst[k * PYNN_MR + r] = src[k];
+                for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = src[k];
             }
-            for (int r = m; r < PYNN_MR; r++)
-                for (int64_t k = 0; k < kc; k++) dst[k * PYNN_MR + r] = 0.0f;
+            for (int r = m; r < mr; r++)
+                for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = 0.0f;
         } else {                        /* A stored (K,M): column k of op(A) is contiguous */
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = g->A + (p0 + k) * g->lda + i0 + ir;
-                float *d = dst + k * PYNN_MR;
+                float *d = dst + k * mr;
                 for (int r = 0; r < m; r++) d[r] = src[r];
-                for (int r = m; r < PYNN_MR; r++) d[r] = 0.0f;
+                for (int r = m; r < mr; r++) d[r] = 0.0f;
             }
         }
     }
 }
 
-/* op(B)[p0:p0+kc, j0:j0+nc] into slivers of NR columns: for each k, NR consecutive values */
-static void pack_b(const struct pynn_gemm_args *g, int64_t p0, int64_t kc, int64_t j0,
+/* op(B)[p0:p0+kc, j0:j0+nc] into slivers of nr columns: for each k, nr consecutive values */
+static void pack_b(const struct pynn_gemm_args *g, int nr, int64_t p0, int64_t kc, int64_t j0,
                    int64_t nc, float *dst) {
-    for (int64_t jr = 0; jr < nc; jr += PYNN_NR, dst += PYNN_NR * kc) {
-        int n = (int)min64(PYNN_NR, nc - jr);
+    for (int64_t jr = 0; jr < nc; jr += nr, dst += nr * kc) {
+        int n = (int)min64(nr, nc - jr);
         if (!g->trans_b) {              /* B (K,N): row k is contiguous along j */
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = g->B + (p0 + k) * g->ldb + j0 + jr;
-                float *d = dst + k * PYNN_NR;
+                float *d = dst + k * nr;
                 for (int j = 0; j < n; j++) d[j] = src[j];
-                for (int j = n; j < PYNN_NR; j++) d[j] = 0.0f;
+                for (int j = n; j < nr; j++) d[j] = 0.0f;
             }
         } else {                        /* B stored (N,K): column j of op(B) is contiguous */
-            /* a transpose, in 16 x NR pieces: one cache line of each of the n rows in, then
+            /* a transpose, in 16 x nr pieces: one cache line of each of the n rows in, then
              * 16 rows of the sliver out */
             const float *src = g->B + (j0 + jr) * g->ldb + p0;
             for (int64_t k0 = 0; k0 < kc; k0 += 16) {
                 int kk = (int)min64(16, kc - k0);
                 for (int k = 0; k < kk; k++) {
-                    float *d = dst + (k0 + k) * PYNN_NR;
+                    float *d = dst + (k0 + k) * nr;
                     for (int j = 0; j < n; j++) d[j] = src[j * g->ldb + k0 + k];
-                    for (int j = n; j < PYNN_NR; j++) d[j] = 0.0f;
+                    for (int j = n; j < nr; j++) d[j] = 0.0f;
                 }
             }
         }
@@ -122,29 +124,31 @@ static void scale_only(const struct pynn_gemm_args *g, int64_t m0, int64_t m1, i
 static void packed_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
                          int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     float *abuf = align64(pack_a_buf), *bbuf = align64(pack_b_buf);
+    const int mr = kern->mr, nr = kern->nr;
+    const int64_t mc_max = MC_BIG / mr * mr;        /* whole slivers to a block */
     /* read B in place when it is row-major and not reused across many row blocks */
-    int copy_b = g->trans_b || (m1 - m0) > 4 * PYNN_MR * 16;
+    int copy_b = g->trans_b || (m1 - m0) > 4 * PYNN_MR_MAX * 16;
     for (int64_t pc = 0; pc < g->K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, g->K - pc);
         float beta = pc == 0 ? g->beta : 1.0f;     /* later slices add to the first */
         int last = pc + kc == g->K;
-        for (int64_t ic = m0; ic < m1; ic += MC_BIG) {
-            int64_t mc = min64(MC_BIG, m1 - ic);
-            pack_a(g, ic, mc, pc, kc, abuf);
+        for (int64_t ic = m0; ic < m1; ic += mc_max) {
+            int64_t mc = min64(mc_max, m1 - ic);
+            pack_a(g, mr, ic, mc, pc, kc, abuf);
             for (int64_t jc = n0; jc < n1; jc += NC_L2) {
                 int64_t nc = min64(NC_L2, n1 - jc);
-                if (copy_b) pack_b(g, pc, kc, jc, nc, bbuf);
-                for (int64_t ir = 0; ir < mc; ir += PYNN_MR) {
-                    int m = (int)min64(PYNN_MR, mc - ir);
+                if (copy_b) pack_b(g, nr, pc, kc, jc, nc, bbuf);
+                for (int64_t ir = 0; ir < mc; ir += mr) {
+                    int m = (int)min64(mr, mc - ir);
                     const float *a_s = abuf + ir * kc;
-                    for (int64_t jr = 0; jr < nc; jr += PYNN_NR) {
-                        int n = (int)min64(PYNN_NR, nc - jr);
+                    for (int64_t jr = 0; jr < nc; jr += nr) {
+                        int n = (int)min64(nr, nc - jr);
                         const float *b_s = copy_b ? bbuf + jr * kc : g->B + pc * g->ldb + jc + jr;
-                        int64_t ldb = copy_b ? PYNN_NR : g->ldb;
+                        int64_t ldb = copy_b ? nr : g->ldb;
                         if (g->tile_fn != NULL) {   /* one K slice: the tile is complete */
                             float *t = align64(tile_buf);
-                            kern->ukernel(kc, a_s, b_s, ldb, t, PYNN_NR, m, n, g->alpha, 0.0f);
-                            g->tile_fn(g->tile_ctx, t, PYNN_NR, ic + ir, jc + jr, m, n);
+                            kern->ukernel(kc, a_s, b_s, ldb, t, nr, m, n, g->alpha, 0.0f);
+                            g->tile_fn(g->tile_ctx, t, nr, ic + ir, jc + jr, m, n);
                             continue;
                         }
                         float *c_t = g->C + (ic + ir) * g->ldc + jc + jr;
@@ -217,11 +221,11 @@ static int use_gemv(const struct pynn_gemm_args *g) {
  * 256x800 1.1x. */
 int pynn_gemm_splits_columns(const struct pynn_gemm_args *g, int nthreads) {
     int64_t col_unit = use_dot(g) ? PYNN_DOT_NR : 16;
-    if (!use_dot(g) && g->M >= 16 * PYNN_MR * nthreads) return 0;
+    if (!use_dot(g) && g->M >= 16 * PYNN_MR_MAX * nthreads) return 0;
     /* an outer product (dW for a batch of one) goes row by row: whole rows to each thread,
      * which write whole lines of C; halves of rows ran slower than one thread at 128x784 */
-    if (use_gemv(g) && g->K > 0 && g->M >= 2 * PYNN_MR * nthreads) return 0;
-    return g->N >= 2 * col_unit * nthreads || g->M < 2 * PYNN_MR * nthreads;
+    if (use_gemv(g) && g->K > 0 && g->M >= 2 * PYNN_MR_MAX * nthreads) return 0;
+    return g->N >= 2 * col_unit * nthreads || g->M < 2 * PYNN_MR_MAX * nthreads;
 }
 
 void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int64_t *m0,
@@ -231,7 +235,7 @@ void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int
     if (pynn_gemm_splits_columns(g, nthreads))
         pynn_share(g->N, dot ? PYNN_DOT_NR : 16, tid, nthreads, n0, n1);
     else
-        pynn_share(g->M, dot ? PYNN_DOT_MR : PYNN_MR, tid, nthreads, m0, m1);
+        pynn_share(g->M, dot ? PYNN_DOT_MR : pynn_kernels()->mr, tid, nthreads, m0, m1);
 }
 
 /* rows [m0,m1) x columns [n0,n1) of C, on the calling thread */

@@ -4,10 +4,11 @@
  * target attribute and only runs on a CPU that reports the feature).
  *
  * Two kinds of kernel:
- *  - the micro-kernel of the packed path (Goto/BLIS): an MR x NR tile of C held in registers,
- *    updated with one rank-1 product per k: MR broadcasts of packed A times NR floats of a row
- *    of B. On AVX-512, 8 x 48 = 24 accumulators of 16 floats, 3 loads of B and 8 broadcasts per
- *    24 fused multiply-adds.
+ *  - the micro-kernel of the packed path (Goto/BLIS): an mr x nr tile of C held in registers,
+ *    updated with one rank-1 product per k: mr broadcasts of packed A times nr floats of a row
+ *    of B. Each set has the tile that fills its registers: on AVX-512, 8 x 48 = 24 accumulators
+ *    of 16 floats, 3 loads of B and 8 broadcasts per 24 fused multiply-adds; on AVX2, 6 x 16 =
+ *    12 accumulators of 8 floats (of 16 registers), 2 loads and 6 broadcasts per 12.
  *  - the dot kernel, for z = a W^T with the weights W (N,K) stored row by row: 4 rows of a
  *    against 6 rows of W, 24 accumulators running along K, summed across lanes at the end.
  *    It reads W where it lies, which for a batch of 64 is cheaper than packing (transposing) it.
@@ -25,14 +26,16 @@
 #endif
 
 /* ---------------- portable C: the compiler vectorises for the baseline ISA ---------------- */
+#define MR_GENERIC 8
+#define NR_GENERIC 48
 
 static void ukernel_generic(int64_t K, const float *a, const float *b, int64_t ldb,
                             float *c, int64_t ldc, int m, int n, float alpha, float beta) {
-    float acc[PYNN_MR][PYNN_NR];
+    float acc[MR_GENERIC][NR_GENERIC];
     memset(acc, 0, sizeof(acc));
     for (int64_t p = 0; p < K; p++) {
-        const float *a_p = a + p * PYNN_MR, *b_p = b + p * ldb;
-        for (int r = 0; r < PYNN_MR; r++)
+        const float *a_p = a + p * MR_GENERIC, *b_p = b + p * ldb;
+        for (int r = 0; r < MR_GENERIC; r++)
             for (int j = 0; j < n; j++) acc[r][j] += a_p[r] * b_p[j];
     }
     for (int r = 0; r < m; r++) {
@@ -166,53 +169,84 @@ static void gemvkernel_generic(int64_t K, const float *a, int64_t a_step, const 
     }
 }
 
-static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, dotkernel_generic,
+static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, MR_GENERIC,
+                                                    NR_GENERIC, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
                                                     gradstep_generic, dotblocks_generic, NULL};
 
 #ifdef PYNN_X86
-/* ---------------- AVX2 + FMA: 8 floats a vector ----------------
- * 16 registers do not hold an 8 x 48 tile, so the tile is done as six 4 x 16 pieces
- * (8 accumulators each); the packed slivers stay in L1 between the pieces. */
+/* ---------------- AVX2 + FMA: 8 floats a vector ---------------- */
 #define TGT_AVX2 __attribute__((target("avx2,fma")))
+#define MR_AVX2 6
+#define NR_AVX2 16
 
 TGT_AVX2 static inline __m256 mask8(int n) {   /* lanes < n set */
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
 }
 
+/* a ROWS x 16 tile (ROWS <= 6 rows of the packed sliver, m <= ROWS of them stored), of which
+ * the first NV vectors of 8 columns are computed (n <= 8 NV); FULL (n == 16): plain loads and
+ * stores, else masked ones. Compile-time constants after inlining, as for AVX-512 below; the
+ * 12 accumulators are named variables for the same reason. */
+#define Y_ZERO(r) __m256 y##r##0 = _mm256_setzero_ps(), y##r##1 = y##r##0;
+#define Y_FMA(r)                                                          \
+    if (ROWS > r) {                                                       \
+        __m256 ar = _mm256_broadcast_ss(a + r);                           \
+        y##r##0 = _mm256_fmadd_ps(ar, b0, y##r##0);                       \
+        if (NV > 1) y##r##1 = _mm256_fmadd_ps(ar, b1, y##r##1);           \
+    }
+#define Y_LOAD(p, mk) (FULL ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (mk)))
+#define Y_STORE(r)                                                        \
+    if (ROWS > r && m > r) {                                              \
+        float *crow = c + r * ldc;                                        \
+        __m256 o0 = _mm256_mul_ps(va, y##r##0), o1 = _mm256_mul_ps(va, y##r##1); \
+        if (beta != 0.0f) {                                               \
+            o0 = _mm256_fmadd_ps(vb, Y_LOAD(crow, k0), o0);               \
+            if (NV > 1) o1 = _mm256_fmadd_ps(vb, Y_LOAD(crow + 8, k1), o1); \
+        }                                                                 \
+        if (FULL) _mm256_storeu_ps(crow, o0), _mm256_storeu_ps(crow + 8, o1); \
+        else {                                                            \
+            _mm256_maskstore_ps(crow, k0, o0);                            \
+            if (NV > 1) _mm256_maskstore_ps(crow + 8, k1, o1);            \
+        }                                                                 \
+    }
+
+TGT_AVX2 static inline __attribute__((always_inline)) void
+ukernel_avx2_tile(const int ROWS, const int FULL, const int NV, int64_t K, const float *a,
+                  const float *b, int64_t ldb, float *c, int64_t ldc, int m, int n,
+                  float alpha, float beta) {
+    Y_ZERO(0) Y_ZERO(1) Y_ZERO(2) Y_ZERO(3) Y_ZERO(4) Y_ZERO(5)
+    const __m256i k0 = _mm256_castps_si256(mask8(n)), k1 = _mm256_castps_si256(mask8(n - 8));
+    for (int64_t p = 0; p < K; p++, a += MR_AVX2, b += ldb) {
+        __m256 b0 = Y_LOAD(b, k0), b1 = _mm256_setzero_ps();
+        if (NV > 1) b1 = Y_LOAD(b + 8, k1);
+        Y_FMA(0) Y_FMA(1) Y_FMA(2) Y_FMA(3) Y_FMA(4) Y_FMA(5)
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
+}
+#undef Y_ZERO
+#undef Y_FMA
+#undef Y_LOAD
+#undef Y_STORE
+
+/* a tile of ROWS rows: full width, or the vectors that n needs */
+#define UKERNEL_AVX2_ROWS(ROWS)                                                                \
+    do {                                                                                      \
+        if (n == NR_AVX2) ukernel_avx2_tile(ROWS, 1, 2, K, a, b, ldb, c, ldc, m, n, alpha, beta); \
+        else if (n > 8) ukernel_avx2_tile(ROWS, 0, 2, K, a, b, ldb, c, ldc, m, n, alpha, beta);   \
+        else ukernel_avx2_tile(ROWS, 0, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);              \
+    } while (0)
+
 TGT_AVX2 static void ukernel_avx2(int64_t K, const float *a, const float *b, int64_t ldb,
                                   float *c, int64_t ldc, int m, int n, float alpha, float beta) {
-    for (int j0 = 0; j0 < n; j0 += 16) {
-        __m256 m0 = mask8(n - j0), m1 = mask8(n - j0 - 8);
-        for (int r0 = 0; r0 < m; r0 += 4) {
-            __m256 acc[4][2];
-            for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-            const float *a_p = a + r0, *b_p = b + j0;
-            for (int64_t p = 0; p < K; p++, a_p += PYNN_MR, b_p += ldb) {
-                __m256 b0 = _mm256_maskload_ps(b_p, _mm256_castps_si256(m0));
-                __m256 b1 = _mm256_maskload_ps(b_p + 8, _mm256_castps_si256(m1));
-                for (int r = 0; r < 4; r++) {
-                    __m256 ar = _mm256_broadcast_ss(a_p + r);
-                    acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
-                }
-            }
-            __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-            for (int r = 0; r < 4 && r0 + r < m; r++) {
-                float *crow = c + (r0 + r) * ldc + j0;
-                __m256 mk[2] = {m0, m1};
-                for (int v = 0; v < 2; v++) {
-                    __m256i mi = _mm256_castps_si256(mk[v]);
-                    __m256 out = _mm256_mul_ps(va, acc[r][v]);
-                    if (beta != 0.0f)
-                        out = _mm256_fmadd_ps(vb, _mm256_maskload_ps(crow + 8 * v, mi), out);
-                    _mm256_maskstore_ps(crow + 8 * v, mi, out);
-                }
-            }
-        }
-    }
+    if (m > 4) UKERNEL_AVX2_ROWS(6);
+    else if (m > 2) UKERNEL_AVX2_ROWS(4);
+    else if (m == 2) UKERNEL_AVX2_ROWS(2);
+    else UKERNEL_AVX2_ROWS(1);
 }
+#undef UKERNEL_AVX2_ROWS
 
 TGT_AVX2 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -442,12 +476,14 @@ TGT_AVX2 static void gemv4kernel_avx2(int64_t K, const float *A, int64_t lda, co
     else gemv4_avx2_nv(2, K, A, lda, B, ldb, c, ldc, n, alpha, beta);
 }
 
-static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, dotkernel_avx2,
-                                                 stepkernel_generic, gemvkernel_avx2, gradstep_avx2,
-                                                 dotblocks_avx2, gemv4kernel_avx2};
+static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, MR_AVX2, NR_AVX2,
+                                                 dotkernel_avx2, stepkernel_generic, gemvkernel_avx2,
+                                                 gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define MR_AVX512 8
+#define NR_AVX512 48
 
 TGT_AVX512 static inline __mmask16 mask16(int n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
@@ -491,7 +527,7 @@ ukernel_avx512_tile(const int ROWS, const int FULL, const int NV, int64_t K, con
                     float alpha, float beta) {
     ACC_ZERO(0) ACC_ZERO(1) ACC_ZERO(2) ACC_ZERO(3) ACC_ZERO(4) ACC_ZERO(5) ACC_ZERO(6) ACC_ZERO(7)
     const __mmask16 k0 = mask16(n), k1 = mask16(n - 16), k2 = mask16(n - 32);
-    for (int64_t p = 0; p < K; p++, a += PYNN_MR, b += ldb) {
+    for (int64_t p = 0; p < K; p++, a += MR_AVX512, b += ldb) {
         __m512 b0, b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps();
         if (FULL) {
             b0 = _mm512_loadu_ps(b); b1 = _mm512_loadu_ps(b + 16); b2 = _mm512_loadu_ps(b + 32);
@@ -510,7 +546,7 @@ ukernel_avx512_tile(const int ROWS, const int FULL, const int NV, int64_t K, con
 /* a tile of ROWS rows: full width, or the vectors that n needs */
 #define UKERNEL_ROWS(ROWS)                                                                    \
     do {                                                                                      \
-        if (n == PYNN_NR) ukernel_avx512_tile(ROWS, 1, 3, K, a, b, ldb, c, ldc, m, n, alpha, beta); \
+        if (n == NR_AVX512) ukernel_avx512_tile(ROWS, 1, 3, K, a, b, ldb, c, ldc, m, n, alpha, beta); \
         else if (n > 32) ukernel_avx512_tile(ROWS, 0, 3, K, a, b, ldb, c, ldc, m, n, alpha, beta);  \
         else if (n > 16) ukernel_avx512_tile(ROWS, 0, 2, K, a, b, ldb, c, ldc, m, n, alpha, beta);  \
         else ukernel_avx512_tile(ROWS, 0, 1, K, a, b, ldb, c, ldc, m, n, alpha, beta);             \
@@ -823,7 +859,8 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
     }
 }
 
-static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, dotkernel_avx512,
+static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, MR_AVX512,
+                                                   NR_AVX512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
                                                    gradstep_avx512, dotblocks_avx512, NULL};
 #endif
