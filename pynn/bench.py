@@ -415,7 +415,11 @@ def bench_infer(args, torch, out):
             ("784-800-10", Network([784, 800, 10], seed=0))]
     try:
         shipped = load_default()
-        nets.append((f"shipped {'-'.join(map(str, shipped.sizes))}", shipped))
+        if len(shipped.weights) == 2:
+            nets.append((f"shipped {'-'.join(map(str, shipped.sizes))}", shipped))
+        else:       # the conv section's network is the shipped one's architecture
+            out("(the shipped model is the convolutional network: one digit through it is in the "
+                "conv section)")
     except Exception as e:
         out(f"(the shipped model could not be loaded: {e})")
     budget = 0.2 if args.quick else 1.0
