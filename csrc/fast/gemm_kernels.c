@@ -329,7 +329,28 @@ static void gradstep_avx2(const struct pynn_optimizer *opt, int64_t step, int B,
 /* dotkernel_avx2's sums for one row of A, over the blocks listed (two vectors of 8 each) */
 TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *blk, int nblk,
                                     const float *B, int64_t ldb, float *c, int n) {
-    for (int j = 0; j < n; j++) {
+    int j = 0;
+    /* four rows at a time: each row keeps its one chain of sums (the bits dotkernel_avx2 gives),
+     * and the four chains overlap instead of each fused multiply-add waiting for the last */
+    for (; j + 4 <= n; j += 4) {
+        const float *b0 = B + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < nblk; i++) {
+            for (int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK, h = 0; h < 2 && p < K; h++, p += 8) {
+                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
+                __m256 x = _mm256_maskload_ps(a + p, mk);
+                s0 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b0 + p, mk), s0);
+                s1 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b1 + p, mk), s1);
+                s2 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b2 + p, mk), s2);
+                s3 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b3 + p, mk), s3);
+            }
+        }
+        c[j] = 1.0f * hsum256(s0) + 0.0f;
+        c[j + 1] = 1.0f * hsum256(s1) + 0.0f;
+        c[j + 2] = 1.0f * hsum256(s2) + 0.0f;
+        c[j + 3] = 1.0f * hsum256(s3) + 0.0f;
+    }
+    for (; j < n; j++) {
         const float *brow = B + j * ldb;
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < nblk; i++) {
