@@ -85,7 +85,7 @@ def state_pass(net, repeats):
                     t = laps.lap("ink", t)
                     image = strokes_to_mnist(pad.paths())
                     t = laps.lap("preprocess", t)
-                    net.predict_proba(image.reshape(1, -1))
+                    net.predict_one(image)
                     laps.lap("inference", t)
                 pad.end_stroke()
             pad.close()

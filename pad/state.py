@@ -348,9 +348,8 @@ class PadState:
         if self._cached[0] == key:
             return self._cached[1]
         image = strokes_to_mnist(self.paths())
-        proba = net.predict_proba(image.reshape(1, -1))   # (1, 10)
-        digit = int(ops.argmax_rows(proba)[0])
-        probs = proba[0]
+        probs = net.predict_one(image)      # (10,): one C call, for a dense or a convolutional network
+        digit = int(ops.argmax_rows(probs[None])[0])
         confidence = float(probs[digit])
         answer = Prediction(probs, image, digit, confidence, confidence >= self.confident)
         self._cached = (key, answer)

@@ -280,11 +280,11 @@ def test_teaching_changes_the_answer_while_inference_goes_on(pad):
     """The real fine-tuning: the drawing is read as taught afterwards, and every answer given
     while it ran was exactly the old network's or exactly the new one's, never a mixture."""
     old, label = draw_wrongly_read_digit(pad)
-    x = old.image.reshape(1, -1)
+    x = old.image
     answers = []
     future = pad.teach(label)
     while not future.done():
-        answers.append(pad.net.predict_proba(x)[0])
+        answers.append(pad.net.predict_one(x))
     future.result(30)
     new = pad.prediction()
     assert new.digit == label, f"taught {label}, still read as {new.digit} ({new.probs})"
