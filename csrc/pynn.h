@@ -39,6 +39,10 @@ enum pynn_activation { PYNN_LINEAR = 0, PYNN_SIGMOID = 1, PYNN_RELU = 2, PYNN_TA
 /* ---- machine: threads and CPU dispatch (runtime.c) ---- */
 int pynn_set_num_threads(int n);          /* n >= 1; threads used by the parallel kernels */
 int pynn_get_num_threads(void);
+/* on != 0: every job that can be split is split among the threads, however small (by default a
+ * job too small to pay for waking a thread runs on one). For tests: the results must not depend
+ * on the thread count, and this shows it for the small products the default never splits. */
+int pynn_share_every_job(int on);
 const char *pynn_cpu_features(void);      /* widest SIMD path this CPU runs: "avx512f", "avx2" or "generic" */
 
 /* ---- matrix product (ref/gemm.c: readable reference; fast/gemm_fast.c: packed, vectorised) ----

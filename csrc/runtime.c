@@ -319,8 +319,18 @@ static int pool_grow(int n) {
  * of products), handing them half of a small product pays. The answer never changes results:
  * every element is computed the same way whichever thread computes it. */
 /* as many threads as get at least `per_thread` flops each, within the thread count */
+static int share_every_job = 0;     /* pynn_share_every_job */
+
+int pynn_share_every_job(int on) {
+    __atomic_store_n(&share_every_job, on != 0, __ATOMIC_RELAXED);
+    return PYNN_OK;
+}
+
+static int sharing_every_job(void) { return __atomic_load_n(&share_every_job, __ATOMIC_RELAXED); }
+
 static int threads_at(double flops, double per_thread) {
     int n = pynn_get_num_threads();
+    if (sharing_every_job()) return n;
     int useful = (int)(flops / per_thread);
     if (useful < 1) useful = 1;
     return n < useful ? n : useful;
@@ -333,7 +343,8 @@ int pynn_threads_for(double flops) {
 }
 
 int pynn_threads_for_steps(double step_flops, int64_t steps) {
-    if ((double)steps * step_flops < MIN_FLOPS_PER_THREAD) return 1;   /* not worth a wake-up */
+    if ((double)steps * step_flops < MIN_FLOPS_PER_THREAD && !sharing_every_job())
+        return 1;                                                      /* not worth a wake-up */
     return threads_at(step_flops, MIN_FLOPS_AWAKE);
 }
 
@@ -343,7 +354,7 @@ int pynn_stream_call(void) {
     static long last_call = 0;
     long now = now_ns();
     long before = __atomic_exchange_n(&last_call, now, __ATOMIC_RELAXED);
-    return now - before <= STREAM_NS;
+    return now - before <= STREAM_NS || sharing_every_job();
 }
 
 int pynn_threads_for_awake(double flops) {

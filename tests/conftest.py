@@ -11,6 +11,8 @@ The arrays are read-only: a test that needs to change one copies it.
 
 ``kernels``: runs the test once on each SIMD kernel set this CPU runs (pynn.ops.select_kernels),
 ``threads``: once on one thread and once on two.
+``every_job_shared``: every job the kernels can split is split among the threads, however
+small (pynn.ops.share_every_job), for the length of the test.
 """
 from typing import NamedTuple
 
@@ -58,4 +60,14 @@ def threads(request):
     before = ops.get_num_threads()
     ops.set_num_threads(request.param)
     yield request.param
+    ops.set_num_threads(before)
+
+
+@pytest.fixture
+def every_job_shared():
+    from pynn import ops
+    before = ops.get_num_threads()
+    ops.share_every_job(True)
+    yield
+    ops.share_every_job(False)
     ops.set_num_threads(before)

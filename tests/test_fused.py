@@ -305,6 +305,26 @@ def test_deeper_networks_on_two_threads_match_and_repeat(sizes, batch):
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("sizes", [[784, 5, 10], [784, 9, 10], [784, 20, 9, 10], [784, 70, 10]])
+def test_narrow_networks_give_the_same_bits_on_any_thread_count(sizes, kernels, every_job_shared):
+    # every product split among the threads, however small: a layer at most 16 wide (its
+    # backward runs the narrow gemv kernels, whose rows the threads split) and the small path
+    # (batches of 16 and fewer) must train to the bits of one thread, dense and uint8 input alike
+    rng = np.random.default_rng(1)
+    X = rng.random((150, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 150)
+    for X_in, batch in ((X, 32), ((X * 255).astype(np.uint8), 24), (X, 10)):
+        runs = []
+        for nt in (1, 2, 3):
+            ops.set_num_threads(nt)
+            net = pynn.Network(sizes, seed=0)
+            net.fit(X_in, y, epochs=1, batch_size=batch, optimizer=SGD(lr=0.05, momentum=0.9))
+            runs.append(net.weights + net.biases + [net.predict_proba(X[:7]), net.predict_one(X[3])])
+        for other in runs[1:]:
+            for p, q in zip(runs[0], other):
+                np.testing.assert_array_equal(p, q)
+
+
 # ---- one sample in one C call: Network.predict_one (and predict_proba of one row) ----
 
 KERNEL_SETS = [k for k in ("avx512f", "avx2", "generic") if ops.lib.pynn_kernels_select(k.encode()) == 0]

@@ -168,6 +168,23 @@ def test_results_do_not_depend_on_the_thread_count():
         ops.set_num_threads(before)
 
 
+def test_small_products_do_not_depend_on_the_thread_count(kernels, every_job_shared):
+    # products too small for the pool by default, split anyway: one-row products cut between
+    # columns, and narrow ones (the gemv kernels) between rows, must give the bits of one thread
+    rng = np.random.default_rng(4)
+    for M, N, K, ta, tb in ((1, 20, 40, 0, 0), (2, 33, 10, 1, 0), (1, 70, 3, 0, 0),
+                            (32, 5, 10, 0, 0), (24, 10, 7, 0, 0), (17, 16, 40, 0, 0),
+                            (33, 70, 2, 0, 0), (70, 5, 40, 0, 1), (7, 17, 10, 1, 1)):
+        a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        got = []
+        for nt in (1, 2, 3):
+            ops.set_num_threads(nt)
+            got.append(ops.matmul(a, b, trans_a=ta, trans_b=tb))
+        for g in got[1:]:
+            np.testing.assert_array_equal(g, got[0], err_msg=f"{M}x{K} @ {K}x{N} ({ta}, {tb})")
+
+
 def test_unknown_or_unsupported_kernel_set_is_refused():
     with pytest.raises(ValueError, match="kernel set"):
         ops.select_kernels("sse9")

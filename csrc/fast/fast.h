@@ -54,14 +54,23 @@ typedef void (*pynn_stepkernel_fn)(const struct pynn_optimizer *opt, int64_t ste
 
 /* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c, B read
  * row by row where it lies: a batch of one times a row-major matrix (dX = delta W). NULL in a
- * set without one (the packed path serves). */
+ * set without one (the packed path serves). Each element the same chain of operations whatever
+ * n is (c = beta c, then c += (alpha a_k) B[k, j] for k in order), so a row cut among threads
+ * at any column gives the bits of the whole row. */
 typedef void (*pynn_gemvkernel_fn)(int64_t K, const float *a, int64_t a_step, const float *B,
                                    int64_t ldb, float *c, int64_t n, float alpha, float beta);
 
+/* the same for a whole row of at most PYNN_GEMV4_N columns, faster but summed in another order:
+ * only for a row no thread split cuts (NULL in a set without one: gemvkernel serves) */
+typedef pynn_gemvkernel_fn pynn_gemvnarrow_fn;
+
 /* four rows of C at most 16 wide (the output layer's ten), i < 4: c[i * ldc ..] (n) = alpha *
  * sum_k A[i * lda + k] * B[k*ldb .. k*ldb + n] + beta * c[i * ldc ..], each row of B read once
- * for the four. NULL in a set without one (the gemv kernel serves, row by row). */
+ * for the four. NULL in a set without one (the gemv kernel serves, row by row). Its sums are
+ * not gemvkernel's either: rows go to it in fours counted from row 0 of C, and threads split
+ * such a C's rows in whole fours, so that a row takes the same kernel on any thread count. */
 #define PYNN_GEMV4_N 16
+#define PYNN_GEMV4_M 4
 typedef void (*pynn_gemv4kernel_fn)(int64_t K, const float *A, int64_t lda, const float *B,
                                     int64_t ldb, float *c, int64_t ldc, int64_t n, float alpha,
                                     float beta);
@@ -91,6 +100,7 @@ struct pynn_kernels {
     pynn_gradstep_fn gradstep;
     pynn_dotblocks_fn dotblocks;
     pynn_gemv4kernel_fn gemv4kernel;
+    pynn_gemvnarrow_fn gemvnarrow;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -179,22 +179,26 @@ static void dot_range(const struct pynn_gemm_args *g, const struct pynn_kernels 
 }
 
 /* rows of C one at a time, each a sum of B's rows weighted by a row of op(A); a narrow C four
- * rows at a time where the set has a kernel for it */
+ * rows at a time where the set has a kernel for it. The kernel a row takes depends on C's shape
+ * and the row's index alone, never on the region a thread was given, so that the bits do not
+ * depend on the thread count: the fours are counted from row 0 (a region of rows starts on a
+ * four, pynn_gemm_region), and the narrow kernels take only whole rows. */
 static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
                        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    int narrow = g->N <= PYNN_GEMV4_N && n1 - n0 == g->N;
     int64_t i = m0;
-    if (kern->gemv4kernel != NULL && !g->trans_a && n1 - n0 <= PYNN_GEMV4_N)
-        for (; i + 4 <= m1; i += 4) {
+    if (kern->gemv4kernel != NULL && !g->trans_a && narrow)
+        for (; i + PYNN_GEMV4_M <= m1; i += PYNN_GEMV4_M) {
             float *c = g->C + i * g->ldc + n0;
             kern->gemv4kernel(g->K, g->A + i * g->lda, g->lda, g->B + n0, g->ldb, c, g->ldc,
                               n1 - n0, g->alpha, g->beta);
-            epilogue(g, c, 4, n1 - n0, n0);
+            epilogue(g, c, PYNN_GEMV4_M, n1 - n0, n0);
         }
+    pynn_gemvkernel_fn row = narrow && kern->gemvnarrow != NULL ? kern->gemvnarrow : kern->gemvkernel;
     for (; i < m1; i++) {
         const float *a = g->trans_a ? g->A + i : g->A + i * g->lda;
         float *c = g->C + i * g->ldc + n0;
-        kern->gemvkernel(g->K, a, g->trans_a ? g->lda : 1, g->B + n0, g->ldb, c, n1 - n0,
-                         g->alpha, g->beta);
+        row(g->K, a, g->trans_a ? g->lda : 1, g->B + n0, g->ldb, c, n1 - n0, g->alpha, g->beta);
         epilogue(g, c, 1, n1 - n0, n0);
     }
 }
@@ -235,7 +239,8 @@ void pynn_gemm_region(const struct pynn_gemm_args *g, int tid, int nthreads, int
     if (pynn_gemm_splits_columns(g, nthreads))
         pynn_share(g->N, dot ? PYNN_DOT_NR : 16, tid, nthreads, n0, n1);
     else
-        pynn_share(g->M, dot ? PYNN_DOT_MR : pynn_kernels()->mr, tid, nthreads, m0, m1);
+        pynn_share(g->M, dot ? PYNN_DOT_MR : use_gemv(g) ? PYNN_GEMV4_M : pynn_kernels()->mr,
+                   tid, nthreads, m0, m1);
 }
 
 /* rows [m0,m1) x columns [n0,n1) of C, on the calling thread */

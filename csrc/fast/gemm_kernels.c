@@ -172,7 +172,7 @@ static void gemvkernel_generic(int64_t K, const float *a, int64_t a_step, const 
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, MR_GENERIC,
                                                     NR_GENERIC, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
-                                                    gradstep_generic, dotblocks_generic, NULL};
+                                                    gradstep_generic, dotblocks_generic, NULL, NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ---------------- */
@@ -363,15 +363,12 @@ TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *bl
     }
 }
 
-/* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c.
- * A wider row takes gemvkernel_avx512's passes, 8 columns a vector: the row in L1, four rows of
- * B at a time streaming through it front to back; its last n % 8 columns go one at a time
- * through the same chain of fused multiply-adds (a masked store costs more than the scalar loop
- * on some CPUs). */
-/* a row of at most 16 columns (the output layer's ten), held in registers: each vector of it
- * sums B's rows in four interleaved chains (rows p, p+4, ...; then p+1, p+5, ...), added at the
- * end, so that four fused multiply-adds are in flight at once instead of each waiting for the
- * last. NV, the vectors of 8 columns, is a constant in each instance. */
+/* a whole row of at most 16 columns (the output layer's ten), held in registers: each vector
+ * of it sums B's rows in four interleaved chains (rows p, p+4, ...; then p+1, p+5, ...), added
+ * at the end, so that four fused multiply-adds are in flight at once instead of each waiting
+ * for the last. NV, the vectors of 8 columns, is a constant in each instance. Its sums differ
+ * from gemvkernel's in the last bits, so it serves only rows that are never cut among threads
+ * (pynn_gemvnarrow_fn). */
 TGT_AVX2 static inline __attribute__((always_inline)) void gemv_narrow_avx2(
         const int NV, int64_t K, const float *a, int64_t a_step, const float *B, int64_t ldb,
         float *c, int64_t n, float alpha, float beta) {
@@ -403,10 +400,18 @@ TGT_AVX2 static inline __attribute__((always_inline)) void gemv_narrow_avx2(
     for (int64_t j = 0; j < n; j++) c[j] = beta == 0.0f ? out[j] : fmaf(beta, c[j], out[j]);
 }
 
+TGT_AVX2 static void gemvnarrow_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
+                                     int64_t ldb, float *c, int64_t n, float alpha, float beta) {
+    if (n <= 8) gemv_narrow_avx2(1, K, a, a_step, B, ldb, c, n, alpha, beta);
+    else gemv_narrow_avx2(2, K, a, a_step, B, ldb, c, n, alpha, beta);
+}
+
+/* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c, as
+ * gemvkernel_avx512 does it, 8 columns a vector: the row in L1, four rows of B at a time
+ * streaming through it front to back; its last n % 8 columns go one at a time through the same
+ * chain of fused multiply-adds (a masked store costs more than the scalar loop on some CPUs). */
 TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
                                      int64_t ldb, float *c, int64_t n, float alpha, float beta) {
-    if (n <= 8) { gemv_narrow_avx2(1, K, a, a_step, B, ldb, c, n, alpha, beta); return; }
-    if (n <= 16) { gemv_narrow_avx2(2, K, a, a_step, B, ldb, c, n, alpha, beta); return; }
     const int64_t nv = n / 8 * 8;     /* columns in whole vectors */
     int fresh = beta == 0.0f;         /* beta == 0: c is never read, the first pass starts at 0 */
     if (!fresh) {
@@ -499,7 +504,8 @@ TGT_AVX2 static void gemv4kernel_avx2(int64_t K, const float *A, int64_t lda, co
 
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, MR_AVX2, NR_AVX2,
                                                  dotkernel_avx2, stepkernel_generic, gemvkernel_avx2,
-                                                 gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2};
+                                                 gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2,
+                                                 gemvnarrow_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -883,7 +889,7 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, MR_AVX512,
                                                    NR_AVX512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
-                                                   gradstep_avx512, dotblocks_avx512, NULL};
+                                                   gradstep_avx512, dotblocks_avx512, NULL, NULL};
 #endif
 
 /* ---------------- the choice ---------------- */

@@ -16,7 +16,8 @@ call).
 """
 from .._pynn import lib      # the C library itself, for tests that ask it directly
 from .runtime import (CACHE_LINE, KERNEL_SETS, MAX_LAYERS, MAX_WIDTH, aligned_copy, cpu_features,
-                      get_num_threads, physical_memory, select_kernels, set_num_threads)
+                      get_num_threads, physical_memory, select_kernels, set_num_threads,
+                      share_every_job)
 from .checks import hyperparameter
 from .matrix import GemmCall, bias_backward, bias_forward, gemm, matmul
 from .activations import (ACTIVATIONS, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, activation_backward,
@@ -36,7 +37,7 @@ from .fast import LOSS_KINDS, OPTIMIZER_KINDS, FusedNet, OneImage, OneSample
 __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "conv2d_workspace", "maxpool2d_backward", "maxpool2d_forward", "CACHE_LINE", "KERNEL_SETS", "MAX_LAYERS", "MAX_WIDTH", "aligned_copy",
            "cpu_features", "get_num_threads", "physical_memory", "select_kernels",
-           "set_num_threads", "hyperparameter", "GemmCall", "bias_backward", "bias_forward",
+           "set_num_threads", "share_every_job", "hyperparameter", "GemmCall", "bias_backward", "bias_forward",
            "gemm", "matmul", "ACTIVATIONS", "LINEAR", "RELU", "SIGMOID", "SOFTMAX", "TANH",
            "activation_backward", "activation_forward", "relu", "sigmoid", "softmax", "tanh",
            "quadratic_loss", "quadratic_loss_backward", "sigmoid_cross_entropy",

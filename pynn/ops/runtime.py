@@ -27,6 +27,14 @@ def get_num_threads():
     return lib.pynn_get_num_threads()
 
 
+def share_every_job(on):
+    """With ``on`` true, every job the kernels can split is split among the threads, however
+    small; by default a job too small to pay for waking a thread runs on one. For tests: results
+    must not depend on the thread count, and this shows it for the small products (a narrow
+    layer, one digit) that the default never splits."""
+    check_status(lib.pynn_share_every_job(1 if on else 0), "share_every_job")
+
+
 def physical_memory():
     """Bytes of memory this machine has, or None where the system does not say."""
     try:
