@@ -99,7 +99,9 @@ TGT_AVX2 static inline __m256 nan_max8(__m256 a, __m256 b) {
     return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
 }
 
-/* one channel's two rows of the tile, biased and activated, to the output */
+/* one channel's two rows of the tile, biased and activated, to the output. A whole vector is
+ * a plain store: the masked store is microcoded on some cores (AMD's), slower than a tile of
+ * 25 taps is long. */
 TGT_AVX2 static inline __attribute__((always_inline)) void tile_store(
         const struct tile_out *t, int o, __m256 acc0, __m256 acc1, __m256i mask) {
     __m256 b = _mm256_set1_ps(t->bias != NULL ? t->bias[o] : 0.0f);
@@ -113,18 +115,27 @@ TGT_AVX2 static inline __attribute__((always_inline)) void tile_store(
         __m256 m = nan_max8(v0, v1);                                       /* rows */
         __m256 p = nan_max8(_mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 0, 2, 0)),
                             _mm256_shuffle_ps(m, m, _MM_SHUFFLE(3, 1, 3, 1)));   /* pairs */
-        p = _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5));
-        __m128i mask4 = _mm_cmpgt_epi32(_mm_set1_epi32(t->n / 2), _mm_setr_epi32(0, 1, 2, 3));
-        _mm_maskstore_ps(out_o, mask4, _mm256_castps256_ps128(p));
+        __m128 p4 = _mm256_castps256_ps128(
+            _mm256_permutevar8x32_ps(p, _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5)));
+        if (t->n == 8) _mm_storeu_ps(out_o, p4);
+        else _mm_maskstore_ps(out_o, _mm_cmpgt_epi32(_mm_set1_epi32(t->n / 2),
+                                                     _mm_setr_epi32(0, 1, 2, 3)), p4);
+        return;
+    }
+    if (t->n == 8) {
+        _mm256_storeu_ps(out_o, v0);
+        if (t->nr > 1) _mm256_storeu_ps(out_o + t->row, v1);
         return;
     }
     _mm256_maskstore_ps(out_o, mask, v0);
     if (t->nr > 1) _mm256_maskstore_ps(out_o + t->row, mask, v1);
 }
 
+/* the tile for NO >= t->no channels (a constant once inlined: the channels a block lacks cost
+ * nothing when NO is its count) */
 TGT_AVX2 static inline __attribute__((always_inline)) void tile_body(
-        int64_t K, const int32_t *tap, const float *const *w, const float *const *in,
-        const struct tile_out *t) {
+        const int NO, int64_t K, const int32_t *tap, const float *const *w,
+        const float *const *in, const struct tile_out *t) {
     /* twelve named accumulators: GCC keeps an array of vectors in memory */
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
@@ -134,29 +145,38 @@ TGT_AVX2 static inline __attribute__((always_inline)) void tile_body(
     for (int64_t k = 0; k < K; k++) {
         int32_t at = tap[k];
         __m256 v0 = _mm256_loadu_ps(in0 + at), v1 = _mm256_loadu_ps(in1 + at), b;
-#define TAP(o) b = _mm256_broadcast_ss(w##o + k); \
-               a##o##0 = _mm256_fmadd_ps(b, v0, a##o##0); \
-               a##o##1 = _mm256_fmadd_ps(b, v1, a##o##1);
+#define TAP(o) if (NO > o) { b = _mm256_broadcast_ss(w##o + k); \
+                             a##o##0 = _mm256_fmadd_ps(b, v0, a##o##0); \
+                             a##o##1 = _mm256_fmadd_ps(b, v1, a##o##1); }
         TAP(0) TAP(1) TAP(2) TAP(3) TAP(4) TAP(5)
 #undef TAP
     }
     __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(t->n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     tile_store(t, 0, a00, a01, mask);
-    if (t->no > 1) tile_store(t, 1, a10, a11, mask);
-    if (t->no > 2) tile_store(t, 2, a20, a21, mask);
-    if (t->no > 3) tile_store(t, 3, a30, a31, mask);
-    if (t->no > 4) tile_store(t, 4, a40, a41, mask);
-    if (t->no > 5) tile_store(t, 5, a50, a51, mask);
+    if (NO > 1 && t->no > 1) tile_store(t, 1, a10, a11, mask);
+    if (NO > 2 && t->no > 2) tile_store(t, 2, a20, a21, mask);
+    if (NO > 3 && t->no > 3) tile_store(t, 3, a30, a31, mask);
+    if (NO > 4 && t->no > 4) tile_store(t, 4, a40, a41, mask);
+    if (NO > 5 && t->no > 5) tile_store(t, 5, a50, a51, mask);
 }
+
+/* blocks of 5 and 6 channels are the common ones; fewer take the 6-channel tile's time */
+#define TILE_BY_NO(K, tap, w, in, t)                       \
+    switch ((t)->no) {                                    \
+    case 6: tile_body(6, K, tap, w, in, t); break;        \
+    case 5: tile_body(5, K, tap, w, in, t); break;        \
+    case 4: tile_body(4, K, tap, w, in, t); break;        \
+    default: tile_body(6, K, tap, w, in, t); break;       \
+    }
 
 TGT_AVX2 static void tile_avx2(int64_t K, const int32_t *tap, const float *const *w,
                                const float *const *in, const struct tile_out *t) {
-    tile_body(K, tap, w, in, t);
+    TILE_BY_NO(K, tap, w, in, t)
 }
 
 TGT_AVX512 static void tile_avx512(int64_t K, const int32_t *tap, const float *const *w,
                                    const float *const *in, const struct tile_out *t) {
-    tile_body(K, tap, w, in, t);
+    TILE_BY_NO(K, tap, w, in, t)
 }
 #endif
 
@@ -270,7 +290,7 @@ struct conv_job {
     int64_t Hp, Wp, OH, OW;     /* the convolution's output, before pooling */
     int64_t rows, cols;         /* the rows and columns of it that the pooling reads (all) */
     int64_t pool;               /* the following pooling's k, or 1 */
-    int64_t group, n_groups, n_blocks;  /* units: TILE_NO channels by `group` rows */
+    int64_t group, n_groups, n_blocks;  /* units: a block of channels by `group` rows */
     const int32_t *tap;
     float *out;                 /* (OC, rows/pool, cols/pool) */
     float *scratch;             /* MAX_PARTS parts of scratch_len */
@@ -292,14 +312,17 @@ static void pool_rows(float *dst, int64_t ld_dst, const float *src, int64_t ld_s
         }
 }
 
-/* unit u: channels [o0, o0 + TILE_NO) of rows [y0, y1), activated and pooled into out. A
+/* unit u: block u / n_groups of channels [o0, o1) (the OC channels cut into n_blocks blocks as
+ * even as can be, at most TILE_NO each: 32 channels are blocks of 5 and 6, not five 6s and a 2
+ * that costs a 6) of rows [y0, y1), activated and pooled into out. A
  * pooling of 2 happens in the tile (its two rows are a row of windows); any other k, or an
  * activation other than ReLU, goes through the part's scratch (`group` rows of the channels). */
 static void conv_unit(const struct conv_job *j, int64_t u, float *scratch) {
     const struct pynn_step *s = j->s;
-    int64_t taps = s->C * s->K * s->K, o0 = u / j->n_groups * TILE_NO;
+    int64_t taps = s->C * s->K * s->K, o0, o1;
+    pynn_share(s->OC, 1, (int)(u / j->n_groups), (int)j->n_blocks, &o0, &o1);
     int64_t y0 = u % j->n_groups * j->group, y1 = min64(y0 + j->group, j->rows);
-    int no = (int)min64(TILE_NO, s->OC - o0);
+    int no = (int)(o1 - o0);
     const float *w[TILE_NO];
     for (int o = 0; o < TILE_NO; o++) w[o] = s->weight + (o0 + (o < no ? o : no - 1)) * taps;
     int relu = s->act == PYNN_RELU, other = !relu && s->act != PYNN_LINEAR;
