@@ -749,7 +749,7 @@ class Network:
         if self._hidden is None:
             one = self._image_sample()
             if one is not None:
-                return one(x)
+                return one.call(x)
             return self.predict_proba(np.asarray(x).reshape(1, -1) if isinstance(x, np.ndarray)
                                       else x)[0]
         return self.one_sample().call(x)

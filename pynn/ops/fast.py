@@ -21,6 +21,26 @@ _U8_SCALE = float(np.float32(1.0 / 255.0))      # what scale_u8 uses by default
 _LAYOUT = operator.attrgetter("shape", "strides", "dtype")
 
 
+def input_pointers(x, n_in, what):
+    """(float pointer, uint8 pointer, scale) for one sample x of n_in values, checked: any
+    shape, C-contiguous, float32 (the uint8 pointer NULL) or uint8 scaled to 0..1 (the float
+    pointer NULL). ``what`` names the sample in the errors."""
+    if type(x) is not np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
+        x = x.view(np.ndarray)              # a subclass: its data, as a plain array
+    if x.size != n_in:
+        raise ValueError(f"x must hold {n_in} values (one {what}), got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
+    dt = x.dtype
+    if dt is F32 or dt == F32:
+        return ffi.from_buffer("float[]", x), ffi.NULL, 0.0
+    if dt == _U8:
+        return ffi.NULL, ffi.from_buffer("uint8_t[]", x), _U8_SCALE
+    raise TypeError(f"x must have dtype float32 or uint8, got {dt}")
+
+
 class FusedNet:
     """The C view of a network: pointers to the very weight and bias arrays its owner keeps.
 
@@ -256,26 +276,11 @@ class OneSample:
     def _make_call(self):
         net, out, work, work_len = self._args
         n_in, result, lock = self.n_in, self.result, self._lock
-        forward, from_buffer, null, ndarray = lib.pynn_net_forward_one, ffi.from_buffer, ffi.NULL, np.ndarray
-        f32, u8, u8_scale = F32, _U8, _U8_SCALE
+        forward = lib.pynn_net_forward_one
 
         def call(x):
             """A new (n_out,) float32 array: the network's output for x (uint8 scaled to 0..1)."""
-            if type(x) is not ndarray:
-                if not isinstance(x, ndarray):
-                    raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
-                x = x.view(ndarray)              # a subclass: its data, as a plain array
-            if x.size != n_in:
-                raise ValueError(f"x must hold {n_in} values (one sample), got shape {x.shape}")
-            if not x.flags.c_contiguous:
-                raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
-            dt = x.dtype
-            if dt is f32 or dt == f32:
-                xf, xu, scale = from_buffer("float[]", x), null, 0.0
-            elif dt == u8:
-                xf, xu, scale = null, from_buffer("uint8_t[]", x), u8_scale
-            else:
-                raise TypeError(f"x must have dtype float32 or uint8, got {dt}")
+            xf, xu, scale = input_pointers(x, n_in, "sample")
             lock.acquire()                       # C runs without the GIL: one caller at a time
             try:                                 # in the buffers
                 rc = forward(net, xf, xu, scale, out, work, work_len)
@@ -319,8 +324,7 @@ class OneImage:
     def __init__(self, steps, input_shape, output):
         C, H, W = (int(v) for v in input_shape)
         self.n_in = C * H * W
-        self._arrays = []
-        specs = []
+        weights, biases, specs = [], [], []
         for i, step in enumerate(steps):
             kind = step[0]
             spec = {"kind": STEP_KINDS[kind], "C": C, "H": H, "W": W, "act": lib.PYNN_LINEAR}
@@ -332,7 +336,8 @@ class OneImage:
                 check_array(f"steps[{i}] weight", Wt, ndim=4 if kind == "conv" else 2)
                 check_array(f"steps[{i}] bias", b, ndim=1)
                 check_shape(f"steps[{i}] bias", b, (Wt.shape[0],))
-                self._arrays += [Wt, b]
+                weights.append(Wt)
+                biases.append(b)
                 spec.update(OC=Wt.shape[0], act=activation_kind(act), weight=ptr(Wt), bias=ptr(b))
                 if kind == "conv":
                     pad = int(step[3])
@@ -345,52 +350,50 @@ class OneImage:
                     C, H, W = Wt.shape[0], 1, 1
             specs.append(spec)
         self.n_out = C * H * W
-        self._layouts = tuple(map(_LAYOUT, self._arrays))
         self._steps = ffi.new("struct pynn_step[]", specs)
-        self._n = len(specs)
-        self._output = activation_kind(output)
-        self._work_len = lib.pynn_steps_workspace(self._steps, self._n)
+        self._work_len = lib.pynn_steps_workspace(self._steps, len(specs))
         if self._work_len < 0:
             raise ValueError(f"the layers do not fit together for images of {tuple(input_shape)}")
-        self._free = []
+        self._weights, self._biases = tuple(weights), tuple(biases)
+        self._layouts = tuple(map(_LAYOUT, self._weights + self._biases))
+        self.call = self._make_call(len(specs), activation_kind(output))
 
     def current(self, layers):
         """True while ``layers`` (those with parameters, in order) hold the very W and b arrays
-        the view points into, with the shape, strides and dtype it was made for."""
-        arrays = self._arrays
-        if 2 * len(layers) != len(arrays):
+        the view points into, with the shape, strides and dtype it was made for. (Their data
+        cannot move unseen: the view holds a reference, so numpy refuses to resize them in
+        place, and a resize forced with refcheck=False changes the shape.)"""
+        if len(layers) != len(self._weights):
             return False
-        for i, layer in enumerate(layers):
-            if layer.W is not arrays[2 * i] or layer.b is not arrays[2 * i + 1]:
+        for layer, W, b in zip(layers, self._weights, self._biases):
+            if layer.W is not W or layer.b is not b:
                 return False
-        return tuple(map(_LAYOUT, arrays)) == self._layouts
+        return tuple(map(_LAYOUT, self._weights + self._biases)) == self._layouts
+
+    def _make_call(self, n, output):
+        steps, n_in, n_out, work_len = self._steps, self.n_in, self.n_out, self._work_len
+        forward, empty, f32 = lib.pynn_steps_forward_one, np.empty, F32
+        free = []                  # workspaces: (array, its pointer, the output, its pointer)
+
+        def call(x):
+            """A new (n_out,) float32 array: the network's output for the image x (any shape
+            of n_in values, C-contiguous; float32, or uint8 scaled to 0..1)."""
+            xf, xu, scale = input_pointers(x, n_in, "image")
+            try:
+                work = free.pop()                # atomic: each call its own workspace
+            except IndexError:
+                buf, out = empty(work_len, dtype=f32), empty(n_out, dtype=f32)
+                work = (buf, wptr(buf), out, wptr(out))
+            rc = forward(steps, n, output, xf, xu, scale, work[3], work[1], work_len)
+            y = work[2].copy()
+            if len(free) < 4:
+                free.append(work)
+            if rc:
+                check_status(rc, "steps_forward_one")
+            return y
+        return call
 
     def __call__(self, x):
         """A new (n_out,) float32 array: the network's output for the image x (any shape of
         n_in values, C-contiguous; float32, or uint8 scaled to 0..1)."""
-        if type(x) is not np.ndarray:
-            if not isinstance(x, np.ndarray):
-                raise TypeError(f"x must be a numpy array of float32 or uint8, got {type(x).__name__}")
-            x = x.view(np.ndarray)
-        if x.size != self.n_in:
-            raise ValueError(f"x must hold {self.n_in} values (one image), got shape {x.shape}")
-        if not x.flags.c_contiguous:
-            raise ValueError("x must be C-contiguous (use np.ascontiguousarray)")
-        if x.dtype == F32:
-            xf, xu, scale = ffi.from_buffer("float[]", x), ffi.NULL, 0.0
-        elif x.dtype == _U8:
-            xf, xu, scale = ffi.NULL, ffi.from_buffer("uint8_t[]", x), _U8_SCALE
-        else:
-            raise TypeError(f"x must have dtype float32 or uint8, got {x.dtype}")
-        y = np.empty(self.n_out, dtype=np.float32)
-        try:
-            work = self._free.pop()          # atomic: each call its own workspace
-        except IndexError:
-            buf = np.empty(self._work_len, dtype=np.float32)
-            work = (buf, wptr(buf))
-        rc = lib.pynn_steps_forward_one(self._steps, self._n, self._output, xf, xu, scale,
-                                        wptr(y), work[1], self._work_len)
-        if len(self._free) < 4:
-            self._free.append(work)
-        check_status(rc, "steps_forward_one")
-        return y
+        return self.call(x)
