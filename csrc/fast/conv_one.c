@@ -32,8 +32,8 @@
 #define TILE_NO 6           /* output channels of a tile */
 #define TILE_NR 2           /* output rows of a tile, 8 positions each */
 #define SLACK 16            /* floats after each buffer: a row's last vector may read past it */
-#define MAX_PARTS 8         /* parts of a step; each has its own scratch */
-#define PARTS_PER_THREAD 4  /* so that a thread that loses its core holds up one small part */
+#define MAX_PARTS 16        /* parts of a step; each has its own scratch */
+#define PARTS_PER_THREAD 8  /* so that a thread that loses its core holds up one small part */
 #define MAX_STEPS 256
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
