@@ -55,6 +55,24 @@ struct tile_out {
 typedef void (*tile_fn)(int64_t K, const int32_t *tap, const float *const *w,
                         const float *const *in, const struct tile_out *t);
 
+/* ---- a dense layer's rows ----
+ * z[j] = sum over i < n of W[j*n + i] * a[i] for j < m: rows of W read where they lie, each
+ * once, beside a, which stays in L1. The layer reads W from memory once a call and does two
+ * flops a float of it, so the reading is the cost: rows go in fours (each load of a serves four
+ * rows) with two chains of sums a row (an add waits on the one before it only every other
+ * load). A row's sum is the same chain whatever rows go with it, so that any split of the rows
+ * among threads gives the same bits. */
+typedef void (*rows_fn)(int64_t n, const float *a, const float *W, float *z, int64_t m);
+
+static void rows_generic(int64_t n, const float *a, const float *W, float *z, int64_t m) {
+    for (int64_t j = 0; j < m; j++) {
+        const float *wrow = W + j * n;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < n; i++) sum += wrow[i] * a[i];
+        z[j] = sum;
+    }
+}
+
 /* the larger of a and b, or a NaN if either is one (the reference's scan keeps the first NaN
  * it meets; which NaN does not matter) */
 static inline float nan_max(float a, float b) { return (b > a) | ((b != b) & (a == a)) ? b : a; }
@@ -178,16 +196,66 @@ TGT_AVX512 static void tile_avx512(int64_t K, const int32_t *tap, const float *c
                                    const float *const *in, const struct tile_out *t) {
     TILE_BY_NO(K, tap, w, in, t)
 }
+
+/* R rows of W from wrow against a (rows_generic's z[0..R)): lanes of 8 along the row in two
+ * chains (even and odd vectors), the last vector short, then the two added and the lanes
+ * summed, the same steps for every R */
+TGT_AVX2 static inline __attribute__((always_inline)) void rows_body(
+        const int R, int64_t n, const float *a, const float *wrow, float *z) {
+    __m256 even[4], odd[4];
+    for (int r = 0; r < R; r++) even[r] = odd[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a0 = _mm256_loadu_ps(a + i), a1 = _mm256_loadu_ps(a + i + 8);
+        for (int r = 0; r < R; r++) {
+            even[r] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(wrow + r * n + i), even[r]);
+            odd[r] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(wrow + r * n + i + 8), odd[r]);
+        }
+    }
+    for (int half = 0; i < n; i += 8, half ^= 1) {     /* at most 15 left: one or two vectors */
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)min64(n - i, 8)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 ai = _mm256_maskload_ps(a + i, mask);
+        for (int r = 0; r < R; r++) {
+            __m256 *acc = half ? &odd[r] : &even[r];
+            *acc = _mm256_fmadd_ps(ai, _mm256_maskload_ps(wrow + r * n + i, mask), *acc);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        __m256 v = _mm256_add_ps(even[r], odd[r]);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        z[r] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    }
+}
+
+#define ROWS_IN_FOURS(n, a, W, z, m)                                       \
+    int64_t j = 0;                                                         \
+    for (; j + 4 <= m; j += 4) rows_body(4, n, a, W + j * n, z + j);       \
+    for (; j < m; j++) rows_body(1, n, a, W + j * n, z + j);
+
+TGT_AVX2 static void rows_avx2(int64_t n, const float *a, const float *W, float *z, int64_t m) {
+    ROWS_IN_FOURS(n, a, W, z, m)
+}
+
+TGT_AVX512 static void rows_avx512(int64_t n, const float *a, const float *W, float *z, int64_t m) {
+    ROWS_IN_FOURS(n, a, W, z, m)
+}
 #endif
 
-/* the tile of the kernel set in use (tests switch sets with pynn_kernels_select) */
-static tile_fn tile_for_set(void) {
+/* the tile and the rows of the kernel set in use (tests switch sets with pynn_kernels_select) */
+struct one_kernels {
+    tile_fn tile;
+    rows_fn rows;
+};
+
+static struct one_kernels kernels_for_set(void) {
 #ifdef TGT_AVX2
     const char *name = pynn_kernels()->name;
-    if (strcmp(name, "avx512f") == 0) return tile_avx512;
-    if (strcmp(name, "avx2") == 0) return tile_avx2;
+    if (strcmp(name, "avx512f") == 0) return (struct one_kernels){tile_avx512, rows_avx512};
+    if (strcmp(name, "avx2") == 0) return (struct one_kernels){tile_avx2, rows_avx2};
 #endif
-    return tile_generic;
+    return (struct one_kernels){tile_generic, rows_generic};
 }
 
 /* ---- checking the steps ---- */
@@ -377,7 +445,7 @@ static void conv_step(const struct pynn_step *s, int64_t pool, const float *in, 
     j.n_groups = (j.rows + j.group - 1) / j.group;
     j.n_blocks = (s->OC + TILE_NO - 1) / TILE_NO;
     j.out = out, j.scratch = scratch, j.scratch_len = scratch_len;
-    j.tile = tile_for_set();
+    j.tile = kernels_for_set().tile;
     if (s->pad > 0) {               /* the zero-padded copy the taps read */
         memset(padded, 0, sizeof(float) * s->C * j.Hp * j.Wp);
         for (int64_t c = 0; c < s->C; c++)
@@ -401,32 +469,32 @@ static void conv_step(const struct pynn_step *s, int64_t pool, const float *in, 
 
 /* ---- a dense layer ---- */
 
+#define DENSE_ROWS 4        /* rows a thread takes at a time: the rows kernel's fours */
+
 struct dense_job {
     const struct pynn_step *s;
     const float *a;
     float *z;
+    rows_fn rows;
 };
 
-/* rows [j0, j1) of z = act(W a + b), TILE rows of W at a time through the dot kernel */
+/* rows [j0, j1) of z = act(W a + b) */
 static void dense_part(int part, int nparts, void *arg) {
     const struct dense_job *job = arg;
     const struct pynn_step *s = job->s;
-    const struct pynn_kernels *kern = pynn_kernels();
     int64_t n_in = s->C * s->H * s->W, j0, j1;
-    pynn_share(s->OC, PYNN_DOT_NR, part, nparts, &j0, &j1);
+    pynn_share(s->OC, DENSE_ROWS, part, nparts, &j0, &j1);
     float *z = job->z;
-    for (int64_t j = j0; j < j1; j += PYNN_DOT_NR)
-        kern->dotkernel(n_in, job->a, n_in, s->weight + j * n_in, n_in, z + j, s->OC, 1,
-                        (int)min64(PYNN_DOT_NR, j1 - j), 1.0f, 0.0f);
+    job->rows(n_in, job->a, s->weight + j0 * n_in, z + j0, j1 - j0);
     if (s->bias != NULL) for (int64_t j = j0; j < j1; j++) z[j] += s->bias[j];
     if (s->act == PYNN_RELU) for (int64_t j = j0; j < j1; j++) z[j] = z[j] < 0.0f ? 0.0f : z[j];
     else if (s->act != PYNN_LINEAR && j0 < j1) pynn_activation_forward(s->act, z + j0, z + j0, 1, j1 - j0);
 }
 
 static void dense_step(const struct pynn_step *s, const float *a, float *z) {
-    struct dense_job job = {s, a, z};
+    struct dense_job job = {s, a, z, kernels_for_set().rows};
     double flops = 2.0 * (double)s->OC * (double)(s->C * s->H * s->W);
-    int64_t units = (s->OC + PYNN_DOT_NR - 1) / PYNN_DOT_NR;
+    int64_t units = (s->OC + DENSE_ROWS - 1) / DENSE_ROWS;
     int nt = (int)min64(pynn_threads_for(flops), units);
     if (nt > 1) pynn_parallel_parts(nt, (int)min64(min64(nt * PARTS_PER_THREAD, MAX_PARTS), units),
                                     dense_part, &job);
