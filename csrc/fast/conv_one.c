@@ -22,9 +22,10 @@
  * on it. The sums run in another order than the layer path's (one pass over the taps rather
  * than KC-long slices): the results agree to float32 rounding.
  *
- * Kernel sets: the tile is written once with 8-lane AVX2 intrinsics, compiled for AVX2 and for
- * AVX-512 (where it has 32 registers; the 8-wide rows of a digit's second convolution give a
- * 16-lane vector nothing to fill), and once in portable C; the choice follows pynn_kernels().
+ * Kernel sets: the tile and a dense layer's rows are written once with 8-lane AVX2 intrinsics,
+ * compiled for AVX2 and for AVX-512 (where they have 32 registers; the 8-wide rows of a digit's
+ * second convolution give a 16-lane vector nothing to fill), and once in portable C; the choice
+ * follows pynn_kernels().
  */
 #include <string.h>
 #include "fast.h"
@@ -59,9 +60,9 @@ typedef void (*tile_fn)(int64_t K, const int32_t *tap, const float *const *w,
  * z[j] = sum over i < n of W[j*n + i] * a[i] for j < m: rows of W read where they lie, each
  * once, beside a, which stays in L1. The layer reads W from memory once a call and does two
  * flops a float of it, so the reading is the cost: rows go in fours (each load of a serves four
- * rows) with two chains of sums a row (an add waits on the one before it only every other
- * load). A row's sum is the same chain whatever rows go with it, so that any split of the rows
- * among threads gives the same bits. */
+ * rows) with two chains of sums a row (even and odd vectors, so that a row's next load need not
+ * wait for its last sum). A row's sum is the same chain whatever rows go with it, so that any
+ * split of the rows among threads gives the same bits. */
 typedef void (*rows_fn)(int64_t n, const float *a, const float *W, float *z, int64_t m);
 
 static void rows_generic(int64_t n, const float *a, const float *W, float *z, int64_t m) {
@@ -117,9 +118,9 @@ TGT_AVX2 static inline __m256 nan_max8(__m256 a, __m256 b) {
     return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
 }
 
-/* one channel's two rows of the tile, biased and activated, to the output. A whole vector is
- * a plain store: the masked store is microcoded on some cores (AMD's), slower than a tile of
- * 25 taps is long. */
+/* one channel's two rows of the tile, biased and activated, to the output. A whole vector
+ * takes a plain store: a masked store is microcoded on AMD's cores, dear beside a first
+ * layer's tile of 25 taps. */
 TGT_AVX2 static inline __attribute__((always_inline)) void tile_store(
         const struct tile_out *t, int o, __m256 acc0, __m256 acc1, __m256i mask) {
     __m256 b = _mm256_set1_ps(t->bias != NULL ? t->bias[o] : 0.0f);
@@ -178,7 +179,8 @@ TGT_AVX2 static inline __attribute__((always_inline)) void tile_body(
     if (NO > 5 && t->no > 5) tile_store(t, 5, a50, a51, mask);
 }
 
-/* blocks of 5 and 6 channels are the common ones; fewer take the 6-channel tile's time */
+/* blocks of 4 to 6 channels have a tile each; fewer (a layer of at most 3 or of 7 channels)
+ * take the 6-channel one's time */
 #define TILE_BY_NO(K, tap, w, in, t)                       \
     switch ((t)->no) {                                    \
     case 6: tile_body(6, K, tap, w, in, t); break;        \
@@ -380,11 +382,11 @@ static void pool_rows(float *dst, int64_t ld_dst, const float *src, int64_t ld_s
         }
 }
 
-/* unit u: block u / n_groups of channels [o0, o1) (the OC channels cut into n_blocks blocks as
- * even as can be, at most TILE_NO each: 32 channels are blocks of 5 and 6, not five 6s and a 2
- * that costs a 6) of rows [y0, y1), activated and pooled into out. A
- * pooling of 2 happens in the tile (its two rows are a row of windows); any other k, or an
- * activation other than ReLU, goes through the part's scratch (`group` rows of the channels). */
+/* unit u: block u / n_groups, channels [o0, o1), of rows [y0, y1), activated and pooled into
+ * out. The OC channels are cut into n_blocks blocks as even as can be, at most TILE_NO each (32
+ * channels: blocks of 5 and 6, not five 6s and a 2 that costs a 6). A pooling of 2 happens in
+ * the tile (its two rows are a row of windows); any other k, or an activation other than ReLU,
+ * goes through the part's scratch (`group` rows of the channels). */
 static void conv_unit(const struct conv_job *j, int64_t u, float *scratch) {
     const struct pynn_step *s = j->s;
     int64_t taps = s->C * s->K * s->K, o0, o1;
