@@ -781,15 +781,9 @@ def build_parser():
 
     # ---- sub-commands registered by other modules ----
     # Each module's register(subparsers) adds its parsers and sets func=function(args) with
-    # set_defaults. TEMPORARY guard: pynn.bench and pynn.study are still being written, so one
-    # whose module (or a submodule of its own) does not exist yet is skipped; remove the guard
-    # once both are in the tree. Any other error already propagates.
+    # set_defaults; the modules import their heavier dependencies only when a command runs.
     for name in ("bench", "study"):
-        try:
-            importlib.import_module(f"pynn.{name}").register(subparsers)
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith(f"pynn.{name}"):
-                raise
+        importlib.import_module(f"pynn.{name}").register(subparsers)
     return parser
 
 

@@ -12,8 +12,7 @@ from pynn.layers import Activation, Dropout, Linear, ReLU
 from pynn.network import Network
 from pynn.study import common
 
-from test_network import separable_problem
-from test_study import mnist_available, study  # noqa: F401  (a fixture and a helper)
+from conftest import separable_problem, study
 
 
 # ---- the kernels ----

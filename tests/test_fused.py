@@ -7,7 +7,6 @@ activation, output, loss and optimiser, give the same answers run after run, and
 arrays in ``net.weights`` / ``net.biases``.
 """
 import copy
-import itertools
 import pickle
 
 import numpy as np
@@ -15,16 +14,10 @@ import pytest
 
 import pynn
 from pynn import ops
-from pynn.network import HIDDEN, LOSSES, OUTPUTS
 from pynn.optim import SGD, Adam
+from conftest import COMBOS, OPTIMIZERS, assert_same_weights, reference_fit
 
-COMBOS = [(h, o, l) for h, o, l in itertools.product(HIDDEN, OUTPUTS, LOSSES)
-          if not (l == "cross_entropy" and o == "linear")]
-OPTIMIZERS = {
-    "sgd": lambda: SGD(lr=0.05, weight_decay=0.01),
-    "momentum": lambda: SGD(lr=0.03, momentum=0.9, weight_decay=0.001),
-    "adam": lambda: Adam(lr=0.005, weight_decay=0.001),
-}
+
 
 
 def data(n=150, n_in=12, n_out=5, seed=0):
@@ -34,21 +27,10 @@ def data(n=150, n_in=12, n_out=5, seed=0):
     return X, y
 
 
-def reference_fit(net, X, y, epochs, batch_size, optimizer):
-    """Mini-batch training the layer-by-layer way, batches drawn as fit draws them."""
-    T = net.targets(y, len(X))
-    for _ in range(epochs):
-        order = net.rng.permutation(len(X))
-        for k in range(0, len(X), batch_size):
-            idx = order[k:k + batch_size]
-            grads = net.gradients(X[idx], T[idx])
-            params = [p for pair in zip(net.weights, net.biases) for p in pair]
-            optimizer.step(params, [g for pair in grads for g in pair])
 
 
-def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
-    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
-        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=atol)
+
+
 
 
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))

@@ -1,7 +1,6 @@
 """pynn study: the noise functions, k-NN and nearest centroid against numpy references, the
 three implementations of the lang benchmark against each other, the resume logic, and every
 study command's --quick run producing its tables (and plots when matplotlib is installed)."""
-import argparse
 import csv
 import glob
 import json
@@ -18,9 +17,10 @@ from pynn.checkpoint import load_checkpoint
 from pynn.io import load
 from pynn.network import Network
 from pynn.optim import SGD
-from pynn.study import baselines, cluster, common, compare, lang, noise, register
+from pynn.study import baselines, cluster, common, compare, lang, noise
 from pynn.study.classic import KNearest, NearestCentroid
 from pynn.study.sweep import configurations, parse_settings
+from conftest import study
 
 
 def digits(n=40, seed=0):
@@ -386,20 +386,10 @@ def test_results_file_skips_what_is_done(tmp_path):
 
 # ---- the commands, --quick, on MNIST ----
 
-@pytest.fixture(scope="module")
-def mnist_available():
-    from pynn import datasets
-    try:
-        datasets.mnist("test")
-    except Exception as e:      # no cache and no way to fetch it here
-        pytest.skip(f"MNIST is not available: {e}")
 
 
-def study(argv):
-    parser = argparse.ArgumentParser(prog="pynn")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["study", *argv])
-    return args.func(args)
+
+
 
 
 def check_plots(out, names):
