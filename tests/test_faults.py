@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import io
+from pynn import modelfile
 from pynn.checkpoint import load_checkpoint, save_checkpoint
 from conftest import TRAIN_ARGS, write_digits
 
@@ -74,7 +74,7 @@ def test_a_process_killed_while_saving_leaves_a_whole_file(tmp_path, what, monke
     assert mid_save > 0
     # the next save to the same path removes what the killed ones left (here at once; by
     # default once they are a minute old, so that a save still writing is never touched)
-    monkeypatch.setattr(io, "STALE_TEMP_SECONDS", 0)
+    monkeypatch.setattr(modelfile, "STALE_TEMP_SECONDS", 0)
     if what == "model":
         pynn.Network([4, 3, 2]).save(target)
     else:
@@ -130,7 +130,7 @@ def test_a_checkpoint_is_a_snapshot(tmp_path):
     ck = load_checkpoint(tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(ck.net.weights, before))
     assert ck.optimizer.steps == len(range(0, len(X), 32))
-    assert io.read_npz(tmp_path / "checkpoint.npz")["rng_state"].dtype.kind == "U"
+    assert modelfile.read_npz(tmp_path / "checkpoint.npz")["rng_state"].dtype.kind == "U"
 
 
 # ---- the command line: pynn train stopped mid-epoch, then --resume ----

@@ -14,7 +14,7 @@ import pytest
 
 import pynn
 from pynn.checkpoint import load_checkpoint
-from pynn.io import load
+from pynn.modelfile import load
 from pynn.network import Network
 from pynn.optim import SGD
 from pynn.study import baselines, cluster, common, compare, lang, noise
@@ -363,7 +363,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
         assert np.array_equal(a, b)
     # a damaged checkpoint is one line naming it, whatever part is damaged
     path = pynn.checkpoint.checkpoint_path(ckpt)
-    good = pynn.io.read_npz(path)
+    good = pynn.modelfile.read_npz(path)
     for damage in ({"rng_state": np.array("{")}, {"rng_state": np.array('{"bit_generator": "MT19937"}')},
                    {"optimizer": np.array('{"kind": "Adam", "settings": {}, "steps": -4, "state": [2, 2, 2, 2]}')},
                    {"epoch": np.array(-7)}, {"history": np.array("[" * 100000 + "]" * 100000)}):
