@@ -281,7 +281,30 @@ TGT_AVX2 static void dotrow_avx2(int64_t K, const float *a, const float *B, int6
         c[j] = alpha * hsum256(acc[j]) + (beta == 0.0f ? 0.0f : beta * c[j]);
 }
 
-/* 2 rows of A against 3 rows of B at a time: 6 accumulators (one row: dotrow_avx2) */
+/* up to 4 rows of A against 3 rows of B at a time: 12 accumulators, the three vectors of B in
+ * registers while the rows of A stream past them (7 loads for 12 fused multiply-adds; one row:
+ * dotrow_avx2). Whole vectors load unmasked, and only the last, partial one of K is masked:
+ * each sum is the same chain as dotrow_avx2's (8 lanes along K, then hsum256). */
+#define DOT_AVX2_ROW(r)                                                                      \
+    do {                                                                                     \
+        __m256 a_r = LOAD(ar[r] + p);                                                        \
+        acc##r##0 = _mm256_fmadd_ps(a_r, b0, acc##r##0);                                     \
+        acc##r##1 = _mm256_fmadd_ps(a_r, b1, acc##r##1);                                     \
+        acc##r##2 = _mm256_fmadd_ps(a_r, b2, acc##r##2);                                     \
+    } while (0)
+#define DOT_AVX2_STEP()                                                                      \
+    do {                                                                                     \
+        __m256 b0 = LOAD(br[0] + p), b1 = LOAD(br[1] + p), b2 = LOAD(br[2] + p);             \
+        DOT_AVX2_ROW(0); DOT_AVX2_ROW(1); DOT_AVX2_ROW(2); DOT_AVX2_ROW(3);                  \
+    } while (0)
+#define DOT_AVX2_STORE(r, j)                                                                 \
+    do {                                                                                     \
+        if (r < m && j0 + j < n) {                                                           \
+            float *cij = c + r * ldc + j0 + j;                                               \
+            *cij = alpha * hsum256(acc##r##j) + (beta == 0.0f ? 0.0f : beta * *cij);         \
+        }                                                                                    \
+    } while (0)
+
 TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, const float *B,
                                     int64_t ldb, float *c, int64_t ldc, int m, int n,
                                     float alpha, float beta) {
@@ -289,30 +312,33 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
         dotrow_avx2(K, A, B, ldb, c, n, alpha, beta);
         return;
     }
-    for (int r0 = 0; r0 < m; r0 += 2) {
-        for (int j0 = 0; j0 < n; j0 += 3) {
-            const float *ar[2], *br[3];
-            for (int r = 0; r < 2; r++) ar[r] = A + (r0 + r < m ? r0 + r : r0) * lda;
-            for (int j = 0; j < 3; j++) br[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
-            __m256 acc[2][3];
-            for (int r = 0; r < 2; r++) for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_ps();
-            int64_t p = 0;
-            for (; p < K; p += 8) {
-                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-                __m256 av[2], bv[3];
-                for (int r = 0; r < 2; r++) av[r] = _mm256_maskload_ps(ar[r] + p, mk);
-                for (int j = 0; j < 3; j++) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
-                for (int r = 0; r < 2; r++)
-                    for (int j = 0; j < 3; j++) acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
-            }
-            for (int r = 0; r < 2 && r0 + r < m; r++)
-                for (int j = 0; j < 3 && j0 + j < n; j++) {
-                    float *cij = c + (r0 + r) * ldc + j0 + j;
-                    *cij = alpha * hsum256(acc[r][j]) + (beta == 0.0f ? 0.0f : beta * *cij);
-                }
+    const float *ar[4];
+    for (int r = 0; r < 4; r++) ar[r] = A + (r < m ? r : 0) * lda;   /* a missing row repeats row 0 */
+    for (int j0 = 0; j0 < n; j0 += 3) {
+        const float *br[3];
+        for (int j = 0; j < 3; j++) br[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
+        __m256 acc00 = _mm256_setzero_ps(), acc01 = acc00, acc02 = acc00, acc10 = acc00,
+               acc11 = acc00, acc12 = acc00, acc20 = acc00, acc21 = acc00, acc22 = acc00,
+               acc30 = acc00, acc31 = acc00, acc32 = acc00;
+        int64_t p = 0;
+#define LOAD(q) _mm256_loadu_ps(q)
+        for (; p + 8 <= K; p += 8) DOT_AVX2_STEP();
+#undef LOAD
+        if (p < K) {
+            const __m256i mk = _mm256_castps_si256(mask8((int)(K - p)));
+#define LOAD(q) _mm256_maskload_ps((q), mk)
+            DOT_AVX2_STEP();
+#undef LOAD
         }
+        DOT_AVX2_STORE(0, 0); DOT_AVX2_STORE(0, 1); DOT_AVX2_STORE(0, 2);
+        DOT_AVX2_STORE(1, 0); DOT_AVX2_STORE(1, 1); DOT_AVX2_STORE(1, 2);
+        DOT_AVX2_STORE(2, 0); DOT_AVX2_STORE(2, 1); DOT_AVX2_STORE(2, 2);
+        DOT_AVX2_STORE(3, 0); DOT_AVX2_STORE(3, 1); DOT_AVX2_STORE(3, 2);
     }
 }
+#undef DOT_AVX2_ROW
+#undef DOT_AVX2_STEP
+#undef DOT_AVX2_STORE
 
 TGT_AVX2 static void rowgrad_avx2(int B, int m, const float *d, int64_t d_step, const float *A,
                                   int64_t lda, float *g, int64_t ldg, int64_t n) {
