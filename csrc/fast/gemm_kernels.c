@@ -128,22 +128,36 @@ static void gradstep_generic(const struct pynn_optimizer *opt, int64_t step, int
                  s2, ldw, n);
 }
 
-/* dotkernel_generic's sums for one row of A, over the blocks listed: each block is two of
- * its runs of 8 (an element past the last whole run goes to s[0], as there) */
+/* how many of the blocks listed (ascending) K leaves whole: all, or all but the last */
+static inline int whole_blocks(int64_t K, const int32_t *blk, int nblk) {
+    return nblk > 0 && ((int64_t)blk[nblk - 1] + 1) * PYNN_DOT_BLOCK > K ? nblk - 1 : nblk;
+}
+
+/* dotkernel_generic's sums for one row of A, over the blocks listed: each block is two of its
+ * runs of 8 (an element past the last whole run goes to s[0], as there). All n <= 6 rows of B
+ * in one pass over the blocks, so that their reads overlap; a last block that K cuts short is
+ * the only one that needs the checks. */
 static void dotblocks_generic(int64_t K, const float *a, const int32_t *blk, int nblk,
                               const float *B, int64_t ldb, float *c, int n) {
-    for (int j = 0; j < n; j++) {
-        const float *brow = B + j * ldb;
-        float s[8] = {0};
-        for (int i = 0; i < nblk; i++) {
-            int64_t p0 = (int64_t)blk[i] * PYNN_DOT_BLOCK, p1 = p0 + PYNN_DOT_BLOCK;
-            if (p1 > K) p1 = K;
-            int64_t p = p0;
-            for (; p + 8 <= p1; p += 8)
-                for (int l = 0; l < 8; l++) s[l] += a[p + l] * brow[p + l];
-            for (; p < p1; p++) s[0] += a[p] * brow[p];
+    float s[PYNN_DOT_NR][8] = {{0}};
+    int whole = whole_blocks(K, blk, nblk);
+    for (int i = 0; i < whole; i++) {
+        const float *a_i = a + (int64_t)blk[i] * PYNN_DOT_BLOCK;
+        for (int j = 0; j < n; j++) {
+            const float *b_i = B + j * ldb + (int64_t)blk[i] * PYNN_DOT_BLOCK;
+            for (int l = 0; l < 8; l++) s[j][l] += a_i[l] * b_i[l];
+            for (int l = 0; l < 8; l++) s[j][l] += a_i[8 + l] * b_i[8 + l];
         }
-        float dot = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    }
+    for (int j = 0; j < n && whole < nblk; j++) {
+        const float *brow = B + j * ldb;
+        int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK;
+        for (; p + 8 <= K; p += 8)
+            for (int l = 0; l < 8; l++) s[j][l] += a[p + l] * brow[p + l];
+        for (; p < K; p++) s[j][0] += a[p] * brow[p];
+    }
+    for (int j = 0; j < n; j++) {
+        float dot = ((s[j][0] + s[j][4]) + (s[j][1] + s[j][5])) + ((s[j][2] + s[j][6]) + (s[j][3] + s[j][7]));
         c[j] = 1.0f * dot + 0.0f;
     }
 }
@@ -352,41 +366,32 @@ static void gradstep_avx2(const struct pynn_optimizer *opt, int64_t step, int B,
                  ldw, n);
 }
 
-/* dotkernel_avx2's sums for one row of A, over the blocks listed (two vectors of 8 each) */
+/* dotrow_avx2's sums over the blocks listed: all n <= 6 rows of B at once, as there, each row
+ * one chain of sums along K (8 lanes, then hsum256), so the bits are the same. Whole blocks
+ * take plain loads; only a last block that K cuts short is masked. */
 TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *blk, int nblk,
                                     const float *B, int64_t ldb, float *c, int n) {
-    int j = 0;
-    /* four rows at a time: each row keeps its one chain of sums (the bits dotkernel_avx2 gives),
-     * and the four chains overlap instead of each fused multiply-add waiting for the last */
-    for (; j + 4 <= n; j += 4) {
-        const float *b0 = B + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < nblk; i++) {
-            for (int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK, h = 0; h < 2 && p < K; h++, p += 8) {
-                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-                __m256 x = _mm256_maskload_ps(a + p, mk);
-                s0 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b0 + p, mk), s0);
-                s1 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b1 + p, mk), s1);
-                s2 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b2 + p, mk), s2);
-                s3 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b3 + p, mk), s3);
-            }
-        }
-        c[j] = 1.0f * hsum256(s0) + 0.0f;
-        c[j + 1] = 1.0f * hsum256(s1) + 0.0f;
-        c[j + 2] = 1.0f * hsum256(s2) + 0.0f;
-        c[j + 3] = 1.0f * hsum256(s3) + 0.0f;
+    const float *brow[PYNN_DOT_NR];
+    for (int j = 0; j < PYNN_DOT_NR; j++) brow[j] = B + (j < n ? j : 0) * ldb;
+    __m256 acc[PYNN_DOT_NR];
+    for (int j = 0; j < PYNN_DOT_NR; j++) acc[j] = _mm256_setzero_ps();
+    int whole = whole_blocks(K, blk, nblk);
+    for (int i = 0; i < whole; i++) {
+        int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+        __m256 a0 = _mm256_loadu_ps(a + p), a1 = _mm256_loadu_ps(a + p + 8);
+        for (int j = 0; j < PYNN_DOT_NR; j++)
+            acc[j] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(brow[j] + p), acc[j]);
+        for (int j = 0; j < PYNN_DOT_NR; j++)
+            acc[j] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(brow[j] + p + 8), acc[j]);
     }
-    for (; j < n; j++) {
-        const float *brow = B + j * ldb;
-        __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < nblk; i++) {
-            for (int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK, h = 0; h < 2 && p < K; h++, p += 8) {
-                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-                acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + p, mk), _mm256_maskload_ps(brow + p, mk), acc);
-            }
+    if (whole < nblk)
+        for (int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK; p < K; p += 8) {
+            __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
+            __m256 av = _mm256_maskload_ps(a + p, mk);
+            for (int j = 0; j < PYNN_DOT_NR; j++)
+                acc[j] = _mm256_fmadd_ps(av, _mm256_maskload_ps(brow[j] + p, mk), acc[j]);
         }
-        c[j] = 1.0f * hsum256(acc) + 0.0f;
-    }
+    for (int j = 0; j < n; j++) c[j] = 1.0f * hsum256(acc[j]) + 0.0f;
 }
 
 /* a whole row of at most 16 columns (the output layer's ten), held in registers: each vector
@@ -692,7 +697,8 @@ static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float
     }
 }
 
-/* dotkernel_avx512_rows(1, ...)'s sums, over the blocks listed */
+/* dotkernel_avx512_rows(1, ...)'s sums, over the blocks listed: a block is one vector; whole
+ * ones take plain loads, a last one that K cuts short a masked load */
 TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t *blk, int nblk,
                                         const float *B, int64_t ldb, float *c, int n) {
     const int MR_ = 1;
@@ -700,8 +706,16 @@ TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t
     const float *br3 = B + (3 < n ? 3 : 0) * ldb, *br4 = B + (4 < n ? 4 : 0) * ldb;
     const float *br5 = B + (5 < n ? 5 : 0) * ldb;
     DOT_ZERO(0)
-    for (int i = 0; i < nblk; i++) {
+    int whole = whole_blocks(K, blk, nblk);
+    for (int i = 0; i < whole; i++) {
         int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+        __m512 bv0 = _mm512_loadu_ps(br0 + p), bv1 = _mm512_loadu_ps(br1 + p);
+        __m512 bv2 = _mm512_loadu_ps(br2 + p), bv3 = _mm512_loadu_ps(br3 + p);
+        __m512 bv4 = _mm512_loadu_ps(br4 + p), bv5 = _mm512_loadu_ps(br5 + p);
+        DOT_FMA(0, _mm512_loadu_ps(a + p))
+    }
+    if (whole < nblk) {
+        int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK;
         __mmask16 km = mask16((int)(K - p));
         __m512 bv0 = _mm512_maskz_loadu_ps(km, br0 + p), bv1 = _mm512_maskz_loadu_ps(km, br1 + p);
         __m512 bv2 = _mm512_maskz_loadu_ps(km, br2 + p), bv3 = _mm512_maskz_loadu_ps(km, br3 + p);
