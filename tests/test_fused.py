@@ -452,10 +452,11 @@ def _blank_blocks(rng, n, keep):
 
 @pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("sizes", [[37, 23, 13, 7], [784, 131, 10], [48, 6, 3]])
-def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
+def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels, every_job_shared):
     # the first layer reads W only over the blocks of 16 inputs that hold a value; a zero adds
     # exactly nothing, so every output is the batch forward's, bit for bit: blocks blank at
-    # the start, in the middle and in the short last block, all blank, one lit, none blank
+    # the start, in the middle and in the short last block, all blank, one lit, none blank;
+    # on any thread count, each thread's part of the rows in one call of the kernel
     rng = np.random.default_rng(11)
     n = sizes[0]
     X = [_blank_blocks(rng, n, keep) for keep in (0.2, 0.5, 0.8) for _ in range(4)]
@@ -466,9 +467,8 @@ def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
         X.append(x)
     X = np.array(X)
     ops.select_kernels(kernels)
-    before = ops.get_num_threads()
     try:
-        for nt in (1, 2):
+        for nt in (1, 2, 3):
             ops.set_num_threads(nt)
             net = pynn.Network(sizes, seed=4)
             net.biases[0][:] = rng.standard_normal(sizes[1]).astype(np.float32)
@@ -479,7 +479,6 @@ def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
             got = np.array([net.predict_one(x) for x in pixels])
             np.testing.assert_array_equal(got, net.forward(pixels, keep=False))
     finally:
-        ops.set_num_threads(before)
         ops.select_kernels("auto")
 
 

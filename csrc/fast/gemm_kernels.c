@@ -134,31 +134,38 @@ static inline int whole_blocks(int64_t K, const int32_t *blk, int nblk) {
 }
 
 /* dotkernel_generic's sums for one row of A, over the blocks listed: each block is two of its
- * runs of 8 (an element past the last whole run goes to s[0], as there). All n <= 6 rows of B
- * in one pass over the blocks, so that their reads overlap; a last block that K cuts short is
- * the only one that needs the checks. */
+ * runs of 8 (an element past the last whole run goes to s[0], as there). Six rows of B in
+ * each pass over the blocks, so that their reads overlap, fetching the next six rows' blocks
+ * (as dotblocks_avx2 does, where it says why); a last block that K cuts short is the only
+ * one that needs the checks. */
 static void dotblocks_generic(int64_t K, const float *a, const int32_t *blk, int nblk,
                               const float *B, int64_t ldb, float *c, int n) {
-    float s[PYNN_DOT_NR][8] = {{0}};
     int whole = whole_blocks(K, blk, nblk);
-    for (int i = 0; i < whole; i++) {
-        const float *a_i = a + (int64_t)blk[i] * PYNN_DOT_BLOCK;
-        for (int j = 0; j < n; j++) {
-            const float *b_i = B + j * ldb + (int64_t)blk[i] * PYNN_DOT_BLOCK;
-            for (int l = 0; l < 8; l++) s[j][l] += a_i[l] * b_i[l];
-            for (int l = 0; l < 8; l++) s[j][l] += a_i[8 + l] * b_i[8 + l];
+    for (int j0 = 0; j0 < n; j0 += PYNN_DOT_NR) {
+        int m = n - j0 < PYNN_DOT_NR ? n - j0 : PYNN_DOT_NR;
+        const float *B_j = B + j0 * ldb;
+        int64_t ahead = j0 + 2 * PYNN_DOT_NR <= n ? PYNN_DOT_NR * ldb : 0;
+        float s[PYNN_DOT_NR][8] = {{0}};
+        for (int i = 0; i < whole; i++) {
+            int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+            for (int j = 0; j < m; j++) {
+                const float *b_i = B_j + j * ldb + p;
+                __builtin_prefetch(b_i + ahead);
+                for (int l = 0; l < 8; l++) s[j][l] += a[p + l] * b_i[l];
+                for (int l = 0; l < 8; l++) s[j][l] += a[p + 8 + l] * b_i[8 + l];
+            }
         }
-    }
-    for (int j = 0; j < n && whole < nblk; j++) {
-        const float *brow = B + j * ldb;
-        int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK;
-        for (; p + 8 <= K; p += 8)
-            for (int l = 0; l < 8; l++) s[j][l] += a[p + l] * brow[p + l];
-        for (; p < K; p++) s[j][0] += a[p] * brow[p];
-    }
-    for (int j = 0; j < n; j++) {
-        float dot = ((s[j][0] + s[j][4]) + (s[j][1] + s[j][5])) + ((s[j][2] + s[j][6]) + (s[j][3] + s[j][7]));
-        c[j] = 1.0f * dot + 0.0f;
+        for (int j = 0; j < m && whole < nblk; j++) {
+            const float *brow = B_j + j * ldb;
+            int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK;
+            for (; p + 8 <= K; p += 8)
+                for (int l = 0; l < 8; l++) s[j][l] += a[p + l] * brow[p + l];
+            for (; p < K; p++) s[j][0] += a[p] * brow[p];
+        }
+        for (int j = 0; j < m; j++) {
+            float dot = ((s[j][0] + s[j][4]) + (s[j][1] + s[j][5])) + ((s[j][2] + s[j][6]) + (s[j][3] + s[j][7]));
+            c[j0 + j] = 1.0f * dot + 0.0f;
+        }
     }
 }
 
@@ -366,32 +373,38 @@ static void gradstep_avx2(const struct pynn_optimizer *opt, int64_t step, int B,
                  ldw, n);
 }
 
-/* dotrow_avx2's sums over the blocks listed: all n <= 6 rows of B at once, as there, each row
- * one chain of sums along K (8 lanes, then hsum256), so the bits are the same. Whole blocks
- * take plain loads; only a last block that K cuts short is masked. */
+/* dotrow_avx2's sums over the blocks listed, six rows of B at a time as there: each row one
+ * chain of sums along K (8 lanes, then hsum256), so the bits are the same. Whole blocks take
+ * plain loads; only a last block that K cuts short is masked. A row's blocks are lines apart,
+ * which the hardware's stream prefetcher does not follow, so each pass fetches the next six
+ * rows' blocks (the last pass, its own) for the pass after it. */
 TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *blk, int nblk,
                                     const float *B, int64_t ldb, float *c, int n) {
-    const float *brow[PYNN_DOT_NR];
-    for (int j = 0; j < PYNN_DOT_NR; j++) brow[j] = B + (j < n ? j : 0) * ldb;
-    __m256 acc[PYNN_DOT_NR];
-    for (int j = 0; j < PYNN_DOT_NR; j++) acc[j] = _mm256_setzero_ps();
     int whole = whole_blocks(K, blk, nblk);
-    for (int i = 0; i < whole; i++) {
-        int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
-        __m256 a0 = _mm256_loadu_ps(a + p), a1 = _mm256_loadu_ps(a + p + 8);
-        for (int j = 0; j < PYNN_DOT_NR; j++)
-            acc[j] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(brow[j] + p), acc[j]);
-        for (int j = 0; j < PYNN_DOT_NR; j++)
-            acc[j] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(brow[j] + p + 8), acc[j]);
-    }
-    if (whole < nblk)
-        for (int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK; p < K; p += 8) {
-            __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-            __m256 av = _mm256_maskload_ps(a + p, mk);
+    for (int j0 = 0; j0 < n; j0 += PYNN_DOT_NR) {
+        const float *brow[PYNN_DOT_NR];
+        for (int j = 0; j < PYNN_DOT_NR; j++) brow[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
+        int64_t ahead = j0 + 2 * PYNN_DOT_NR <= n ? PYNN_DOT_NR * ldb : 0;
+        __m256 acc[PYNN_DOT_NR];
+        for (int j = 0; j < PYNN_DOT_NR; j++) acc[j] = _mm256_setzero_ps();
+        for (int i = 0; i < whole; i++) {
+            int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+            for (int j = 0; j < PYNN_DOT_NR; j++) _mm_prefetch((const char *)(brow[j] + ahead + p), _MM_HINT_T0);
+            __m256 a0 = _mm256_loadu_ps(a + p), a1 = _mm256_loadu_ps(a + p + 8);
             for (int j = 0; j < PYNN_DOT_NR; j++)
-                acc[j] = _mm256_fmadd_ps(av, _mm256_maskload_ps(brow[j] + p, mk), acc[j]);
+                acc[j] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(brow[j] + p), acc[j]);
+            for (int j = 0; j < PYNN_DOT_NR; j++)
+                acc[j] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(brow[j] + p + 8), acc[j]);
         }
-    for (int j = 0; j < n; j++) c[j] = 1.0f * hsum256(acc[j]) + 0.0f;
+        if (whole < nblk)
+            for (int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK; p < K; p += 8) {
+                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
+                __m256 av = _mm256_maskload_ps(a + p, mk);
+                for (int j = 0; j < PYNN_DOT_NR; j++)
+                    acc[j] = _mm256_fmadd_ps(av, _mm256_maskload_ps(brow[j] + p, mk), acc[j]);
+            }
+        for (int j = 0; j < PYNN_DOT_NR && j0 + j < n; j++) c[j0 + j] = 1.0f * hsum256(acc[j]) + 0.0f;
+    }
 }
 
 /* a whole row of at most 16 columns (the output layer's ten), held in registers: each vector
@@ -697,18 +710,22 @@ static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float
     }
 }
 
-/* dotkernel_avx512_rows(1, ...)'s sums, over the blocks listed: a block is one vector; whole
- * ones take plain loads, a last one that K cuts short a masked load */
-TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t *blk, int nblk,
-                                        const float *B, int64_t ldb, float *c, int n) {
+/* dotkernel_avx512_rows(1, ...)'s sums over the blocks listed for n <= 6 rows of B, fetching
+ * the blocks of the rows `ahead` floats further on: a block is one vector; whole ones (the
+ * first `whole`) take plain loads, a last one that K cuts short a masked load */
+TGT_AVX512 static inline __attribute__((always_inline)) void
+dotblocks6_avx512(int64_t K, const float *a, const int32_t *blk, int nblk, int whole,
+                  const float *B, int64_t ldb, int64_t ahead, float *c, int n) {
     const int MR_ = 1;
     const float *br0 = B, *br1 = B + (1 < n ? 1 : 0) * ldb, *br2 = B + (2 < n ? 2 : 0) * ldb;
     const float *br3 = B + (3 < n ? 3 : 0) * ldb, *br4 = B + (4 < n ? 4 : 0) * ldb;
     const float *br5 = B + (5 < n ? 5 : 0) * ldb;
+    const float *brow[PYNN_DOT_NR] = {br0, br1, br2, br3, br4, br5};
     DOT_ZERO(0)
-    int whole = whole_blocks(K, blk, nblk);
     for (int i = 0; i < whole; i++) {
         int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+        for (int j = 0; j < PYNN_DOT_NR; j++)
+            _mm_prefetch((const char *)(brow[j] + ahead + p), _MM_HINT_T0);
         __m512 bv0 = _mm512_loadu_ps(br0 + p), bv1 = _mm512_loadu_ps(br1 + p);
         __m512 bv2 = _mm512_loadu_ps(br2 + p), bv3 = _mm512_loadu_ps(br3 + p);
         __m512 bv4 = _mm512_loadu_ps(br4 + p), bv5 = _mm512_loadu_ps(br5 + p);
@@ -727,6 +744,17 @@ TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t
     const float beta = 0.0f;
     const int64_t ldc = 0;
     DOT_STORE(0)
+}
+
+/* six rows of B a pass, as dotblocks_avx2 (which says why each pass fetches the next six) */
+TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t *blk, int nblk,
+                                        const float *B, int64_t ldb, float *c, int n) {
+    int whole = whole_blocks(K, blk, nblk);
+    for (int j0 = 0; j0 < n; j0 += PYNN_DOT_NR) {
+        int64_t ahead = j0 + 2 * PYNN_DOT_NR <= n ? PYNN_DOT_NR * ldb : 0;
+        dotblocks6_avx512(K, a, blk, nblk, whole, B + j0 * ldb, ldb, ahead, c + j0,
+                          n - j0 < PYNN_DOT_NR ? n - j0 : PYNN_DOT_NR);
+    }
 }
 
 /* the optimiser's constants, broadcast once per call */
