@@ -296,3 +296,7 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     pynn_restore_denormals(fp);
     return PYNN_OK;
 }
+
+int pynn_matmul(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
+    return pynn_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+}

@@ -16,11 +16,31 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=F
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
-    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9."""
+    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9.
+
+    A script calls it once a digit, so the plain product (no transpose, a new output) takes
+    the fewest steps: two float32 ndarrays whose shapes unpack as (M,K) and (K,N) and whose
+    pointers ``ffi.from_buffer`` makes, which it refuses for an array that is not C-contiguous
+    (the buffer protocol's plain request). Every other call, and every fault, goes the long way
+    of ``_product``, which names what was wrong."""
+    if (out is None and type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is F32
+            and b.dtype is F32 and not (trans_a or trans_b or reference)):
+        try:
+            (M, K), (Kb, N) = a.shape, b.shape
+            pa, pb = _from_buffer(_FLOATS, a), _from_buffer(_FLOATS, b)
+        except (ValueError, BufferError):
+            pass
+        else:
+            if K == Kb and M and N:
+                c = np.empty((M, N), F32)
+                rc = _matmul(M, N, K, pa, pb, _from_buffer(_FLOATS, c))
+                if rc:
+                    check_status(rc, "gemm")
+                return c
     return _product(a, b, out, "out", 1.0, 0.0, trans_a, trans_b, reference)
 
 
-_from_buffer, _FLOATS = ffi.from_buffer, ffi.typeof("float[]")
+_from_buffer, _FLOATS, _matmul = ffi.from_buffer, ffi.typeof("float[]"), lib.pynn_matmul
 
 
 def _product(a, b, c, c_name, alpha, beta, trans_a, trans_b, reference):
