@@ -23,16 +23,17 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
     pointers ``ffi.from_buffer`` makes, which it refuses for an array that is not C-contiguous
     (the buffer protocol's plain request). Every other call, and every fault, goes the long way
     of ``_product``, which names what was wrong."""
-    if (out is None and type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is F32
-            and b.dtype is F32 and not (trans_a or trans_b or reference)):
+    if (type(a) is _ndarray and type(b) is _ndarray and a.dtype is F32 and b.dtype is F32
+            and out is None and not (trans_a or trans_b or reference)):
         try:
-            (M, K), (Kb, N) = a.shape, b.shape
+            M, K = a.shape
+            Kb, N = b.shape
             pa, pb = _from_buffer(_FLOATS, a), _from_buffer(_FLOATS, b)
         except (ValueError, BufferError):
             pass
         else:
             if K == Kb and M and N:
-                c = np.empty((M, N), F32)
+                c = _empty((M, N), F32)
                 rc = _matmul(M, N, K, pa, pb, _from_buffer(_FLOATS, c))
                 if rc:
                     check_status(rc, "gemm")
@@ -40,6 +41,8 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
     return _product(a, b, out, "out", 1.0, 0.0, trans_a, trans_b, reference)
 
 
+# the names the short ways above use, each bound once (a lookup is a sizeable part of a call)
+_ndarray, _empty = np.ndarray, np.empty
 _from_buffer, _FLOATS, _matmul = ffi.from_buffer, ffi.typeof("float[]"), lib.pynn_matmul
 
 
