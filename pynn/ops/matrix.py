@@ -49,7 +49,7 @@ _from_buffer, _FLOATS, _matmul = ffi.from_buffer, ffi.typeof("float[]"), lib.pyn
 def _product(a, b, c, c_name, alpha, beta, trans_a, trans_b, reference):
     """The checks and the C call of gemm and matmul; c None makes a new output.
 
-    A script calls matmul once a digit, so the checks take the fewest steps: a and b both at
+    The checks take the fewest steps (gemm may be called once a digit too): a and b both at
     once in the common case (float32, 2-D, C-contiguous; one by one, naming the fault,
     otherwise), then their inner sizes; a new output needs no check, a given one is checked as
     ``output`` checks any (writable, shape, apart from a and b). A product with no element
