@@ -56,6 +56,10 @@ int pynn_gemm_ref(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
 int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
+/* C (M,N) = A (M,K) B (K,N), each stored whole, row by row: pynn_gemm with neither transposed,
+ * alpha 1 and beta 0, in the fewest arguments (each one is a conversion in the Python that
+ * calls it, a digit at a time) */
+int pynn_matmul(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C);
 
 /* ---- bias (ref/gemm.c) ---- */
 int pynn_bias_forward(float *z, const float *bias, int64_t B, int64_t n);   /* z (B,n) += bias (n) */

@@ -41,6 +41,8 @@
 #define MIN_FLOPS_AWAKE 1e5      /* ... unless the workers are still spinning from the last job */
 #define MIN_BYTES_AWAKE 3e4      /* the same for a job bound by reading weights from L2 (one
                                   * digit's layer): each thread's share of them */
+#define MIN_BYTES_STREAMED 2e6   /* the same for one row times a matrix, bound by one read a
+                                  * flop: each thread's share of the matrix */
 
 static int num_threads = 0;     /* 0: not set yet, use all cores */
 
@@ -363,6 +365,10 @@ int pynn_threads_for_awake(double flops) {
 
 int pynn_threads_for_reads(double bytes) {
     return threads_at(bytes, MIN_BYTES_AWAKE);
+}
+
+int pynn_threads_for_streams(double bytes) {
+    return threads_at(bytes, MIN_BYTES_STREAMED);
 }
 
 /* publish the next generation's job word (kind and thread count in job_bits; fn, arg and the

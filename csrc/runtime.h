@@ -37,6 +37,10 @@ int pynn_threads_for_awake(double flops);
 /* threads for a job bound by reading `bytes` of weights from cache, when the workers are
  * awake: one digit's layer, a few flops a byte, pays for a second thread sooner than a GEMM */
 int pynn_threads_for_reads(double bytes);
+/* threads for reading `bytes` once, front to back, when each read serves a flop or two (one row
+ * times a matrix): one core streams what the last-level cache holds about as fast as two do,
+ * and on a busy machine the second costs more than it brings, so only a bigger one is split */
+int pynn_threads_for_streams(double bytes);
 
 /* ---- splitting work ----
  * [lo, hi) of `total` items that part `tid` of `nt` owns: whole runs of `unit` items (the last

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import pynn
-from pynn import io, ops
+from pynn import modelfile, ops
 from pynn.preprocess import strokes_to_mnist
 
 CANVAS = 448                  # canvas side in pixels: 16 canvas pixels to one MNIST pixel
@@ -393,13 +393,13 @@ class PadState:
             # The live network is never written to, so copying it needs no lock. The copy goes
             # through what a model file holds, the architecture and the parameters: nothing
             # else of the live network (buffers, caches) is shared or needs to be copyable.
-            net = io.network_from_arrays(io.network_arrays(self.net))
+            net = modelfile.network_from_arrays(modelfile.network_arrays(self.net))
             result = teach_network(net, inputs, labels)
             with self._lock:
                 self._net = result
                 self._net_generation += 1
             if self.personal_path is not None:
-                io.save(result, self.personal_path,
+                modelfile.save(result, self.personal_path,
                         extra={"taught_images": kept[0], "taught_labels": kept[1]})
                 saved = self.personal_path
             return saved
@@ -417,10 +417,11 @@ class PadState:
 
 
 def teach_network(net, inputs, labels):
-    """Fine-tune ``net`` on the taught images; returns the fine-tuned network."""
+    """Fine-tune ``net`` on the taught images (adapt.teach changes it in place); returns it.
+    The one place the pad trains, so tests can stand in for it."""
     from pynn import adapt
-    result = adapt.teach(net, inputs, labels)
-    return result if isinstance(result, pynn.Network) else net
+    adapt.teach(net, inputs, labels)
+    return net
 
 
 # ---- which model ----
@@ -429,18 +430,18 @@ def load_taught(path):
     """The corrections stored with a personal model: (images (k, 28, 28) float32 in 0..1,
     labels (k,) digits) or None when it has none. ModelFileError when they are damaged (NaN,
     a label that is no digit, more than MAX_TAUGHT): every later lesson would fail on them."""
-    with io.Archive(path) as z:
+    with modelfile.Archive(path) as z:
         if "taught_images" not in z and "taught_labels" not in z:
             return None
-        labels = z.array("taught_labels", max_bytes=io.MAX_HEADER + 8 * MAX_TAUGHT)
+        labels = z.array("taught_labels", max_bytes=modelfile.MAX_HEADER + 8 * MAX_TAUGHT)
         if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) > MAX_TAUGHT:
-            raise io.ModelFileError(f"{path}: taught_labels is {labels.dtype} {labels.shape}, "
+            raise modelfile.ModelFileError(f"{path}: taught_labels is {labels.dtype} {labels.shape}, "
                                     f"not a list of at most {MAX_TAUGHT} digits")
         images = z.array("taught_images", np.float32, (len(labels), 28, 28))
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise io.ModelFileError(f"{path}: taught_labels holds {labels.min()}..{labels.max()}, not digits 0..9")
+        raise modelfile.ModelFileError(f"{path}: taught_labels holds {labels.min()}..{labels.max()}, not digits 0..9")
     if not (np.isfinite(images).all() and (images >= 0).all() and (images <= 1 + 1e-6).all()):
-        raise io.ModelFileError(f"{path}: taught_images holds values that are not in 0..1 (NaN?)")
+        raise modelfile.ModelFileError(f"{path}: taught_images holds values that are not in 0..1 (NaN?)")
     return images, labels.astype(np.int64)
 
 
@@ -458,7 +459,7 @@ def load_model(path):
     """The network in ``path``, refused (ModelFileError) unless it reads 28x28 digits."""
     net = pynn.load(path)
     if net.sizes[0] != 784 or net.sizes[-1] != 10:
-        raise io.ModelFileError(f"{path}: {net!r} does not read digits; the pad needs "
+        raise modelfile.ModelFileError(f"{path}: {net!r} does not read digits; the pad needs "
                                 f"784 inputs (28x28) and 10 outputs")
     return net
 
@@ -479,7 +480,7 @@ def open_model(model=None, reset=False, personal=None):
     if os.path.exists(personal):
         try:
             return load_model(personal), personal, load_taught(personal), "your taught model"
-        except io.ModelFileError as e:
+        except modelfile.ModelFileError as e:
             message = f"ignoring your model ({e}); using the shipped one"
             return pynn.load_default(), personal, None, message
     return pynn.load_default(), personal, None, "the shipped model"

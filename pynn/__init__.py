@@ -7,11 +7,13 @@
     net.predict(X_test)
 
 pynn.ops is the one module that calls C; pynn.network holds the network, pynn.optim the
-optimisers, pynn.io saving and loading; pynn.datasets the data, pynn.preprocess a drawing's way
-to the network, pynn.augment distortions, pynn.adapt teaching.
+optimisers, pynn.modelfile saving and loading; pynn.datasets the data, pynn.preprocess a
+drawing's way to the network, pynn.augment distortions, pynn.adapt teaching.
 """
-from . import adapt, augment, checkpoint, datasets, layers, ops, preprocess
-from .io import ModelFileError, load
+import sys
+
+from . import adapt, augment, checkpoint, datasets, layers, modelfile, ops, preprocess
+from .modelfile import ModelFileError, load
 from .network import Network
 from .optim import SGD, Adam, Optimizer
 
@@ -22,6 +24,10 @@ __version__ = "0.1.0"
 
 set_num_threads = ops.set_num_threads
 get_num_threads = ops.get_num_threads
+
+# pynn.modelfile's earlier name, for scripts that import it so (`from pynn import io`,
+# `import pynn.io`); pynn's own code says modelfile, which no one reads as the standard io
+io = sys.modules[__name__ + ".io"] = modelfile
 
 
 def load_default():

@@ -7,9 +7,7 @@ The build never uses -march=native: the fast kernels pick their SIMD path at run
 wheel built here runs on any x86-64 (and the portable C path on anything else).
 Set PYNN_SANITIZE=1 to build with AddressSanitizer and UndefinedBehaviorSanitizer.
 """
-import glob
 import os
-import platform
 import re
 
 from cffi import FFI

@@ -47,7 +47,7 @@ REPLAY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
 @lru_cache(maxsize=1)
 def replay_set(path=REPLAY_PATH):
     """The shipped replay digits as (images float32 (n, 784) in 0..1, labels int64 (n,))."""
-    from .io import read_npz, ModelFileError
+    from .modelfile import read_npz, ModelFileError
     arrays = read_npz(path, names=("images", "labels"))
     images, labels = arrays["images"], arrays["labels"]
     if images.dtype != np.uint8 or images.ndim != 3 \

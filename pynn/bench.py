@@ -415,7 +415,7 @@ def bench_infer(args, torch, out):
             ("784-800-10", Network([784, 800, 10], seed=0))]
     try:
         shipped = load_default()
-        if len(shipped.weights) == 2:
+        if shipped.activation is not None and len(shipped.weights) == 2:   # dense, one hidden layer
             nets.append((f"shipped {'-'.join(map(str, shipped.sizes))}", shipped))
         else:       # the conv section's network is the shipped one's architecture
             out("(the shipped model is the convolutional network: one digit through it is in the "

@@ -1,10 +1,10 @@
 """Checkpoints: what a training run needs to go on where it stopped, and end bit for bit where an
 uninterrupted run would have ended.
 
-One file, DIR/checkpoint.npz, written atomically like a model (pynn.io.atomic_write): the network
-(the arrays pynn.io saves), the optimiser's kind, settings, step count and state arrays, the
-random generator's state as JSON text (it decides the next epoch's shuffle), the epoch just
-finished and the history so far. Plain arrays and JSON text only: nothing is ever unpickled.
+One file, DIR/checkpoint.npz, written atomically like a model (pynn.modelfile.atomic_write):
+the network (the arrays pynn.modelfile saves), the optimiser's kind, settings, step count and
+state arrays, the random generator's state as JSON text (it decides the next epoch's shuffle),
+the epoch just finished and the history so far. Plain arrays and JSON text only: nothing is ever unpickled.
 
     save_checkpoint(dir, net, optimizer, epoch, history)     # after epoch ``epoch`` (0-based)
     ck = load_checkpoint(dir)
@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import io, optim
+from . import modelfile, optim
 
 FILENAME = "checkpoint.npz"
 CHECKPOINT_VERSION = 1
@@ -55,7 +55,7 @@ def save_checkpoint(directory, net, optimizer, epoch, history, run=None):
 def write_checkpoint(directory, arrays):
     """Write arrays made by ``checkpoint_arrays`` to DIR/checkpoint.npz, atomically."""
     path = checkpoint_path(directory)
-    io.atomic_write(path, lambda f: np.savez(f, **arrays))
+    modelfile.atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 
@@ -66,7 +66,7 @@ def checkpoint_arrays(net, optimizer, epoch, history, run=None):
     if getattr(optim, kind, None) is not type(optimizer):
         raise TypeError(f"optimizer must be one of pynn's optimisers, got {kind}")
     state = optimizer.state_dict()
-    arrays = io.network_arrays(net)
+    arrays = modelfile.network_arrays(net)
     arrays.update(
         checkpoint_version=np.array(CHECKPOINT_VERSION, dtype=np.int64),
         epoch=np.array(int(epoch), dtype=np.int64),
@@ -96,35 +96,35 @@ def load_checkpoint(directory):
     """The Checkpoint in DIR; ModelFileError (one line naming the file) when it is missing,
     damaged, of another version, its parts do not fit together, or a saved value is out of
     range. Each array's declared size is checked against what the network needs before it is
-    inflated, and an array nobody asked for is refused (pynn.io.Archive)."""
+    inflated, and an array nobody asked for is refused (pynn.modelfile.Archive)."""
     path = checkpoint_path(directory)
-    with io.Archive(path) as z:
+    with modelfile.Archive(path) as z:
         if "checkpoint_version" not in z:
-            raise io.ModelFileError(f"{path}: not a pynn checkpoint (no checkpoint_version)")
+            raise modelfile.ModelFileError(f"{path}: not a pynn checkpoint (no checkpoint_version)")
         version = z.integer("checkpoint_version")
         if version != CHECKPOINT_VERSION:
-            raise io.ModelFileError(f"{path}: checkpoint version {version} is not supported "
+            raise modelfile.ModelFileError(f"{path}: checkpoint version {version} is not supported "
                                     f"(this pynn reads version {CHECKPOINT_VERSION})")
         kind, settings, steps, counts = _optimizer_spec(z, path)
         opt_names = [f"opt{i}_{j}" for i, count in enumerate(counts) for j in range(count)]
-        net = io.read_network(z, extra=CHECKPOINT_KEYS + tuple(opt_names))
+        net = modelfile.read_network(z, extra=CHECKPOINT_KEYS + tuple(opt_names))
         epoch = z.integer("epoch")
         if not -1 <= epoch < 2 ** 62:
-            raise io.ModelFileError(f"{path}: epoch {epoch} is out of range")
+            raise modelfile.ModelFileError(f"{path}: epoch {epoch} is out of range")
         net.rng = generator(z.json("rng_state"), path)
         if "dropout_state" in z:     # where the masks' draws stood (absent in older files)
             state = z.json("dropout_state")
             if not (isinstance(state, list) and len(state) == 2
                     and all(type(v) is int and 0 <= v < 2 ** 63 for v in state)):
-                raise io.ModelFileError(f"{path}: dropout_state is not two counts")
+                raise modelfile.ModelFileError(f"{path}: dropout_state is not two counts")
             net.dropout_seed, net.dropout_step = state
         history = z.json("history")
         if not (isinstance(history, dict) and all(
                 isinstance(v, list) and all(_is_number(x) for x in v) for v in history.values())):
-            raise io.ModelFileError(f"{path}: history is not a dict of lists of numbers")
+            raise modelfile.ModelFileError(f"{path}: history is not a dict of lists of numbers")
         run = z.json("run") if "run" in z else {}
         if not isinstance(run, dict):
-            raise io.ModelFileError(f"{path}: run is not a dict")
+            raise modelfile.ModelFileError(f"{path}: run is not a dict")
         optimizer = _optimizer(z, net, path, kind, settings, steps, counts)
     return Checkpoint(net, optimizer, epoch, history, run, path)
 
@@ -138,12 +138,12 @@ def generator(state, path):
     ModelFileError naming ``path`` when it names no known bit generator or does not fit it."""
     name = state.get("bit_generator") if isinstance(state, dict) else None
     if name not in BIT_GENERATORS:
-        raise io.ModelFileError(f"{path}: rng_state names no known bit generator ({name!r})")
+        raise modelfile.ModelFileError(f"{path}: rng_state names no known bit generator ({name!r})")
     rng = np.random.Generator(getattr(np.random, name)())
     try:
         rng.bit_generator.state = state
     except (TypeError, ValueError, KeyError, OverflowError) as e:
-        raise io.ModelFileError(f"{path}: rng_state is damaged ({e})") from None
+        raise modelfile.ModelFileError(f"{path}: rng_state is damaged ({e})") from None
     return rng
 
 
@@ -160,7 +160,7 @@ def _optimizer_spec(z, path):
         if not (isinstance(counts, list) and all(type(c) is int and 0 <= c <= MAX_STATES for c in counts)):
             raise ValueError(f"its state counts are not a list of 0..{MAX_STATES}")
     except (KeyError, TypeError, ValueError) as e:
-        raise io.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
+        raise modelfile.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
     return cls, settings, steps, counts
 
 
@@ -169,21 +169,21 @@ def _optimizer(z, net, path, cls, settings, steps, counts):
         optimizer = cls(**settings)
         optimizer.steps = steps
     except (TypeError, ValueError) as e:
-        raise io.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
+        raise modelfile.ModelFileError(f"{path}: optimizer cannot be rebuilt ({e})") from None
     params = net.parameters()
     if counts and len(counts) != len(params):
-        raise io.ModelFileError(f"{path}: optimizer state for {len(counts)} arrays, the network has {len(params)}")
+        raise modelfile.ModelFileError(f"{path}: optimizer state for {len(counts)} arrays, the network has {len(params)}")
     state = []
     for i, count in enumerate(counts):
         arrays_i = []
         for j in range(count):
             name = f"opt{i}_{j}"
             if name not in z:
-                raise io.ModelFileError(f"{path}: optimizer state {name} is missing, "
+                raise modelfile.ModelFileError(f"{path}: optimizer state {name} is missing, "
                                         f"the network needs float32 {params[i].shape}")
             a = z.array(name, np.float32, params[i].shape)
             if not np.isfinite(a).all():
-                raise io.ModelFileError(f"{path}: optimizer state {name} holds NaN or Inf")
+                raise modelfile.ModelFileError(f"{path}: optimizer state {name} holds NaN or Inf")
             arrays_i.append(a)
         state.append(arrays_i)
     optimizer.load_state_dict({"steps": steps, "state": state})

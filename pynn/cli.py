@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__, augment, datasets
 from .idx import IdxError
-from .io import ModelFileError, Terminated, raise_terminated
+from .modelfile import ModelFileError, Terminated, raise_terminated
 from .layers import ARCH_HELP
 from .optim import SCHEDULES, scheduled_lr
 
@@ -226,7 +226,7 @@ def build_network(args, X, y):
 
 def init_network(args, X, y):
     """The network saved in --init, seeded by --seed for the shuffling and dropout."""
-    from .io import load
+    from .modelfile import load
     given = [f"--{k}" for k in LAYER_SETTINGS if k in getattr(args, "given", set())]
     if given:
         raise UserError(f"--init {args.init} takes its layers from the file; drop {', '.join(given)}")
@@ -488,7 +488,7 @@ def sigterm_as_ctrl_c():
 
 def cmd_train(args):
     from .checkpoint import checkpoint_path
-    from .io import refuse_unless_regular_or_absent, save
+    from .modelfile import refuse_unless_regular_or_absent, save
     # what will be written is checked before an hour of training, not after
     refuse_unless_regular_or_absent(args.out)
     parent = os.path.dirname(os.path.abspath(args.out))
@@ -541,7 +541,7 @@ def cmd_train(args):
 # ---- eval ----
 
 def load_model(path):
-    from .io import load
+    from .modelfile import load
     return load(path)
 
 
@@ -644,7 +644,7 @@ def read_image(path):
     (PNG, ...) through Pillow. In an image with transparency the opaque strokes are the ink.
     Only a regular file is read (a FIFO or /dev/zero is refused at once), of at most
     MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS, whatever its header claims."""
-    from .io import read_regular
+    from .modelfile import read_regular
     data = read_regular(path, MAX_IMAGE_BYTES, error=UserError, what="image")
     if data[:2] in (b"P2", b"P5"):
         return parse_pgm(data, path)
@@ -781,15 +781,9 @@ def build_parser():
 
     # ---- sub-commands registered by other modules ----
     # Each module's register(subparsers) adds its parsers and sets func=function(args) with
-    # set_defaults. TEMPORARY guard: pynn.bench and pynn.study are still being written, so one
-    # whose module (or a submodule of its own) does not exist yet is skipped; remove the guard
-    # once both are in the tree. Any other error already propagates.
+    # set_defaults; the modules import their heavier dependencies only when a command runs.
     for name in ("bench", "study"):
-        try:
-            importlib.import_module(f"pynn.{name}").register(subparsers)
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith(f"pynn.{name}"):
-                raise
+        importlib.import_module(f"pynn.{name}").register(subparsers)
     return parser
 
 

@@ -12,7 +12,7 @@ MNIST's four files are looked for in this order, the first place that has them w
      pip: Nielsen's pickle of (train 50000, validation 10000, test 10000) with pixel values
      byte/256, turned back into the original IDX files exactly.
 Whatever the source, the decoded files must match the SHA-256 digests of the original files
-before they are used or cached. Cache files are written atomically (pynn.io.atomic_write), so
+before they are used or cached. Cache files are written atomically (pynn.modelfile.atomic_write), so
 an interrupted fetch never leaves a half file that a later run would trust.
 """
 import hashlib
@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 
 from . import idx as idxfile
-from .io import atomic_write
+from .modelfile import atomic_write
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}

@@ -390,7 +390,7 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=10000, help="test digits to draw (default all)")
     p.add_argument("--no-teach", action="store_true", help="skip the teach study")
     args = p.parse_args(argv)
-    from .io import load
+    from .modelfile import load
     loader = (lambda: load(args.model)) if args.model else load_default
     net = loader()
     X_test, y_test = datasets.mnist("test")

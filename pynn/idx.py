@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from .io import open_regular
+from .modelfile import open_regular
 
 MAX_BYTES = 1 << 30      # decoded IDX data read at most (MNIST's largest file is 47 MB)
 _PIECE = 1 << 20         # bytes inflated at a time

@@ -895,7 +895,8 @@ class Network:
     # ---- saving ----
 
     def save(self, path):
-        from .io import save
+        """Write the network to ``path`` (pynn.modelfile.save: atomic, plain arrays)."""
+        from .modelfile import save     # here: modelfile builds Networks, so it imports this module
         save(self, path)
 
     def to_onnx(self, path):

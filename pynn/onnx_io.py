@@ -13,7 +13,7 @@ left free, ending in "probabilities" (N, n_out):
 
 ``from_onnx`` reads such a graph back: a chain of those nodes (and MatMul followed by Add, the
 other way to write a dense layer) into the same arrays a .npz model file holds, which
-pynn.io then checks and builds as it does a file's. Any other graph is refused, with one line
+pynn.modelfile then checks and builds as it does a file's. Any other graph is refused, with one line
 saying which node pynn cannot read.
 
 The module is named onnx_io, not onnx, so that it never stands in for the onnx package (a
@@ -32,7 +32,7 @@ except ImportError:
                       "extra: pip install 'pynn-digits[onnx]'") from None
 
 from . import __version__, layers
-from .io import FORMAT_VERSION, ModelFileError, atomic_write, network_from_arrays, read_regular
+from .modelfile import FORMAT_VERSION, ModelFileError, atomic_write, network_from_arrays, read_regular
 from .network import LOSSES, MAX_LAYER_LIST
 
 # Opset 13 has every operator written here with today's meaning (Softmax over one axis); IR
@@ -51,7 +51,7 @@ def _kind(layer):
 
 
 def to_onnx(net, path):
-    """Write ``net`` (a pynn.Network) to ``path`` as an ONNX model, atomically (pynn.io).
+    """Write ``net`` (a pynn.Network) to ``path`` as an ONNX model, atomically (pynn.modelfile).
     ValueError naming the layer when one has no ONNX form."""
     atomic_write(path, lambda f: f.write(onnx_model(net).SerializeToString()))
 
@@ -136,7 +136,7 @@ def from_onnx(path):
 
 class _Reader:
     """Walks a graph's nodes as one chain from its input to its output, turning each into a
-    layer spec (and its parameters into W0, b0, ...), as pynn.io's file format has them."""
+    layer spec (and its parameters into W0, b0, ...), as pynn.modelfile's file format has them."""
 
     def __init__(self, model, path):
         self.path = path

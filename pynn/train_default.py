@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
-from . import augment, cli, datasets, ops
-from .io import atomic_write, save
+from . import augment, cli, datasets
+from .modelfile import atomic_write, save
 from .network import Network
-from .optim import SGD, scheduled_lr
+from .optim import SGD
 
 
 def train(images, labels, hidden=512, epochs=20, lr=0.05, batch_size=64, seed=0,

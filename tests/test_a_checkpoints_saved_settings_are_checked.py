@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import cli, io
+from pynn import cli, modelfile
 from pynn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 
 from run_settings import run_settings
@@ -59,7 +59,7 @@ def test_a_bad_saved_setting_is_one_line_naming_it(tmp_path, capsys, setting, va
 
 def test_run_settings_nested_deep_are_one_line(tmp_path, capsys):
     directory = write(tmp_path / "ck")
-    arrays = io.read_npz(checkpoint_path(directory))
+    arrays = modelfile.read_npz(checkpoint_path(directory))
     arrays["run"] = np.array('{"args": ' + "[" * 100000 + "]" * 100000 + "}")
     np.savez(checkpoint_path(directory), **arrays)
     assert "nested deeper" in resume_error(directory, capsys)
@@ -90,7 +90,7 @@ def test_a_history_that_is_not_what_the_run_keeps_is_one_line(tmp_path, capsys):
 ])
 def test_a_damaged_optimiser_spec_is_one_line(tmp_path, change, says):
     directory = write(tmp_path / "ck")
-    arrays = io.read_npz(checkpoint_path(directory))
+    arrays = modelfile.read_npz(checkpoint_path(directory))
     spec = json.loads(str(arrays["optimizer"]))
     change(spec)
     arrays["optimizer"] = np.array(json.dumps(spec))
@@ -102,7 +102,7 @@ def test_a_damaged_optimiser_spec_is_one_line(tmp_path, change, says):
 
 def test_optimiser_state_inflating_beyond_its_shape_is_refused(tmp_path):
     directory = write(tmp_path / "ck")
-    arrays = io.read_npz(checkpoint_path(directory))
+    arrays = modelfile.read_npz(checkpoint_path(directory))
     arrays["opt0_0"] = np.zeros(1 << 22, np.float32)        # 16 MB where 48 bytes are needed
     arrays["unasked"] = np.zeros(3, np.float32)
     np.savez_compressed(checkpoint_path(directory), **arrays)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import io
+from pynn import modelfile
 
 
 def arrays(**changes):
-    a = io.network_arrays(pynn.Network([4, 3, 2], seed=0))
+    a = modelfile.network_arrays(pynn.Network([4, 3, 2], seed=0))
     if "sizes" in str(changes.get("architecture", "")):
         a["format_version"] = np.array(1)          # the first format: widths and one activation
     a.update(changes)
@@ -119,10 +119,10 @@ def test_a_zip_directory_of_more_members_than_any_pynn_file_is_refused_before_it
     # empty members take seconds and 100 MB before anything else can be checked
     path = tmp_path / "many.npz"
     with zipfile.ZipFile(path, "w") as z:
-        for i in range(io.MAX_MEMBERS + 1):
+        for i in range(modelfile.MAX_MEMBERS + 1):
             z.writestr(f"m{i}.npy", b"")
     assert "members" in one_line(path)
-    assert "members" in one_line(path, load=io.read_npz)
+    assert "members" in one_line(path, load=modelfile.read_npz)
 
 
 def test_a_member_nobody_asked_for_is_refused(tmp_path):
@@ -145,7 +145,7 @@ def test_the_pads_taught_drawings_are_allowed_in_a_model_file_and_left_unread(tm
 
 def test_fortran_ordered_parameters_load_with_their_values(tmp_path):
     net = pynn.Network([4, 3, 2], seed=3)
-    a = io.network_arrays(net)
+    a = modelfile.network_arrays(net)
     a["W0"] = np.asfortranarray(a["W0"])
     np.savez(tmp_path / "f.npz", **a)
     back = pynn.load(tmp_path / "f.npz")
@@ -187,15 +187,15 @@ def test_a_model_file_damaged_at_random_is_refused_or_exact(tmp_path):
 
 
 def test_parse_json_bounds_length_and_depth():
-    assert io.parse_json('{"a": [1, [2, [3]]]}') == {"a": [1, [2, [3]]]}
+    assert modelfile.parse_json('{"a": [1, [2, [3]]]}') == {"a": [1, [2, [3]]]}
     with pytest.raises(ValueError, match="nested deeper than 3"):
-        io.parse_json("[[[[1]]]]", max_depth=3)
+        modelfile.parse_json("[[[[1]]]]", max_depth=3)
     with pytest.raises(ValueError, match="more than 10"):
-        io.parse_json("[" + "1," * 10 + "1]", max_chars=10)
+        modelfile.parse_json("[" + "1," * 10 + "1]", max_chars=10)
     with pytest.raises(ValueError, match="nested deeper"):
-        io.parse_json("[" * 100000 + "]" * 100000)
+        modelfile.parse_json("[" * 100000 + "]" * 100000)
     with pytest.raises(ValueError, match="not JSON"):
-        io.parse_json("{")
+        modelfile.parse_json("{")
 
 
 def test_an_architecture_needing_more_than_the_file_is_refused_naming_the_member(tmp_path):

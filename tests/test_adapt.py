@@ -155,11 +155,11 @@ def small_conv(mnist):
             optimizer=pynn.SGD(lr=0.02, momentum=0.9), score=False)
     X_test, y_test = mnist.test
     test = ops.scale_u8(np.ascontiguousarray(X_test[:2000])).reshape(2000, 784)
-    return pynn.io.network_arrays(net), (test, y_test[:2000].astype(np.int64))
+    return pynn.modelfile.network_arrays(net), (test, y_test[:2000].astype(np.int64))
 
 
 def _fresh(arrays):
-    return pynn.io.network_from_arrays(arrays)
+    return pynn.modelfile.network_from_arrays(arrays)
 
 
 @pytest.fixture(scope="module")

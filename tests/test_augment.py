@@ -298,7 +298,6 @@ def test_the_augmenter_gives_the_same_digits_either_way():
 
 
 def test_images_too_large_for_one_pass_take_the_separate_kernels():
-    rng = np.random.default_rng(0)
     big = np.zeros((3, 70, 66), np.float32)
     big[:, 20:50, 30:36] = 1.0
     with pytest.raises(ValueError, match="at most 64x64"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import cli, io
+from pynn import cli, modelfile
 from pynn.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 
 from run_settings import run_settings
@@ -26,7 +26,7 @@ def no_rename(monkeypatch):
     """os.replace made to fail loudly: a refusal that regressed must not replace anything."""
     def refuse(*args):
         raise AssertionError(f"os.replace{args} was reached")
-    monkeypatch.setattr(io.os, "replace", refuse)
+    monkeypatch.setattr(modelfile.os, "replace", refuse)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "symlink to a fifo"])

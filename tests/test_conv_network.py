@@ -5,8 +5,9 @@ import pytest
 
 import pynn
 from pynn.checkpoint import load_checkpoint
-from pynn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid, Tanh
+from pynn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Tanh
 from pynn.network import Network
+from conftest import float64_forward
 
 
 def small_conv(seed=0, act=Tanh):
@@ -22,37 +23,7 @@ def images(n=6, seed=0):
     return X, y
 
 
-def float64_forward(net, X):
-    """The network in float64 with plain loops over the kernel (the reference)."""
-    a = X.astype(np.float64)
-    for layer in net.layers:
-        if isinstance(layer, Conv2d):
-            W, b = layer.W.astype(np.float64), layer.b.astype(np.float64)
-            p, s, k = layer.padding, layer.stride, layer.kernel_size
-            a = np.pad(a, ((0, 0), (0, 0), (p, p), (p, p)))
-            B, C, H, Wd = a.shape
-            OH, OW = (H - k) // s + 1, (Wd - k) // s + 1
-            out = np.zeros((B, W.shape[0], OH, OW))
-            for i in range(k):
-                for j in range(k):
-                    patch = a[:, :, i:i + s * OH:s, j:j + s * OW:s]      # (B,C,OH,OW)
-                    out += np.einsum("bchw,oc->bohw", patch, W[:, :, i, j])
-            a = out + b[None, :, None, None]
-        elif isinstance(layer, MaxPool2d):
-            k = layer.kernel_size
-            B, C, H, Wd = a.shape
-            a = a[:, :, :H // k * k, :Wd // k * k].reshape(B, C, H // k, k, Wd // k, k).max((3, 5))
-        elif isinstance(layer, Flatten):
-            a = a.reshape(len(a), -1)
-        elif isinstance(layer, Linear):
-            a = a @ layer.W.astype(np.float64).T + layer.b
-        elif isinstance(layer, Tanh):
-            a = np.tanh(a)
-        elif isinstance(layer, ReLU):
-            a = np.maximum(a, 0)
-        elif isinstance(layer, Sigmoid):
-            a = 1 / (1 + np.exp(-a))
-    return a
+
 
 
 def float64_loss(net, X, T):

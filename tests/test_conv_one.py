@@ -10,11 +10,10 @@ import threading
 import numpy as np
 import pytest
 
-import pynn
 from pynn import ops
 from pynn.layers import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sigmoid, Tanh
 from pynn.network import Network
-from test_conv_network import float64_forward
+from conftest import float64_forward
 
 ARCH = "1x28x28-c32k5-pool2-c64k5-pool2-256-10"
 

@@ -10,7 +10,7 @@ import pynn
 from pynn import drawn
 from pynn.preprocess import strokes_to_mnist
 from pynn.study import drawings
-from test_study import study
+from conftest import study
 
 
 def test_each_style_set_holds_its_digit_as_mnist_inputs():

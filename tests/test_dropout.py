@@ -12,8 +12,7 @@ from pynn.layers import Activation, Dropout, Linear, ReLU
 from pynn.network import Network
 from pynn.study import common
 
-from test_network import separable_problem
-from test_study import mnist_available, study  # noqa: F401  (a fixture and a helper)
+from conftest import separable_problem, study
 
 
 # ---- the kernels ----
@@ -212,7 +211,7 @@ def test_train_batch_with_dropout_takes_the_layer_path():
 def test_save_and_load_keep_dropout(tmp_path):
     net = Network([20, 8, 4], "sigmoid", seed=0, dropout=0.25)
     net.save(tmp_path / "m.npz")
-    back = pynn.io.load(tmp_path / "m.npz")
+    back = pynn.modelfile.load(tmp_path / "m.npz")
     assert back.dropout == 0.25 and repr(back) == repr(net)
     for wa, wb in zip(net.weights + net.biases, back.weights + back.biases):
         np.testing.assert_array_equal(wa, wb)
@@ -220,12 +219,12 @@ def test_save_and_load_keep_dropout(tmp_path):
 
 def test_a_file_without_dropout_loads_as_zero(tmp_path):
     import json
-    arrays = pynn.io.network_arrays(Network([5, 3, 2], seed=0))
+    arrays = pynn.modelfile.network_arrays(Network([5, 3, 2], seed=0))
     arrays["format_version"] = np.array(1)        # the first format's architecture
     arrays["architecture"] = np.array(json.dumps(
         {"sizes": [5, 3, 2], "activation": "relu", "output": "softmax", "loss": "cross_entropy"}))
     np.savez(tmp_path / "old.npz", **arrays)
-    assert pynn.io.load(tmp_path / "old.npz").dropout == 0.0
+    assert pynn.modelfile.load(tmp_path / "old.npz").dropout == 0.0
 
 
 def test_checkpoint_resumes_the_masks(tmp_path):
@@ -272,7 +271,7 @@ def test_sweep_quick_with_dropout(tmp_path, mnist_available, capsys):  # noqa: F
     assert sorted(float(r["dropout"]) for r in rows) == [0.0, 0.5]
     assert all(0 <= float(r["val_error"]) < 0.9 for r in rows)
     models = os.path.join(out, "models")
-    assert {pynn.io.load(os.path.join(models, f)).dropout for f in os.listdir(models)} == {0.0, 0.5}
+    assert {pynn.modelfile.load(os.path.join(models, f)).dropout for f in os.listdir(models)} == {0.0, 0.5}
     assert "dropout" in open(os.path.join(out, "sweep.md")).read()
     capsys.readouterr()
     study(["sweep", "--quick", "--out", out, "--search", "grid",

@@ -7,7 +7,6 @@ activation, output, loss and optimiser, give the same answers run after run, and
 arrays in ``net.weights`` / ``net.biases``.
 """
 import copy
-import itertools
 import pickle
 
 import numpy as np
@@ -15,16 +14,10 @@ import pytest
 
 import pynn
 from pynn import ops
-from pynn.network import HIDDEN, LOSSES, OUTPUTS
 from pynn.optim import SGD, Adam
+from conftest import COMBOS, OPTIMIZERS, assert_same_weights, reference_fit
 
-COMBOS = [(h, o, l) for h, o, l in itertools.product(HIDDEN, OUTPUTS, LOSSES)
-          if not (l == "cross_entropy" and o == "linear")]
-OPTIMIZERS = {
-    "sgd": lambda: SGD(lr=0.05, weight_decay=0.01),
-    "momentum": lambda: SGD(lr=0.03, momentum=0.9, weight_decay=0.001),
-    "adam": lambda: Adam(lr=0.005, weight_decay=0.001),
-}
+
 
 
 def data(n=150, n_in=12, n_out=5, seed=0):
@@ -34,21 +27,10 @@ def data(n=150, n_in=12, n_out=5, seed=0):
     return X, y
 
 
-def reference_fit(net, X, y, epochs, batch_size, optimizer):
-    """Mini-batch training the layer-by-layer way, batches drawn as fit draws them."""
-    T = net.targets(y, len(X))
-    for _ in range(epochs):
-        order = net.rng.permutation(len(X))
-        for k in range(0, len(X), batch_size):
-            idx = order[k:k + batch_size]
-            grads = net.gradients(X[idx], T[idx])
-            params = [p for pair in zip(net.weights, net.biases) for p in pair]
-            optimizer.step(params, [g for pair in grads for g in pair])
 
 
-def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
-    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
-        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=atol)
+
+
 
 
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
@@ -470,10 +452,11 @@ def _blank_blocks(rng, n, keep):
 
 @pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("sizes", [[37, 23, 13, 7], [784, 131, 10], [48, 6, 3]])
-def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
+def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels, every_job_shared):
     # the first layer reads W only over the blocks of 16 inputs that hold a value; a zero adds
     # exactly nothing, so every output is the batch forward's, bit for bit: blocks blank at
-    # the start, in the middle and in the short last block, all blank, one lit, none blank
+    # the start, in the middle and in the short last block, all blank, one lit, none blank;
+    # on any thread count, each thread's part of the rows in one call of the kernel
     rng = np.random.default_rng(11)
     n = sizes[0]
     X = [_blank_blocks(rng, n, keep) for keep in (0.2, 0.5, 0.8) for _ in range(4)]
@@ -484,9 +467,8 @@ def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
         X.append(x)
     X = np.array(X)
     ops.select_kernels(kernels)
-    before = ops.get_num_threads()
     try:
-        for nt in (1, 2):
+        for nt in (1, 2, 3):
             ops.set_num_threads(nt)
             net = pynn.Network(sizes, seed=4)
             net.biases[0][:] = rng.standard_normal(sizes[1]).astype(np.float32)
@@ -497,7 +479,6 @@ def test_a_digit_with_blank_blocks_keeps_the_bits(sizes, kernels):
             got = np.array([net.predict_one(x) for x in pixels])
             np.testing.assert_array_equal(got, net.forward(pixels, keep=False))
     finally:
-        ops.set_num_threads(before)
         ops.select_kernels("auto")
 
 

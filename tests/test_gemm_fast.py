@@ -154,8 +154,9 @@ def test_results_do_not_depend_on_the_thread_count():
     rng = np.random.default_rng(2)
     before = ops.get_num_threads()
     try:
+        # the one row times a W of 4.4 MB: large enough to be split among threads by default
         for M, N, K, ta, tb in ((64, 800, 784, 0, 1), (800, 784, 64, 1, 0), (333, 517, 300, 0, 0),
-                                (1100, 60, 70, 1, 1)):
+                                (1100, 60, 70, 1, 1), (1, 1100, 1000, 0, 0)):
             a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
             b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
             got = []

@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from pynn.network import Network
 from pynn.study import gradcost
-from test_study import mnist_available, study  # noqa: F401  (a fixture and a helper)
+from conftest import study
 
 
 def test_pick_takes_every_parameter_when_the_sample_covers_them():

@@ -55,7 +55,7 @@ import pickle  # noqa: E402
 import zipfile  # noqa: E402
 
 import pynn  # noqa: E402
-from pynn import io  # noqa: E402
+from pynn import modelfile  # noqa: E402
 from pynn.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 
@@ -119,7 +119,7 @@ def test_nothing_is_ever_unpickled(tmp_path):
     raw = tmp_path / "raw.npz"                 # a bare pickle with a model's name
     raw.write_bytes(pickle.dumps({"W0": Marker()}))
     inside = tmp_path / "inside.npz"           # an object array inside a real .npz
-    arrays = io.network_arrays(pynn.Network([6, 5, 3]))
+    arrays = modelfile.network_arrays(pynn.Network([6, 5, 3]))
     arrays["W0"] = np.array([Marker()], dtype=object)
     np.savez(inside, **arrays)
     for path in (raw, inside):
@@ -143,7 +143,7 @@ def test_other_files_that_are_not_models(tmp_path):
 
 def test_an_architecture_far_larger_than_the_file_is_refused_before_allocating(tmp_path):
     # A damaged architecture asking for 10^5 x 10^5 layers must not try to allocate 80 GB.
-    arrays = io.network_arrays(pynn.Network([6, 5, 3]))
+    arrays = modelfile.network_arrays(pynn.Network([6, 5, 3]))
     arrays["format_version"] = np.array(1)
     arrays["architecture"] = np.array(json.dumps({"sizes": [100000, 100000, 3], "activation": "relu",
                                                   "output": "softmax", "loss": "cross_entropy"}))
@@ -166,7 +166,7 @@ def test_damaged_checkpoints_are_refused_in_one_line(tmp_path):
     net.fit(X, np.arange(20) % 3, epochs=1, optimizer=opt)
     save_checkpoint(tmp_path, net, opt, 0, {"loss": [1.0]})
     path = tmp_path / "checkpoint.npz"
-    good = io.read_npz(path)
+    good = modelfile.read_npz(path)
 
     def damaged(**changes):
         arrays = {**good, **changes}
@@ -294,7 +294,7 @@ def test_saving_a_network_holding_nan_leaves_the_old_file(tmp_path):
 def test_extra_arrays_cannot_take_the_networks_names(tmp_path):
     net = pynn.Network([6, 5, 3], seed=1)
     with pytest.raises(ValueError, match="W0"):
-        io.save(net, tmp_path / "m.npz", extra={"W0": np.zeros((5, 6), np.float32)})
+        modelfile.save(net, tmp_path / "m.npz", extra={"W0": np.zeros((5, 6), np.float32)})
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -345,7 +345,7 @@ def test_any_value_in_any_part_of_a_checkpoint_loads_or_is_one_line(tmp_path_fac
     opt.fused([p for pair in zip(net.weights, net.biases) for p in pair])
     save_checkpoint(directory, net, opt, 0, {"loss": [1.0], "accuracy": [0.5]}, run={"args": {}})
     path = directory / "checkpoint.npz"
-    np.savez(path, **{**io.read_npz(path), **changes})
+    np.savez(path, **{**modelfile.read_npz(path), **changes})
     try:
         load_checkpoint(directory)
     except pynn.ModelFileError as e:

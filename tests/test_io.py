@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import io
+from pynn import modelfile
 
 
 def trained_net(**kwargs):
@@ -57,7 +57,7 @@ def test_failed_save_leaves_the_old_file_whole(tmp_path):
         f.write(b"half a file")
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        io.atomic_write(path, crash)
+        modelfile.atomic_write(path, crash)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.npz"]
 
@@ -68,7 +68,7 @@ def test_ctrl_c_during_a_save_is_raised_once_the_file_is_whole(tmp_path):
     # Ctrl+C is held until the file is in place, then raised
     path = tmp_path / "m.npz"
     net, X = trained_net()
-    arrays = io.network_arrays(net)
+    arrays = modelfile.network_arrays(net)
     before = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal
     try:
@@ -78,19 +78,19 @@ def test_ctrl_c_during_a_save_is_raised_once_the_file_is_whole(tmp_path):
             time.sleep(0.05)                     # Python runs its handler meanwhile
             np.savez(f, **arrays)
         with pytest.raises(KeyboardInterrupt):
-            io.atomic_write(path, ctrl_c_mid_write)
+            modelfile.atomic_write(path, ctrl_c_mid_write)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         loaded = pynn.load(path)
         np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
         assert os.listdir(tmp_path) == ["m.npz"]
-        io.atomic_write(path, lambda f: np.savez(f, **arrays))    # no Ctrl+C: nothing raised
+        modelfile.atomic_write(path, lambda f: np.savez(f, **arrays))    # no Ctrl+C: nothing raised
     finally:
         signal.signal(signal.SIGINT, before)
 
 
 def save_arrays(path, **changes):
     net = pynn.Network([4, 3, 2], seed=0)
-    arrays = io.network_arrays(net)
+    arrays = modelfile.network_arrays(net)
     if "architecture" in changes:           # arch() writes the first format's architecture
         arrays["format_version"] = np.array(1)
     arrays.update(changes)
@@ -138,7 +138,7 @@ def test_truncated_missing_and_pickled_files_are_refused(tmp_path):
     with pytest.raises(pynn.ModelFileError, match="junk.npz"):
         pynn.load(junk)
     pickled = tmp_path / "pickled.npz"
-    arrays = io.network_arrays(pynn.Network([4, 3, 2]))
+    arrays = modelfile.network_arrays(pynn.Network([4, 3, 2]))
     arrays["W0"] = np.array([{"a": 1}], dtype=object)
     np.savez(pickled, **arrays)
     with pytest.raises(pynn.ModelFileError, match="pickle"):
@@ -156,3 +156,14 @@ def test_saved_file_gets_the_umask_mode_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o644
+
+
+def test_scripts_that_import_pynn_io_still_work(tmp_path):
+    # pynn.modelfile's earlier name: `from pynn import io`, `import pynn.io` and
+    # `from pynn.io import load` reach the same module
+    import pynn.io
+    from pynn import io as old
+    from pynn.io import load as old_load
+    assert pynn.io is old is modelfile and old_load is pynn.load
+    pynn.Network([4, 3, 2], seed=0).save(tmp_path / "m.npz")
+    assert old.load(tmp_path / "m.npz").sizes == [4, 3, 2]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import io, ops
+from pynn import modelfile, ops
 from pynn.layers import Dropout, Flatten, Linear, ReLU, Sigmoid, Tanh
 from pynn.network import Network
 
@@ -176,7 +176,7 @@ def test_one_network_answers_several_threads_at_once(layers):
 def test_model_files_name_every_layer(tmp_path):
     net = Network([Flatten(), Linear(784, 8), Sigmoid(), Linear(8, 10)], input_shape=(1, 28, 28))
     import json
-    arch = json.loads(str(io.network_arrays(net)["architecture"]))
+    arch = json.loads(str(modelfile.network_arrays(net)["architecture"]))
     assert arch["input_shape"] == [1, 28, 28]
     assert [spec["type"] for spec in arch["layers"]] == ["Flatten", "Linear", "Sigmoid", "Linear"]
 

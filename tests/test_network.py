@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pynn
+from conftest import separable_problem
 
 HIDDEN = ["sigmoid", "relu", "tanh", "linear"]
 OUTPUT_LOSS = [("softmax", "quadratic"), ("sigmoid", "quadratic"), ("linear", "quadratic"),
@@ -144,12 +145,7 @@ def test_bad_architecture_is_rejected(kwargs, word):
 
 # ---- training solves a small problem, with each optimiser ----
 
-def separable_problem(n, seed):
-    """Four classes from two half-plane tests on 20 Gaussian features."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 20)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + 2 * (X[:, 2] > 0)
-    return X, y
+
 
 
 OPTIMIZERS = {"sgd": lambda: pynn.SGD(lr=0.1), "momentum": lambda: pynn.SGD(lr=0.02, momentum=0.9),

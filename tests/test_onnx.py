@@ -266,7 +266,7 @@ def test_a_tensor_kept_in_another_file_is_not_read(tmp_path):
 
 
 def test_to_onnx_replaces_an_old_file_and_leaves_no_temporary_behind(tmp_path):
-    """to_onnx writes through pynn.io.atomic_write: over an old file, nothing else is left."""
+    """to_onnx writes through pynn.modelfile.atomic_write: over an old file, nothing else is left."""
     net = pynn.load_default()
     (tmp_path / "m.onnx").write_bytes(b"old")
     to_onnx(net, tmp_path / "m.onnx")

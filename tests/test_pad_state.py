@@ -118,7 +118,8 @@ def test_a_drag_without_a_press_starts_a_stroke_and_a_dot_is_ink(pad):
     assert len(pad.strokes) == 1 and pad.drawing
     pad.end_stroke()
     assert not pad.drawing and pad.raster[200, 200] == 1.0
-    assert pad.prediction() is not None
+    answer = pad.prediction()                   # the dot reaches the network as ink
+    assert answer.image.max() > 0.5 and answer.probs.sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_undo_and_clear(pad):

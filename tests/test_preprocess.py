@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pynn import ops, preprocess
+from pynn import ops
 from pynn.preprocess import CENTRE, SIZE, WEIGHT, strokes_to_mnist, to_mnist
 
 SEVEN = [np.array([[100, 100], [200, 100], [140, 260]], dtype=float)]

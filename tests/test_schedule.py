@@ -21,7 +21,7 @@ def test_the_schedules_give_their_rates():
 
 
 def train(tmp_path, name, *extra):
-    from test_faults import TRAIN_ARGS, write_digits
+    from conftest import TRAIN_ARGS, write_digits
     write_digits(tmp_path)
     args = [a for a in TRAIN_ARGS if a not in ("--schedule", "cosine")]
     run = subprocess.run([sys.executable, "-m", "pynn", "train", *args, "--data-dir", str(tmp_path),

@@ -12,7 +12,7 @@ import pynn
 from pynn import ops
 from pynn.optim import SGD, Adam
 
-from test_fused import COMBOS, OPTIMIZERS, assert_same_weights, reference_fit
+from conftest import COMBOS, OPTIMIZERS, assert_same_weights, reference_fit
 
 # 300-200-10: four blocks of hidden units (64, 64, 64, 8), enough arithmetic a step for two threads
 SIZES = [300, 200, 10]

@@ -1,7 +1,6 @@
 """pynn study: the noise functions, k-NN and nearest centroid against numpy references, the
 three implementations of the lang benchmark against each other, the resume logic, and every
 study command's --quick run producing its tables (and plots when matplotlib is installed)."""
-import argparse
 import csv
 import glob
 import json
@@ -15,12 +14,13 @@ import pytest
 
 import pynn
 from pynn.checkpoint import load_checkpoint
-from pynn.io import load
+from pynn.modelfile import load
 from pynn.network import Network
 from pynn.optim import SGD
-from pynn.study import baselines, cluster, common, compare, lang, noise, register
+from pynn.study import baselines, cluster, common, compare, lang, noise
 from pynn.study.classic import KNearest, NearestCentroid
 from pynn.study.sweep import configurations, parse_settings
+from conftest import study
 
 
 def digits(n=40, seed=0):
@@ -363,7 +363,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
         assert np.array_equal(a, b)
     # a damaged checkpoint is one line naming it, whatever part is damaged
     path = pynn.checkpoint.checkpoint_path(ckpt)
-    good = pynn.io.read_npz(path)
+    good = pynn.modelfile.read_npz(path)
     for damage in ({"rng_state": np.array("{")}, {"rng_state": np.array('{"bit_generator": "MT19937"}')},
                    {"optimizer": np.array('{"kind": "Adam", "settings": {}, "steps": -4, "state": [2, 2, 2, 2]}')},
                    {"epoch": np.array(-7)}, {"history": np.array("[" * 100000 + "]" * 100000)}):
@@ -386,20 +386,10 @@ def test_results_file_skips_what_is_done(tmp_path):
 
 # ---- the commands, --quick, on MNIST ----
 
-@pytest.fixture(scope="module")
-def mnist_available():
-    from pynn import datasets
-    try:
-        datasets.mnist("test")
-    except Exception as e:      # no cache and no way to fetch it here
-        pytest.skip(f"MNIST is not available: {e}")
 
 
-def study(argv):
-    parser = argparse.ArgumentParser(prog="pynn")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["study", *argv])
-    return args.func(args)
+
+
 
 
 def check_plots(out, names):

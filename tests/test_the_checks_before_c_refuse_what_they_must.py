@@ -140,3 +140,25 @@ def test_the_c_pointer_made_for_an_array_keeps_the_array_alive():
         del p
         gc.collect()
         assert alive() is None
+
+
+@pytest.mark.parametrize("how,make", NOT_CONTIGUOUS, ids=[h for h, _ in NOT_CONTIGUOUS])
+def test_one_row_that_is_not_c_contiguous_is_refused_on_the_short_way_too(how, make):
+    # matmul's plain product makes its pointers before it knows the layout: the buffer
+    # protocol must refuse the array, and the long way name it
+    row = make(rand(8, 8))[:1]
+    assert not row.flags.c_contiguous
+    with pytest.raises(ValueError, match="a must be C-contiguous"):
+        ops.matmul(row, rand(row.shape[1], 3))
+    with pytest.raises(ValueError, match="b must be C-contiguous"):
+        ops.matmul(rand(1, 8), make(rand(8, 8)))
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [((1, 784), (784, 128)), ((1, 128), (128, 10)),
+                                             ((3, 5), (5, 2)), ((2, 0), (0, 3))])
+def test_the_short_way_of_matmul_gives_the_bits_of_gemm(shape_a, shape_b):
+    a, b = rand(*shape_a), rand(*shape_b, seed=1)
+    c = np.full((shape_a[0], shape_b[1]), np.nan, np.float32)
+    ops.gemm(a, b, c)
+    np.testing.assert_array_equal(ops.matmul(a, b), c)
+    np.testing.assert_allclose(c, product(a, b), rtol=1e-4, atol=1e-4)

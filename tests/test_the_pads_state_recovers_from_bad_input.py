@@ -68,7 +68,7 @@ def test_a_pad_made_with_a_nan_pen_is_refused(pad_net):
 def test_a_personal_model_with_damaged_lessons_gives_way_to_the_shipped_one(
         data_home, pad_net, images, labels, says):
     personal = pad_state.personal_model_path()
-    pynn.io.save(pad_net, personal, extra={"taught_images": images, "taught_labels": labels})
+    pynn.modelfile.save(pad_net, personal, extra={"taught_images": images, "taught_labels": labels})
     net, path, taught, message = open_model()
     assert taught is None and path == personal
     assert message.startswith("ignoring your model") and says in message and "\n" not in message
@@ -78,7 +78,7 @@ def test_a_personal_model_with_damaged_lessons_gives_way_to_the_shipped_one(
 def test_a_personal_model_with_good_lessons_opens_with_them(data_home, pad_net):
     personal = pad_state.personal_model_path()
     images = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
-    pynn.io.save(pad_net, personal, extra={"taught_images": images, "taught_labels": np.array([3, 1, 4])})
+    pynn.modelfile.save(pad_net, personal, extra={"taught_images": images, "taught_labels": np.array([3, 1, 4])})
     net, path, taught, message = open_model()
     assert message == "your taught model"
     assert np.array_equal(taught[0], images) and taught[1].tolist() == [3, 1, 4]

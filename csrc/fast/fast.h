@@ -34,8 +34,10 @@ typedef void (*pynn_dotkernel_fn)(int64_t K, const float *A, int64_t lda, const 
 #define PYNN_DOT_NR 6
 
 /* the dot kernel for one row a whose values outside the listed blocks of 16 (blk[0..nblk),
- * ascending; block b is a[16b .. 16b+16) clipped to K) are all zero: c[j] (j < n <= 6) = the
- * dot product of a with B's row j, read over those blocks only. A zero value adds exactly
+ * ascending; block b is a[16b .. 16b+16) clipped to K) are all zero: c[j] (j < n) = the dot
+ * product of a with B's row j, read over those blocks only. All of a layer's rows (or a
+ * thread's part of them) in one call, so that the kernel can fetch the rows it comes to next
+ * while it sums the ones it has. A zero value adds exactly
  * nothing to a finite sum, and the blocks keep their lanes and order, so the bits are the dot
  * kernel's (m = 1, alpha 1, beta 0) whenever B is finite where a is zero. A digit lights about
  * a fifth of its pixels, so its first layer reads about half of W's cache lines. */

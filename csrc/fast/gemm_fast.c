@@ -277,6 +277,22 @@ static void gemm_job(int part, int nparts, void *arg) {
     gemm_range(g, m0, m1, n0, n1);
 }
 
+/* pynn_gemm's thread count. Its parts any free thread may claim: a worker whose core is busy
+ * elsewhere costs nothing, the caller runs its part. A run of products called back to back
+ * counts the pool awake; a product that one thread does even then never reads the clock. One
+ * row of C times a row-major B reads each float of B once for one multiply-add, as fast as
+ * the cache B comes from gives it, and is split only when B is large. */
+static int gemm_threads(const struct pynn_gemm_args *g) {
+    double flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;
+    int nt = pynn_threads_for_awake(flops);
+    if (nt > 1 && !pynn_stream_call()) nt = pynn_threads_for(flops);
+    if (nt > 1 && g->M == 1 && use_gemv(g)) {
+        int streams = pynn_threads_for_streams(4.0 * (double)g->K * (double)g->N);
+        nt = streams < nt ? streams : nt;
+    }
+    return nt;
+}
+
 int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc) {
@@ -287,12 +303,13 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     if (M == 1 && trans_a && lda == 1) trans_a = 0, lda = K;
     struct pynn_gemm_args g = {trans_a != 0, trans_b != 0, M, N, K, alpha, A, lda, B, ldb,
                                beta, C, ldc, NULL, -1, NULL, NULL};
-    /* parts any free thread may claim: a worker whose core is busy elsewhere costs nothing,
-     * the caller runs its part; a run of products called back to back counts the pool awake */
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    int nt = pynn_stream_call() ? pynn_threads_for_awake(flops) : pynn_threads_for(flops);
+    int nt = gemm_threads(&g);
     unsigned fp = pynn_flush_denormals();
     pynn_parallel_parts(nt, nt, gemm_job, &g);
     pynn_restore_denormals(fp);
     return PYNN_OK;
+}
+
+int pynn_matmul(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
+    return pynn_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
 }

@@ -128,23 +128,44 @@ static void gradstep_generic(const struct pynn_optimizer *opt, int64_t step, int
                  s2, ldw, n);
 }
 
-/* dotkernel_generic's sums for one row of A, over the blocks listed: each block is two of
- * its runs of 8 (an element past the last whole run goes to s[0], as there) */
+/* how many of the blocks listed (ascending) K leaves whole: all, or all but the last */
+static inline int whole_blocks(int64_t K, const int32_t *blk, int nblk) {
+    return nblk > 0 && ((int64_t)blk[nblk - 1] + 1) * PYNN_DOT_BLOCK > K ? nblk - 1 : nblk;
+}
+
+/* dotkernel_generic's sums for one row of A, over the blocks listed: each block is two of its
+ * runs of 8 (an element past the last whole run goes to s[0], as there). Six rows of B in
+ * each pass over the blocks, so that their reads overlap, fetching the next six rows' blocks
+ * (as dotblocks_avx2 does, where it says why); a last block that K cuts short is the only
+ * one that needs the checks. */
 static void dotblocks_generic(int64_t K, const float *a, const int32_t *blk, int nblk,
                               const float *B, int64_t ldb, float *c, int n) {
-    for (int j = 0; j < n; j++) {
-        const float *brow = B + j * ldb;
-        float s[8] = {0};
-        for (int i = 0; i < nblk; i++) {
-            int64_t p0 = (int64_t)blk[i] * PYNN_DOT_BLOCK, p1 = p0 + PYNN_DOT_BLOCK;
-            if (p1 > K) p1 = K;
-            int64_t p = p0;
-            for (; p + 8 <= p1; p += 8)
-                for (int l = 0; l < 8; l++) s[l] += a[p + l] * brow[p + l];
-            for (; p < p1; p++) s[0] += a[p] * brow[p];
+    int whole = whole_blocks(K, blk, nblk);
+    for (int j0 = 0; j0 < n; j0 += PYNN_DOT_NR) {
+        int m = n - j0 < PYNN_DOT_NR ? n - j0 : PYNN_DOT_NR;
+        const float *B_j = B + j0 * ldb;
+        int64_t ahead = j0 + 2 * PYNN_DOT_NR <= n ? PYNN_DOT_NR * ldb : 0;
+        float s[PYNN_DOT_NR][8] = {{0}};
+        for (int i = 0; i < whole; i++) {
+            int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+            for (int j = 0; j < m; j++) {
+                const float *b_i = B_j + j * ldb + p;
+                __builtin_prefetch(b_i + ahead);
+                for (int l = 0; l < 8; l++) s[j][l] += a[p + l] * b_i[l];
+                for (int l = 0; l < 8; l++) s[j][l] += a[p + 8 + l] * b_i[8 + l];
+            }
         }
-        float dot = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-        c[j] = 1.0f * dot + 0.0f;
+        for (int j = 0; j < m && whole < nblk; j++) {
+            const float *brow = B_j + j * ldb;
+            int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK;
+            for (; p + 8 <= K; p += 8)
+                for (int l = 0; l < 8; l++) s[j][l] += a[p + l] * brow[p + l];
+            for (; p < K; p++) s[j][0] += a[p] * brow[p];
+        }
+        for (int j = 0; j < m; j++) {
+            float dot = ((s[j][0] + s[j][4]) + (s[j][1] + s[j][5])) + ((s[j][2] + s[j][6]) + (s[j][3] + s[j][7]));
+            c[j0 + j] = 1.0f * dot + 0.0f;
+        }
     }
 }
 
@@ -281,7 +302,30 @@ TGT_AVX2 static void dotrow_avx2(int64_t K, const float *a, const float *B, int6
         c[j] = alpha * hsum256(acc[j]) + (beta == 0.0f ? 0.0f : beta * c[j]);
 }
 
-/* 2 rows of A against 3 rows of B at a time: 6 accumulators (one row: dotrow_avx2) */
+/* up to 4 rows of A against 3 rows of B at a time: 12 accumulators, the three vectors of B in
+ * registers while the rows of A stream past them (7 loads for 12 fused multiply-adds; one row:
+ * dotrow_avx2). Whole vectors load unmasked, and only the last, partial one of K is masked:
+ * each sum is the same chain as dotrow_avx2's (8 lanes along K, then hsum256). */
+#define DOT_AVX2_ROW(r)                                                                      \
+    do {                                                                                     \
+        __m256 a_r = LOAD(ar[r] + p);                                                        \
+        acc##r##0 = _mm256_fmadd_ps(a_r, b0, acc##r##0);                                     \
+        acc##r##1 = _mm256_fmadd_ps(a_r, b1, acc##r##1);                                     \
+        acc##r##2 = _mm256_fmadd_ps(a_r, b2, acc##r##2);                                     \
+    } while (0)
+#define DOT_AVX2_STEP()                                                                      \
+    do {                                                                                     \
+        __m256 b0 = LOAD(br[0] + p), b1 = LOAD(br[1] + p), b2 = LOAD(br[2] + p);             \
+        DOT_AVX2_ROW(0); DOT_AVX2_ROW(1); DOT_AVX2_ROW(2); DOT_AVX2_ROW(3);                  \
+    } while (0)
+#define DOT_AVX2_STORE(r, j)                                                                 \
+    do {                                                                                     \
+        if (r < m && j0 + j < n) {                                                           \
+            float *cij = c + r * ldc + j0 + j;                                               \
+            *cij = alpha * hsum256(acc##r##j) + (beta == 0.0f ? 0.0f : beta * *cij);         \
+        }                                                                                    \
+    } while (0)
+
 TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, const float *B,
                                     int64_t ldb, float *c, int64_t ldc, int m, int n,
                                     float alpha, float beta) {
@@ -289,30 +333,33 @@ TGT_AVX2 static void dotkernel_avx2(int64_t K, const float *A, int64_t lda, cons
         dotrow_avx2(K, A, B, ldb, c, n, alpha, beta);
         return;
     }
-    for (int r0 = 0; r0 < m; r0 += 2) {
-        for (int j0 = 0; j0 < n; j0 += 3) {
-            const float *ar[2], *br[3];
-            for (int r = 0; r < 2; r++) ar[r] = A + (r0 + r < m ? r0 + r : r0) * lda;
-            for (int j = 0; j < 3; j++) br[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
-            __m256 acc[2][3];
-            for (int r = 0; r < 2; r++) for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_ps();
-            int64_t p = 0;
-            for (; p < K; p += 8) {
-                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-                __m256 av[2], bv[3];
-                for (int r = 0; r < 2; r++) av[r] = _mm256_maskload_ps(ar[r] + p, mk);
-                for (int j = 0; j < 3; j++) bv[j] = _mm256_maskload_ps(br[j] + p, mk);
-                for (int r = 0; r < 2; r++)
-                    for (int j = 0; j < 3; j++) acc[r][j] = _mm256_fmadd_ps(av[r], bv[j], acc[r][j]);
-            }
-            for (int r = 0; r < 2 && r0 + r < m; r++)
-                for (int j = 0; j < 3 && j0 + j < n; j++) {
-                    float *cij = c + (r0 + r) * ldc + j0 + j;
-                    *cij = alpha * hsum256(acc[r][j]) + (beta == 0.0f ? 0.0f : beta * *cij);
-                }
+    const float *ar[4];
+    for (int r = 0; r < 4; r++) ar[r] = A + (r < m ? r : 0) * lda;   /* a missing row repeats row 0 */
+    for (int j0 = 0; j0 < n; j0 += 3) {
+        const float *br[3];
+        for (int j = 0; j < 3; j++) br[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
+        __m256 acc00 = _mm256_setzero_ps(), acc01 = acc00, acc02 = acc00, acc10 = acc00,
+               acc11 = acc00, acc12 = acc00, acc20 = acc00, acc21 = acc00, acc22 = acc00,
+               acc30 = acc00, acc31 = acc00, acc32 = acc00;
+        int64_t p = 0;
+#define LOAD(q) _mm256_loadu_ps(q)
+        for (; p + 8 <= K; p += 8) DOT_AVX2_STEP();
+#undef LOAD
+        if (p < K) {
+            const __m256i mk = _mm256_castps_si256(mask8((int)(K - p)));
+#define LOAD(q) _mm256_maskload_ps((q), mk)
+            DOT_AVX2_STEP();
+#undef LOAD
         }
+        DOT_AVX2_STORE(0, 0); DOT_AVX2_STORE(0, 1); DOT_AVX2_STORE(0, 2);
+        DOT_AVX2_STORE(1, 0); DOT_AVX2_STORE(1, 1); DOT_AVX2_STORE(1, 2);
+        DOT_AVX2_STORE(2, 0); DOT_AVX2_STORE(2, 1); DOT_AVX2_STORE(2, 2);
+        DOT_AVX2_STORE(3, 0); DOT_AVX2_STORE(3, 1); DOT_AVX2_STORE(3, 2);
     }
 }
+#undef DOT_AVX2_ROW
+#undef DOT_AVX2_STEP
+#undef DOT_AVX2_STORE
 
 TGT_AVX2 static void rowgrad_avx2(int B, int m, const float *d, int64_t d_step, const float *A,
                                   int64_t lda, float *g, int64_t ldg, int64_t n) {
@@ -326,40 +373,37 @@ static void gradstep_avx2(const struct pynn_optimizer *opt, int64_t step, int B,
                  ldw, n);
 }
 
-/* dotkernel_avx2's sums for one row of A, over the blocks listed (two vectors of 8 each) */
+/* dotrow_avx2's sums over the blocks listed, six rows of B at a time as there: each row one
+ * chain of sums along K (8 lanes, then hsum256), so the bits are the same. Whole blocks take
+ * plain loads; only a last block that K cuts short is masked. A row's blocks are lines apart,
+ * which the hardware's stream prefetcher does not follow, so each pass fetches the next six
+ * rows' blocks (the last pass, its own) for the pass after it. */
 TGT_AVX2 static void dotblocks_avx2(int64_t K, const float *a, const int32_t *blk, int nblk,
                                     const float *B, int64_t ldb, float *c, int n) {
-    int j = 0;
-    /* four rows at a time: each row keeps its one chain of sums (the bits dotkernel_avx2 gives),
-     * and the four chains overlap instead of each fused multiply-add waiting for the last */
-    for (; j + 4 <= n; j += 4) {
-        const float *b0 = B + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < nblk; i++) {
-            for (int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK, h = 0; h < 2 && p < K; h++, p += 8) {
-                __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-                __m256 x = _mm256_maskload_ps(a + p, mk);
-                s0 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b0 + p, mk), s0);
-                s1 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b1 + p, mk), s1);
-                s2 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b2 + p, mk), s2);
-                s3 = _mm256_fmadd_ps(x, _mm256_maskload_ps(b3 + p, mk), s3);
-            }
+    int whole = whole_blocks(K, blk, nblk);
+    for (int j0 = 0; j0 < n; j0 += PYNN_DOT_NR) {
+        const float *brow[PYNN_DOT_NR];
+        for (int j = 0; j < PYNN_DOT_NR; j++) brow[j] = B + (j0 + j < n ? j0 + j : j0) * ldb;
+        int64_t ahead = j0 + 2 * PYNN_DOT_NR <= n ? PYNN_DOT_NR * ldb : 0;
+        __m256 acc[PYNN_DOT_NR];
+        for (int j = 0; j < PYNN_DOT_NR; j++) acc[j] = _mm256_setzero_ps();
+        for (int i = 0; i < whole; i++) {
+            int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+            for (int j = 0; j < PYNN_DOT_NR; j++) _mm_prefetch((const char *)(brow[j] + ahead + p), _MM_HINT_T0);
+            __m256 a0 = _mm256_loadu_ps(a + p), a1 = _mm256_loadu_ps(a + p + 8);
+            for (int j = 0; j < PYNN_DOT_NR; j++)
+                acc[j] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(brow[j] + p), acc[j]);
+            for (int j = 0; j < PYNN_DOT_NR; j++)
+                acc[j] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(brow[j] + p + 8), acc[j]);
         }
-        c[j] = 1.0f * hsum256(s0) + 0.0f;
-        c[j + 1] = 1.0f * hsum256(s1) + 0.0f;
-        c[j + 2] = 1.0f * hsum256(s2) + 0.0f;
-        c[j + 3] = 1.0f * hsum256(s3) + 0.0f;
-    }
-    for (; j < n; j++) {
-        const float *brow = B + j * ldb;
-        __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < nblk; i++) {
-            for (int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK, h = 0; h < 2 && p < K; h++, p += 8) {
+        if (whole < nblk)
+            for (int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK; p < K; p += 8) {
                 __m256i mk = _mm256_castps_si256(mask8((int)(K - p < 8 ? K - p : 8)));
-                acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + p, mk), _mm256_maskload_ps(brow + p, mk), acc);
+                __m256 av = _mm256_maskload_ps(a + p, mk);
+                for (int j = 0; j < PYNN_DOT_NR; j++)
+                    acc[j] = _mm256_fmadd_ps(av, _mm256_maskload_ps(brow[j] + p, mk), acc[j]);
             }
-        }
-        c[j] = 1.0f * hsum256(acc) + 0.0f;
+        for (int j = 0; j < PYNN_DOT_NR && j0 + j < n; j++) c[j0 + j] = 1.0f * hsum256(acc[j]) + 0.0f;
     }
 }
 
@@ -666,16 +710,29 @@ static void dotkernel_avx512(int64_t K, const float *A, int64_t lda, const float
     }
 }
 
-/* dotkernel_avx512_rows(1, ...)'s sums, over the blocks listed */
-TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t *blk, int nblk,
-                                        const float *B, int64_t ldb, float *c, int n) {
+/* dotkernel_avx512_rows(1, ...)'s sums over the blocks listed for n <= 6 rows of B, fetching
+ * the blocks of the rows `ahead` floats further on: a block is one vector; whole ones (the
+ * first `whole`) take plain loads, a last one that K cuts short a masked load */
+TGT_AVX512 static inline __attribute__((always_inline)) void
+dotblocks6_avx512(int64_t K, const float *a, const int32_t *blk, int nblk, int whole,
+                  const float *B, int64_t ldb, int64_t ahead, float *c, int n) {
     const int MR_ = 1;
     const float *br0 = B, *br1 = B + (1 < n ? 1 : 0) * ldb, *br2 = B + (2 < n ? 2 : 0) * ldb;
     const float *br3 = B + (3 < n ? 3 : 0) * ldb, *br4 = B + (4 < n ? 4 : 0) * ldb;
     const float *br5 = B + (5 < n ? 5 : 0) * ldb;
+    const float *brow[PYNN_DOT_NR] = {br0, br1, br2, br3, br4, br5};
     DOT_ZERO(0)
-    for (int i = 0; i < nblk; i++) {
+    for (int i = 0; i < whole; i++) {
         int64_t p = (int64_t)blk[i] * PYNN_DOT_BLOCK;
+        for (int j = 0; j < PYNN_DOT_NR; j++)
+            _mm_prefetch((const char *)(brow[j] + ahead + p), _MM_HINT_T0);
+        __m512 bv0 = _mm512_loadu_ps(br0 + p), bv1 = _mm512_loadu_ps(br1 + p);
+        __m512 bv2 = _mm512_loadu_ps(br2 + p), bv3 = _mm512_loadu_ps(br3 + p);
+        __m512 bv4 = _mm512_loadu_ps(br4 + p), bv5 = _mm512_loadu_ps(br5 + p);
+        DOT_FMA(0, _mm512_loadu_ps(a + p))
+    }
+    if (whole < nblk) {
+        int64_t p = (int64_t)blk[whole] * PYNN_DOT_BLOCK;
         __mmask16 km = mask16((int)(K - p));
         __m512 bv0 = _mm512_maskz_loadu_ps(km, br0 + p), bv1 = _mm512_maskz_loadu_ps(km, br1 + p);
         __m512 bv2 = _mm512_maskz_loadu_ps(km, br2 + p), bv3 = _mm512_maskz_loadu_ps(km, br3 + p);
@@ -687,6 +744,17 @@ TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t
     const float beta = 0.0f;
     const int64_t ldc = 0;
     DOT_STORE(0)
+}
+
+/* six rows of B a pass, as dotblocks_avx2 (which says why each pass fetches the next six) */
+TGT_AVX512 static void dotblocks_avx512(int64_t K, const float *a, const int32_t *blk, int nblk,
+                                        const float *B, int64_t ldb, float *c, int n) {
+    int whole = whole_blocks(K, blk, nblk);
+    for (int j0 = 0; j0 < n; j0 += PYNN_DOT_NR) {
+        int64_t ahead = j0 + 2 * PYNN_DOT_NR <= n ? PYNN_DOT_NR * ldb : 0;
+        dotblocks6_avx512(K, a, blk, nblk, whole, B + j0 * ldb, ldb, ahead, c + j0,
+                          n - j0 < PYNN_DOT_NR ? n - j0 : PYNN_DOT_NR);
+    }
 }
 
 /* the optimiser's constants, broadcast once per call */

@@ -41,11 +41,13 @@ static void one_layer_part(int tid, int nt, void *arg) {
     if (j0 >= j1) return;
     const float *W = net->W[l], *b = net->b[l], *a = job->a;
     float *z = job->z;
-    for (int64_t j = j0; j < j1; j += PYNN_DOT_NR) {
-        int n = (int)(j1 - j < PYNN_DOT_NR ? j1 - j : PYNN_DOT_NR);
-        if (job->blk != NULL) kern->dotblocks(n_in, a, job->blk, job->nblk, W + j * n_in, n_in, z + j, n);
-        else kern->dotkernel(n_in, a, n_in, W + j * n_in, n_in, z + j, n_out, 1, n, 1.0f, 0.0f);
-    }
+    if (job->blk != NULL)
+        kern->dotblocks(n_in, a, job->blk, job->nblk, W + j0 * n_in, n_in, z + j0, (int)(j1 - j0));
+    else
+        for (int64_t j = j0; j < j1; j += PYNN_DOT_NR) {
+            int n = (int)(j1 - j < PYNN_DOT_NR ? j1 - j : PYNN_DOT_NR);
+            kern->dotkernel(n_in, a, n_in, W + j * n_in, n_in, z + j, n_out, 1, n, 1.0f, 0.0f);
+        }
     for (int64_t j = j0; j < j1; j++) z[j] += b[j];
     int act = l == net->n_layers - 1 ? net->output : net->hidden;
     if (act == PYNN_RELU) for (int64_t j = j0; j < j1; j++) z[j] = z[j] < 0.0f ? 0.0f : z[j];

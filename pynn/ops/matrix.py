@@ -16,17 +16,40 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, trans_a=False, trans_b=False, reference=F
 
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, reference=False):
-    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9."""
+    """op(a) @ op(b) as a new (M,N) float32 array (or into ``out``): eq. 5-9.
+
+    A script calls it once a digit, so the plain product (no transpose, a new output) takes
+    the fewest steps: two float32 ndarrays whose shapes unpack as (M,K) and (K,N) and whose
+    pointers ``ffi.from_buffer`` makes, which it refuses for an array that is not C-contiguous
+    (the buffer protocol's plain request). Every other call, and every fault, goes the long way
+    of ``_product``, which names what was wrong."""
+    if (type(a) is _ndarray and type(b) is _ndarray and a.dtype is F32 and b.dtype is F32
+            and out is None and not (trans_a or trans_b or reference)):
+        try:
+            M, K = a.shape
+            Kb, N = b.shape
+            pa, pb = _from_buffer(_FLOATS, a), _from_buffer(_FLOATS, b)
+        except (ValueError, BufferError):
+            pass
+        else:
+            if K == Kb and M and N:
+                c = _empty((M, N), F32)
+                rc = _matmul(M, N, K, pa, pb, _from_buffer(_FLOATS, c))
+                if rc:
+                    check_status(rc, "gemm")
+                return c
     return _product(a, b, out, "out", 1.0, 0.0, trans_a, trans_b, reference)
 
 
-_from_buffer, _FLOATS = ffi.from_buffer, ffi.typeof("float[]")
+# the names the short ways above use, each bound once (a lookup is a sizeable part of a call)
+_ndarray, _empty = np.ndarray, np.empty
+_from_buffer, _FLOATS, _matmul = ffi.from_buffer, ffi.typeof("float[]"), lib.pynn_matmul
 
 
 def _product(a, b, c, c_name, alpha, beta, trans_a, trans_b, reference):
     """The checks and the C call of gemm and matmul; c None makes a new output.
 
-    A script calls matmul once a digit, so the checks take the fewest steps: a and b both at
+    The checks take the fewest steps (gemm may be called once a digit too): a and b both at
     once in the common case (float32, 2-D, C-contiguous; one by one, naming the fault,
     otherwise), then their inner sizes; a new output needs no check, a given one is checked as
     ``output`` checks any (writable, shape, apart from a and b). A product with no element

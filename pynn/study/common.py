@@ -206,7 +206,7 @@ class Results:
         missing = [k for k in self.fields if k not in header]
         if not header or not missing or not set(missing) <= set(self.later):
             return
-        from ..io import atomic_write
+        from ..modelfile import atomic_write
         rows, text = self.rows(), io.StringIO()
         w = csv.DictWriter(text, fieldnames=self.fields, extrasaction="ignore")
         w.writeheader()

@@ -97,7 +97,7 @@ class NetworkMethod:
 
     def fit(self, X, y, val):
         if self.path:
-            from ..io import load
+            from ..modelfile import load
             self.net = load(self.path)
         else:
             self.net, _, _ = train(self.config, (X, y), val)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from .. import adapt, drawn, io, load_default, ops
+from .. import adapt, drawn, modelfile, load_default, ops
 from .common import Results, load_split, markdown_table, pct, write_markdown
 
 SHIPPED = "shipped"        # the name that stands for the shipped model among the MODELs
@@ -90,7 +90,7 @@ def teach_as_the_pad_does(net, lessons, seed=0):
             taught = np.array([label] + [labels[i] for i in earlier], dtype=np.int64)
             images.append(image)
             labels.append(int(label))
-            copy = io.network_from_arrays(io.network_arrays(net))
+            copy = modelfile.network_from_arrays(modelfile.network_arrays(net))
             wall, cpu = time.perf_counter(), time.process_time()
             adapt.teach(copy, inputs, taught)
             seconds.append((time.perf_counter() - wall, time.process_time() - cpu))
@@ -122,7 +122,7 @@ def teach_table(rows):
 
 
 def _model(name):
-    net = load_default() if name == SHIPPED else io.load(name)
+    net = load_default() if name == SHIPPED else modelfile.load(name)
     if net.sizes[0] != 784 or net.sizes[-1] != 10:
         raise ValueError(f"{name}: a digit network reads 784 pixels into 10 classes, got {net!r}")
     return net

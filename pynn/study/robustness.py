@@ -15,7 +15,7 @@ share and how far it climbs. Both parts train a dense network and a convolutiona
 """
 import os
 
-from ..io import load
+from ..modelfile import load
 from .common import (BASE, CONV, DATA, QUICK_CONV, QUICK_SIZES, Results, error_rate,
                      markdown_table, no_plots_note, pct, pyplot, run_all, save_figure,
                      threads_for, train, write_markdown)

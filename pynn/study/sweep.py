@@ -16,7 +16,7 @@ import random
 
 import numpy as np
 
-from ..io import atomic_write
+from ..modelfile import atomic_write
 from .common import (BASE, CONV_HIDDEN, DATA, DEFAULT_LR, QUICK_CONV, Results, config_key,
                      error_rate, is_conv, load_split, markdown_table, no_plots_note, pct, pyplot,
                      remove_checkpoint, run_all, save_figure, threads_for, train, write_markdown)
@@ -244,7 +244,7 @@ def _plot_curves(plt, rows, base, out, top=8):
 def finish(out, rows, test_xy, final, base, one_at_a_time=True):
     """Pick the best ``final`` configs on validation, run them on the test set (the one
     time the test set is used), write sweep.md, sweep_final.csv and the plots."""
-    from ..io import load
+    from ..modelfile import load
     cols = ["hidden", "activation", "head", "optimizer", "lr", "schedule", "batch", "epochs",
             "l2", "dropout", "augment", "val_error", "train_seconds"]
     ranked = sorted(rows, key=lambda r: float(r["val_error"]))

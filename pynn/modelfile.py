@@ -31,6 +31,10 @@ import zipfile
 
 import numpy as np
 
+from . import ops
+from .layers import Dropout, dense_stack, from_spec
+from .network import HIDDEN, MAX_LAYER_LIST, Network, parse_sizes
+
 try:
     import fcntl
 except ImportError:            # Windows has none: there stale temporary files are left alone
@@ -476,8 +480,6 @@ def _architecture(arch, path, version):
     format 2 the layers themselves. The shapes are known before any parameter is made or read,
     so a damaged architecture cannot make the network allocate layers far larger than the file;
     the memory a network needs is not checked (the file's size bounds it)."""
-    from .layers import Dropout, dense_stack, from_spec
-    from .network import HIDDEN, MAX_LAYER_LIST, Network, parse_sizes
     try:
         if version == 1:
             if arch["activation"] not in HIDDEN:
@@ -505,8 +507,6 @@ def _architecture(arch, path, version):
 
 def _network(arch, built, parameters, path):
     """The Network of a parsed architecture with its parameters (name -> array, checked)."""
-    from . import ops
-    from .network import Network
     layers, input_shape, activation, shapes = built
     names = iter(name for name, _ in shapes)
     for layer in layers:
