@@ -230,14 +230,19 @@ class Conv2d(Layer):
         self.b = ops.aligned_copy(np.zeros(self.out_channels, dtype=np.float32))
 
     def _work(self, x, tape, pooled=False):
-        work = tape.get("work")
-        size = ops.conv2d_workspace(x.shape, self.W.shape, self.stride, self.padding)
-        if pooled:
-            size = max(size, ops.conv2d_relu_pool_workspace(x.shape, self.W.shape, self.stride,
-                                                            self.padding))
-        if work is None or work.size < size:
-            work = tape["work"] = np.empty(size, dtype=np.float32)
-        return work
+        """The workspace kept in ``tape``, sized again only when the shapes, the thread count
+        or the kind of pass change (a smaller one would run on fewer threads)."""
+        key = (x.shape, self.W.shape, ops.get_num_threads(), pooled)
+        if tape.get("work_for") != key:
+            size = ops.conv2d_workspace(x.shape, self.W.shape, self.stride, self.padding)
+            if pooled:
+                size = max(size, ops.conv2d_relu_pool_workspace(x.shape, self.W.shape,
+                                                                self.stride, self.padding))
+            work = tape.get("work")
+            if work is None or work.size < size:
+                tape["work"] = np.empty(size, dtype=np.float32)
+            tape["work_for"] = key
+        return tape["work"]
 
     def forward(self, x, out, tape):
         ops.conv2d_forward(x, self.W, self.b, self.stride, self.padding, out=out,

@@ -689,16 +689,33 @@ static void relu_pool_backward_job(int tid, int nt, void *arg) {
     }
 }
 
+struct pool_pass {
+    struct pool_job *j;
+    pynn_job_fn write;
+};
+
+/* each thread checks the argmax of its planes; after all have, each writes its planes unless
+ * one found a bad index */
+static void pool_backward_pass(int tid, int nt, void *arg) {
+    const struct pool_pass *pass = arg;
+    pool_check_job(tid, nt, pass->j);
+    pynn_barrier(nt);
+    for (int t = 0; t < nt; t++)
+        if (pass->j->bad[t]) return;
+    pass->write(tid, nt, pass->j);
+}
+
 /* the checks of the readable backward, except that the argmax is checked by all the threads
- * (every one of them before anything is written) */
+ * (every one of them before anything is written); the threads are counted by the bytes the
+ * pass moves, four for each element of dinp, as it does little arithmetic */
 static int pool_backward(struct pool_job *j, pynn_job_fn fn) {
     if (j->planes == 0) return PYNN_OK;
     if (j->dinp == NULL || j->dout == NULL || j->argmax_in == NULL) return PYNN_ERR_NULL;
-    int nt = (int)min64(pynn_threads_for((double)(j->planes * j->H * j->W)), 64);
-    pynn_parallel(nt, pool_check_job, j);
+    int nt = (int)min64(pynn_threads_for(4.0 * (double)(j->planes * j->H * j->W)), 64);
+    struct pool_pass pass = {j, fn};
+    pynn_parallel(nt, pool_backward_pass, &pass);
     for (int t = 0; t < nt; t++)
         if (j->bad[t]) return PYNN_ERR_ARG;
-    pynn_parallel(nt, fn, j);
     return PYNN_OK;
 }
 
