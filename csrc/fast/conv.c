@@ -220,24 +220,56 @@ static inline void add_floats(float *restrict dst, const float *restrict src, in
     for (; x < n; x++) dst[x] += src[x];
 }
 
-/* dinp_b += dcol folded back onto the image: every tap adds to the pixel it read */
+/* dinp_b += dcol folded back onto the image: every tap adds to the pixel it read. Compiled
+ * twice, for the baseline and for AVX2 (col2im_add picks by the kernel set): additions alone,
+ * so both give the same bits, the wider one in half the instructions. */
+static inline __attribute__((always_inline)) void col2im_body(
+        float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+        const struct pynn_conv2d_sizes *z) {
+    int64_t st = s->stride, pad = s->pad, W = s->W;
+    /* the taps of one kernel column j in turn: a row of the image then takes its adds at one
+     * offset after another, each reading what the last stored at the same place (which the
+     * processor forwards), not one float off (which stalls the load) */
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t j = 0; j < s->KW; j++)
+            for (int64_t i = 0; i < s->KH; i++) {
+                int64_t k = (c * s->KH + i) * s->KW + j;
+                float *plane = dinp_b + c * s->H * W;
+                int64_t x0 = pad - j > 0 ? (pad - j + st - 1) / st : 0;
+                int64_t x1 = W + pad - j > 0 ? min64(z->OW, (W + pad - j + st - 1) / st) : 0;
+                for (int64_t y = 0; y < z->OH; y++) {
+                    int64_t h = st * y + i - pad;
+                    if (h < 0 || h >= s->H) continue;
+                    const float *row = dcol + k * z->P + y * z->OW;
+                    float *dst = plane + h * W;
+                    if (st == 1) add_floats(dst + j - pad + x0, row + x0, x1 - x0);
+                    else for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
+                }
+            }
+}
+
+static void col2im_generic(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+                           const struct pynn_conv2d_sizes *z) {
+    col2im_body(dinp_b, dcol, s, z);
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("avx2"))) static void col2im_avx2(
+        float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+        const struct pynn_conv2d_sizes *z) {
+    col2im_body(dinp_b, dcol, s, z);
+}
+#endif
+
 static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
                        const struct pynn_conv2d_sizes *z) {
-    int64_t st = s->stride, pad = s->pad, W = s->W;
-    for (int64_t k = 0; k < z->K; k++) {
-        int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
-        float *plane = dinp_b + c * s->H * W;
-        int64_t x0 = pad - j > 0 ? (pad - j + st - 1) / st : 0;
-        int64_t x1 = W + pad - j > 0 ? min64(z->OW, (W + pad - j + st - 1) / st) : 0;
-        for (int64_t y = 0; y < z->OH; y++) {
-            int64_t h = st * y + i - pad;
-            if (h < 0 || h >= s->H) continue;
-            const float *row = dcol + k * z->P + y * z->OW;
-            float *dst = plane + h * W;
-            if (st == 1) add_floats(dst + j - pad + x0, row + x0, x1 - x0);
-            else for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
-        }
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (strcmp(pynn_kernels()->name, "generic") != 0) {
+        col2im_avx2(dinp_b, dcol, s, z);
+        return;
     }
+#endif
+    col2im_generic(dinp_b, dcol, s, z);
 }
 
 /* ---- the products, on the micro-kernels of gemm_kernels.c ---- */
