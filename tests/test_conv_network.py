@@ -178,3 +178,19 @@ def test_teaching_moves_a_convolutional_network_too():
     drawing[4:24, 13:15] = 1.0                    # a stroke, taught as a 7
     adapt.teach(net, drawing.reshape(1, 784), np.array([7]), rng=rng)
     assert net.predict_one(drawing).argmax() == 7
+
+
+def test_the_fused_training_gives_the_same_weights_on_one_thread_and_on_two(every_job_shared):
+    rng = np.random.default_rng(5)
+    X = rng.random((40, 1, 14, 14), dtype=np.float32)
+    y = rng.integers(0, 10, 40)
+    weights = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        net = Network("1x14x14-c8k3-pool2-c6k2p1-pool2-16-10", seed=2)
+        assert len(net._conv_pools) == 2
+        net.fit(X, y, epochs=2, batch_size=8, optimizer=pynn.SGD(lr=0.05, momentum=0.9),
+                score=False)
+        weights.append(net.parameters())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
