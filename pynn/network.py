@@ -246,10 +246,7 @@ class Network:
         ``activation`` names the hidden activation where there is no hidden layer."""
         self._linears = [x for x in self.layers if isinstance(x, Linear)]
         self._param_layers = [x for x in self.layers if x.params]
-        L = self.layers
-        self._conv_pools = {i: L[i + 2].kernel_size for i in range(len(L) - 2)
-                            if isinstance(L[i], Conv2d) and type(L[i + 1]) is ReLU
-                            and isinstance(L[i + 2], MaxPool2d)}
+        self._conv_pools = _conv_pools(self.layers)
         self._view = self._one = None
         self._hidden = None
         self._fusable = False
@@ -363,6 +360,7 @@ class Network:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._view = self._one = self._tape = None
+        self._conv_pools = _conv_pools(self.layers)
 
     # ---- the layers, forward and backward ----
 
@@ -931,6 +929,14 @@ class Network:
         """Write the network to ``path`` as an ONNX graph (pynn.onnx_io; the onnx extra)."""
         from .onnx_io import to_onnx
         to_onnx(self, path)
+
+
+def _conv_pools(layers):
+    """{i: k} for each Conv2d at i followed by ReLU and MaxPool2d(k): the passes that run as
+    one (Conv2d.forward_relu_pool)."""
+    return {i: layers[i + 2].kernel_size for i in range(len(layers) - 2)
+            if isinstance(layers[i], Conv2d) and type(layers[i + 1]) is ReLU
+            and isinstance(layers[i + 2], MaxPool2d)}
 
 
 def _check_optimizer(optimizer):
