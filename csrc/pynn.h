@@ -257,6 +257,22 @@ int pynn_maxpool2d_backward_ref(float *dinp, const float *dout, const int32_t *a
                                 int64_t C, int64_t H, int64_t W, int64_t k);
 int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
                             int64_t C, int64_t H, int64_t W, int64_t k);
+/* a convolution, ReLU and k x k max pooling in one pass (a network's Conv2d, ReLU, MaxPool2d):
+ * out (B,OC,OH/k,OW/k) and argmax as pynn_maxpool2d_forward's of relu(the convolution), the
+ * same bits as the three calls, without the convolution's whole output; work holds
+ * pynn_conv2d_relu_pool_workspace floats (less runs on fewer threads, down to one's share) */
+int64_t pynn_conv2d_relu_pool_workspace(const struct pynn_conv2d_shape *s);
+int pynn_conv2d_relu_pool_forward(float *out, int32_t *argmax, const float *inp,
+                                  const float *weight, const float *bias,
+                                  const struct pynn_conv2d_shape *s, int64_t k, float *work,
+                                  int64_t work_len);
+/* its backward to the convolution's output: dinp (B,C,H,W) = dout routed to the argmax of its
+ * window where out > 0, zero elsewhere (written, not added: the same bits as the pooling's and
+ * the ReLU's backwards into a zeroed dinp). An argmax outside its own window is PYNN_ERR_ARG,
+ * found before anything is written. */
+int pynn_relu_maxpool2d_backward(float *dinp, const float *dout, const float *out,
+                                 const int32_t *argmax, int64_t B, int64_t C, int64_t H,
+                                 int64_t W, int64_t k);
 
 /* ---- one image through a network of convolutions, poolings and dense layers (fast/conv_one.c):
  * the pad's digit on a convolutional network ----

@@ -229,12 +229,20 @@ class Conv2d(Layer):
         self.W = ops.aligned_copy(W.astype(np.float32))
         self.b = ops.aligned_copy(np.zeros(self.out_channels, dtype=np.float32))
 
-    def _work(self, x, tape):
-        work = tape.get("work")
-        size = ops.conv2d_workspace(x.shape, self.W.shape, self.stride, self.padding)
-        if work is None or work.size < size:
-            work = tape["work"] = np.empty(size, dtype=np.float32)
-        return work
+    def _work(self, x, tape, pooled=False):
+        """The workspace kept in ``tape``, sized again only when the shapes, the thread count
+        or the kind of pass change (a smaller one would run on fewer threads)."""
+        key = (x.shape, self.W.shape, ops.get_num_threads(), pooled)
+        if tape.get("work_for") != key:
+            size = ops.conv2d_workspace(x.shape, self.W.shape, self.stride, self.padding)
+            if pooled:
+                size = max(size, ops.conv2d_relu_pool_workspace(x.shape, self.W.shape,
+                                                                self.stride, self.padding))
+            work = tape.get("work")
+            if work is None or work.size < size:
+                tape["work"] = np.empty(size, dtype=np.float32)
+            tape["work_for"] = key
+        return tape["work"]
 
     def forward(self, x, out, tape):
         ops.conv2d_forward(x, self.W, self.b, self.stride, self.padding, out=out,
@@ -249,6 +257,27 @@ class Conv2d(Layer):
         _, dW, db = ops.conv2d_backward(dout, x, self.W, self.stride, self.padding, dx=dinp,
                                         want_dx=dinp is not None, work=self._work(x, tape))
         return [dW, db]
+
+    def forward_relu_pool(self, x, k, out, tape):
+        """``forward``, then ReLU, then MaxPool2d(k), in one pass that never writes the
+        convolution's whole output: out is the pooling's output; where each window's maximum
+        came from is kept in ``tape``."""
+        argmax = tape.get("argmax")
+        if argmax is None or argmax.shape != out.shape:
+            argmax = tape["argmax"] = np.empty(out.shape, dtype=np.int32)
+        ops.conv2d_relu_pool_forward(x, self.W, self.b, k, self.stride, self.padding, out=out,
+                                     argmax=argmax, work=self._work(x, tape, pooled=True))
+
+    def backward_relu_pool(self, x, out, dout, dinp, k, tape):
+        """The backward of ``forward_relu_pool`` from dL/dout of the pooling: the gradient at
+        the convolution's output is dout at each window's argmax where out > 0 (ReLU's
+        derivative), zero elsewhere; then ``backward``."""
+        shape = (x.shape[0], *self.output_shape(x.shape[1:]))
+        dz = tape.get("dz")
+        if dz is None or dz.shape != shape:
+            dz = tape["dz"] = np.empty(shape, dtype=np.float32)
+        ops.relu_maxpool2d_backward(dout, out, tape["argmax"], shape, k, dx=dz)
+        return self.backward(x, None, dz, dinp, tape)
 
     def spec(self):
         return {"type": "Conv2d", "in_channels": self.in_channels,

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import ops
 from .layers import (ACTIVATIONS, Activation, Conv2d, Dropout, Flatten, Layer, Linear,
-                     MaxPool2d, dense_stack, from_arch, names_images)
+                     MaxPool2d, ReLU, dense_stack, from_arch, names_images)
 from .optim import SGD, Adam, scheduled_lr
 
 HIDDEN = ("sigmoid", "relu", "tanh", "linear")
@@ -115,6 +115,7 @@ class _Tape:
         self.delta = np.empty((B, *shapes[-1]), np.float32)   # needs none
         self.notes = [{} for _ in net.layers]
         self.xs = None
+        self.fused = {}
 
 
 class Network:
@@ -245,6 +246,7 @@ class Network:
         ``activation`` names the hidden activation where there is no hidden layer."""
         self._linears = [x for x in self.layers if isinstance(x, Linear)]
         self._param_layers = [x for x in self.layers if x.params]
+        self._conv_pools = _conv_pools(self.layers)
         self._view = self._one = None
         self._hidden = None
         self._fusable = False
@@ -358,6 +360,7 @@ class Network:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._view = self._one = self._tape = None
+        self._conv_pools = _conv_pools(self.layers)
 
     # ---- the layers, forward and backward ----
 
@@ -380,17 +383,27 @@ class Network:
         if len(free) < 4:
             free.append(tape)
 
-    def _run(self, X, tape, training, keep_logits):
+    def _run(self, X, tape, training, keep_logits, fuse=True):
         """X (B, n_in) through every layer into ``tape``; returns the output. With
-        ``keep_logits`` the output function is left to the loss (cross-entropy's fused one)."""
+        ``keep_logits`` the output function is left to the loss (cross-entropy's fused one).
+        With ``fuse`` each Conv2d, ReLU, MaxPool2d runs as one pass (Conv2d.forward_relu_pool:
+        the same bits), and the tape holds no output of the first two."""
         B = X.shape[0]
         x = X.reshape(B, *self.input_shape)
         xs = [x]
         L = sum(1 for layer in self.layers if layer.params)
-        seen = -1
-        for i, layer in enumerate(self.layers):
+        fused = self._conv_pools if fuse else {}
+        seen, i = -1, 0
+        while i < len(self.layers):
+            layer = self.layers[i]
             if layer.params:
                 seen += 1
+            if i in fused:
+                out = tape.outs[i + 2]
+                layer.forward_relu_pool(x, fused[i], out, tape.notes[i])
+                xs += [None, None, out]
+                x, i = out, i + 3
+                continue
             if isinstance(layer, Dropout) and not training:
                 out = x                              # predicting: dropout is the identity
             else:
@@ -404,12 +417,14 @@ class Network:
                 layer.forward(x, out, tape.notes[i])
             xs.append(out)
             x = out
+            i += 1
         if not keep_logits and self.output != "linear":
             ops.activation_forward(self.output, x, out=x)
         if training:
             self.dropout_step += any(isinstance(layer, Dropout) for layer in self.layers)
         tape.xs = xs
         tape.training = training
+        tape.fused = fused
         return x
 
     def _back(self, tape, T):
@@ -421,14 +436,22 @@ class Network:
         loss = self._output_delta(out, T, delta)
         dout = tape.delta
         grads = []
+        inside = {j for first in tape.fused for j in (first, first + 1)}
         for i in reversed(range(len(self.layers))):
             layer = self.layers[i]
-            if isinstance(layer, Dropout) and not tape.training:
-                continue
-            dinp = tape.dins[i]
-            if dinp is None and i > 0:
-                dinp = tape.dins[i] = np.empty((tape.B, *tape.shapes[i]), np.float32)
-            g = layer.backward(xs[i], xs[i + 1], dout.reshape(xs[i + 1].shape), dinp, tape.notes[i])
+            if i in inside or (isinstance(layer, Dropout) and not tape.training):
+                continue                      # a fused pass's first layers: done at its last
+            first = i - 2 if i - 2 in tape.fused else i      # the layer whose input dinp is
+            dinp = tape.dins[first]
+            if dinp is None and first > 0:
+                dinp = tape.dins[first] = np.empty((tape.B, *tape.shapes[first]), np.float32)
+            dout = dout.reshape(xs[i + 1].shape)
+            if first != i:
+                layer = self.layers[first]
+                g = layer.backward_relu_pool(xs[first], xs[i + 1], dout, dinp, tape.fused[first],
+                                             tape.notes[first])
+            else:
+                g = layer.backward(xs[i], xs[i + 1], dout, dinp, tape.notes[i])
             if layer.params:
                 grads.append(tuple(g))
             dout = dinp
@@ -449,10 +472,14 @@ class Network:
             tape = _Tape(self, B)
             out = self._run(X, tape, False, False)
             return out.reshape(B, -1)
+        return self._keep(X, training, fuse=False)
+
+    def _keep(self, X, training, fuse):
+        """``forward`` of checked inputs X, keeping the pass for ``backward``."""
         if self._tape is not None:
             self._give_tape(self._tape)
-        self._tape = tape = self._take_tape(B)
-        return self._run(X, tape, training, self._fused_loss()).reshape(B, -1)
+        self._tape = tape = self._take_tape(X.shape[0])
+        return self._run(X, tape, training, self._fused_loss(), fuse).reshape(X.shape[0], -1)
 
     def layer_outputs(self):
         """What the layers computed in the last ``forward`` that kept them (keep=True, the
@@ -461,7 +488,7 @@ class Network:
         it dropped). They are the network's own buffers, which the next pass overwrites; an
         activation writes over its input's buffer, so a layer's output before an activation
         holds the activated values; with cross-entropy the last is the logits z."""
-        if self._tape is None:
+        if self._tape is None or self._tape.fused:
             raise RuntimeError("layer_outputs needs a forward(X) with keep=True first")
         return list(self._tape.xs)
 
@@ -543,7 +570,7 @@ class Network:
         """
         spec = self._fused_optimizer(optimizer)
         if spec is None:
-            self.forward(X)
+            self._keep(self.check_inputs(X), True, fuse=True)
             grads = self.backward(T)
             if not all(np.isfinite(g).all() for pair in grads for g in pair):
                 self.last_loss = float("nan")        # a NaN/Inf input or overflow upstream
@@ -903,6 +930,14 @@ class Network:
         """Write the network to ``path`` as an ONNX graph (pynn.onnx_io; the onnx extra)."""
         from .onnx_io import to_onnx
         to_onnx(self, path)
+
+
+def _conv_pools(layers):
+    """{i: k} for each Conv2d at i followed by ReLU and MaxPool2d(k): the passes that run as
+    one (Conv2d.forward_relu_pool)."""
+    return {i: layers[i + 2].kernel_size for i in range(len(layers) - 2)
+            if isinstance(layers[i], Conv2d) and type(layers[i + 1]) is ReLU
+            and isinstance(layers[i + 2], MaxPool2d)}
 
 
 def _check_optimizer(optimizer):

@@ -103,7 +103,22 @@ def cases():
         x, out = shifted((1, 1, 4, 4))
         ops.maxpool2d_forward(x, 1, out=out)
 
+    def conv2d_relu_pool_forward():
+        data = buffer(17)
+        x, out = data[:16].reshape(1, 1, 4, 4), data[1:5].reshape(1, 1, 2, 2)
+        ops.conv2d_relu_pool_forward(x, buffer(9, 1).reshape(1, 1, 3, 3), buffer(1), 2,
+                                     padding=1, out=out)
+
+    def relu_maxpool2d_backward():
+        data = buffer(17)
+        out, dx = data[:4].reshape(1, 1, 2, 2), data[1:17].reshape(1, 1, 4, 4)
+        argmax = np.array([0, 2, 8, 10], np.int32).reshape(1, 1, 2, 2)
+        ops.relu_maxpool2d_backward(buffer(4, 1).reshape(1, 1, 2, 2), out, argmax, (1, 1, 4, 4),
+                                    2, dx=dx)
+
     found = {"matmul": matmul, "bias_backward": bias_backward,
+             "conv2d_relu_pool_forward": conv2d_relu_pool_forward,
+             "relu_maxpool2d_backward": relu_maxpool2d_backward,
              "conv2d_forward": conv2d_forward, "maxpool2d_forward": maxpool2d_forward,
              "activation_forward": activation_forward, "activation_backward": activation_backward,
              "scale_u8": scale_u8, "resample_area": resample_area, "stroke_width": stroke_width,

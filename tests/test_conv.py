@@ -426,3 +426,115 @@ def test_the_c_kernels_refuse_null_pointers_and_bad_sizes_themselves():
     for fn in (lib.pynn_maxpool2d_backward_ref, lib.pynn_maxpool2d_backward):
         assert fn(ffi.NULL, p(o), ip, 2, 3, 8, 8, 2) == lib.PYNN_ERR_NULL
         assert fn(p(x.copy()), p(o), ip, 2, 3, 8, 8, -1) == lib.PYNN_ERR_ARG
+
+
+# ---- a convolution, ReLU and pooling in one pass ----
+
+def relu_pool_of_the_three_calls(x, w, b, stride, padding, k):
+    """What the layers compute one call at a time: conv2d_forward, ReLU over it, pooling."""
+    z = ops.conv2d_forward(x, w, b, stride, padding)
+    ops.activation_forward("relu", z, out=z)
+    out, argmax = ops.maxpool2d_forward(z, k)
+    return z, out, argmax
+
+
+# (B, C, H, W, OC, KH, KW, stride, padding), k: the network's two layers, a batch of one
+# (each image shared by the threads), padding and stride, pooling that leaves rows out, k = 3
+FUSED = [((5, 1, 28, 28, 32, 5, 5, 1, 0), 2), ((4, 32, 12, 12, 64, 5, 5, 1, 0), 2),
+         ((1, 3, 9, 9, 4, 3, 3, 1, 1), 2), ((3, 2, 11, 10, 5, 3, 2, 2, 1), 2),
+         ((2, 3, 13, 12, 6, 2, 2, 1, 0), 3)]
+FUSED_IDS = ["conv1", "conv2", "B1-pad1", "stride2-odd", "k3"]
+
+
+@pytest.mark.parametrize("shape,k", FUSED, ids=FUSED_IDS)
+@pytest.mark.parametrize("shared", [False, True], ids=["default", "every-job-shared"])
+def test_the_fused_convolution_relu_and_pooling_give_the_bits_of_the_three_calls(
+        kernels, threads, shape, k, shared):
+    x, w, b, _, stride, padding = make(shape, 3 + k)
+    ops.share_every_job(shared)
+    try:
+        z, want, want_argmax = relu_pool_of_the_three_calls(x, w, b, stride, padding, k)
+        out, argmax = ops.conv2d_relu_pool_forward(x, w, b, k, stride, padding)
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(argmax, want_argmax)
+        dout = np.random.default_rng(k).standard_normal(out.shape).astype(np.float32)
+        dout.reshape(-1)[::7] = -0.0                     # the sign of a zero comes through too
+        dz = ops.maxpool2d_backward(dout, argmax, z.shape, k)
+        ops.activation_backward("relu", z, dz, dinp=dz)
+        got = ops.relu_maxpool2d_backward(dout, out, argmax, z.shape, k,
+                                          dx=np.full(z.shape, np.nan, np.float32))
+        np.testing.assert_array_equal(got.view(np.int32), dz.view(np.int32))
+    finally:
+        ops.share_every_job(False)
+
+
+@pytest.mark.parametrize("shape,k", FUSED, ids=FUSED_IDS)
+def test_the_fused_pass_matches_the_float64_reference(shape, k):
+    x, w, b, _, stride, padding = make(shape, 11)
+    z64 = np.maximum(conv64(x, w, b, stride, padding), 0.0)
+    scale = conv64(np.abs(x), np.abs(w), np.abs(b), stride, padding)
+    want, _ = pool64(z64, k)
+    out, argmax = ops.conv2d_relu_pool_forward(x, w, b, k, stride, padding)
+    pooled_scale, _ = pool64(scale, k)
+    assert_within(out, want, pooled_scale, w[0].size, "pooled")    # max moves no more than its inputs
+    B, OC, OH, OW = z64.shape
+    chosen = np.take_along_axis(z64.reshape(B, OC, -1), argmax.reshape(B, OC, -1), axis=2)
+    assert_within(out, chosen.reshape(out.shape), pooled_scale, w[0].size, "the argmax's value")
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    dz64 = np.zeros((B * OC, OH * OW))
+    for q, (am, d, o) in enumerate(zip(argmax.reshape(B * OC, -1), dout.reshape(B * OC, -1),
+                                       out.reshape(B * OC, -1))):
+        dz64[q, am] = np.where(o > 0, d, 0.0)
+    got = ops.relu_maxpool2d_backward(dout.astype(np.float32), out, argmax, z64.shape, k)
+    np.testing.assert_array_equal(got, dz64.reshape(z64.shape).astype(np.float32))
+
+
+def test_the_fused_pass_refuses_bad_arguments_by_name():
+    x, w, b, _ = conv_args()                    # conv output (2,4,6,6)
+    out, argmax = ops.conv2d_relu_pool_forward(x, w, b, 2)
+    assert out.shape == argmax.shape == (2, 4, 3, 3)
+    dout = np.ones(out.shape, np.float32)
+    with pytest.raises(ValueError, match="larger than the input"):
+        ops.conv2d_relu_pool_forward(x, w, b, 7)
+    with pytest.raises(ValueError, match="b must have shape"):
+        ops.conv2d_relu_pool_forward(x, w, b[:3].copy(), 2)
+    with pytest.raises(TypeError, match="b must be a numpy array"):
+        ops.conv2d_relu_pool_forward(x, w, None, 2)
+    with pytest.raises(ValueError, match="out must have shape"):
+        ops.conv2d_relu_pool_forward(x, w, b, 2, out=np.zeros((2, 4, 6, 6), np.float32))
+    with pytest.raises(TypeError, match="argmax must have dtype int32"):
+        ops.conv2d_relu_pool_forward(x, w, b, 2, argmax=argmax.astype(np.int64))
+    with pytest.raises(ValueError, match="work must not overlap"):
+        ops.conv2d_relu_pool_forward(x, w, b, 2, work=x.reshape(-1))
+    with pytest.raises(ValueError, match="out must not overlap"):
+        ops.conv2d_relu_pool_forward(x, w, b, 2, out=x.reshape(-1)[:out.size].reshape(out.shape))
+    with pytest.raises(ValueError, match="out must have shape"):
+        ops.relu_maxpool2d_backward(dout, out[:, :2].copy(), argmax, (2, 4, 6, 6), 2)
+    buf = np.ones(2 * 4 * 6 * 6, np.float32)
+    with pytest.raises(ValueError, match="dx must not overlap"):
+        ops.relu_maxpool2d_backward(buf[:dout.size].reshape(dout.shape), out, argmax,
+                                    (2, 4, 6, 6), 2, dx=buf.reshape(2, 4, 6, 6))
+    for bad in (-1, 36, 2):       # before its plane, past it, in the wrong window
+        wrong = argmax.copy()
+        wrong[1, 2, 2, 2] = bad
+        dx = np.full((2, 4, 6, 6), 5.0, np.float32)
+        with pytest.raises(ValueError, match="outside its own pooling window"):
+            ops.relu_maxpool2d_backward(dout, out, wrong, dx.shape, 2, dx)
+        assert (dx == 5.0).all(), "nothing is written when an index is wrong"
+    p = lambda a: ffi.cast("float *", ffi.from_buffer(a))   # noqa: E731
+    ip = ffi.cast("int32_t *", ffi.from_buffer(argmax))
+    s = ffi.new("struct pynn_conv2d_shape *", dict(B=2, C=3, H=8, W=8, OC=4, KH=3, KW=3,
+                                                   stride=1, pad=0))
+    work = np.zeros(ops.conv2d_relu_pool_workspace(x.shape, w.shape), np.float32)
+    fwd = lib.pynn_conv2d_relu_pool_forward
+    assert fwd(p(out), ip, p(x), p(w), p(b), s, 2, p(work), work.size) == lib.PYNN_OK
+    assert fwd(p(out), ffi.NULL, p(x), p(w), p(b), s, 2, p(work), work.size) == lib.PYNN_ERR_NULL
+    assert fwd(p(out), ip, p(x), p(w), p(b), s, 0, p(work), work.size) == lib.PYNN_ERR_ARG
+    assert fwd(p(out), ip, p(x), p(w), p(b), s, 7, p(work), work.size) == lib.PYNN_ERR_SIZE
+    assert fwd(p(out), ip, p(x), p(w), p(b), s, 2, p(work), 10) == lib.PYNN_ERR_SIZE
+    dx = np.zeros((2, 4, 6, 6), np.float32)
+    bwd = lib.pynn_relu_maxpool2d_backward
+    assert bwd(p(dx), p(dout), p(out), ip, 2, 4, 6, 6, 2) == lib.PYNN_OK
+    assert bwd(p(dx), p(dout), ffi.NULL, ip, 2, 4, 6, 6, 2) == lib.PYNN_ERR_NULL
+    assert bwd(p(dx), p(dout), p(out), ffi.NULL, 2, 4, 6, 6, 2) == lib.PYNN_ERR_NULL
+    assert bwd(p(dx), p(dout), p(out), ip, 2, 4, 6, 6, 0) == lib.PYNN_ERR_ARG

@@ -60,6 +60,40 @@ def test_every_gradient_matches_central_differences():
     assert checked > 40
 
 
+def test_training_runs_conv_relu_pool_as_one_pass_with_the_bits_of_the_layers():
+    """Network runs Conv2d, ReLU, MaxPool2d as one C pass in training and prediction
+    (Conv2d.forward_relu_pool); ``forward`` with keep runs them one by one, so that
+    layer_outputs has every output. Nothing is summed in another order, so the two agree
+    bit for bit: the outputs, the gradients, and the weights after steps of SGD."""
+    import copy
+    fused = Network([Conv2d(2, 4, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(4, 6, 2), ReLU(),
+                     MaxPool2d(2), Flatten(), Linear(24, 5), ReLU(), Linear(5, 3)],
+                    input_shape=(2, 10, 10), seed=3)
+    layered = copy.deepcopy(fused)
+    assert fused._conv_pools == {0: 2, 3: 2}
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(7, 2, 10, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 7)
+    T = layered.targets(y, 7)
+    np.testing.assert_array_equal(fused.predict_proba(X), layered.forward(X, keep=False))
+    opt_fused, opt_layered = pynn.SGD(lr=0.1, momentum=0.9), pynn.SGD(lr=0.1, momentum=0.9)
+    for step in range(3):
+        want = layered.gradients(X, y)
+        layered.forward(X)
+        grads = layered.backward(T)
+        for got, ref in zip(grads, want):
+            for g, r in zip(got, ref):
+                np.testing.assert_array_equal(g, r)
+        opt_layered.step(layered.parameters(), [g for pair in grads for g in pair])
+        loss = fused.train_batch(X, T, opt_fused)
+        assert loss == layered.last_loss
+        for a, b in zip(fused.parameters(), layered.parameters()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(RuntimeError, match="layer_outputs needs a forward"):
+        fused.layer_outputs()          # a training step keeps no output of the fused layers
+    assert len(layered.layer_outputs()) == 11
+
+
 def test_a_convolutional_network_learns_saves_and_resumes(tmp_path):
     X, y = images(n=96, seed=2)
     net = small_conv(seed=3, act=ReLU)
@@ -115,3 +149,19 @@ def test_teaching_moves_a_convolutional_network_too():
     drawing[4:24, 13:15] = 1.0                    # a stroke, taught as a 7
     adapt.teach(net, drawing.reshape(1, 784), np.array([7]), rng=rng)
     assert net.predict_one(drawing).argmax() == 7
+
+
+def test_the_fused_training_gives_the_same_weights_on_one_thread_and_on_two(every_job_shared):
+    rng = np.random.default_rng(5)
+    X = rng.random((40, 1, 14, 14), dtype=np.float32)
+    y = rng.integers(0, 10, 40)
+    weights = []
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        net = Network("1x14x14-c8k3-pool2-c6k2p1-pool2-16-10", seed=2)
+        assert len(net._conv_pools) == 2
+        net.fit(X, y, epochs=2, batch_size=8, optimizer=pynn.SGD(lr=0.05, momentum=0.9),
+                score=False)
+        weights.append(net.parameters())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

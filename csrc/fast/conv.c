@@ -56,16 +56,30 @@ static int64_t pack_floats(const struct pynn_conv2d_shape *s, const struct pynn_
     return pynn_mul_size(s->OC + PYNN_MR_MAX, z->K + PYNN_MR_MAX);
 }
 
-/* the floats one thread's share of the workspace holds: the packed weights, then the
- * forward's col (K,P); or the backward's col^T (n,K) and dout^T (n,OC) for n positions at a
- * step, then dcol (K,P) */
-static int64_t floats_per_thread(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
-    int64_t kp = pynn_mul_size(z->K, z->P), pack = pack_floats(s, z);
+/* the floats after the packed weights for the forward's col (K,P); or the backward's col^T
+ * (n,K) and dout^T (n,OC) for n positions at a step, then dcol (K,P) */
+static int64_t col_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    int64_t kp = pynn_mul_size(z->K, z->P);
     int64_t n = pynn_mul_size(images_per_step(z), z->P);
     int64_t step = pynn_mul_size(n, z->K + s->OC);
-    int64_t most = kp > step ? kp : step;
-    if (kp < 0 || step < 0 || pack < 0 || most > INT64_MAX - 64 - SPILL - pack) return -1;
-    return pack + most + 64 + SPILL;
+    return kp < 0 || step < 0 ? -1 : kp > step ? kp : step;
+}
+
+/* the floats one thread's share of the workspace holds: the packed weights, col, and with
+ * `pooled` one image's output (OC,P) before its pooling */
+static int64_t floats_per_thread(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z,
+                                 int pooled) {
+    int64_t pack = pack_floats(s, z), most = col_floats(s, z);
+    int64_t img = pooled ? pynn_mul_size(s->OC, z->P) : 0;
+    if (most < 0 || pack < 0 || img < 0 || most > INT64_MAX - 80 - SPILL - pack - img) return -1;
+    return pack + most + img + 80 + SPILL;
+}
+
+/* where thread share `wpack` keeps its image before the pooling (after col and its spill) */
+static float *image_before_pool(float *wpack, const struct pynn_conv2d_shape *s,
+                                const struct pynn_conv2d_sizes *z) {
+    float *p = wpack + pack_floats(s, z) + col_floats(s, z) + SPILL;
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
 /* dweight is split among the threads by the taps of kernel rows (c,i); a kernel of few rows
@@ -97,8 +111,14 @@ int64_t pynn_conv2d_workspace(const struct pynn_conv2d_shape *s) {
     struct pynn_conv2d_sizes z;
     if (pynn_conv2d_check(s, &z) != PYNN_OK) return -1;
     int64_t shared = group_floats(s, &z);
-    int64_t per = pynn_mul_size(floats_per_thread(s, &z), pynn_get_num_threads());
+    int64_t per = pynn_mul_size(floats_per_thread(s, &z, 0), pynn_get_num_threads());
     return shared < 0 || per < 0 || per > INT64_MAX - shared ? -1 : shared + per;
+}
+
+int64_t pynn_conv2d_relu_pool_workspace(const struct pynn_conv2d_shape *s) {
+    struct pynn_conv2d_sizes z;
+    if (pynn_conv2d_check(s, &z) != PYNN_OK) return -1;
+    return pynn_mul_size(floats_per_thread(s, &z, 1), pynn_get_num_threads());
 }
 
 /* x[0] + ... + x[n-1] in eight interleaved partial sums, which the compiler runs as one
@@ -200,24 +220,56 @@ static inline void add_floats(float *restrict dst, const float *restrict src, in
     for (; x < n; x++) dst[x] += src[x];
 }
 
-/* dinp_b += dcol folded back onto the image: every tap adds to the pixel it read */
+/* dinp_b += dcol folded back onto the image: every tap adds to the pixel it read. Compiled
+ * twice, for the baseline and for AVX2 (col2im_add picks by the kernel set): additions alone,
+ * so both give the same bits, the wider one in half the instructions. */
+static inline __attribute__((always_inline)) void col2im_body(
+        float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+        const struct pynn_conv2d_sizes *z) {
+    int64_t st = s->stride, pad = s->pad, W = s->W;
+    /* the taps of one kernel column j in turn: a row of the image then takes its adds at one
+     * offset after another, each reading what the last stored at the same place (which the
+     * processor forwards), not one float off (which stalls the load) */
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t j = 0; j < s->KW; j++)
+            for (int64_t i = 0; i < s->KH; i++) {
+                int64_t k = (c * s->KH + i) * s->KW + j;
+                float *plane = dinp_b + c * s->H * W;
+                int64_t x0 = pad - j > 0 ? (pad - j + st - 1) / st : 0;
+                int64_t x1 = W + pad - j > 0 ? min64(z->OW, (W + pad - j + st - 1) / st) : 0;
+                for (int64_t y = 0; y < z->OH; y++) {
+                    int64_t h = st * y + i - pad;
+                    if (h < 0 || h >= s->H) continue;
+                    const float *row = dcol + k * z->P + y * z->OW;
+                    float *dst = plane + h * W;
+                    if (st == 1) add_floats(dst + j - pad + x0, row + x0, x1 - x0);
+                    else for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
+                }
+            }
+}
+
+static void col2im_generic(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+                           const struct pynn_conv2d_sizes *z) {
+    col2im_body(dinp_b, dcol, s, z);
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("avx2"))) static void col2im_avx2(
+        float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
+        const struct pynn_conv2d_sizes *z) {
+    col2im_body(dinp_b, dcol, s, z);
+}
+#endif
+
 static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
                        const struct pynn_conv2d_sizes *z) {
-    int64_t st = s->stride, pad = s->pad, W = s->W;
-    for (int64_t k = 0; k < z->K; k++) {
-        int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
-        float *plane = dinp_b + c * s->H * W;
-        int64_t x0 = pad - j > 0 ? (pad - j + st - 1) / st : 0;
-        int64_t x1 = W + pad - j > 0 ? min64(z->OW, (W + pad - j + st - 1) / st) : 0;
-        for (int64_t y = 0; y < z->OH; y++) {
-            int64_t h = st * y + i - pad;
-            if (h < 0 || h >= s->H) continue;
-            const float *row = dcol + k * z->P + y * z->OW;
-            float *dst = plane + h * W;
-            if (st == 1) add_floats(dst + j - pad + x0, row + x0, x1 - x0);
-            else for (int64_t x = x0; x < x1; x++) dst[st * x + j - pad] += row[x];
-        }
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (strcmp(pynn_kernels()->name, "generic") != 0) {
+        col2im_avx2(dinp_b, dcol, s, z);
+        return;
     }
+#endif
+    col2im_generic(dinp_b, dcol, s, z);
 }
 
 /* ---- the products, on the micro-kernels of gemm_kernels.c ---- */
@@ -280,16 +332,22 @@ struct conv_job {
     const float *inp, *weight, *bias, *dout;
     float *work;
     int64_t shared, per_thread;     /* the groups' copies of dweight; each thread's share */
+    int64_t pool;                   /* k of the pooling after a ReLU, or 0: none */
+    int32_t *argmax;
 };
+
+static void pool_planes(const float *inp, float *out, int32_t *argmax, int64_t q0, int64_t q1,
+                        int64_t H, int64_t W, int64_t k);
 
 /* out_b (OC,P) = bias + weight (OC,K) col (K,P), on this thread or shared among nt threads
  * (then every thread calls it, each unfolds some rows of the shared col and computes some
- * columns of out_b) */
-static void forward_image(const struct conv_job *j, int64_t b, const float *wpack, float *col,
+ * columns of out_b). With a pooling, out_b is the thread share's image before it: ReLU in
+ * place, then each thread pools some of its channels into the output. */
+static void forward_image(const struct conv_job *j, int64_t b, float *wpack, float *col,
                           int tid, int nt) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
-    float *out_b = j->out + b * s->OC * z->P;
+    float *out_b = j->pool ? image_before_pool(wpack, s, z) : j->out + b * s->OC * z->P;
     int64_t k0, k1, p0, p1;
     share(z->K, 1, tid, nt, &k0, &k1);
     im2col_rows(col + k0 * z->P, j->inp + b * s->C * s->H * s->W, s, z, k0, k1);
@@ -300,6 +358,15 @@ static void forward_image(const struct conv_job *j, int64_t b, const float *wpac
     packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, j->bias != NULL ? 1.0f : 0.0f,
                    out_b + p0, z->P);
     pynn_barrier(nt);     /* col is overwritten by the next image */
+    if (j->pool) {
+        int64_t o0, o1, k = j->pool, n = (z->OH / k) * (z->OW / k);
+        share(s->OC, 1, tid, nt, &o0, &o1);
+        for (int64_t e = o0 * z->P; e < o1 * z->P; e++)      /* ReLU, as pynn_relu_forward */
+            out_b[e] = out_b[e] < 0.0f ? 0.0f : out_b[e];
+        pool_planes(out_b, j->out + b * s->OC * n, j->argmax + b * s->OC * n, o0, o1, z->OH,
+                    z->OW, k);
+        pynn_barrier(nt);     /* out_b is overwritten by the next image */
+    }
 }
 
 static void forward_job(int tid, int nt, void *arg) {
@@ -324,30 +391,50 @@ static void forward_job(int tid, int nt, void *arg) {
 /* the workspace's parts for the job's shape: one shared part and one thread's own; the caller's
  * work_len must hold both (more threads run where it holds more) */
 static int split_work(struct conv_job *j, int64_t work_len) {
-    j->per_thread = floats_per_thread(j->s, &j->z);
-    j->shared = group_floats(j->s, &j->z);
+    j->per_thread = floats_per_thread(j->s, &j->z, j->pool != 0);
+    j->shared = j->pool ? 0 : group_floats(j->s, &j->z);
     if (j->per_thread < 0 || j->shared < 0 || j->per_thread > INT64_MAX - j->shared)
         return PYNN_ERR_OVERFLOW;
     return work_len < j->shared + j->per_thread ? PYNN_ERR_SIZE : PYNN_OK;
 }
 
-int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                        const struct pynn_conv2d_shape *s, float *work, int64_t work_len) {
-    struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0};
-    PYNN_TRY(pynn_conv2d_check(s, &j.z));
+/* both forwards: j holds the call's arrays and pooling */
+static int forward(struct conv_job *j, int64_t work_len) {
+    const struct pynn_conv2d_shape *s = j->s;
+    PYNN_TRY(pynn_conv2d_check(s, &j->z));
     if (work_len < 0) return PYNN_ERR_SIZE;
+    if (j->pool) PYNN_TRY(pynn_pool_check(s->B, s->OC, j->z.OH, j->z.OW, j->pool));
     if (s->B == 0) return PYNN_OK;
-    if (out == NULL || inp == NULL || weight == NULL || work == NULL) return PYNN_ERR_NULL;
-    PYNN_TRY(split_work(&j, work_len));
-    double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
+    if (j->out == NULL || j->inp == NULL || j->weight == NULL || j->work == NULL ||
+        (j->pool && j->argmax == NULL))
+        return PYNN_ERR_NULL;
+    PYNN_TRY(split_work(j, work_len));
+    double flops = 2.0 * (double)s->B * (double)s->OC * (double)j->z.K * (double)j->z.P;
     unsigned fp = pynn_flush_denormals();
     /* whole images to each thread, as parts any thread may claim; a batch smaller than the
      * thread count shares each image, at barriers */
-    int nt = threads_for(flops, work_len, j.shared, j.per_thread);
-    if (s->B >= nt) pynn_parallel_parts(nt, nt, forward_job, &j);
-    else pynn_parallel(nt, forward_job, &j);
+    int nt = threads_for(flops, work_len, j->shared, j->per_thread);
+    if (s->B >= nt) pynn_parallel_parts(nt, nt, forward_job, j);
+    else pynn_parallel(nt, forward_job, j);
     pynn_restore_denormals(fp);
     return PYNN_OK;
+}
+
+int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct pynn_conv2d_shape *s, float *work, int64_t work_len) {
+    struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0, 0,
+                         NULL};
+    return forward(&j, work_len);
+}
+
+int pynn_conv2d_relu_pool_forward(float *out, int32_t *argmax, const float *inp,
+                                  const float *weight, const float *bias,
+                                  const struct pynn_conv2d_shape *s, int64_t k, float *work,
+                                  int64_t work_len) {
+    struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0, k,
+                         argmax};
+    if (k < 1) return PYNN_ERR_ARG;
+    return forward(&j, work_len);
 }
 
 /* dw[:, r0*KW : r1*KW] (the taps of kernel rows [r0,r1); dw (OC,K) with row stride K) +=
@@ -457,7 +544,8 @@ static void backward_job(int part, int nparts, void *arg) {
 int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
                          float *work, int64_t work_len) {
-    struct conv_job j = {s, {0}, NULL, dinp, dweight, dbias, inp, weight, NULL, dout, work, 0, 0};
+    struct conv_job j = {s, {0}, NULL, dinp, dweight, dbias, inp, weight, NULL, dout, work, 0, 0,
+                         0, NULL};
     PYNN_TRY(pynn_conv2d_check(s, &j.z));
     if (work_len < 0) return PYNN_ERR_SIZE;
     if (s->B == 0) return PYNN_OK;
@@ -481,20 +569,20 @@ struct pool_job {
     float *out, *dinp;
     int32_t *argmax;
     const int32_t *argmax_in;
-    const float *inp, *dout;
+    const float *inp, *dout, *out_in;
     int64_t planes, H, W, k;
     int bad[64];                /* the backward's check: whether thread t found a bad argmax */
 };
 
 /* planes [q0,q1) of the forward, any k: the reference's scan, its choice made without
  * branches (a window's winner is as unpredictable as the data) */
-static void pool_forward_planes(
-        const struct pool_job *j, int64_t q0, int64_t q1, int64_t k) {
-    int64_t H = j->H, W = j->W, OH = H / k, OW = W / k;
+static void pool_forward_planes(const float *inp, float *out, int32_t *argmax, int64_t q0,
+                                int64_t q1, int64_t H, int64_t W, int64_t k) {
+    int64_t OH = H / k, OW = W / k;
     for (int64_t q = q0; q < q1; q++) {
-        const float *inp_q = j->inp + q * H * W;
-        float *out_q = j->out + q * OH * OW;
-        int32_t *am_q = j->argmax + q * OH * OW;
+        const float *inp_q = inp + q * H * W;
+        float *out_q = out + q * OH * OW;
+        int32_t *am_q = argmax + q * OH * OW;
         for (int64_t y = 0; y < OH; y++)
             for (int64_t x = 0; x < OW; x++) {
                 int32_t best = (int32_t)((k * y) * W + k * x);
@@ -544,21 +632,27 @@ static void pool2_row(const float *row0, const float *row1, int32_t at0, int32_t
     }
 }
 
+/* planes [q0,q1) of inp, (H,W) each, pooled into out and argmax, (H/k,W/k) each */
+static void pool_planes(const float *inp, float *out, int32_t *argmax, int64_t q0, int64_t q1,
+                        int64_t H, int64_t W, int64_t k) {
+    if (k != 2) {
+        pool_forward_planes(inp, out, argmax, q0, q1, H, W, k);
+        return;
+    }
+    int64_t OH = H / 2, OW = W / 2;
+    for (int64_t q = q0; q < q1; q++)
+        for (int64_t y = 0; y < OH; y++) {
+            const float *row0 = inp + q * H * W + 2 * y * W;
+            pool2_row(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W,
+                      out + (q * OH + y) * OW, argmax + (q * OH + y) * OW, OW);
+        }
+}
+
 static void pool_forward_job(int tid, int nt, void *arg) {
     const struct pool_job *j = arg;
     int64_t q0, q1;
     share(j->planes, 1, tid, nt, &q0, &q1);
-    if (j->k != 2) {
-        pool_forward_planes(j, q0, q1, j->k);
-        return;
-    }
-    int64_t H = j->H, W = j->W, OH = H / 2, OW = W / 2;
-    for (int64_t q = q0; q < q1; q++)
-        for (int64_t y = 0; y < OH; y++) {
-            const float *row0 = j->inp + q * H * W + 2 * y * W;
-            pool2_row(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W,
-                      j->out + (q * OH + y) * OW, j->argmax + (q * OH + y) * OW, OW);
-        }
+    pool_planes(j->inp, j->out, j->argmax, q0, q1, j->H, j->W, j->k);
 }
 
 int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t B, int64_t C,
@@ -566,7 +660,7 @@ int pynn_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_
     PYNN_TRY(pynn_pool_check(B, C, H, W, k));
     if (B * C == 0) return PYNN_OK;
     if (out == NULL || argmax == NULL || inp == NULL) return PYNN_ERR_NULL;
-    struct pool_job j = {out, NULL, argmax, NULL, inp, NULL, B * C, H, W, k, {0}};
+    struct pool_job j = {out, NULL, argmax, NULL, inp, NULL, NULL, B * C, H, W, k, {0}};
     pynn_parallel(pynn_threads_for((double)(B * C * H * W)), pool_forward_job, &j);
     return PYNN_OK;
 }
@@ -609,18 +703,66 @@ static void pool_backward_job(int tid, int nt, void *arg) {
     }
 }
 
+/* in the forward pass out = relu(inp)[argmax], so the gradient reaches inp at the argmax
+ * alone, and only where out > 0 (ReLU passed nothing on where it gave 0): each plane is
+ * written whole, zero but there. dout is added to a zero, as the pooling backward adds it
+ * into a zeroed dinp, so that the bits are the layers' (a -0 becomes +0 alike). */
+static void relu_pool_backward_job(int tid, int nt, void *arg) {
+    const struct pool_job *j = arg;
+    int64_t q0, q1, n = (j->H / j->k) * (j->W / j->k);
+    share(j->planes, 1, tid, nt, &q0, &q1);
+    for (int64_t q = q0; q < q1; q++) {
+        float *dinp_q = j->dinp + q * j->H * j->W;
+        memset(dinp_q, 0, sizeof(float) * j->H * j->W);
+        for (int64_t t = 0; t < n; t++) {
+            float d = j->dout[q * n + t], o = j->out_in[q * n + t];
+            dinp_q[j->argmax_in[q * n + t]] = o > 0.0f ? 0.0f + d : 0.0f;
+        }
+    }
+}
+
+struct pool_pass {
+    struct pool_job *j;
+    pynn_job_fn write;
+};
+
+/* each thread checks the argmax of its planes; after all have, each writes its planes unless
+ * one found a bad index */
+static void pool_backward_pass(int tid, int nt, void *arg) {
+    const struct pool_pass *pass = arg;
+    pool_check_job(tid, nt, pass->j);
+    pynn_barrier(nt);
+    for (int t = 0; t < nt; t++)
+        if (pass->j->bad[t]) return;
+    pass->write(tid, nt, pass->j);
+}
+
 /* the checks of the readable backward, except that the argmax is checked by all the threads
- * (every one of them before anything is written) */
+ * (every one of them before anything is written); the threads are counted by the bytes the
+ * pass moves, four for each element of dinp, as it does little arithmetic */
+static int pool_backward(struct pool_job *j, pynn_job_fn fn) {
+    if (j->planes == 0) return PYNN_OK;
+    if (j->dinp == NULL || j->dout == NULL || j->argmax_in == NULL) return PYNN_ERR_NULL;
+    int nt = (int)min64(pynn_threads_for(4.0 * (double)(j->planes * j->H * j->W)), 64);
+    struct pool_pass pass = {j, fn};
+    pynn_parallel(nt, pool_backward_pass, &pass);
+    for (int t = 0; t < nt; t++)
+        if (j->bad[t]) return PYNN_ERR_ARG;
+    return PYNN_OK;
+}
+
 int pynn_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, int64_t B,
                             int64_t C, int64_t H, int64_t W, int64_t k) {
     PYNN_TRY(pynn_pool_check(B, C, H, W, k));
-    if (B * C == 0) return PYNN_OK;
-    if (dinp == NULL || dout == NULL || argmax == NULL) return PYNN_ERR_NULL;
-    struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, B * C, H, W, k, {0}};
-    int nt = (int)min64(pynn_threads_for((double)(B * C * H * W)), 64);
-    pynn_parallel(nt, pool_check_job, &j);
-    for (int t = 0; t < nt; t++)
-        if (j.bad[t]) return PYNN_ERR_ARG;
-    pynn_parallel(nt, pool_backward_job, &j);
-    return PYNN_OK;
+    struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, NULL, B * C, H, W, k, {0}};
+    return pool_backward(&j, pool_backward_job);
+}
+
+int pynn_relu_maxpool2d_backward(float *dinp, const float *dout, const float *out,
+                                 const int32_t *argmax, int64_t B, int64_t C, int64_t H,
+                                 int64_t W, int64_t k) {
+    PYNN_TRY(pynn_pool_check(B, C, H, W, k));
+    if (B * C > 0 && out == NULL) return PYNN_ERR_NULL;
+    struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, out, B * C, H, W, k, {0}};
+    return pool_backward(&j, relu_pool_backward_job);
 }

@@ -187,3 +187,61 @@ def maxpool2d_backward(dout, argmax, x_shape, k, dx=None, reference=False):
         raise ValueError("argmax holds an index outside its own pooling window")
     check_status(rc, "maxpool2d_backward")
     return dx
+
+
+def conv2d_relu_pool_workspace(x_shape, w_shape, stride=1, padding=0):
+    """Floats of workspace ``conv2d_relu_pool_forward`` needs at these shapes on the threads set
+    now (a smaller one runs on fewer threads)."""
+    conv2d_output_shape(x_shape, w_shape, stride, padding)
+    n = lib.pynn_conv2d_relu_pool_workspace(_conv_shape(x_shape, w_shape, stride, padding))
+    if n < 0:
+        raise ValueError(f"x {tuple(x_shape)} and w {tuple(w_shape)} are too large")
+    return n
+
+
+def conv2d_relu_pool_forward(x, w, b, k, stride=1, padding=0, out=None, argmax=None, work=None):
+    """A network's Conv2d, ReLU and MaxPool2d(k) in one pass: returns (out, argmax), what
+    ``maxpool2d_forward`` gives for relu(conv2d_forward(x, w, b, stride, padding)), bit for
+    bit, without the convolution's whole output. argmax (int32) indexes the convolution's
+    output planes (OH,OW); ``work`` a float32 array of conv2d_relu_pool_workspace() floats."""
+    check_array("x", x, ndim=4)
+    check_array("w", w, ndim=4)
+    check_array("b", b, ndim=1)
+    check_shape("b", b, (w.shape[0],))
+    conv = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    k, shape = _pool_shape(conv, k)
+    out = output(out, shape)
+    no_overlap(out, x, w, b)
+    if argmax is None:
+        argmax = np.empty(shape, dtype=np.int32)
+    am = _argmax_array(argmax, shape, writable=True)
+    no_overlap(argmax, x, w, b, out, name="argmax")
+    if work is None:
+        work = np.empty(conv2d_relu_pool_workspace(x.shape, w.shape, stride, padding), np.float32)
+    check_array("work", work, ndim=1, writable=True)
+    no_overlap(work, x, w, b, out, argmax, name="work")
+    rc = lib.pynn_conv2d_relu_pool_forward(wptr(out), am, ptr(x), ptr(w), ptr(b),
+                                           _conv_shape(x.shape, w.shape, stride, padding), k,
+                                           wptr(work), work.size)
+    check_status(rc, "conv2d_relu_pool_forward")
+    return out, argmax
+
+
+def relu_maxpool2d_backward(dout, out, argmax, x_shape, k, dx=None):
+    """dL/dx (``x_shape``) of out = maxpool(relu(x)) from dout (B,C,H//k,W//k): each dout goes to
+    the element its window's argmax names where out > 0, and everything else is zero. Written
+    into ``dx`` (not added: it replaces what was there), new when None; the bits of
+    ``maxpool2d_backward`` into zeros followed by ReLU's backward."""
+    k, shape = _pool_shape(tuple(x_shape), k)
+    check_array("dout", dout, ndim=4)
+    check_shape("dout", dout, shape)
+    check_array("out", out, ndim=4)
+    check_shape("out", out, shape)
+    am = _argmax_array(argmax, shape)
+    dx = output(dx, tuple(x_shape), "dx")
+    no_overlap(dx, dout, out, argmax, name="dx")
+    rc = lib.pynn_relu_maxpool2d_backward(wptr(dx), ptr(dout), ptr(out), am, *dx.shape, k)
+    if rc == lib.PYNN_ERR_ARG:
+        raise ValueError("argmax holds an index outside its own pooling window")
+    check_status(rc, "relu_maxpool2d_backward")
+    return dx
