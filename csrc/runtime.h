@@ -38,8 +38,9 @@ int pynn_threads_for_awake(double flops);
  * awake: one digit's layer, a few flops a byte, pays for a second thread sooner than a GEMM */
 int pynn_threads_for_reads(double bytes);
 /* threads for reading `bytes` once, front to back, when each read serves a flop or two (one row
- * times a matrix): one core streams what the last-level cache holds about as fast as two do,
- * and on a busy machine the second costs more than it brings, so only a bigger one is split */
+ * times a matrix): a matrix that fits a core's L2 streams about as fast on one core as on two,
+ * and on a busy machine the second costs more than it brings, so only one of a megabyte a
+ * thread or more is split */
 int pynn_threads_for_streams(double bytes);
 
 /* ---- splitting work ----
