@@ -31,13 +31,6 @@
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* [lo, hi) of `total` that part t of nt owns, in multiples of `unit` */
-static void share(int64_t total, int64_t unit, int t, int nt, int64_t *lo, int64_t *hi) {
-    int64_t units = (total + unit - 1) / unit;
-    *lo = min64(units * t / nt * unit, total);
-    *hi = min64(units * (t + 1) / nt * unit, total);
-}
-
 /* dweight's product sums over this many output positions at a time (whole images): enough
  * that its tile of dweight is loaded and stored once per long sum, few enough that the
  * unfolded patches stay in L2 */
@@ -349,9 +342,9 @@ static void forward_image(const struct conv_job *j, int64_t b, float *wpack, flo
     const struct pynn_conv2d_sizes *z = &j->z;
     float *out_b = j->pool ? image_before_pool(wpack, s, z) : j->out + b * s->OC * z->P;
     int64_t k0, k1, p0, p1;
-    share(z->K, 1, tid, nt, &k0, &k1);
+    pynn_share(z->K, 1, tid, nt, &k0, &k1);
     im2col_rows(col + k0 * z->P, j->inp + b * s->C * s->H * s->W, s, z, k0, k1);
-    share(z->P, 16, tid, nt, &p0, &p1);
+    pynn_share(z->P, 16, tid, nt, &p0, &p1);
     for (int64_t o = 0; o < s->OC && j->bias != NULL; o++)
         for (int64_t p = p0; p < p1; p++) out_b[o * z->P + p] = j->bias[o];
     pynn_barrier(nt);
@@ -360,7 +353,7 @@ static void forward_image(const struct conv_job *j, int64_t b, float *wpack, flo
     pynn_barrier(nt);     /* col is overwritten by the next image */
     if (j->pool) {
         int64_t o0, o1, k = j->pool, n = (z->OH / k) * (z->OW / k);
-        share(s->OC, 1, tid, nt, &o0, &o1);
+        pynn_share(s->OC, 1, tid, nt, &o0, &o1);
         for (int64_t e = o0 * z->P; e < o1 * z->P; e++)      /* ReLU, as pynn_relu_forward */
             out_b[e] = out_b[e] < 0.0f ? 0.0f : out_b[e];
         pool_planes(out_b, j->out + b * s->OC * n, j->argmax + b * s->OC * n, o0, o1, z->OH,
@@ -376,11 +369,11 @@ static void forward_job(int tid, int nt, void *arg) {
     float *wpack = thread_work(j->work, j->shared, j->per_thread, whole ? tid : 0);
     float *col = wpack + pack_floats(s, &j->z);
     int64_t q0, q1;
-    share(slivers(s->OC), 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
+    pynn_share(slivers(s->OC), 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
     pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
     if (whole) {
         int64_t b0, b1;
-        share(s->B, 1, tid, nt, &b0, &b1);
+        pynn_share(s->B, 1, tid, nt, &b0, &b1);
         for (int64_t b = b0; b < b1; b++) forward_image(j, b, wpack, col, 0, 1);
     } else {
         pynn_barrier(nt);
@@ -493,10 +486,10 @@ static void dweight_groups(const struct conv_job *j, int part, int nparts, float
     const struct pynn_conv2d_shape *s = j->s;
     int64_t n = s->OC * j->z.K, g0, g1, b_lo, b_hi;
     float *copies = (float *)j->work;
-    share(DW_GROUPS, 1, part, nparts, &g0, &g1);
+    pynn_share(DW_GROUPS, 1, part, nparts, &g0, &g1);
     for (int64_t g = g0; g < g1; g++) {
         memset(copies + g * n, 0, sizeof(float) * n);
-        share(s->B, 1, (int)g, DW_GROUPS, &b_lo, &b_hi);
+        pynn_share(s->B, 1, (int)g, DW_GROUPS, &b_lo, &b_hi);
         dweight_sum(j, b_lo, b_hi, 0, s->C * s->KH, copies + g * n, ws);
     }
 }
@@ -506,7 +499,7 @@ static void add_groups_job(int part, int nparts, void *arg) {
     const struct conv_job *j = arg;
     int64_t n = j->s->OC * j->z.K, e0, e1;
     const float *copies = j->work;
-    share(n, 16, part, nparts, &e0, &e1);
+    pynn_share(n, 16, part, nparts, &e0, &e1);
     for (int64_t e = e0; e < e1; e++) {
         float sum = 0.0f;
         for (int64_t g = 0; g < DW_GROUPS; g++) sum += copies[g * n + e];
@@ -523,19 +516,19 @@ static void backward_job(int part, int nparts, void *arg) {
     float *ws = wTpack + pack_floats(s, &j->z);
     int64_t r0, r1, b0, b1, o0, o1;
     if (j->shared == 0) {
-        share(s->C * s->KH, 1, part, nparts, &r0, &r1);
+        pynn_share(s->C * s->KH, 1, part, nparts, &r0, &r1);
         dweight_sum(j, 0, s->B, r0, r1, j->dweight, ws);
     } else {
         dweight_groups(j, part, nparts, ws);
     }
     if (j->dbias != NULL) {         /* dbias[o] += sum over images and positions of dout */
-        share(s->OC, 1, part, nparts, &o0, &o1);
+        pynn_share(s->OC, 1, part, nparts, &o0, &o1);
         for (int64_t b = 0; b < s->B; b++)
             for (int64_t o = o0; o < o1; o++)
                 j->dbias[o] += sum_floats(j->dout + (b * s->OC + o) * j->z.P, j->z.P);
     }
     if (j->dinp != NULL) {
-        share(s->B, 1, part, nparts, &b0, &b1);
+        pynn_share(s->B, 1, part, nparts, &b0, &b1);
         if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K));
         for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
     }
@@ -651,7 +644,7 @@ static void pool_planes(const float *inp, float *out, int32_t *argmax, int64_t q
 static void pool_forward_job(int tid, int nt, void *arg) {
     const struct pool_job *j = arg;
     int64_t q0, q1;
-    share(j->planes, 1, tid, nt, &q0, &q1);
+    pynn_share(j->planes, 1, tid, nt, &q0, &q1);
     pool_planes(j->inp, j->out, j->argmax, q0, q1, j->H, j->W, j->k);
 }
 
@@ -689,14 +682,14 @@ static inline __attribute__((always_inline)) int pool_any_bad(const struct pool_
 static void pool_check_job(int tid, int nt, void *arg) {
     struct pool_job *j = arg;
     int64_t q0, q1;
-    share(j->planes, 1, tid, nt, &q0, &q1);
+    pynn_share(j->planes, 1, tid, nt, &q0, &q1);
     j->bad[tid] = j->k == 2 ? pool_any_bad(j, q0, q1, 2) : pool_any_bad(j, q0, q1, j->k);
 }
 
 static void pool_backward_job(int tid, int nt, void *arg) {
     const struct pool_job *j = arg;
     int64_t q0, q1, n = (j->H / j->k) * (j->W / j->k);
-    share(j->planes, 1, tid, nt, &q0, &q1);
+    pynn_share(j->planes, 1, tid, nt, &q0, &q1);
     for (int64_t q = q0; q < q1; q++) {
         float *dinp_q = j->dinp + q * j->H * j->W;
         for (int64_t t = 0; t < n; t++) dinp_q[j->argmax_in[q * n + t]] += j->dout[q * n + t];
@@ -710,7 +703,7 @@ static void pool_backward_job(int tid, int nt, void *arg) {
 static void relu_pool_backward_job(int tid, int nt, void *arg) {
     const struct pool_job *j = arg;
     int64_t q0, q1, n = (j->H / j->k) * (j->W / j->k);
-    share(j->planes, 1, tid, nt, &q0, &q1);
+    pynn_share(j->planes, 1, tid, nt, &q0, &q1);
     for (int64_t q = q0; q < q1; q++) {
         float *dinp_q = j->dinp + q * j->H * j->W;
         memset(dinp_q, 0, sizeof(float) * j->H * j->W);
