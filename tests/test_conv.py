@@ -130,6 +130,42 @@ def test_both_convolutions_match_the_float64_reference_forward_and_backward(kern
         assert_within(db, db64, np.abs(dout).sum(axis=(0, 2, 3)), n_sum, f"{what} db")
 
 
+# (B, C, H, W, OC, KH, KW): convolutions of stride 1 and no padding whose output rows are 8
+# wide, which the forward reads straight from the image where the kernel set can: a row
+# of 8 left over after the 16-wide tiles (P = 40), a tile of rows short of the kernel's 6
+# (OC 7, 13), sums longer than one K slice (C*KH*KW = 400, 800), a batch of one (each image
+# shared by the threads), output rows of 16 and 24
+READ_FROM_IMAGE = [(3, 16, 9, 12, 7, 5, 5), (1, 32, 12, 12, 13, 5, 5), (2, 3, 6, 18, 5, 3, 3),
+                   (2, 1, 28, 28, 32, 5, 5), (5, 2, 10, 10, 9, 3, 3)]
+
+
+@pytest.mark.parametrize("shape", READ_FROM_IMAGE)
+@pytest.mark.parametrize("pooled", [False, True], ids=["conv", "conv-relu-pool"])
+def test_a_forward_read_from_the_image_gives_the_bits_of_the_unfolded_one(kernels, threads, shape,
+                                                                          pooled):
+    """Widened by one column, the image's output rows are no longer whole vectors of 8, so
+    the forward unfolds its patches; each output's sum is the same, lane by lane, so the
+    first OW columns of that output are the bits of the narrower image's."""
+    B, C, H, W, OC, KH, KW = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((B, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((OC, C, KH, KW)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    wide = np.concatenate([x, rng.standard_normal((B, C, H, 1)).astype(np.float32)], axis=3)
+    OW = W - KW + 1
+    assert OW % 8 == 0 and (OW + 1) % 8
+    got, want = ops.conv2d_forward(x, w, b), ops.conv2d_forward(wide, w, b)[..., :OW]
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    assert_within(got, conv64(x, w, b, 1, 0), conv64(np.abs(x), np.abs(w), np.abs(b), 1, 0),
+                  w[0].size, "forward")
+    if pooled:      # the fused pass pools the same bits (H - KH + 1 even: whole windows)
+        out, _ = ops.conv2d_relu_pool_forward(x, w, b, 2)
+        relu = np.maximum(got, 0)
+        OH = relu.shape[2] // 2 * 2
+        pooled_want = relu[:, :, :OH].reshape(B, OC, OH // 2, 2, OW // 2, 2).max(axis=(3, 5))
+        np.testing.assert_array_equal(out, pooled_want)
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_the_fast_convolution_stays_within_rounding_of_the_readable_one(kernels, shape):
     x, w, b, dout, stride, padding = make(shape, 7)

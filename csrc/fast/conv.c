@@ -11,8 +11,11 @@
  * The products run on the micro-kernels of the packed GEMM (gemm_kernels.c, the SIMD set
  * chosen at run time), in gemm_fast.c's blocking: the weights are packed once per call rather
  * than once per image, and one image's col, which fits in L2, is read where it lies. The
- * unfolding copies each pixel KH*KW times, in short runs: the part of the time that
- * unfolding straight into the kernel's slivers (an implicit GEMM) would save.
+ * unfolding copies each pixel KH*KW times, in short runs. A forward of stride 1 and no padding
+ * whose output rows are whole vectors of 8 (both of the MNIST network's layers) skips it where
+ * the kernel set has a convkernel: each run of 8 output positions reads 8 consecutive pixels of
+ * a tap, so the micro-kernel loads them from the image itself (which stays in L1) at the tap's
+ * offset, the same sums in the same order.
  *
  * Threads: the forward and dinp give each thread whole images (a batch smaller than the
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
@@ -297,8 +300,8 @@ static int64_t slivers(int64_t M) {
 }
 
 /* C (M,N) = A (packed by pack_rows) B (K,N) + beta C, B read in place (row stride ldb): the
- * blocked loops of gemm_fast.c's packed path, without its packing of A for every call.
- * beta == 0 never reads C. */
+ * blocked loops of gemm_fast.c's packed path, without its packing of A for every call. Each
+ * sliver of B (kc x nr) stays in L1 while A's slivers pass it. beta == 0 never reads C. */
 static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, const float *B,
                            int64_t ldb, float beta, float *C, int64_t ldc) {
     const struct pynn_kernels *kern = pynn_kernels();
@@ -307,11 +310,51 @@ static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, 
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
         float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
-        for (int64_t ir = 0; ir < M; ir += mr) {
-            int m = (int)min64(mr, M - ir);
-            for (int64_t jr = 0; jr < N; jr += nr)
+        for (int64_t jr = 0; jr < N; jr += nr)
+            for (int64_t ir = 0; ir < M; ir += mr)
                 kern->ukernel(kc, apack + pc * Mp + ir * kc, B + pc * ldb + jr, ldb,
-                              C + ir * ldc + jr, ldc, m, (int)min64(nr, N - jr), 1.0f, bt);
+                              C + ir * ldc + jr, ldc, (int)min64(mr, M - ir),
+                              (int)min64(nr, N - jr), 1.0f, bt);
+    }
+}
+
+/* whether the forward reads its patches from the image (the set's convkernel) instead of
+ * unfolding them: stride 1, no padding, output rows of whole vectors of 8, so that every run
+ * of 8 output positions reads 8 consecutive pixels of each tap; and offsets that fit int32 */
+static int reads_image(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    return pynn_kernels()->convkernel != NULL && s->stride == 1 && s->pad == 0 &&
+           z->OW % 8 == 0 && s->C * s->H * s->W <= INT32_MAX;
+}
+
+/* off[k] = where tap k = (c,i,j) of output position (0,0) lies in an image, for k in
+ * [k0,k1) */
+static void tap_offsets(int32_t *off, const struct pynn_conv2d_shape *s, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t c = k / (s->KH * s->KW), i = k / s->KW % s->KH, j = k % s->KW;
+        off[k] = (int32_t)((c * s->H + i) * s->W + j);
+    }
+}
+
+/* C (M, positions [p0,p1)) = A (packed by pack_rows) times image inp_b's patches + beta C, the
+ * patches read where they lie (reads_image; p0, p1 multiples of 8): packed_product's loops
+ * and sums, with no unfolding. Output position p = (y,x) reads tap k at off[k] + y W + x. */
+static void image_product(const float *apack, int64_t M, int64_t p0, int64_t p1,
+                          const float *inp_b, const int32_t *off,
+                          const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z,
+                          float beta, float *C, int64_t ldc) {
+    const struct pynn_kernels *kern = pynn_kernels();
+    const int mr = kern->mr, nr = kern->nr;
+    int64_t Mp = round_up(M, mr), K = z->K, OW = z->OW;
+    for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, K - pc);
+        float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
+        for (int64_t jr = p0; jr < p1; jr += nr) {
+            int n = (int)min64(nr, p1 - jr);
+            const float *x0 = inp_b + jr / OW * s->W + jr % OW;
+            const float *x1 = n > 8 ? inp_b + (jr + 8) / OW * s->W + (jr + 8) % OW : x0;
+            for (int64_t ir = 0; ir < M; ir += mr)
+                kern->convkernel(kc, apack + pc * Mp + ir * kc, x0, x1, off + pc,
+                                 C + ir * ldc + jr, ldc, (int)min64(mr, M - ir), n, 1.0f, bt);
         }
     }
 }
@@ -341,15 +384,20 @@ static void forward_image(const struct conv_job *j, int64_t b, float *wpack, flo
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
     float *out_b = j->pool ? image_before_pool(wpack, s, z) : j->out + b * s->OC * z->P;
+    const float *inp_b = j->inp + b * s->C * s->H * s->W;
     int64_t k0, k1, p0, p1;
+    int direct = reads_image(s, z);     /* col then holds the taps' offsets */
     pynn_share(z->K, 1, tid, nt, &k0, &k1);
-    im2col_rows(col + k0 * z->P, j->inp + b * s->C * s->H * s->W, s, z, k0, k1);
+    if (!direct) im2col_rows(col + k0 * z->P, inp_b, s, z, k0, k1);
     pynn_share(z->P, 16, tid, nt, &p0, &p1);
     for (int64_t o = 0; o < s->OC && j->bias != NULL; o++)
         for (int64_t p = p0; p < p1; p++) out_b[o * z->P + p] = j->bias[o];
     pynn_barrier(nt);
-    packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, j->bias != NULL ? 1.0f : 0.0f,
-                   out_b + p0, z->P);
+    float beta = j->bias != NULL ? 1.0f : 0.0f;
+    if (direct)
+        image_product(wpack, s->OC, p0, p1, inp_b, (const int32_t *)col, s, z, beta, out_b, z->P);
+    else
+        packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, beta, out_b + p0, z->P);
     pynn_barrier(nt);     /* col is overwritten by the next image */
     if (j->pool) {
         int64_t o0, o1, k = j->pool, n = (z->OH / k) * (z->OW / k);
@@ -371,6 +419,11 @@ static void forward_job(int tid, int nt, void *arg) {
     int64_t q0, q1;
     pynn_share(slivers(s->OC), 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
     pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
+    if (reads_image(s, &j->z)) {
+        int64_t k0, k1;
+        pynn_share(j->z.K, 1, whole ? 0 : tid, whole ? 1 : nt, &k0, &k1);
+        tap_offsets((int32_t *)col, s, k0, k1);
+    }
     if (whole) {
         int64_t b0, b1;
         pynn_share(s->B, 1, tid, nt, &b0, &b1);

@@ -92,6 +92,17 @@ typedef void (*pynn_gradstep_fn)(const struct pynn_optimizer *opt, int64_t step,
                                  const float *d, int64_t d_step, const float *A, int64_t lda,
                                  float *w, float *s1, float *s2, int64_t ldw, int64_t n);
 
+/* a convolution's forward tile read from the image itself, not from unfolded patches (an
+ * implicit im2col), for a convolution of stride 1 and no padding whose output rows are whole
+ * vectors of 8: c (m x n, n <= nr) = alpha * a_packed (mr x K) * B + beta * c, where row k of B
+ * is the n pixels tap k reads for n consecutive output positions, the runs of 8 at
+ * x0 + off[k] and x1 + off[k] (off[k] = tap k's offset in the image; each run of 8 positions
+ * lies in one output row, so it is 8 consecutive pixels). The same sums, in the same order,
+ * as the ukernel on the unfolded patches, so the same bits. NULL in a set without one. */
+typedef void (*pynn_convkernel_fn)(int64_t K, const float *a, const float *x0, const float *x1,
+                                   const int32_t *off, float *c, int64_t ldc, int m, int n,
+                                   float alpha, float beta);
+
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
@@ -103,6 +114,7 @@ struct pynn_kernels {
     pynn_dotblocks_fn dotblocks;
     pynn_gemv4kernel_fn gemv4kernel;
     pynn_gemvnarrow_fn gemvnarrow;
+    pynn_convkernel_fn convkernel;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -193,7 +193,8 @@ static void gemvkernel_generic(int64_t K, const float *a, int64_t a_step, const 
 static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, MR_GENERIC,
                                                     NR_GENERIC, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
-                                                    gradstep_generic, dotblocks_generic, NULL, NULL};
+                                                    gradstep_generic, dotblocks_generic, NULL, NULL,
+                                                    NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ---------------- */
@@ -247,10 +248,44 @@ ukernel_avx2_tile(const int ROWS, const int FULL, const int NV, int64_t K, const
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
 }
+/* ukernel_avx2_tile with B's rows read from the image (pynn_convkernel_fn): two runs of 8
+ * pixels a tap, at x0 + off[k] and x1 + off[k]; n is 8 or 16 */
+TGT_AVX2 static inline __attribute__((always_inline)) void
+convkernel_avx2_tile(const int ROWS, const int NV, int64_t K, const float *a, const float *x0,
+                     const float *x1, const int32_t *off, float *c, int64_t ldc, int m, int n,
+                     float alpha, float beta) {
+    const int FULL = NV > 1;
+    Y_ZERO(0) Y_ZERO(1) Y_ZERO(2) Y_ZERO(3) Y_ZERO(4) Y_ZERO(5)
+    const __m256i k0 = _mm256_castps_si256(mask8(n)), k1 = _mm256_castps_si256(mask8(n - 8));
+    for (int64_t p = 0; p < K; p++, a += MR_AVX2) {
+        const int32_t o = off[p];
+        __m256 b0 = _mm256_loadu_ps(x0 + o), b1 = _mm256_setzero_ps();
+        if (NV > 1) b1 = _mm256_loadu_ps(x1 + o);
+        Y_FMA(0) Y_FMA(1) Y_FMA(2) Y_FMA(3) Y_FMA(4) Y_FMA(5)
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
+}
 #undef Y_ZERO
 #undef Y_FMA
 #undef Y_LOAD
 #undef Y_STORE
+
+#define CONVKERNEL_AVX2_ROWS(ROWS)                                                             \
+    do {                                                                                      \
+        if (n > 8) convkernel_avx2_tile(ROWS, 2, K, a, x0, x1, off, c, ldc, m, n, alpha, beta); \
+        else convkernel_avx2_tile(ROWS, 1, K, a, x0, x1, off, c, ldc, m, n, alpha, beta);       \
+    } while (0)
+
+TGT_AVX2 static void convkernel_avx2(int64_t K, const float *a, const float *x0, const float *x1,
+                                     const int32_t *off, float *c, int64_t ldc, int m, int n,
+                                     float alpha, float beta) {
+    if (m > 4) CONVKERNEL_AVX2_ROWS(6);
+    else if (m > 2) CONVKERNEL_AVX2_ROWS(4);
+    else if (m == 2) CONVKERNEL_AVX2_ROWS(2);
+    else CONVKERNEL_AVX2_ROWS(1);
+}
+#undef CONVKERNEL_AVX2_ROWS
 
 /* a tile of ROWS rows: full width, or the vectors that n needs */
 #define UKERNEL_AVX2_ROWS(ROWS)                                                                \
@@ -549,7 +584,7 @@ TGT_AVX2 static void gemv4kernel_avx2(int64_t K, const float *A, int64_t lda, co
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, MR_AVX2, NR_AVX2,
                                                  dotkernel_avx2, stepkernel_generic, gemvkernel_avx2,
                                                  gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2,
-                                                 gemvnarrow_avx2};
+                                                 gemvnarrow_avx2, convkernel_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -957,7 +992,8 @@ TGT_AVX512 static void gradstep_avx512(const struct pynn_optimizer *opt, int64_t
 static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, MR_AVX512,
                                                    NR_AVX512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
-                                                   gradstep_avx512, dotblocks_avx512, NULL, NULL};
+                                                   gradstep_avx512, dotblocks_avx512, NULL, NULL,
+                                                   NULL};
 #endif
 
 /* ---------------- the choice ---------------- */
