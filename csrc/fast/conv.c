@@ -53,12 +53,15 @@ static int64_t pack_floats(const struct pynn_conv2d_shape *s, const struct pynn_
 }
 
 /* the floats after the packed weights for the forward's col (K,P); or the backward's col^T
- * (n,K) and dout^T (n,OC) for n positions at a step, then dcol (K,P) */
+ * (n,K) and dout^T (n,OC) for n positions at a step, then dcol (K,P), or the taps' offsets
+ * and a tile (dinp_tiles) */
 static int64_t col_floats(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
     int64_t kp = pynn_mul_size(z->K, z->P);
     int64_t n = pynn_mul_size(images_per_step(z), z->P);
     int64_t step = pynn_mul_size(n, z->K + s->OC);
-    return kp < 0 || step < 0 ? -1 : kp > step ? kp : step;
+    int64_t tiles = z->K + 16 + PYNN_MR_MAX * PYNN_NR_MAX;
+    if (kp < 0 || step < 0 || z->K > INT64_MAX - 16 - PYNN_MR_MAX * PYNN_NR_MAX) return -1;
+    return kp > step ? (kp > tiles ? kp : tiles) : (step > tiles ? step : tiles);
 }
 
 /* the floats one thread's share of the workspace holds: the packed weights, col, and with
@@ -533,6 +536,70 @@ static void dinp_image(const struct conv_job *j, int64_t b, const float *wTpack,
     col2im_add(j->dinp + b * s->C * s->H * s->W, dcol, s, z);
 }
 
+/* whether dinp folds the product's tiles onto the image as they come (stride 1, no padding:
+ * every tap of every position lies in the image), never writing dcol */
+static int folds_tiles(const struct pynn_conv2d_shape *s) {
+    return s->stride == 1 && s->pad == 0 && s->C * s->H * s->W <= INT32_MAX;
+}
+
+/* dinp_image without dcol (folds_tiles): each tile of weight^T dout_b, taps [ir, ir+m) by
+ * positions [jr, jr+n), summed over all of OC into t while it is in L1, is added to the
+ * image at once: position p = (y,x) of tap k read pixel off[k] + y W + x, so the tile's
+ * positions in one output row add to consecutive pixels. Compiled twice, as col2im is. */
+static inline __attribute__((always_inline)) void dinp_tiles_body(
+        const struct conv_job *j, int64_t b, const float *wTpack, const int32_t *off, float *t) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const struct pynn_conv2d_sizes *z = &j->z;
+    const struct pynn_kernels *kern = pynn_kernels();
+    const int mr = kern->mr, nr = kern->nr;
+    const int64_t M = z->K, N = z->P, K = s->OC, Mp = round_up(M, mr), OW = z->OW;
+    const float *dout_b = j->dout + b * K * N;
+    float *dinp_b = j->dinp + b * s->C * s->H * s->W;
+    int64_t seg_at[PYNN_NR_MAX + 1], seg_q[PYNN_NR_MAX + 1], seg_len[PYNN_NR_MAX + 1];
+    for (int64_t jr = 0; jr < N; jr += nr) {
+        int n = (int)min64(nr, N - jr), nseg = 0;
+        for (int64_t q = 0; q < n; nseg++) {    /* the tile's runs within one output row */
+            int64_t y = (jr + q) / OW, x = (jr + q) % OW;
+            seg_at[nseg] = y * s->W + x, seg_q[nseg] = q, seg_len[nseg] = min64(n - q, OW - x);
+            q += seg_len[nseg];
+        }
+        for (int64_t ir = 0; ir < M; ir += mr) {
+            int m = (int)min64(mr, M - ir);
+            for (int64_t pc = 0; pc < K; pc += PYNN_KC)
+                kern->ukernel(min64(PYNN_KC, K - pc), wTpack + pc * Mp + ir * min64(PYNN_KC, K - pc),
+                              dout_b + pc * N + jr, N, t, nr, m, n, 1.0f, pc == 0 ? 0.0f : 1.0f);
+            for (int r = 0; r < m; r++) {
+                float *tap = dinp_b + off[ir + r];
+                for (int g = 0; g < nseg; g++)
+                    add_floats(tap + seg_at[g], t + r * nr + seg_q[g], seg_len[g]);
+            }
+        }
+    }
+}
+
+static void dinp_tiles_generic(const struct conv_job *j, int64_t b, const float *wTpack,
+                               const int32_t *off, float *t) {
+    dinp_tiles_body(j, b, wTpack, off, t);
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("avx2"))) static void dinp_tiles_avx2(
+        const struct conv_job *j, int64_t b, const float *wTpack, const int32_t *off, float *t) {
+    dinp_tiles_body(j, b, wTpack, off, t);
+}
+#endif
+
+static void dinp_tiles(const struct conv_job *j, int64_t b, const float *wTpack,
+                       const int32_t *off, float *t) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (strcmp(pynn_kernels()->name, "generic") != 0) {
+        dinp_tiles_avx2(j, b, wTpack, off, t);
+        return;
+    }
+#endif
+    dinp_tiles_generic(j, b, wTpack, off, t);
+}
+
 /* the groups [part share of DW_GROUPS] of images each sum their dweight into their own copy
  * (see DW_GROUPS) */
 static void dweight_groups(const struct conv_job *j, int part, int nparts, float *ws) {
@@ -583,7 +650,14 @@ static void backward_job(int part, int nparts, void *arg) {
     if (j->dinp != NULL) {
         pynn_share(s->B, 1, part, nparts, &b0, &b1);
         if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K));
-        for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
+        if (b0 < b1 && folds_tiles(s)) {     /* ws: the taps' offsets, then a tile */
+            int32_t *off = (int32_t *)ws;
+            float *t = ws + round_up(j->z.K, 16);
+            tap_offsets(off, s, 0, j->z.K);
+            for (int64_t b = b0; b < b1; b++) dinp_tiles(j, b, wTpack, off, t);
+        } else {
+            for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
+        }
     }
 }
 
