@@ -166,6 +166,40 @@ def test_a_forward_read_from_the_image_gives_the_bits_of_the_unfolded_one(kernel
         np.testing.assert_array_equal(out, pooled_want)
 
 
+# (B, C, H, W, OC, KH, KW, stride): convolutions without padding whose weight gradient the
+# kernel set may read from the images (16 kernel rows or more): output channels short of a
+# 16-wide tile (OC 7, 17), taps short of a 6-row tile (C*KH*KW = 100, 80), stride 2 and 3,
+# positions whose slices of 256 end inside an image (P = 49, 36) and a batch whose last slice
+# is short, one image
+DW_FROM_IMAGE = [(5, 4, 11, 11, 17, 5, 5, 1), (3, 16, 9, 10, 7, 1, 5, 1), (4, 8, 13, 13, 9, 2, 5, 2),
+                 (6, 6, 19, 17, 20, 3, 3, 3), (1, 32, 12, 12, 64, 5, 5, 1)]
+
+
+@pytest.mark.parametrize("shape", DW_FROM_IMAGE)
+def test_a_weight_gradient_read_from_the_images_matches_the_reference_on_any_thread_count(
+        kernels, shape):
+    B, C, H, W, OC, KH, KW, stride = shape
+    x, w, b, dout, stride, padding = make((B, C, H, W, OC, KH, KW, stride, 0), sum(shape))
+    dx64, dw64, db64 = conv64_backward(dout, x, w, stride, 0)
+    _, dw_scale, _ = conv64_backward(np.abs(dout), np.abs(x), np.abs(w), stride, 0)
+    before = ops.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2, 3):
+            ops.set_num_threads(n)
+            dw0 = np.random.default_rng(1).standard_normal(w.shape).astype(np.float32)
+            dx, dw, db = ops.conv2d_backward(dout, x, w, stride, 0, dw=dw0.copy())
+            assert_within(dw - dw0, dw64, dw_scale + np.abs(dw0), dout[:, 0].size, "dw")
+            assert_within(dx, dx64, conv64_backward(np.abs(dout), np.abs(x), np.abs(w), stride, 0)[0],
+                          w.shape[0] * w[0].size, "dx")
+            got.append((dw - dw0, dx))
+    finally:
+        ops.set_num_threads(before)
+    for dw, dx in got[1:]:
+        np.testing.assert_array_equal(dw.view(np.int32), got[0][0].view(np.int32))
+        np.testing.assert_array_equal(dx.view(np.int32), got[0][1].view(np.int32))
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_the_fast_convolution_stays_within_rounding_of_the_readable_one(kernels, shape):
     x, w, b, dout, stride, padding = make(shape, 7)

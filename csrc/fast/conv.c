@@ -15,7 +15,10 @@
  * whose output rows are whole vectors of 8 (both of the MNIST network's layers) skips it where
  * the kernel set has a convkernel: each run of 8 output positions reads 8 consecutive pixels of
  * a tap, so the micro-kernel loads them from the image itself (which stays in L1) at the tap's
- * offset, the same sums in the same order.
+ * offset, the same sums in the same order. Likewise dweight without padding, where the set has
+ * a dwkernel, reads the pixels its taps read from the images (dweight_from_image), and dinp of
+ * stride 1 without padding adds each tile of its product to the image as it comes
+ * (dinp_tiles), never writing dcol.
  *
  * Threads: the forward and dinp give each thread whole images (a batch smaller than the
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
@@ -60,8 +63,14 @@ static int64_t col_floats(const struct pynn_conv2d_shape *s, const struct pynn_c
     int64_t n = pynn_mul_size(images_per_step(z), z->P);
     int64_t step = pynn_mul_size(n, z->K + s->OC);
     int64_t tiles = z->K + 16 + PYNN_MR_MAX * PYNN_NR_MAX;
-    if (kp < 0 || step < 0 || z->K > INT64_MAX - 16 - PYNN_MR_MAX * PYNN_NR_MAX) return -1;
-    return kp > step ? (kp > tiles ? kp : tiles) : (step > tiles ? step : tiles);
+    int64_t dw = pynn_mul_size(z->K + PYNN_KC, s->OC + 1);   /* dweight_from_image's */
+    if (kp < 0 || step < 0 || dw < 0 || z->K > INT64_MAX - 16 - PYNN_MR_MAX * PYNN_NR_MAX ||
+        dw > INT64_MAX - 64 - z->K)
+        return -1;
+    dw += z->K + 64;
+    int64_t most = kp > step ? kp : step;
+    most = most > tiles ? most : tiles;
+    return most > dw ? most : dw;
 }
 
 /* the floats one thread's share of the workspace holds: the packed weights, col, and with
@@ -528,6 +537,57 @@ static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, in
     }
 }
 
+/* whether dweight reads the pixels its taps read from the images (the set's dwkernel) instead
+ * of unfolding them: no padding (every tap of every position lies in an image), offsets that
+ * fit int32 within the images of one slice of positions */
+static int dweight_reads_image(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
+    return pynn_kernels()->dwkernel != NULL && s->pad == 0 &&
+           (PYNN_KC / z->P + 2) * s->C * s->H * s->W <= INT32_MAX;
+}
+
+/* dw[:, taps [k0,k1)] += the sum over every image b and position p of dout_b[:, p] times the
+ * pixel each tap reads at p, read from the images by the set's dwkernel: dw^T's tiles (taps x
+ * output channels) summed over all the positions of the batch, a slice of KC at a time, into
+ * ws, then added to dw. Each element is one chain over the positions in order, on one thread. */
+static void dweight_from_image(const struct conv_job *j, int64_t k0, int64_t k1, float *ws) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const struct pynn_conv2d_sizes *z = &j->z;
+    const struct pynn_kernels *kern = pynn_kernels();
+    const int mr = kern->mr, nr = kern->nr;
+    const int64_t OC = s->OC, P = z->P, N = s->B * P, CHW = s->C * s->H * s->W;
+    if (k0 >= k1) return;
+    float *dwT = ws;                                     /* (k1-k0, OC) */
+    float *doutT = dwT + round_up((k1 - k0) * OC, 16);   /* (KC, OC): a slice's dout^T */
+    int32_t *pos = (int32_t *)(doutT + PYNN_KC * OC);    /* (KC) */
+    int32_t *off = pos + PYNN_KC;                        /* (K): the taps' offsets */
+    tap_offsets(off, s, k0, k1);
+    for (int64_t pc = 0; pc < N; pc += PYNN_KC) {
+        int64_t kc = min64(PYNN_KC, N - pc), b_first = pc / P;
+        for (int64_t q = 0; q < kc;) {       /* the slice's positions, an image's run at a time */
+            int64_t b = (pc + q) / P, p0 = (pc + q) % P, n = min64(P - p0, kc - q);
+            for (int64_t p = p0; p < p0 + n; p++)
+                pos[q + p - p0] = (int32_t)((b - b_first) * CHW +
+                                            s->stride * (p / z->OW * s->W + p % z->OW));
+            for (int64_t o = 0; o < OC; o++) {
+                const float *d = j->dout + (b * OC + o) * P + p0;
+                for (int64_t p = 0; p < n; p++) doutT[(q + p) * OC + o] = d[p];
+            }
+            q += n;
+        }
+        const float *base = j->inp + b_first * CHW;
+        for (int64_t jr = 0; jr < OC; jr += nr)
+            for (int64_t ir = k0; ir < k1; ir += mr) {
+                const float *taps[PYNN_MR_MAX];
+                int m = (int)min64(mr, k1 - ir);
+                for (int r = 0; r < m; r++) taps[r] = base + off[ir + r];
+                kern->dwkernel(kc, taps, pos, doutT + jr, OC, dwT + (ir - k0) * OC + jr, OC, m,
+                               (int)min64(nr, OC - jr), 1.0f, pc == 0 ? 0.0f : 1.0f);
+            }
+    }
+    for (int64_t o = 0; o < OC; o++)
+        for (int64_t k = k0; k < k1; k++) j->dweight[o * z->K + k] += dwT[(k - k0) * OC + o];
+}
+
 /* dinp_b += col2im(weight^T (K,OC) dout_b (OC,P)) */
 static void dinp_image(const struct conv_job *j, int64_t b, const float *wTpack, float *dcol) {
     const struct pynn_conv2d_shape *s = j->s;
@@ -637,7 +697,8 @@ static void backward_job(int part, int nparts, void *arg) {
     int64_t r0, r1, b0, b1, o0, o1;
     if (j->shared == 0) {
         pynn_share(s->C * s->KH, 1, part, nparts, &r0, &r1);
-        dweight_sum(j, 0, s->B, r0, r1, j->dweight, ws);
+        if (dweight_reads_image(s, &j->z)) dweight_from_image(j, r0 * s->KW, r1 * s->KW, ws);
+        else dweight_sum(j, 0, s->B, r0, r1, j->dweight, ws);
     } else {
         dweight_groups(j, part, nparts, ws);
     }

@@ -103,6 +103,16 @@ typedef void (*pynn_convkernel_fn)(int64_t K, const float *a, const float *x0, c
                                    const int32_t *off, float *c, int64_t ldc, int m, int n,
                                    float alpha, float beta);
 
+/* a tile of a convolution's weight gradient, transposed (taps x output channels), read from
+ * the images: c (m x n; m <= mr rows, n <= nr columns) = alpha * sum over K positions p of
+ * taps[r][pos[p]] * b[p * ldb .. + n] + beta * c, where taps[r] (r < m) points at the images
+ * shifted by tap r's offset and pos[p] is position p's offset in them; b holds dout^T (a
+ * position's output channels in a row). Each element sums its positions in order in one
+ * chain. NULL in a set without one. */
+typedef void (*pynn_dwkernel_fn)(int64_t K, const float *const *taps, const int32_t *pos,
+                                 const float *b, int64_t ldb, float *c, int64_t ldc, int m,
+                                 int n, float alpha, float beta);
+
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
@@ -115,6 +125,7 @@ struct pynn_kernels {
     pynn_gemv4kernel_fn gemv4kernel;
     pynn_gemvnarrow_fn gemvnarrow;
     pynn_convkernel_fn convkernel;
+    pynn_dwkernel_fn dwkernel;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -194,7 +194,7 @@ static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, 
                                                     NR_GENERIC, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
                                                     gradstep_generic, dotblocks_generic, NULL, NULL,
-                                                    NULL};
+                                                    NULL, NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ---------------- */
@@ -266,10 +266,56 @@ convkernel_avx2_tile(const int ROWS, const int NV, int64_t K, const float *a, co
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
 }
+/* the dweight tile (pynn_dwkernel_fn): ukernel_avx2_tile with A's values broadcast from the
+ * images, tap r's at t_r + pos[p], instead of from a packed sliver */
+#define D_FMA(r)                                                          \
+    if (ROWS > r) {                                                       \
+        __m256 ar = _mm256_broadcast_ss(t##r + o);                        \
+        y##r##0 = _mm256_fmadd_ps(ar, b0, y##r##0);                       \
+        if (NV > 1) y##r##1 = _mm256_fmadd_ps(ar, b1, y##r##1);           \
+    }
+TGT_AVX2 static inline __attribute__((always_inline)) void
+dwkernel_avx2_tile(const int ROWS, const int FULL, const int NV, int64_t K,
+                   const float *const *taps, const int32_t *pos, const float *b, int64_t ldb,
+                   float *c, int64_t ldc, int m, int n, float alpha, float beta) {
+    /* rows past m read tap 0's values (m >= 1) and are never stored */
+    const float *t0 = taps[0], *t1 = m > 1 ? taps[1] : t0, *t2 = m > 2 ? taps[2] : t0;
+    const float *t3 = m > 3 ? taps[3] : t0, *t4 = m > 4 ? taps[4] : t0, *t5 = m > 5 ? taps[5] : t0;
+    Y_ZERO(0) Y_ZERO(1) Y_ZERO(2) Y_ZERO(3) Y_ZERO(4) Y_ZERO(5)
+    const __m256i k0 = _mm256_castps_si256(mask8(n)), k1 = _mm256_castps_si256(mask8(n - 8));
+    for (int64_t p = 0; p < K; p++, b += ldb) {
+        const int32_t o = pos[p];
+        __m256 b0 = Y_LOAD(b, k0), b1 = _mm256_setzero_ps();
+        if (NV > 1) b1 = Y_LOAD(b + 8, k1);
+        D_FMA(0) D_FMA(1) D_FMA(2) D_FMA(3) D_FMA(4) D_FMA(5)
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
+}
+#undef D_FMA
 #undef Y_ZERO
 #undef Y_FMA
 #undef Y_LOAD
 #undef Y_STORE
+
+#define DWKERNEL_AVX2_ROWS(ROWS)                                                               \
+    do {                                                                                      \
+        if (n == NR_AVX2)                                                                     \
+            dwkernel_avx2_tile(ROWS, 1, 2, K, taps, pos, b, ldb, c, ldc, m, n, alpha, beta);  \
+        else if (n > 8)                                                                       \
+            dwkernel_avx2_tile(ROWS, 0, 2, K, taps, pos, b, ldb, c, ldc, m, n, alpha, beta);  \
+        else dwkernel_avx2_tile(ROWS, 0, 1, K, taps, pos, b, ldb, c, ldc, m, n, alpha, beta); \
+    } while (0)
+
+TGT_AVX2 static void dwkernel_avx2(int64_t K, const float *const *taps, const int32_t *pos,
+                                   const float *b, int64_t ldb, float *c, int64_t ldc, int m,
+                                   int n, float alpha, float beta) {
+    if (m > 4) DWKERNEL_AVX2_ROWS(6);
+    else if (m > 2) DWKERNEL_AVX2_ROWS(4);
+    else if (m == 2) DWKERNEL_AVX2_ROWS(2);
+    else DWKERNEL_AVX2_ROWS(1);
+}
+#undef DWKERNEL_AVX2_ROWS
 
 #define CONVKERNEL_AVX2_ROWS(ROWS)                                                             \
     do {                                                                                      \
@@ -584,7 +630,8 @@ TGT_AVX2 static void gemv4kernel_avx2(int64_t K, const float *A, int64_t lda, co
 static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, MR_AVX2, NR_AVX2,
                                                  dotkernel_avx2, stepkernel_generic, gemvkernel_avx2,
                                                  gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2,
-                                                 gemvnarrow_avx2, convkernel_avx2};
+                                                 gemvnarrow_avx2, convkernel_avx2,
+                                                 dwkernel_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -993,7 +1040,7 @@ static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, MR
                                                    NR_AVX512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
                                                    gradstep_avx512, dotblocks_avx512, NULL, NULL,
-                                                   NULL};
+                                                   NULL, NULL};
 #endif
 
 /* ---------------- the choice ---------------- */
