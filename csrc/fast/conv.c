@@ -62,9 +62,9 @@ static int64_t col_floats(const struct pynn_conv2d_shape *s, const struct pynn_c
     int64_t kp = pynn_mul_size(z->K, z->P);
     int64_t n = pynn_mul_size(images_per_step(z), z->P);
     int64_t step = pynn_mul_size(n, z->K + s->OC);
-    int64_t tiles = z->K + 16 + PYNN_MR_MAX * PYNN_NR_MAX;
+    int64_t tiles = 2 * z->K + 16 + PYNN_MR_MAX * PYNN_NR_MAX;
     int64_t dw = pynn_mul_size(z->K + PYNN_KC, s->OC + 1);   /* dweight_from_image's */
-    if (kp < 0 || step < 0 || dw < 0 || z->K > INT64_MAX - 16 - PYNN_MR_MAX * PYNN_NR_MAX ||
+    if (kp < 0 || step < 0 || dw < 0 || z->K > INT64_MAX / 4 ||
         dw > INT64_MAX - 64 - z->K)
         return -1;
     dw += z->K + 64;
@@ -287,9 +287,10 @@ static int64_t round_up(int64_t n, int64_t unit) { return (n + unit - 1) / unit 
 /* op(A) (M,K) packed as pynn_gemm packs it, once for all the images of a call: for each
  * slice of KC along k, slivers of mr rows (the kernel set's; for each k, the mr values of a
  * column; rows past M zero). A is (M,K) with row stride lda, or stored transposed, (K,M).
- * Slivers [q0,q1) of each slice only, so that threads can share the packing. */
+ * Slivers [q0,q1) of each slice only, so that threads can share the packing. Packed row i is
+ * op(A)'s row rows[i] (rows NULL: row i). */
 static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_t M, int64_t K,
-                      int64_t q0, int64_t q1) {
+                      int64_t q0, int64_t q1, const int32_t *rows) {
     const int64_t mr = pynn_kernels()->mr, Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
@@ -297,9 +298,9 @@ static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_
             float *d = dst + pc * Mp + ir * kc;
             for (int64_t k = 0; k < kc; k++)
                 for (int64_t r = 0; r < mr; r++) {
-                    int64_t i = ir + r;
-                    d[k * mr + r] = i >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
-                                                          : A[i * lda + pc + k];
+                    int64_t i = ir + r < M && rows != NULL ? rows[ir + r] : ir + r;
+                    d[k * mr + r] = ir + r >= M ? 0.0f : trans ? A[(pc + k) * lda + i]
+                                                               : A[i * lda + pc + k];
                 }
         }
     }
@@ -430,7 +431,7 @@ static void forward_job(int tid, int nt, void *arg) {
     float *col = wpack + pack_floats(s, &j->z);
     int64_t q0, q1;
     pynn_share(slivers(s->OC), 1, whole ? 0 : tid, whole ? 1 : nt, &q0, &q1);
-    pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1);
+    pack_rows(wpack, j->weight, j->z.K, 0, s->OC, j->z.K, q0, q1, NULL);
     if (reads_image(s, &j->z)) {
         int64_t k0, k1;
         pynn_share(j->z.K, 1, whole ? 0 : tid, whole ? 1 : nt, &k0, &k1);
@@ -602,10 +603,24 @@ static int folds_tiles(const struct pynn_conv2d_shape *s) {
     return s->stride == 1 && s->pad == 0 && s->C * s->H * s->W <= INT32_MAX;
 }
 
-/* dinp_image without dcol (folds_tiles): each tile of weight^T dout_b, taps [ir, ir+m) by
- * positions [jr, jr+n), summed over all of OC into t while it is in L1, is added to the
- * image at once: position p = (y,x) of tap k read pixel off[k] + y W + x, so the tile's
- * positions in one output row add to consecutive pixels. Compiled twice, as col2im is. */
+/* the taps in the order dinp_tiles takes them, (c,j,i), with their offsets in an image: the
+ * rows of a tile then add to runs of pixels an image row apart, never to a run one float off
+ * the run just stored (a load that overlaps part of a store in flight stalls) */
+static void fold_order(int32_t *order, int32_t *off, const struct pynn_conv2d_shape *s) {
+    int64_t k = 0;
+    for (int64_t c = 0; c < s->C; c++)
+        for (int64_t j = 0; j < s->KW; j++)
+            for (int64_t i = 0; i < s->KH; i++, k++) {
+                order[k] = (int32_t)((c * s->KH + i) * s->KW + j);
+                off[k] = (int32_t)((c * s->H + i) * s->W + j);
+            }
+}
+
+/* dinp_image without dcol (folds_tiles): each tile of weight^T dout_b, taps [ir, ir+m) (of
+ * wTpack's rows, packed in fold_order's order) by positions [jr, jr+n), summed over all of OC
+ * into t while it is in L1, is added to the image at once: position p = (y,x) of tap k read
+ * pixel off[k] + y W + x, so the tile's positions in one output row add to consecutive
+ * pixels. Compiled twice, as col2im is. */
 static inline __attribute__((always_inline)) void dinp_tiles_body(
         const struct conv_job *j, int64_t b, const float *wTpack, const int32_t *off, float *t) {
     const struct pynn_conv2d_shape *s = j->s;
@@ -710,13 +725,14 @@ static void backward_job(int part, int nparts, void *arg) {
     }
     if (j->dinp != NULL) {
         pynn_share(s->B, 1, part, nparts, &b0, &b1);
-        if (b0 < b1) pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K));
-        if (b0 < b1 && folds_tiles(s)) {     /* ws: the taps' offsets, then a tile */
-            int32_t *off = (int32_t *)ws;
-            float *t = ws + round_up(j->z.K, 16);
-            tap_offsets(off, s, 0, j->z.K);
+        if (b0 < b1 && folds_tiles(s)) {     /* ws: the taps' order and offsets, then a tile */
+            int32_t *order = (int32_t *)ws, *off = order + j->z.K;
+            float *t = ws + round_up(2 * j->z.K, 16);
+            fold_order(order, off, s);
+            pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K), order);
             for (int64_t b = b0; b < b1; b++) dinp_tiles(j, b, wTpack, off, t);
-        } else {
+        } else if (b0 < b1) {
+            pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K), NULL);
             for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
         }
     }
