@@ -904,10 +904,64 @@ static void pool_backward_job(int tid, int nt, void *arg) {
  * alone, and only where out > 0 (ReLU passed nothing on where it gave 0): each plane is
  * written whole, zero but there. dout is added to a zero, as the pooling backward adds it
  * into a zeroed dinp, so that the bits are the layers' (a -0 becomes +0 alike). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+/* planes [q0,q1) for k = 2, each written once in a pass (no zeroing first): four windows at a
+ * time, each window's value (0 + dout where out > 0, else 0) placed at its argmax's place in
+ * the two rows of 8 pixels and 0 at the others; what no window covers (a last odd row or
+ * column) is 0. The bits of relu_pool_backward_job's loop. */
+__attribute__((target("avx2"))) static void relu_pool2_backward_avx2(const struct pool_job *j,
+                                                                      int64_t q0, int64_t q1) {
+    const int64_t H = j->H, W = j->W, OH = H / 2, OW = W / 2, n = OH * OW;
+    const __m256i twice = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256i even_odd = _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1);
+    const __m256i lanes2 = _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6);
+    const __m256i row1 = _mm256_add_epi32(even_odd, _mm256_set1_epi32((int32_t)W));
+    for (int64_t q = q0; q < q1; q++) {
+        float *dinp_q = j->dinp + q * H * W;
+        const int32_t *am = j->argmax_in + q * n;
+        const float *d = j->dout + q * n, *o = j->out_in + q * n;
+        for (int64_t y = 0; y < OH; y++) {
+            float *r0 = dinp_q + 2 * y * W, *r1 = r0 + W;
+            int64_t x = 0;
+            for (; x + 4 <= OW; x += 4) {
+                int64_t t = y * OW + x;
+                __m128 d4 = _mm_add_ps(_mm_setzero_ps(), _mm_loadu_ps(d + t));
+                __m128 v4 = _mm_and_ps(_mm_cmpgt_ps(_mm_loadu_ps(o + t), _mm_setzero_ps()), d4);
+                __m128i a4 = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(am + t)),
+                                           _mm_set1_epi32((int32_t)(2 * y * W + 2 * x)));
+                /* each window twice, and where in it the lane lies (0/1 in row 0, W/W+1 in 1) */
+                __m256 v = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v4), twice);
+                __m256i a = _mm256_sub_epi32(
+                    _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(a4), twice), lanes2);
+                _mm256_storeu_ps(r0 + 2 * x, _mm256_and_ps(_mm256_castsi256_ps(
+                                     _mm256_cmpeq_epi32(a, even_odd)), v));
+                _mm256_storeu_ps(r1 + 2 * x, _mm256_and_ps(_mm256_castsi256_ps(
+                                     _mm256_cmpeq_epi32(a, row1)), v));
+            }
+            for (; x < OW; x++) {
+                int64_t t = y * OW + x, a = am[t] - (2 * y * W + 2 * x);
+                float v = o[t] > 0.0f ? 0.0f + d[t] : 0.0f;
+                r0[2 * x] = a == 0 ? v : 0.0f, r0[2 * x + 1] = a == 1 ? v : 0.0f;
+                r1[2 * x] = a == W ? v : 0.0f, r1[2 * x + 1] = a == W + 1 ? v : 0.0f;
+            }
+            if (W % 2) r0[W - 1] = r1[W - 1] = 0.0f;
+        }
+        if (H % 2) memset(dinp_q + (H - 1) * W, 0, sizeof(float) * W);
+    }
+}
+#endif
+
 static void relu_pool_backward_job(int tid, int nt, void *arg) {
     const struct pool_job *j = arg;
     int64_t q0, q1, n = (j->H / j->k) * (j->W / j->k);
     pynn_share(j->planes, 1, tid, nt, &q0, &q1);
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (j->k == 2 && strcmp(pynn_kernels()->name, "generic") != 0) {
+        relu_pool2_backward_avx2(j, q0, q1);
+        return;
+    }
+#endif
     for (int64_t q = q0; q < q1; q++) {
         float *dinp_q = j->dinp + q * j->H * j->W;
         memset(dinp_q, 0, sizeof(float) * j->H * j->W);
