@@ -121,13 +121,25 @@ static void scale_only(const struct pynn_gemm_args *g, int64_t m0, int64_t m1, i
     }
 }
 
+/* whether `rows` rows of B read in place, ldb floats apart, would crowd into too few sets of
+ * a 32 KiB, 8-way L1 (64 sets of 64-byte lines): rows a power of two of lines apart share
+ * sets (1024 floats apart, all of them one set), and a sliver of B would not stay in L1 */
+static int crowds_l1(int64_t ldb, int64_t rows) {
+    if (ldb % 16 != 0) return 0;         /* rows not on line boundaries spread over the sets */
+    int64_t lines = ldb / 16, sets = 64;
+    while (sets > 1 && lines % 2 == 0) lines /= 2, sets /= 2;
+    return sets * 8 < rows;
+}
+
 static void packed_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
                          int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     float *abuf = align64(pack_a_buf), *bbuf = align64(pack_b_buf);
     const int mr = kern->mr, nr = kern->nr;
     const int64_t mc_max = MC_BIG / mr * mr;        /* whole slivers to a block */
-    /* read B in place when it is row-major and not reused across many row blocks */
-    int copy_b = g->trans_b || (m1 - m0) > 4 * PYNN_MR_MAX * 16;
+    /* read B in place when it is row-major, not reused across many row blocks, and its rows
+     * stay in L1 */
+    int copy_b = g->trans_b || (m1 - m0) > 4 * PYNN_MR_MAX * 16 ||
+                 crowds_l1(g->ldb, min64(g->K, PYNN_KC));
     for (int64_t pc = 0; pc < g->K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, g->K - pc);
         float beta = pc == 0 ? g->beta : 1.0f;     /* later slices add to the first */
