@@ -170,13 +170,15 @@ def test_a_forward_read_from_the_image_gives_the_bits_of_the_unfolded_one(kernel
 # kernel set may read from the images (16 kernel rows or more): output channels short of a
 # 16-wide tile (OC 7, 17), taps short of a 6-row tile (C*KH*KW = 100, 80), stride 2 and 3,
 # positions whose slices of 256 end inside an image (P = 49, 36) and a batch whose last slice
-# is short, one image
+# is short, one image; and output rows of whole vectors of 8, whose dx the kernel adds to the
+# image in place: 8 positions left over after the 16-wide tiles (P = 40), rows of 16
 DW_FROM_IMAGE = [(5, 4, 11, 11, 17, 5, 5, 1), (3, 16, 9, 10, 7, 1, 5, 1), (4, 8, 13, 13, 9, 2, 5, 2),
-                 (6, 6, 19, 17, 20, 3, 3, 3), (1, 32, 12, 12, 64, 5, 5, 1)]
+                 (6, 6, 19, 17, 20, 3, 3, 3), (1, 32, 12, 12, 64, 5, 5, 1),
+                 (2, 4, 9, 12, 5, 5, 5, 1), (3, 3, 6, 20, 7, 3, 5, 1)]
 
 
 @pytest.mark.parametrize("shape", DW_FROM_IMAGE)
-def test_a_weight_gradient_read_from_the_images_matches_the_reference_on_any_thread_count(
+def test_gradients_read_from_or_added_to_the_images_match_the_reference_on_any_thread_count(
         kernels, shape):
     B, C, H, W, OC, KH, KW, stride = shape
     x, w, b, dout, stride, padding = make((B, C, H, W, OC, KH, KW, stride, 0), sum(shape))

@@ -638,8 +638,20 @@ static inline __attribute__((always_inline)) void dinp_tiles_body(
             seg_at[nseg] = y * s->W + x, seg_q[nseg] = q, seg_len[nseg] = min64(n - q, OW - x);
             q += seg_len[nseg];
         }
+        /* runs of 8 summed over all of OC in one slice: the kernel adds its tile to them */
+        int in_place = kern->foldkernel != NULL && OW % 8 == 0 && K <= PYNN_KC;
         for (int64_t ir = 0; ir < M; ir += mr) {
             int m = (int)min64(mr, M - ir);
+            if (in_place) {
+                float *c0[PYNN_MR_MAX], *c1[PYNN_MR_MAX];
+                int64_t at0 = jr / OW * s->W + jr % OW, at1 = (jr + 8) / OW * s->W + (jr + 8) % OW;
+                for (int r = 0; r < m; r++) {
+                    c0[r] = dinp_b + off[ir + r] + at0;
+                    c1[r] = n > 8 ? dinp_b + off[ir + r] + at1 : c0[r];
+                }
+                kern->foldkernel(K, wTpack + ir * K, dout_b + jr, N, c0, c1, m, n);
+                continue;
+            }
             for (int64_t pc = 0; pc < K; pc += PYNN_KC)
                 kern->ukernel(min64(PYNN_KC, K - pc), wTpack + pc * Mp + ir * min64(PYNN_KC, K - pc),
                               dout_b + pc * N + jr, N, t, nr, m, n, 1.0f, pc == 0 ? 0.0f : 1.0f);

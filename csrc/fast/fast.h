@@ -113,6 +113,13 @@ typedef void (*pynn_dwkernel_fn)(int64_t K, const float *const *taps, const int3
                                  const float *b, int64_t ldb, float *c, int64_t ldc, int m,
                                  int n, float alpha, float beta);
 
+/* the micro-kernel's tile added in place to runs of 8 floats (a convolution's dinp, folded
+ * as it comes): for r < m, columns [0,8) of row r of alpha * a_packed (mr x K) * b (K x n,
+ * row stride ldb) go to c0[r] and columns [8,16) to c1[r] (n is 8 or 16), each c += that
+ * value rounded once, as the ukernel with beta 1 does. NULL in a set without one. */
+typedef void (*pynn_foldkernel_fn)(int64_t K, const float *a, const float *b, int64_t ldb,
+                                   float *const *c0, float *const *c1, int m, int n);
+
 struct pynn_kernels {
     const char *name;
     pynn_ukernel_fn ukernel;
@@ -126,6 +133,7 @@ struct pynn_kernels {
     pynn_gemvnarrow_fn gemvnarrow;
     pynn_convkernel_fn convkernel;
     pynn_dwkernel_fn dwkernel;
+    pynn_foldkernel_fn foldkernel;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -194,7 +194,7 @@ static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, 
                                                     NR_GENERIC, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
                                                     gradstep_generic, dotblocks_generic, NULL, NULL,
-                                                    NULL, NULL};
+                                                    NULL, NULL, NULL};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ---------------- */
@@ -293,6 +293,46 @@ dwkernel_avx2_tile(const int ROWS, const int FULL, const int NV, int64_t K,
     Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
 }
 #undef D_FMA
+
+/* the fold tile (pynn_foldkernel_fn): ukernel_avx2_tile's sums, each row's two vectors added
+ * to the runs at c0[r] and c1[r] */
+#define F_STORE(r)                                                                            \
+    if (ROWS > r && m > r) {                                                                  \
+        _mm256_storeu_ps(c0[r], _mm256_fmadd_ps(one, _mm256_loadu_ps(c0[r]), y##r##0));      \
+        if (NV > 1)                                                                           \
+            _mm256_storeu_ps(c1[r], _mm256_fmadd_ps(one, _mm256_loadu_ps(c1[r]), y##r##1));  \
+    }
+TGT_AVX2 static inline __attribute__((always_inline)) void
+foldkernel_avx2_tile(const int ROWS, const int NV, int64_t K, const float *a, const float *b,
+                     int64_t ldb, float *const *c0, float *const *c1, int m) {
+    const int FULL = 1;
+    const __m256i k0 = _mm256_setzero_si256(), k1 = k0;
+    Y_ZERO(0) Y_ZERO(1) Y_ZERO(2) Y_ZERO(3) Y_ZERO(4) Y_ZERO(5)
+    for (int64_t p = 0; p < K; p++, a += MR_AVX2, b += ldb) {
+        __m256 b0 = Y_LOAD(b, k0), b1 = _mm256_setzero_ps();
+        if (NV > 1) b1 = Y_LOAD(b + 8, k1);
+        Y_FMA(0) Y_FMA(1) Y_FMA(2) Y_FMA(3) Y_FMA(4) Y_FMA(5)
+    }
+    const __m256 one = _mm256_set1_ps(1.0f);
+    F_STORE(0) F_STORE(1) F_STORE(2) F_STORE(3) F_STORE(4) F_STORE(5)
+}
+#undef F_STORE
+
+#define FOLDKERNEL_AVX2_ROWS(ROWS)                                                             \
+    do {                                                                                      \
+        if (n > 8) foldkernel_avx2_tile(ROWS, 2, K, a, b, ldb, c0, c1, m);                    \
+        else foldkernel_avx2_tile(ROWS, 1, K, a, b, ldb, c0, c1, m);                          \
+    } while (0)
+
+TGT_AVX2 static void foldkernel_avx2(int64_t K, const float *a, const float *b, int64_t ldb,
+                                     float *const *c0, float *const *c1, int m, int n) {
+    if (m > 4) FOLDKERNEL_AVX2_ROWS(6);
+    else if (m > 2) FOLDKERNEL_AVX2_ROWS(4);
+    else if (m == 2) FOLDKERNEL_AVX2_ROWS(2);
+    else FOLDKERNEL_AVX2_ROWS(1);
+}
+#undef FOLDKERNEL_AVX2_ROWS
+
 #undef Y_ZERO
 #undef Y_FMA
 #undef Y_LOAD
@@ -631,7 +671,7 @@ static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, MR_AVX2, 
                                                  dotkernel_avx2, stepkernel_generic, gemvkernel_avx2,
                                                  gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2,
                                                  gemvnarrow_avx2, convkernel_avx2,
-                                                 dwkernel_avx2};
+                                                 dwkernel_avx2, foldkernel_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -1040,7 +1080,7 @@ static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, MR
                                                    NR_AVX512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
                                                    gradstep_avx512, dotblocks_avx512, NULL, NULL,
-                                                   NULL, NULL};
+                                                   NULL, NULL, NULL};
 #endif
 
 /* ---------------- the choice ---------------- */
