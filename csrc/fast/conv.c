@@ -348,26 +348,30 @@ static void tap_offsets(int32_t *off, const struct pynn_conv2d_shape *s, int64_t
     }
 }
 
-/* C (M, positions [p0,p1)) = A (packed by pack_rows) times image inp_b's patches + beta C, the
- * patches read where they lie (reads_image; p0, p1 multiples of 8): packed_product's loops
- * and sums, with no unfolding. Output position p = (y,x) reads tap k at off[k] + y W + x. */
+/* C (M, positions [p0,p1)) = bias + A (packed by pack_rows) times image inp_b's patches, then
+ * ReLU with `relu`; the patches read where they lie (reads_image; p0, p1 multiples of 8):
+ * packed_product's loops and sums over C holding the bias, with no unfolding and no pass of
+ * its own for the bias or the ReLU. Output position p = (y,x) reads tap k at off[k] + y W + x.
+ * bias NULL: none. */
 static void image_product(const float *apack, int64_t M, int64_t p0, int64_t p1,
                           const float *inp_b, const int32_t *off,
                           const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z,
-                          float beta, float *C, int64_t ldc) {
+                          const float *bias, int relu, float *C, int64_t ldc) {
     const struct pynn_kernels *kern = pynn_kernels();
     const int mr = kern->mr, nr = kern->nr;
     int64_t Mp = round_up(M, mr), K = z->K, OW = z->OW;
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
-        float bt = pc == 0 ? beta : 1.0f;           /* later slices add to the first */
+        float bt = pc == 0 ? 0.0f : 1.0f;           /* later slices add to the first */
+        int last = pc + kc == K;
         for (int64_t jr = p0; jr < p1; jr += nr) {
             int n = (int)min64(nr, p1 - jr);
             const float *x0 = inp_b + jr / OW * s->W + jr % OW;
             const float *x1 = n > 8 ? inp_b + (jr + 8) / OW * s->W + (jr + 8) % OW : x0;
             for (int64_t ir = 0; ir < M; ir += mr)
                 kern->convkernel(kc, apack + pc * Mp + ir * kc, x0, x1, off + pc,
-                                 C + ir * ldc + jr, ldc, (int)min64(mr, M - ir), n, 1.0f, bt);
+                                 C + ir * ldc + jr, ldc, (int)min64(mr, M - ir), n, 1.0f, bt,
+                                 pc == 0 && bias != NULL ? bias + ir : NULL, relu && last);
         }
     }
 }
@@ -403,19 +407,20 @@ static void forward_image(const struct conv_job *j, int64_t b, float *wpack, flo
     pynn_share(z->K, 1, tid, nt, &k0, &k1);
     if (!direct) im2col_rows(col + k0 * z->P, inp_b, s, z, k0, k1);
     pynn_share(z->P, 16, tid, nt, &p0, &p1);
-    for (int64_t o = 0; o < s->OC && j->bias != NULL; o++)
+    for (int64_t o = 0; o < s->OC && j->bias != NULL && !direct; o++)
         for (int64_t p = p0; p < p1; p++) out_b[o * z->P + p] = j->bias[o];
     pynn_barrier(nt);
-    float beta = j->bias != NULL ? 1.0f : 0.0f;
-    if (direct)
-        image_product(wpack, s->OC, p0, p1, inp_b, (const int32_t *)col, s, z, beta, out_b, z->P);
+    if (direct)       /* the bias, and before a pooling the ReLU, on the tiles' way out */
+        image_product(wpack, s->OC, p0, p1, inp_b, (const int32_t *)col, s, z, j->bias,
+                      j->pool != 0, out_b, z->P);
     else
-        packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, beta, out_b + p0, z->P);
+        packed_product(wpack, s->OC, p1 - p0, z->K, col + p0, z->P, j->bias != NULL ? 1.0f : 0.0f,
+                       out_b + p0, z->P);
     pynn_barrier(nt);     /* col is overwritten by the next image */
     if (j->pool) {
         int64_t o0, o1, k = j->pool, n = (z->OH / k) * (z->OW / k);
         pynn_share(s->OC, 1, tid, nt, &o0, &o1);
-        for (int64_t e = o0 * z->P; e < o1 * z->P; e++)      /* ReLU, as pynn_relu_forward */
+        for (int64_t e = o0 * z->P; e < o1 * z->P && !direct; e++)   /* ReLU, as pynn_relu_forward */
             out_b[e] = out_b[e] < 0.0f ? 0.0f : out_b[e];
         pool_planes(out_b, j->out + b * s->OC * n, j->argmax + b * s->OC * n, o0, o1, z->OH,
                     z->OW, k);

@@ -97,11 +97,13 @@ typedef void (*pynn_gradstep_fn)(const struct pynn_optimizer *opt, int64_t step,
  * vectors of 8: c (m x n, n <= nr) = alpha * a_packed (mr x K) * B + beta * c, where row k of B
  * is the n pixels tap k reads for n consecutive output positions, the runs of 8 at
  * x0 + off[k] and x1 + off[k] (off[k] = tap k's offset in the image; each run of 8 positions
- * lies in one output row, so it is 8 consecutive pixels). The same sums, in the same order,
- * as the ukernel on the unfolded patches, so the same bits. NULL in a set without one. */
+ * lies in one output row, so it is 8 consecutive pixels); then + bias[r] on row r (bias NULL:
+ * none) and, with relu, max(0, .) as pynn_relu_forward. The same sums, in the same order, as
+ * the ukernel on the unfolded patches over C holding the bias, so the same bits. NULL in a
+ * set without one. */
 typedef void (*pynn_convkernel_fn)(int64_t K, const float *a, const float *x0, const float *x1,
                                    const int32_t *off, float *c, int64_t ldc, int m, int n,
-                                   float alpha, float beta);
+                                   float alpha, float beta, const float *bias, int relu);
 
 /* a tile of a convolution's weight gradient, transposed (taps x output channels), read from
  * the images: c (m x n; m <= mr rows, n <= nr columns) = alpha * sum over K positions p of

@@ -219,7 +219,8 @@ TGT_AVX2 static inline __m256 mask8(int n) {   /* lanes < n set */
         if (NV > 1) y##r##1 = _mm256_fmadd_ps(ar, b1, y##r##1);           \
     }
 #define Y_LOAD(p, mk) (FULL ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (mk)))
-#define Y_STORE(r)                                                        \
+/* row r of the tile out: alpha y + beta c, then EPI(r) on o0, o1 (a kernel's epilogue) */
+#define Y_STORE_THEN(r, EPI)                                              \
     if (ROWS > r && m > r) {                                              \
         float *crow = c + r * ldc;                                        \
         __m256 o0 = _mm256_mul_ps(va, y##r##0), o1 = _mm256_mul_ps(va, y##r##1); \
@@ -227,12 +228,15 @@ TGT_AVX2 static inline __m256 mask8(int n) {   /* lanes < n set */
             o0 = _mm256_fmadd_ps(vb, Y_LOAD(crow, k0), o0);               \
             if (NV > 1) o1 = _mm256_fmadd_ps(vb, Y_LOAD(crow + 8, k1), o1); \
         }                                                                 \
+        EPI(r)                                                            \
         if (FULL) _mm256_storeu_ps(crow, o0), _mm256_storeu_ps(crow + 8, o1); \
         else {                                                            \
             _mm256_maskstore_ps(crow, k0, o0);                            \
             if (NV > 1) _mm256_maskstore_ps(crow + 8, k1, o1);            \
         }                                                                 \
     }
+#define NO_EPILOGUE(r)
+#define Y_STORE(r) Y_STORE_THEN(r, NO_EPILOGUE)
 
 TGT_AVX2 static inline __attribute__((always_inline)) void
 ukernel_avx2_tile(const int ROWS, const int FULL, const int NV, int64_t K, const float *a,
@@ -249,11 +253,20 @@ ukernel_avx2_tile(const int ROWS, const int FULL, const int NV, int64_t K, const
     Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
 }
 /* ukernel_avx2_tile with B's rows read from the image (pynn_convkernel_fn): two runs of 8
- * pixels a tap, at x0 + off[k] and x1 + off[k]; n is 8 or 16 */
+ * pixels a tap, at x0 + off[k] and x1 + off[k]; n is 8 or 16. The bias and ReLU go on each
+ * row on its way out: y + bias rounds as the ukernel's beta * c + y with c = bias, and
+ * max_ps(0, o) returns o for a NaN or a -0, as o < 0 ? 0 : o does. */
+#define BIAS_RELU(r)                                                      \
+    if (bias != NULL) {                                                   \
+        const __m256 br = _mm256_set1_ps(bias[r]);                        \
+        o0 = _mm256_add_ps(o0, br), o1 = _mm256_add_ps(o1, br);           \
+    }                                                                     \
+    if (relu) o0 = _mm256_max_ps(zero, o0), o1 = _mm256_max_ps(zero, o1);
+#define C_STORE(r) Y_STORE_THEN(r, BIAS_RELU)
 TGT_AVX2 static inline __attribute__((always_inline)) void
 convkernel_avx2_tile(const int ROWS, const int NV, int64_t K, const float *a, const float *x0,
                      const float *x1, const int32_t *off, float *c, int64_t ldc, int m, int n,
-                     float alpha, float beta) {
+                     float alpha, float beta, const float *bias, int relu) {
     const int FULL = NV > 1;
     Y_ZERO(0) Y_ZERO(1) Y_ZERO(2) Y_ZERO(3) Y_ZERO(4) Y_ZERO(5)
     const __m256i k0 = _mm256_castps_si256(mask8(n)), k1 = _mm256_castps_si256(mask8(n - 8));
@@ -263,9 +276,12 @@ convkernel_avx2_tile(const int ROWS, const int NV, int64_t K, const float *a, co
         if (NV > 1) b1 = _mm256_loadu_ps(x1 + o);
         Y_FMA(0) Y_FMA(1) Y_FMA(2) Y_FMA(3) Y_FMA(4) Y_FMA(5)
     }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    Y_STORE(0) Y_STORE(1) Y_STORE(2) Y_STORE(3) Y_STORE(4) Y_STORE(5)
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
+    C_STORE(0) C_STORE(1) C_STORE(2) C_STORE(3) C_STORE(4) C_STORE(5)
 }
+#undef C_STORE
+#undef BIAS_RELU
+
 /* the dweight tile (pynn_dwkernel_fn): ukernel_avx2_tile with A's values broadcast from the
  * images, tap r's at t_r + pos[p], instead of from a packed sliver */
 #define D_FMA(r)                                                          \
@@ -337,6 +353,8 @@ TGT_AVX2 static void foldkernel_avx2(int64_t K, const float *a, const float *b, 
 #undef Y_FMA
 #undef Y_LOAD
 #undef Y_STORE
+#undef Y_STORE_THEN
+#undef NO_EPILOGUE
 
 #define DWKERNEL_AVX2_ROWS(ROWS)                                                               \
     do {                                                                                      \
@@ -359,13 +377,14 @@ TGT_AVX2 static void dwkernel_avx2(int64_t K, const float *const *taps, const in
 
 #define CONVKERNEL_AVX2_ROWS(ROWS)                                                             \
     do {                                                                                      \
-        if (n > 8) convkernel_avx2_tile(ROWS, 2, K, a, x0, x1, off, c, ldc, m, n, alpha, beta); \
-        else convkernel_avx2_tile(ROWS, 1, K, a, x0, x1, off, c, ldc, m, n, alpha, beta);       \
+        if (n > 8)                                                                            \
+            convkernel_avx2_tile(ROWS, 2, K, a, x0, x1, off, c, ldc, m, n, alpha, beta, bias, relu); \
+        else convkernel_avx2_tile(ROWS, 1, K, a, x0, x1, off, c, ldc, m, n, alpha, beta, bias, relu); \
     } while (0)
 
 TGT_AVX2 static void convkernel_avx2(int64_t K, const float *a, const float *x0, const float *x1,
                                      const int32_t *off, float *c, int64_t ldc, int m, int n,
-                                     float alpha, float beta) {
+                                     float alpha, float beta, const float *bias, int relu) {
     if (m > 4) CONVKERNEL_AVX2_ROWS(6);
     else if (m > 2) CONVKERNEL_AVX2_ROWS(4);
     else if (m == 2) CONVKERNEL_AVX2_ROWS(2);
