@@ -22,11 +22,11 @@
  *
  * Threads: the forward and dinp give each thread whole images (a batch smaller than the
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
- * dweight gives each thread the taps of some kernel rows (c,i), for which it unfolds its own
- * columns of every image's col^T (or, for a kernel of few rows, fixed groups of images; see
- * DW_GROUPS; an image of many positions unfolds rows of col instead, see DW_DOT_POSITIONS).
- * Each output element is summed by one thread in one fixed order, whatever the thread count,
- * so the bits do not depend on it. The caller's workspace
+ * dweight gives each thread the taps of some kernel rows (c,i), whose pixels it reads from the
+ * images or unfolds into its own columns of every image's col^T (or, for a kernel of few
+ * rows, fixed groups of images; see DW_GROUPS; an image of many positions unfolds rows of col
+ * instead, see DW_DOT_POSITIONS). Each output element is summed by one thread in one fixed
+ * order, whatever the thread count, so the bits do not depend on it. The caller's workspace
  * holds each thread's packed weights and unfolded patches; nothing here allocates.
  */
 #include <string.h>
