@@ -37,6 +37,10 @@
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* the kernel set the convolution runs on (pynn_kernels' conv): every packing and kernel here
+ * comes from this one set */
+static const struct pynn_kernels *conv_set(void) { return pynn_kernels()->conv; }
+
 /* dweight's product sums over this many output positions at a time (whole images): enough
  * that its tile of dweight is loaded and stored once per long sum, few enough that the
  * unfolded patches stay in L2 */
@@ -272,7 +276,7 @@ __attribute__((target("avx2"))) static void col2im_avx2(
 static void col2im_add(float *dinp_b, const float *dcol, const struct pynn_conv2d_shape *s,
                        const struct pynn_conv2d_sizes *z) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (strcmp(pynn_kernels()->name, "generic") != 0) {
+    if (strcmp(conv_set()->name, "generic") != 0) {
         col2im_avx2(dinp_b, dcol, s, z);
         return;
     }
@@ -291,7 +295,7 @@ static int64_t round_up(int64_t n, int64_t unit) { return (n + unit - 1) / unit 
  * op(A)'s row rows[i] (rows NULL: row i). */
 static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_t M, int64_t K,
                       int64_t q0, int64_t q1, const int32_t *rows) {
-    const int64_t mr = pynn_kernels()->mr, Mp = round_up(M, mr);
+    const int64_t mr = conv_set()->mr, Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
         int64_t kc = min64(PYNN_KC, K - pc);
         for (int64_t ir = q0 * mr; ir < q1 * mr; ir += mr) {
@@ -308,7 +312,7 @@ static void pack_rows(float *dst, const float *A, int64_t lda, int trans, int64_
 
 /* the slivers of mr rows that M rows make */
 static int64_t slivers(int64_t M) {
-    int64_t mr = pynn_kernels()->mr;
+    int64_t mr = conv_set()->mr;
     return (M + mr - 1) / mr;
 }
 
@@ -317,7 +321,7 @@ static int64_t slivers(int64_t M) {
  * sliver of B (kc x nr) stays in L1 while A's slivers pass it. beta == 0 never reads C. */
 static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, const float *B,
                            int64_t ldb, float beta, float *C, int64_t ldc) {
-    const struct pynn_kernels *kern = pynn_kernels();
+    const struct pynn_kernels *kern = conv_set();
     const int mr = kern->mr, nr = kern->nr;
     int64_t Mp = round_up(M, mr);
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
@@ -335,7 +339,7 @@ static void packed_product(const float *apack, int64_t M, int64_t N, int64_t K, 
  * unfolding them: stride 1, no padding, output rows of whole vectors of 8, so that every run
  * of 8 output positions reads 8 consecutive pixels of each tap; and offsets that fit int32 */
 static int reads_image(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
-    return pynn_kernels()->convkernel != NULL && s->stride == 1 && s->pad == 0 &&
+    return conv_set()->convkernel != NULL && s->stride == 1 && s->pad == 0 &&
            z->OW % 8 == 0 && s->C * s->H * s->W <= INT32_MAX;
 }
 
@@ -357,7 +361,7 @@ static void image_product(const float *apack, int64_t M, int64_t p0, int64_t p1,
                           const float *inp_b, const int32_t *off,
                           const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z,
                           const float *bias, int relu, float *C, int64_t ldc) {
-    const struct pynn_kernels *kern = pynn_kernels();
+    const struct pynn_kernels *kern = conv_set();
     const int mr = kern->mr, nr = kern->nr;
     int64_t Mp = round_up(M, mr), K = z->K, OW = z->OW;
     for (int64_t pc = 0; pc < K; pc += PYNN_KC) {
@@ -513,7 +517,7 @@ static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, in
     if (P >= DW_DOT_POSITIONS) {
         /* dw[o, tap] += dout_b row o . col row tap: both rows lie along the positions, so the
          * dot kernel reads them where they are (ws holds the image's col rows of these taps) */
-        const struct pynn_kernels *kern = pynn_kernels();
+        const struct pynn_kernels *kern = conv_set();
         float *dw_r = dw + r0 * s->KW;
         for (int64_t b = b_lo; b < b_hi; b++) {
             const float *dout_b = j->dout + b * OC * P;
@@ -547,7 +551,7 @@ static void dweight_sum(const struct conv_job *j, int64_t b_lo, int64_t b_hi, in
  * of unfolding them: no padding (every tap of every position lies in an image), offsets that
  * fit int32 within the images of one slice of positions */
 static int dweight_reads_image(const struct pynn_conv2d_shape *s, const struct pynn_conv2d_sizes *z) {
-    return pynn_kernels()->dwkernel != NULL && s->pad == 0 &&
+    return conv_set()->dwkernel != NULL && s->pad == 0 &&
            (PYNN_KC / z->P + 2) * s->C * s->H * s->W <= INT32_MAX;
 }
 
@@ -558,7 +562,7 @@ static int dweight_reads_image(const struct pynn_conv2d_shape *s, const struct p
 static void dweight_from_image(const struct conv_job *j, int64_t k0, int64_t k1, float *ws) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
-    const struct pynn_kernels *kern = pynn_kernels();
+    const struct pynn_kernels *kern = conv_set();
     const int mr = kern->mr, nr = kern->nr;
     const int64_t OC = s->OC, P = z->P, N = s->B * P, CHW = s->C * s->H * s->W;
     if (k0 >= k1) return;
@@ -630,7 +634,7 @@ static inline __attribute__((always_inline)) void dinp_tiles_body(
         const struct conv_job *j, int64_t b, const float *wTpack, const int32_t *off, float *t) {
     const struct pynn_conv2d_shape *s = j->s;
     const struct pynn_conv2d_sizes *z = &j->z;
-    const struct pynn_kernels *kern = pynn_kernels();
+    const struct pynn_kernels *kern = conv_set();
     const int mr = kern->mr, nr = kern->nr;
     const int64_t M = z->K, N = z->P, K = s->OC, Mp = round_up(M, mr), OW = z->OW;
     const float *dout_b = j->dout + b * K * N;
@@ -684,7 +688,7 @@ __attribute__((target("avx2"))) static void dinp_tiles_avx2(
 static void dinp_tiles(const struct conv_job *j, int64_t b, const float *wTpack,
                        const int32_t *off, float *t) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (strcmp(pynn_kernels()->name, "generic") != 0) {
+    if (strcmp(conv_set()->name, "generic") != 0) {
         dinp_tiles_avx2(j, b, wTpack, off, t);
         return;
     }
@@ -974,7 +978,7 @@ static void relu_pool_backward_job(int tid, int nt, void *arg) {
     int64_t q0, q1, n = (j->H / j->k) * (j->W / j->k);
     pynn_share(j->planes, 1, tid, nt, &q0, &q1);
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if (j->k == 2 && strcmp(pynn_kernels()->name, "generic") != 0) {
+    if (j->k == 2 && strcmp(conv_set()->name, "generic") != 0) {
         relu_pool2_backward_avx2(j, q0, q1);
         return;
     }

@@ -136,6 +136,9 @@ struct pynn_kernels {
     pynn_convkernel_fn convkernel;
     pynn_dwkernel_fn dwkernel;
     pynn_foldkernel_fn foldkernel;
+    /* the set the convolution runs on (conv.c): this one, or for AVX-512, the AVX2 set, whose
+     * image-reading kernels (conv, dw, fold) the AVX-512 set has no counterpart of */
+    const struct pynn_kernels *conv;
 };
 const struct pynn_kernels *pynn_kernels(void);
 

@@ -194,7 +194,7 @@ static const struct pynn_kernels kernels_generic = {"generic", ukernel_generic, 
                                                     NR_GENERIC, dotkernel_generic,
                                                     stepkernel_generic, gemvkernel_generic,
                                                     gradstep_generic, dotblocks_generic, NULL, NULL,
-                                                    NULL, NULL, NULL};
+                                                    NULL, NULL, NULL, &kernels_generic};
 
 #ifdef PYNN_X86
 /* ---------------- AVX2 + FMA: 8 floats a vector ---------------- */
@@ -690,7 +690,7 @@ static const struct pynn_kernels kernels_avx2 = {"avx2", ukernel_avx2, MR_AVX2, 
                                                  dotkernel_avx2, stepkernel_generic, gemvkernel_avx2,
                                                  gradstep_avx2, dotblocks_avx2, gemv4kernel_avx2,
                                                  gemvnarrow_avx2, convkernel_avx2,
-                                                 dwkernel_avx2, foldkernel_avx2};
+                                                 dwkernel_avx2, foldkernel_avx2, &kernels_avx2};
 
 /* ---------------- AVX-512: 16 floats a vector ---------------- */
 #define TGT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
@@ -1099,7 +1099,7 @@ static const struct pynn_kernels kernels_avx512 = {"avx512f", ukernel_avx512, MR
                                                    NR_AVX512, dotkernel_avx512,
                                                    stepkernel_avx512, gemvkernel_avx512,
                                                    gradstep_avx512, dotblocks_avx512, NULL, NULL,
-                                                   NULL, NULL, NULL};
+                                                   NULL, NULL, NULL, &kernels_avx2};
 #endif
 
 /* ---------------- the choice ---------------- */
