@@ -207,6 +207,16 @@ TGT_AVX2 static inline __m256 mask8(int n) {   /* lanes < n set */
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
 }
 
+/* the instance of a tile kernel X for m rows: ROWS 6, 4, 2 or 1, a compile-time constant in
+ * each, so that its unused accumulators and loads drop out */
+#define AVX2_BY_ROWS(X)                                                   \
+    do {                                                                  \
+        if (m > 4) X(6);                                                  \
+        else if (m > 2) X(4);                                             \
+        else if (m == 2) X(2);                                            \
+        else X(1);                                                        \
+    } while (0)
+
 /* a ROWS x 16 tile (ROWS <= 6 rows of the packed sliver, m <= ROWS of them stored), of which
  * the first NV vectors of 8 columns are computed (n <= 8 NV); FULL (n == 16): plain loads and
  * stores, else masked ones. Compile-time constants after inlining, as for AVX-512 below; the
@@ -342,10 +352,7 @@ foldkernel_avx2_tile(const int ROWS, const int NV, int64_t K, const float *a, co
 
 TGT_AVX2 static void foldkernel_avx2(int64_t K, const float *a, const float *b, int64_t ldb,
                                      float *const *c0, float *const *c1, int m, int n) {
-    if (m > 4) FOLDKERNEL_AVX2_ROWS(6);
-    else if (m > 2) FOLDKERNEL_AVX2_ROWS(4);
-    else if (m == 2) FOLDKERNEL_AVX2_ROWS(2);
-    else FOLDKERNEL_AVX2_ROWS(1);
+    AVX2_BY_ROWS(FOLDKERNEL_AVX2_ROWS);
 }
 #undef FOLDKERNEL_AVX2_ROWS
 
@@ -368,10 +375,7 @@ TGT_AVX2 static void foldkernel_avx2(int64_t K, const float *a, const float *b, 
 TGT_AVX2 static void dwkernel_avx2(int64_t K, const float *const *taps, const int32_t *pos,
                                    const float *b, int64_t ldb, float *c, int64_t ldc, int m,
                                    int n, float alpha, float beta) {
-    if (m > 4) DWKERNEL_AVX2_ROWS(6);
-    else if (m > 2) DWKERNEL_AVX2_ROWS(4);
-    else if (m == 2) DWKERNEL_AVX2_ROWS(2);
-    else DWKERNEL_AVX2_ROWS(1);
+    AVX2_BY_ROWS(DWKERNEL_AVX2_ROWS);
 }
 #undef DWKERNEL_AVX2_ROWS
 
@@ -385,10 +389,7 @@ TGT_AVX2 static void dwkernel_avx2(int64_t K, const float *const *taps, const in
 TGT_AVX2 static void convkernel_avx2(int64_t K, const float *a, const float *x0, const float *x1,
                                      const int32_t *off, float *c, int64_t ldc, int m, int n,
                                      float alpha, float beta, const float *bias, int relu) {
-    if (m > 4) CONVKERNEL_AVX2_ROWS(6);
-    else if (m > 2) CONVKERNEL_AVX2_ROWS(4);
-    else if (m == 2) CONVKERNEL_AVX2_ROWS(2);
-    else CONVKERNEL_AVX2_ROWS(1);
+    AVX2_BY_ROWS(CONVKERNEL_AVX2_ROWS);
 }
 #undef CONVKERNEL_AVX2_ROWS
 
@@ -402,12 +403,10 @@ TGT_AVX2 static void convkernel_avx2(int64_t K, const float *a, const float *x0,
 
 TGT_AVX2 static void ukernel_avx2(int64_t K, const float *a, const float *b, int64_t ldb,
                                   float *c, int64_t ldc, int m, int n, float alpha, float beta) {
-    if (m > 4) UKERNEL_AVX2_ROWS(6);
-    else if (m > 2) UKERNEL_AVX2_ROWS(4);
-    else if (m == 2) UKERNEL_AVX2_ROWS(2);
-    else UKERNEL_AVX2_ROWS(1);
+    AVX2_BY_ROWS(UKERNEL_AVX2_ROWS);
 }
 #undef UKERNEL_AVX2_ROWS
+#undef AVX2_BY_ROWS
 
 TGT_AVX2 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
