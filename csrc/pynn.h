@@ -161,6 +161,16 @@ struct pynn_optimizer {
     float **state2;
 };
 
+/* ---- one optimiser step over many parameter arrays (fast/optim.c), on the thread pool ----
+ * w[p] (n[p] floats, p < count) takes opt's step with the gradient dw[p] and the state
+ * opt->state1[p] (momentum's velocity, Adam's m) and state2[p] (Adam's v); opt->step advances
+ * by one, and Adam's bias correction uses the new count. The bits are those of one pynn_*_update
+ * call per array. *finite is 1 when every gradient is finite; with check_finite, a gradient
+ * holding a NaN or Inf leaves everything (opt->step included) as it was. No array written may
+ * overlap another array of the call. */
+int pynn_optimizer_step(struct pynn_optimizer *opt, float **w, const float **dw,
+                        const int64_t *n, int64_t count, int check_finite, int *finite);
+
 /* floats of workspace the calls below need for batches of up to `batch` rows (training != 0:
  * pynn_net_train; else pynn_net_forward, which works through larger inputs in chunks) */
 int64_t pynn_net_workspace(const struct pynn_net *net, int64_t batch, int training);

@@ -572,11 +572,10 @@ class Network:
         if spec is None:
             self._keep(self.check_inputs(X), True, fuse=True)
             grads = self.backward(T)
-            if not all(np.isfinite(g).all() for pair in grads for g in pair):
-                self.last_loss = float("nan")        # a NaN/Inf input or overflow upstream
             if not np.isfinite(self.last_loss):
                 return self.last_loss                # no step on a NaN or Inf loss
-            optimizer.step(self.parameters(), [g for pair in grads for g in pair])
+            if not optimizer.step_if_finite(self.parameters(), [g for pair in grads for g in pair]):
+                self.last_loss = float("nan")        # a NaN/Inf input or overflow upstream
             return self.last_loss
         X = self.check_inputs(X)
         T = self.targets(T, X.shape[0])

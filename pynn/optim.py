@@ -27,7 +27,9 @@ def scheduled_lr(schedule, lr, epoch, epochs):
 
 
 class Optimizer:
-    """Base: ``step(params, grads)`` updates each parameter array in place."""
+    """Base: ``step(params, grads)`` updates each parameter array in place, one at a time
+    through ``_update(i, param, grad)``, which a kind of its own defines (SGD and Adam step
+    every array in one C call instead)."""
 
     def __init__(self, lr, weight_decay=0.0):
         self.lr = ops.hyperparameter("lr", lr)
@@ -54,11 +56,31 @@ class Optimizer:
             self.state = [[np.zeros_like(p) for _ in range(count)] for p in params]
 
     def step(self, params, grads):
+        """Update each parameter array in place with its gradient."""
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameter arrays but {len(grads)} gradients")
         self.steps += 1
         for i, (p, g) in enumerate(zip(params, grads)):
             self._update(i, p, g)
+
+    def step_if_finite(self, params, grads):
+        """``step``, unless a gradient holds a NaN or an Inf: then nothing changes. Returns
+        whether it stepped. The training loop's step: SGD and Adam check and step in one C
+        call; a kind of its own (or one whose ``step`` is its own) checks here first."""
+        if type(self).step in (SGD.step, Adam.step):
+            return self._step_in_c(params, grads, check_finite=True)
+        if not all(np.isfinite(g).all() for g in grads):
+            return False
+        self.step(params, grads)
+        return True
+
+    def _step_in_c(self, params, grads, check_finite=False):
+        """``step`` for the kinds C knows (``fused``): every array in one call on the threads,
+        the bits of the update one array at a time. Returns whether every gradient was finite."""
+        kind, hyper, state = self.fused(params)
+        finite, self.steps = ops.optimizer_step(kind, hyper, params, grads, state, self.steps,
+                                                check_finite)
+        return finite
 
     def state_dict(self):
         """The optimiser's settings and state, as arrays and numbers (for checkpoints)."""
@@ -77,8 +99,7 @@ class SGD(Optimizer):
         self.momentum = ops.hyperparameter("momentum", momentum, 0.0, 1.0, high_open=True)
 
     def step(self, params, grads):
-        self._ensure_state(params, 1 if self.momentum > 0 else 0)
-        super().step(params, grads)
+        self._step_in_c(params, grads)
 
     def fused(self, params):
         """What the fused C training step needs: (kind, settings, state per parameter array)."""
@@ -86,12 +107,6 @@ class SGD(Optimizer):
         kind = "momentum" if self.momentum > 0 else "sgd"
         return kind, {"lr": self.lr, "momentum": self.momentum,
                       "weight_decay": self.weight_decay}, self.state
-
-    def _update(self, i, p, g):
-        if self.momentum > 0:
-            ops.momentum_update(p, self.state[i][0], g, self.lr, self.momentum, self.weight_decay)
-        else:
-            ops.sgd_update(p, g, self.lr, self.weight_decay)
 
     def __repr__(self):
         extra = f", momentum={self.momentum}" if self.momentum else ""
@@ -109,19 +124,13 @@ class Adam(Optimizer):
         self.eps = ops.hyperparameter("eps", eps, 1e-30)
 
     def step(self, params, grads):
-        self._ensure_state(params, 2)
-        super().step(params, grads)
+        self._step_in_c(params, grads)
 
     def fused(self, params):
         """What the fused C training step needs: (kind, settings, state per parameter array)."""
         self._ensure_state(params, 2)
         return "adam", {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                         "weight_decay": self.weight_decay}, self.state
-
-    def _update(self, i, p, g):
-        m, v = self.state[i]
-        ops.adam_update(p, m, v, g, self.lr, self.beta1, self.beta2, self.eps,
-                        self.weight_decay, self.steps)
 
     def __repr__(self):
         return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2})"

@@ -411,6 +411,152 @@ def test_optimizer_classes_match_the_update_rules():
             np.testing.assert_allclose(p, r, rtol=1e-5, atol=1e-6, err_msg=repr(opt))
 
 
+# ---- one optimiser step over many arrays (csrc/fast/optim.c) ----
+
+STEP_KINDS = [("sgd", {"lr": 0.1, "weight_decay": 0.01}),
+              ("momentum", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}),
+              ("adam", {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                        "weight_decay": 0.001})]
+# runs of 16 cut across arrays on any thread count: odd sizes, one element, an empty array
+STEP_SHAPES = [(33, 17), (1,), (0,), (16,), (257,), (5, 31)]
+
+
+def update_one_array(kind, hyper, p, s, g, step):
+    if kind == "sgd":
+        ops.sgd_update(p, g, hyper["lr"], hyper["weight_decay"])
+    elif kind == "momentum":
+        ops.momentum_update(p, s[0], g, hyper["lr"], hyper["momentum"], hyper["weight_decay"])
+    else:
+        ops.adam_update(p, s[0], s[1], g, hyper["lr"], hyper["beta1"], hyper["beta2"],
+                        hyper["eps"], hyper["weight_decay"], step)
+
+
+def step_arrays(kind, rng):
+    params = [rand(rng, *s) for s in STEP_SHAPES]
+    state = [[rand(rng, *s, scale=0.1) ** 2 for _ in range(ops.STATE_ARRAYS[kind])]
+             for s in STEP_SHAPES]
+    return params, state
+
+
+def bits(arrays):
+    return [a.view(np.uint32).copy() for a in arrays]
+
+
+@pytest.mark.parametrize("kind,hyper", STEP_KINDS)
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_one_call_step_gives_the_bits_of_one_update_per_array(kind, hyper, n_threads,
+                                                              every_job_shared):
+    ops.set_num_threads(n_threads)
+    rng = np.random.default_rng(5)
+    params, state = step_arrays(kind, rng)
+    mine = [p.copy() for p in params]
+    my_state = [[s.copy() for s in st] for st in state]
+    steps = 0
+    for k in range(1, 4):
+        grads = [rand(rng, *s) for s in STEP_SHAPES]
+        for p, st, g in zip(params, state, grads):
+            update_one_array(kind, hyper, p, st, g, k)
+        finite, steps = ops.optimizer_step(kind, hyper, mine, grads, my_state, steps,
+                                           check_finite=True)
+        assert finite and steps == k
+    flat = [s for st in state for s in st]
+    my_flat = [s for st in my_state for s in st]
+    for a, b in zip(bits(params + flat), bits(mine + my_flat)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", [0, -1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_one_call_step_on_a_gradient_not_finite_changes_nothing_when_asked(where, bad,
+                                                                           every_job_shared):
+    """The first array is the first thread's, the last the second's: either thread's find
+    stops both."""
+    ops.set_num_threads(2)
+    kind, hyper = STEP_KINDS[2]
+    rng = np.random.default_rng(6)
+    params, state = step_arrays(kind, rng)
+    grads = [rand(rng, *s) for s in STEP_SHAPES]
+    grads[where].flat[-1] = bad
+    before = bits(params + [s for st in state for s in st])
+    finite, steps = ops.optimizer_step(kind, hyper, params, grads, state, 7, check_finite=True)
+    assert (finite, steps) == (False, 7)
+    after = bits(params + [s for st in state for s in st])
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    finite, steps = ops.optimizer_step(kind, hyper, params, grads, state, 7)
+    assert (finite, steps) == (False, 8)                  # unchecked: the step is taken
+    assert not np.isfinite(params[where]).all()
+
+
+def test_one_call_step_refuses_what_it_must():
+    kind, hyper = STEP_KINDS[1]
+    rng = np.random.default_rng(7)
+    params, state = step_arrays(kind, rng)
+    grads = [rand(rng, *s) for s in STEP_SHAPES]
+    step = ops.optimizer_step
+    with pytest.raises(ValueError, match="gradients"):
+        step(kind, hyper, params, grads[:-1], state, 0)
+    with pytest.raises(ValueError, match=r"grads\[4\] must have shape"):
+        step(kind, hyper, params, grads[:4] + [rand(rng, 256)] + grads[5:], state, 0)
+    with pytest.raises(TypeError, match=r"grads\[0\] must have dtype float32"):
+        step(kind, hyper, params, [grads[0].astype(np.float64)] + grads[1:], state, 0)
+    with pytest.raises(ValueError, match=r"state\[1\]\[0\]"):
+        step(kind, hyper, params, grads, [state[0], [state[0][0][0, :1]]] + state[2:], 0)
+    shifted = np.zeros(params[0].size + 1, np.float32)       # a gradient over part of a param
+    with pytest.raises(ValueError, match="overlap"):
+        step(kind, hyper, [shifted[:-1].reshape(33, 17)] + params[1:],
+             [shifted[1:].reshape(33, 17)] + grads[1:], state, 0)
+    big = np.zeros(33 * 17, np.float32)                         # two states sharing a float
+    with pytest.raises(ValueError, match="overlap"):
+        step(kind, hyper, params, grads, [[big.reshape(33, 17)], [big[-1:]]] + state[2:], 0)
+    with pytest.raises(ValueError, match="lr"):
+        step(kind, dict(hyper, lr=-1.0), params, grads, state, 0)
+    own = [p.copy() for p in params]                  # an array that is its own gradient
+    assert step("sgd", {"lr": 0.5, "weight_decay": 0.0}, own, own, [[] for _ in own], 0)[0]
+    np.testing.assert_array_equal(own[0], params[0] * np.float32(0.5))
+
+
+def test_one_call_step_in_c_checks_its_arguments():
+    from pynn._pynn import ffi, lib
+    w = np.zeros(4, np.float32)
+    wp = ffi.new("float *[]", [ffi.from_buffer("float[]", w)])
+    n = ffi.new("int64_t[]", [4])
+    finite = ffi.new("int *")
+
+    def opt(**kw):
+        fields = {"kind": lib.PYNN_OPT_SGD, "lr": 0.1, "eps": 1.0, "step": 0}
+        fields.update(kw)
+        return ffi.new("struct pynn_optimizer *", fields)
+    call = lib.pynn_optimizer_step
+    assert call(opt(), wp, wp, n, 1, 1, finite) == lib.PYNN_OK and finite[0] == 1
+    assert call(opt(), ffi.NULL, wp, n, 1, 1, finite) == lib.PYNN_ERR_NULL
+    assert call(opt(kind=lib.PYNN_OPT_MOMENTUM), wp, wp, n, 1, 1, finite) == lib.PYNN_ERR_NULL
+    assert call(opt(), wp, wp, ffi.new("int64_t[]", [-1]), 1, 1, finite) == lib.PYNN_ERR_SIZE
+    assert call(opt(), wp, wp, n, -1, 1, finite) == lib.PYNN_ERR_SIZE
+    assert call(opt(kind=7), wp, wp, n, 1, 1, finite) == lib.PYNN_ERR_ARG
+    assert call(opt(lr=float("nan")), wp, wp, n, 1, 1, finite) == lib.PYNN_ERR_ARG
+    assert call(opt(step=-1), wp, wp, n, 1, 1, finite) == lib.PYNN_ERR_ARG
+    assert call(opt(), wp, wp, n, 1, 1, ffi.NULL) == lib.PYNN_ERR_NULL
+
+
+def test_step_if_finite_steps_or_changes_nothing_and_keeps_a_subclass_own_step():
+    import pynn
+    calls = []
+
+    class Logged(pynn.SGD):                       # a user's optimiser with its own step
+        def step(self, params, grads):
+            calls.append(len(params))
+            super().step(params, grads)
+    nan = np.array([1.0, np.nan, 1.0], np.float32)
+    for opt in (pynn.SGD(lr=0.5, momentum=0.5), pynn.Adam(lr=0.5), Logged(lr=0.5)):
+        p = [np.ones(3, np.float32)]
+        assert opt.step_if_finite(p, [np.ones(3, np.float32)]) and opt.steps == 1
+        assert (p[0] < 1).all()
+        moved = p[0].copy()
+        assert not opt.step_if_finite(p, [nan]) and opt.steps == 1
+        np.testing.assert_array_equal(p[0], moved)
+    assert calls == [1]
+
+
 # ---- the network's edges ----
 
 def test_scale_u8_all_byte_values():

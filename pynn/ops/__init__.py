@@ -25,7 +25,7 @@ from .activations import (ACTIVATIONS, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, act
 from .losses import (quadratic_loss, quadratic_loss_backward, sigmoid_cross_entropy,
                      sigmoid_cross_entropy_backward, softmax_cross_entropy,
                      softmax_cross_entropy_backward)
-from .optim import adam_update, momentum_update, sgd_update
+from .optim import OPTIMIZER_KINDS, STATE_ARRAYS, adam_update, momentum_update, optimizer_step, sgd_update
 from .convert import argmax_rows, scale_u8
 from .image import (DISTORT_MAX, distort, gaussian_blur, ink_bbox, ink_moments, raster_strokes,
                     resample_area, stroke_width, warp)
@@ -33,7 +33,7 @@ from .dropout import dropout_backward, dropout_forward
 from .conv import (conv2d_backward, conv2d_forward, conv2d_output_shape, conv2d_relu_pool_forward,
                    conv2d_relu_pool_workspace, conv2d_workspace, maxpool2d_backward,
                    maxpool2d_forward, relu_maxpool2d_backward)
-from .fast import LOSS_KINDS, OPTIMIZER_KINDS, FusedNet, OneImage, OneSample
+from .fast import LOSS_KINDS, FusedNet, OneImage, OneSample
 
 __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "conv2d_workspace", "maxpool2d_backward", "maxpool2d_forward",
@@ -44,7 +44,7 @@ __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "activation_backward", "activation_forward", "relu", "sigmoid", "softmax", "tanh",
            "quadratic_loss", "quadratic_loss_backward", "sigmoid_cross_entropy",
            "sigmoid_cross_entropy_backward", "softmax_cross_entropy",
-           "softmax_cross_entropy_backward", "adam_update", "momentum_update", "sgd_update",
+           "softmax_cross_entropy_backward", "adam_update", "momentum_update", "optimizer_step", "STATE_ARRAYS", "sgd_update",
            "argmax_rows", "scale_u8", "DISTORT_MAX", "distort", "gaussian_blur", "ink_bbox",
            "ink_moments", "raster_strokes", "resample_area", "stroke_width", "warp",
            "dropout_backward", "dropout_forward", "LOSS_KINDS", "OPTIMIZER_KINDS", "FusedNet",

@@ -12,10 +12,9 @@ from .._pynn import ffi, lib
 from .activations import activation_kind
 from .checks import (F32, apart, check_array, check_shape, check_status, hyperparameter, i64ptr,
                      no_overlap, ptr, wptr)
+from .optim import OPTIMIZER_KINDS, optimizer_struct
 
 LOSS_KINDS = {"quadratic": lib.PYNN_LOSS_QUADRATIC, "cross_entropy": lib.PYNN_LOSS_CROSS_ENTROPY}
-OPTIMIZER_KINDS = {"sgd": lib.PYNN_OPT_SGD, "momentum": lib.PYNN_OPT_MOMENTUM,
-                   "adam": lib.PYNN_OPT_ADAM}
 _U8 = np.dtype(np.uint8)
 _U8_SCALE = float(np.float32(1.0 / 255.0))      # what scale_u8 uses by default
 _LAYOUT = operator.attrgetter("shape", "strides", "dtype")
@@ -189,34 +188,14 @@ class FusedNet:
         batch = int(min(batch, max(n_order, 1)))
         params = self._arrays[:len(self._arrays) // 2]
         params = [p for pair in zip(params, self._arrays[len(params):]) for p in pair]
-        need = {"sgd": 0, "momentum": 1, "adam": 2}[kind]
-        if len(state) != len(params) or any(len(s) < need for s in state):
-            raise ValueError(f"{kind} needs {need} state arrays for each of {len(params)} parameters")
-        slots = []
         X_ptr, T_ptr = ptr(X, "uint8_t[]" if u8 else "float[]"), ptr(T)
         # every array this call touches, as (pointer, bytes, name, written): none written may
         # share memory with another (the pointers are at hand: cheaper than asking numpy)
         spans = [(X_ptr, X.nbytes, "X", False), (T_ptr, T.nbytes, "T", False)]
         spans += [(p, a.nbytes, f"parameter {i}", True) for i, (p, a) in
                   enumerate(zip(itertools.chain(*zip(self._W, self._b)), params))]
-        for j in range(need):
-            ptrs = []
-            for i, (p, s) in enumerate(zip(params, state)):
-                check_array(f"state[{i}][{j}]", s[j], writable=True)
-                check_shape(f"state[{i}][{j}]", s[j], p.shape)
-                ptrs.append(wptr(s[j]))
-                spans.append((ptrs[-1], s[j].nbytes, f"state[{i}][{j}]", True))
-            slots.append(ffi.new("float *[]", ptrs))
+        opt, keep = optimizer_struct(kind, hyper, params, state, steps, spans)
         apart(spans)
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 0 <= steps < 2 ** 63:
-            raise ValueError(f"steps must be an int in [0, 2**63), got {steps!r}")
-        opt = ffi.new("struct pynn_optimizer *", {
-            "kind": OPTIMIZER_KINDS[kind], "lr": hyper.get("lr", 0.0),
-            "momentum": hyper.get("momentum", 0.0), "beta1": hyper.get("beta1", 0.0),
-            "beta2": hyper.get("beta2", 0.0), "eps": hyper.get("eps", 1.0),
-            "weight_decay": hyper.get("weight_decay", 0.0), "step": int(steps),
-            "state1": slots[0] if need > 0 else ffi.NULL,
-            "state2": slots[1] if need > 1 else ffi.NULL})
         n_batches = (n_order + batch - 1) // batch
         losses = np.zeros(n_batches, dtype=np.float64)
         done = ffi.new("int64_t *")

@@ -52,8 +52,9 @@ _buffers = {}
 
 
 def buffer(ctype):
-    """A zeroed buffer of BUFFER elements of ``ctype`` (kept alive for the whole run)."""
-    base = ctype.replace("*", "").strip()
+    """A zeroed buffer of BUFFER elements of what ``ctype`` points to (for a table of pointers,
+    ``float **``, NULL pointers), kept alive for the whole run."""
+    base = ctype.strip()[:-1].strip()
     if base not in _buffers:
         _buffers[base] = ffi.new(f"{base}[]", BUFFER)
     return _buffers[base]
