@@ -249,9 +249,12 @@ int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const
 int pynn_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight,
                              const struct pynn_conv2d_shape *s);
+/* the same on the workspace; with `set` nonzero the gradients are written over what dinp,
+ * dweight and dbias held instead of added to it (each image's dinp zeroed by the thread that
+ * then adds into it, while it is in that core's cache) */
 int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
-                         float *work, int64_t work_len);
+                         int set, float *work, int64_t work_len);
 /* max pooling over k x k windows, stride k: out (B,C,H/k,W/k) (floor: rows and columns past the
  * last whole window are left out) holds each window's largest value (NaN if the window holds
  * one), argmax the same shape the input element it came from, as h*W + w within its plane

@@ -232,8 +232,8 @@ class Conv2d(Layer):
     def _work(self, x, tape, pooled=False):
         """The workspace kept in ``tape``, sized again only when the shapes, the thread count
         or the kind of pass change (a smaller one would run on fewer threads)."""
-        key = (x.shape, self.W.shape, ops.get_num_threads(), pooled)
-        if tape.get("work_for") != key:
+        key = (x.shape, self.W.shape, ops.get_num_threads())
+        if tape.get(("work_for", pooled)) != key:    # forward (pooled) and backward in turns
             size = ops.conv2d_workspace(x.shape, self.W.shape, self.stride, self.padding)
             if pooled:
                 size = max(size, ops.conv2d_relu_pool_workspace(x.shape, self.W.shape,
@@ -241,7 +241,7 @@ class Conv2d(Layer):
             work = tape.get("work")
             if work is None or work.size < size:
                 tape["work"] = np.empty(size, dtype=np.float32)
-            tape["work_for"] = key
+            tape[("work_for", pooled)] = key
         return tape["work"]
 
     def forward(self, x, out, tape):
@@ -252,10 +252,9 @@ class Conv2d(Layer):
         """In the forward pass out[b,o,y,x'] += W[o,c,i,j] x[b,c,y*s+i-p,x'*s+j-p], so
         dW[o,c,i,j] += dout[b,o,y,x'] times that x, db[o] += dout[b,o,y,x'], and that x's
         gradient += W[o,c,i,j] dout[b,o,y,x']: every product of the forward, read backwards."""
-        if dinp is not None:
-            dinp.fill(0.0)
         _, dW, db = ops.conv2d_backward(dout, x, self.W, self.stride, self.padding, dx=dinp,
-                                        want_dx=dinp is not None, work=self._work(x, tape))
+                                        want_dx=dinp is not None, work=self._work(x, tape),
+                                        accumulate=False)
         return [dW, db]
 
     def forward_relu_pool(self, x, k, out, tape):

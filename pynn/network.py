@@ -14,6 +14,7 @@ builds) also runs whole in one C call (csrc/fast/): ``fit``, ``predict`` and ``p
 choose that path by themselves and give the same numbers as the layer-by-layer one.
 """
 import itertools
+import math
 
 import numpy as np
 
@@ -338,11 +339,11 @@ class Network:
 
     @property
     def n_in(self):
-        return int(np.prod(self.input_shape))
+        return math.prod(self.input_shape)
 
     @property
     def n_out(self):
-        return int(np.prod(self._shapes[-1]))
+        return math.prod(self._shapes[-1])
 
     def __repr__(self):
         layers = ", ".join(map(repr, self.layers))
@@ -441,6 +442,9 @@ class Network:
             layer = self.layers[i]
             if i in inside or (isinstance(layer, Dropout) and not tape.training):
                 continue                      # a fused pass's first layers: done at its last
+            if isinstance(layer, Flatten):    # the same numbers in the input's shape
+                dout = dout.reshape((tape.B, *tape.shapes[i]))
+                continue
             first = i - 2 if i - 2 in tape.fused else i      # the layer whose input dinp is
             dinp = tape.dins[first]
             if dinp is None and first > 0:
@@ -884,7 +888,7 @@ class Network:
         n_in = self.n_in
         if X.shape == self.input_shape or (X.ndim == 1 and X.size == n_in):
             X = X.reshape(1, n_in)
-        if X.ndim < 2 or int(np.prod(X.shape[1:])) != n_in:
+        if X.ndim < 2 or math.prod(X.shape[1:]) != n_in:
             want = "x".join(map(str, self.input_shape))
             raise ValueError(f"X must have {n_in} values per sample ({want}), got shape {X.shape}")
         if X.dtype != np.float32 and X.dtype != np.uint8:

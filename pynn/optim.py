@@ -78,9 +78,17 @@ class Optimizer:
         """``step`` for the kinds C knows (``fused``): every array in one call on the threads,
         the bits of the update one array at a time. Returns whether every gradient was finite."""
         kind, hyper, state = self.fused(params)
-        finite, self.steps = ops.optimizer_step(kind, hyper, params, grads, state, self.steps,
-                                                check_finite)
+        call = self.__dict__.get("_call")
+        if call is None or not call.same(kind, params, state):
+            call = self._call = ops.OptimizerStep(kind, params, state)
+        finite, self.steps = call(hyper, grads, self.steps, check_finite)
         return finite
+
+    def __getstate__(self):
+        """What pickling and copying keep: everything but the prepared C call (made again)."""
+        state = dict(self.__dict__)
+        state.pop("_call", None)
+        return state
 
     def state_dict(self):
         """The optimiser's settings and state, as arrays and numbers (for checkpoints)."""

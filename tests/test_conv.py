@@ -283,6 +283,26 @@ def test_the_gradients_accumulate_into_the_arrays_passed():
             np.testing.assert_allclose(g, 0.5 + o, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(3, 32, 12, 12, 64, 5, 5, 1, 0), (2, 3, 8, 7, 4, 3, 3, 1, 1),
+                                   (0, 2, 6, 6, 3, 3, 3, 1, 0)],
+                         ids=["folded-as-it-comes", "through-dcol", "no-image"])
+def test_gradients_written_over_garbage_are_the_bits_of_gradients_added_to_zeros(shape):
+    x, w, b, dout, stride, padding = make(shape, 8)
+    before = ops.get_num_threads()
+    try:
+        for reference, n in ((True, 1), (False, 1), (False, 2), (False, 3)):
+            ops.set_num_threads(n)
+            zeros = ops.conv2d_backward(dout, x, w, stride, padding, reference=reference)
+            garbage = [np.full(g.shape, np.nan, np.float32) for g in zeros]
+            got = ops.conv2d_backward(dout, x, w, stride, padding, *garbage, reference=reference,
+                                      accumulate=False)
+            for g, z, mine in zip(got, zeros, garbage):
+                assert g is mine
+                np.testing.assert_array_equal(g.view(np.int32), z.view(np.int32))
+    finally:
+        ops.set_num_threads(before)
+
+
 def test_the_first_layer_skips_dx_and_a_layer_without_bias_skips_db():
     x, w, b, dout, stride, padding = make((3, 1, 10, 10, 4, 5, 5, 1, 0), 6)
     for reference in (True, False):
@@ -480,9 +500,9 @@ def test_the_c_kernels_refuse_null_pointers_and_bad_sizes_themselves():
     assert lib.pynn_conv2d_workspace(shape(KW=20)) < 0
     dw = np.zeros(w.shape, np.float32)
     assert lib.pynn_conv2d_backward(ffi.NULL, p(dw), ffi.NULL, p(dout), p(x), ffi.NULL, shape(),
-                                    p(work), work.size) == lib.PYNN_OK
+                                    0, p(work), work.size) == lib.PYNN_OK
     for bwd in (lambda *a: lib.pynn_conv2d_backward_ref(*a),
-                lambda *a: lib.pynn_conv2d_backward(*a, p(work), work.size)):
+                lambda *a: lib.pynn_conv2d_backward(*a, 0, p(work), work.size)):
         assert bwd(ffi.NULL, ffi.NULL, ffi.NULL, p(dout), p(x), p(w), shape()) == lib.PYNN_ERR_NULL
         assert bwd(p(x.copy()), p(dw), ffi.NULL, p(dout), p(x), ffi.NULL, shape()) == lib.PYNN_ERR_NULL
     o = np.zeros((2, 3, 4, 4), np.float32)

@@ -557,6 +557,39 @@ def test_step_if_finite_steps_or_changes_nothing_and_keeps_a_subclass_own_step()
     assert calls == [1]
 
 
+def test_a_prepared_step_is_kept_only_for_the_same_arrays_and_checks_each_gradient():
+    import pynn
+    rng = np.random.default_rng(8)
+    opt = pynn.SGD(lr=0.1, momentum=0.9)
+    params = [rand(rng, 6, 5), rand(rng, 6)]
+    grads = [rand(rng, 6, 5), rand(rng, 6)]
+    opt.step(params, grads)
+    call = opt._call
+    opt.step(params, grads)
+    assert opt._call is call                              # the same arrays: prepared once
+    velocity = opt.state[0][0]
+    with pytest.raises(ValueError, match=r"grads\[1\] must not overlap state\[0\]\[0\]"):
+        opt.step(params, [grads[0], velocity.reshape(-1)[:6]])
+    with pytest.raises(ValueError, match=r"grads\[0\] must not overlap params\[1\]"):
+        wide = np.zeros(64, np.float32)      # a gradient from a gap between params into the next
+        opt.step([wide[:30].reshape(6, 5), wide[32:38]], [wide[30:60].reshape(6, 5), grads[1]])
+    assert opt.steps == 2
+    params[0].shape = (5, 6)                             # a new layout: prepared again
+    opt.step(params, [grads[0].reshape(5, 6), grads[1]])
+    assert opt._call is not call and opt.steps == 3
+    before = [p.copy() for p in params]
+    saved = opt.state_dict()
+    opt.load_state_dict(saved)                            # new state arrays: prepared again
+    other = pynn.SGD(lr=0.1, momentum=0.9)
+    other.load_state_dict(saved)
+    mine = [p.copy() for p in before]
+    new = [rand(rng, 5, 6), rand(rng, 6)]
+    opt.step(params, new)
+    other.step(mine, new)
+    for a, b in zip(params, mine):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---- the network's edges ----
 
 def test_scale_u8_all_byte_values():

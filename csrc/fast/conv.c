@@ -391,6 +391,7 @@ struct conv_job {
     int64_t shared, per_thread;     /* the groups' copies of dweight; each thread's share */
     int64_t pool;                   /* k of the pooling after a ReLU, or 0: none */
     int32_t *argmax;
+    int set_dinp;                   /* zero each image's dinp before adding into it */
 };
 
 static void pool_planes(const float *inp, float *out, int32_t *argmax, int64_t q0, int64_t q1,
@@ -491,7 +492,7 @@ static int forward(struct conv_job *j, int64_t work_len) {
 int pynn_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                         const struct pynn_conv2d_shape *s, float *work, int64_t work_len) {
     struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0, 0,
-                         NULL};
+                         NULL, 0};
     return forward(&j, work_len);
 }
 
@@ -500,7 +501,7 @@ int pynn_conv2d_relu_pool_forward(float *out, int32_t *argmax, const float *inp,
                                   const struct pynn_conv2d_shape *s, int64_t k, float *work,
                                   int64_t work_len) {
     struct conv_job j = {s, {0}, out, NULL, NULL, NULL, inp, weight, bias, NULL, work, 0, 0, k,
-                         argmax};
+                         argmax, 0};
     if (k < 1) return PYNN_ERR_ARG;
     return forward(&j, work_len);
 }
@@ -723,6 +724,12 @@ static void add_groups_job(int part, int nparts, void *arg) {
     }
 }
 
+/* image b's dinp zeroed, when the call writes the gradient rather than adds it */
+static void zero_image(const struct conv_job *j, int64_t b) {
+    int64_t n = j->s->C * j->s->H * j->s->W;
+    if (j->set_dinp) memset(j->dinp + b * n, 0, sizeof(float) * (size_t)n);
+}
+
 /* part `part` of nparts of everything but adding up the groups' copies of dweight; parts
  * share no output, so any thread may run any part (pynn_parallel_parts) */
 static void backward_job(int part, int nparts, void *arg) {
@@ -751,26 +758,42 @@ static void backward_job(int part, int nparts, void *arg) {
             float *t = ws + round_up(2 * j->z.K, 16);
             fold_order(order, off, s);
             pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K), order);
-            for (int64_t b = b0; b < b1; b++) dinp_tiles(j, b, wTpack, off, t);
+            for (int64_t b = b0; b < b1; b++) {
+                zero_image(j, b);
+                dinp_tiles(j, b, wTpack, off, t);
+            }
         } else if (b0 < b1) {
             pack_rows(wTpack, j->weight, j->z.K, 1, j->z.K, s->OC, 0, slivers(j->z.K), NULL);
-            for (int64_t b = b0; b < b1; b++) dinp_image(j, b, wTpack, ws);   /* ws: dcol */
+            for (int64_t b = b0; b < b1; b++) {
+                zero_image(j, b);
+                dinp_image(j, b, wTpack, ws);   /* ws: dcol */
+            }
         }
     }
 }
 
 int pynn_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, const struct pynn_conv2d_shape *s,
-                         float *work, int64_t work_len) {
+                         int set, float *work, int64_t work_len) {
     struct conv_job j = {s, {0}, NULL, dinp, dweight, dbias, inp, weight, NULL, dout, work, 0, 0,
-                         0, NULL};
+                         0, NULL, set != 0};
     PYNN_TRY(pynn_conv2d_check(s, &j.z));
     if (work_len < 0) return PYNN_ERR_SIZE;
+    if (set && s->B == 0) {          /* no image: every gradient is zero */
+        if (dweight == NULL) return PYNN_ERR_NULL;
+        memset(dweight, 0, sizeof(float) * (size_t)(s->OC * j.z.K));
+        if (dbias != NULL) memset(dbias, 0, sizeof(float) * (size_t)s->OC);
+        return PYNN_OK;
+    }
     if (s->B == 0) return PYNN_OK;
     if (dweight == NULL || dout == NULL || inp == NULL || work == NULL ||
         (dinp != NULL && weight == NULL))
         return PYNN_ERR_NULL;
     PYNN_TRY(split_work(&j, work_len));
+    if (set) {                       /* small beside dinp: zeroed here, before the threads */
+        memset(dweight, 0, sizeof(float) * (size_t)(s->OC * j.z.K));
+        if (dbias != NULL) memset(dbias, 0, sizeof(float) * (size_t)s->OC);
+    }
     double flops = 2.0 * (double)s->B * (double)s->OC * (double)j.z.K * (double)j.z.P;
     flops *= dinp != NULL ? 2.0 : 1.0;
     unsigned fp = pynn_flush_denormals();

@@ -114,8 +114,8 @@ int pynn_optimizer_step(struct pynn_optimizer *opt, float **w, const float **dw,
             return PYNN_ERR_NULL;
     }
     struct step_job j = {opt, w, dw, n, count, total, opt->step + 1, check_finite != 0, {0}};
-    /* a few flops an element, each element read from the cache a few times */
-    int nt = pynn_threads_for(4.0 * (double)total);
+    /* bound by moving the arrays: 20 bytes an element for momentum (three read, two written) */
+    int nt = pynn_threads_for_streams(20.0 * (double)total);
     if (nt > STEP_MAX_THREADS) nt = STEP_MAX_THREADS;
     unsigned fp = pynn_flush_denormals();    /* as the pool's workers do */
     if (nt > 1)

@@ -25,7 +25,8 @@ from .activations import (ACTIVATIONS, LINEAR, RELU, SIGMOID, SOFTMAX, TANH, act
 from .losses import (quadratic_loss, quadratic_loss_backward, sigmoid_cross_entropy,
                      sigmoid_cross_entropy_backward, softmax_cross_entropy,
                      softmax_cross_entropy_backward)
-from .optim import OPTIMIZER_KINDS, STATE_ARRAYS, adam_update, momentum_update, optimizer_step, sgd_update
+from .optim import (OPTIMIZER_KINDS, STATE_ARRAYS, OptimizerStep, adam_update, momentum_update,
+                    optimizer_step, sgd_update)
 from .convert import argmax_rows, scale_u8
 from .image import (DISTORT_MAX, distort, gaussian_blur, ink_bbox, ink_moments, raster_strokes,
                     resample_area, stroke_width, warp)
@@ -44,7 +45,7 @@ __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "activation_backward", "activation_forward", "relu", "sigmoid", "softmax", "tanh",
            "quadratic_loss", "quadratic_loss_backward", "sigmoid_cross_entropy",
            "sigmoid_cross_entropy_backward", "softmax_cross_entropy",
-           "softmax_cross_entropy_backward", "adam_update", "momentum_update", "optimizer_step", "STATE_ARRAYS", "sgd_update",
+           "softmax_cross_entropy_backward", "adam_update", "momentum_update", "optimizer_step", "OptimizerStep", "STATE_ARRAYS", "sgd_update",
            "argmax_rows", "scale_u8", "DISTORT_MAX", "distort", "gaussian_blur", "ink_bbox",
            "ink_moments", "raster_strokes", "resample_area", "stroke_width", "warp",
            "dropout_backward", "dropout_forward", "LOSS_KINDS", "OPTIMIZER_KINDS", "FusedNet",

@@ -1,7 +1,7 @@
 """Activation functions and their derivatives (csrc/ref/activations.c), element by element or,
 for softmax, row by row.
 """
-import numpy as np
+import math
 
 from .._pynn import lib
 from .checks import check_array, check_shape, check_status, output, ptr, wptr
@@ -21,7 +21,7 @@ def activation_kind(name):
 
 def _as_rows(x):
     """Softmax works on rows; a 1-D vector is one row."""
-    return (1, x.shape[0]) if x.ndim == 1 else (x.shape[0], int(np.prod(x.shape[1:])))
+    return (1, x.shape[0]) if x.ndim == 1 else (x.shape[0], math.prod(x.shape[1:]))
 
 
 def activation_forward(kind, x, out=None):

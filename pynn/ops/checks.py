@@ -100,7 +100,7 @@ def same_or_apart(out, *inputs, name="out"):
     """Kernels that go element by element (or row by row) may write over an input exactly, never
     over part of one: a shifted write would change an element the kernel has yet to read."""
     for inp in inputs:
-        if inp is not None and np.may_share_memory(out, inp) and not (
+        if inp is not None and inp is not out and np.may_share_memory(out, inp) and not (
                 out.__array_interface__["data"][0] == inp.__array_interface__["data"][0]
                 and out.shape == inp.shape and out.strides == inp.strides and out.dtype == inp.dtype):
             raise ValueError(f"{name} must be the same array as an input or not overlap it")

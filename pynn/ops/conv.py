@@ -13,6 +13,9 @@ from .checks import (check_array, check_shape, check_status, check_typed, no_ove
                      ptr, wptr)
 
 
+INT32_MAX = 2 ** 31 - 1
+
+
 def _size_arg(name, value, low):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -97,29 +100,34 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, out=None, work=None, refer
     return out
 
 
-def _grad(name, g, shape, want):
-    """The gradient array ``name`` to accumulate into: the caller's (checked), a new zero one
-    when wanted, or None when not."""
+def _grad(name, g, shape, want, fill=0.0):
+    """The gradient array ``name`` to write into: the caller's (checked), a new one when wanted
+    (zeros, or uninitialised with ``fill`` None), or None when not."""
     if g is None:
-        return np.zeros(shape, dtype=np.float32) if want else None
+        if not want:
+            return None
+        return np.zeros(shape, dtype=np.float32) if fill is not None else np.empty(shape, np.float32)
     check_array(name, g, ndim=len(shape), writable=True)
     check_shape(name, g, shape)
     return g
 
 
 def conv2d_backward(dout, x, w, stride=1, padding=0, dx=None, dw=None, db=None, want_dx=True,
-                    want_db=True, work=None, reference=False):
+                    want_db=True, work=None, reference=False, accumulate=True):
     """The gradients of the convolution from dout = dL/dout (B,OC,OH,OW): returns (dx, dw, db),
     dL/dx (B,C,H,W), dL/dw (OC,C,KH,KW) and dL/db (OC,), each added into the array passed
-    (new zeros when None). dx is None when ``want_dx`` is false and no dx is passed (the first
-    layer needs none), db likewise with ``want_db``. x and w are the forward's inputs."""
+    (new zeros when None), or with ``accumulate=False`` written over it (a training step's
+    gradients: the fast kernel zeroes each image's dx as it reaches it). dx is None when
+    ``want_dx`` is false and no dx is passed (the first layer needs none), db likewise with
+    ``want_db``. x and w are the forward's inputs."""
     check_array("dout", dout, ndim=4)
     check_array("x", x, ndim=4)
     check_array("w", w, ndim=4)
     check_shape("dout", dout, conv2d_output_shape(x.shape, w.shape, stride, padding))
-    dx = _grad("dx", dx, x.shape, want_dx)
-    dw = _grad("dw", dw, w.shape, True)
-    db = _grad("db", db, (w.shape[0],), want_db)
+    fill = 0.0 if accumulate else None
+    dx = _grad("dx", dx, x.shape, want_dx, fill)
+    dw = _grad("dw", dw, w.shape, True, fill)
+    db = _grad("db", db, (w.shape[0],), want_db, fill)
     outs = [(name, g) for name, g in (("dx", dx), ("dw", dw), ("db", db)) if g is not None]
     for i, (name, g) in enumerate(outs):
         no_overlap(g, dout, x, w, *(h for _, h in outs[i + 1:]), name=name)
@@ -127,11 +135,13 @@ def conv2d_backward(dout, x, w, stride=1, padding=0, dx=None, dw=None, db=None, 
     args = (wptr(dx) if dx is not None else ffi.NULL, wptr(dw),
             wptr(db) if db is not None else ffi.NULL, ptr(dout), ptr(x), ptr(w), s)
     if reference:
+        for _, g in outs if not accumulate else ():
+            g.fill(0.0)
         rc = lib.pynn_conv2d_backward_ref(*args)
     else:
         work = _work(work, x.shape, w.shape, stride, padding,
                      (dout, x, w) + tuple(g for _, g in outs))
-        rc = lib.pynn_conv2d_backward(*args, wptr(work), work.size)
+        rc = lib.pynn_conv2d_backward(*args, 0 if accumulate else 1, wptr(work), work.size)
     check_status(rc, "conv2d_backward")
     return dx, dw, db
 
@@ -143,7 +153,7 @@ def _pool_shape(x_shape, k):
     B, C, H, W = x_shape
     if H < k or W < k:
         raise ValueError(f"the pooling window ({k}x{k}) is larger than the input ({H}x{W})")
-    if H * W > np.iinfo(np.int32).max:
+    if H * W > INT32_MAX:
         raise ValueError(f"an input plane of {H}x{W} is too large for int32 indices")
     return k, (B, C, H // k, W // k)
 
