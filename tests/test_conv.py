@@ -350,7 +350,7 @@ def test_a_workspace_of_one_threads_share_runs_on_one_thread_and_less_is_refused
 @pytest.mark.parametrize("shape,k", [((2, 3, 8, 8), 2), ((3, 2, 7, 9), 2), ((1, 1, 9, 10), 3),
                                      ((2, 4, 5, 5), 5), ((4, 32, 24, 24), 2), ((2, 2, 6, 4), 1)],
                          ids=["even", "odd-floor", "k3", "k-is-the-image", "network", "k1"])
-def test_both_poolings_match_the_float64_reference_and_each_other(threads, shape, k):
+def test_both_poolings_match_the_float64_reference_and_each_other(kernels, threads, shape, k):
     rng = np.random.default_rng(k + sum(shape))
     # few distinct values, so that windows hold ties: the first of equals must win
     x = rng.integers(-3, 4, size=shape).astype(np.float32)
@@ -388,6 +388,21 @@ def test_pooling_passes_a_nan_on_and_the_gradient_accumulates():
         ops.maxpool2d_backward(np.full(out.shape, 2.0, np.float32), argmax, x.shape, 2, dx,
                                reference=reference)
         assert dx.sum() == 32 + 2 * out.size and dx[0, 0, 1, 0] == 3.0
+
+
+def test_nans_and_ties_pool_alike_eight_windows_at_a_time_and_one_at_a_time(kernels):
+    """Rows of 18 windows (8 + 8 + 2) and 17 (8 + 8 + 1, an odd column left out), holding ties,
+    infinities and NaNs: the fast pooling gives the readable one's values and argmax."""
+    rng = np.random.default_rng(13)
+    for shape in ((2, 3, 6, 36), (1, 2, 7, 35)):
+        x = rng.integers(-2, 3, size=shape).astype(np.float32)
+        x[rng.random(shape) < 0.08] = np.nan
+        x[rng.random(shape) < 0.03] = np.inf
+        x[rng.random(shape) < 0.03] = -np.inf
+        want, want_am = ops.maxpool2d_forward(x, 2, reference=True)
+        got, got_am = ops.maxpool2d_forward(x, 2)
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+        np.testing.assert_array_equal(got_am, want_am)
 
 
 # ---- bad arguments ----
@@ -469,6 +484,31 @@ def test_bad_pooling_arguments_are_refused_by_name():
             with pytest.raises(ValueError, match="outside its own pooling window"):
                 ops.maxpool2d_backward(dout + 1, wrong, x.shape, 2, dx, reference=reference)
             assert not dx.any(), "nothing is written when an index is wrong"
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (1, 5, 7), (0, 16, 8), (1, 9, 17)],
+                         ids=["first", "in-a-run-of-8", "a-second-run", "past-the-runs"])
+def test_a_wrong_argmax_is_found_wherever_it_lies_before_anything_is_written(kernels, where):
+    """Windows are checked eight at a time where the kernel set has SIMD, one at a time past
+    the last run of eight in a row (OW 18 = 8 + 8 + 2; the last odd row and column unpooled)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 35, 37)).astype(np.float32)
+    out, argmax = ops.maxpool2d_forward(x, 2)
+    dout = np.ones(out.shape, np.float32)
+    ops.maxpool2d_backward(dout, argmax, x.shape, 2)          # the right ones pass
+    ops.relu_maxpool2d_backward(dout, out, argmax, x.shape, 2)
+    c, y, xo = where
+    top = 2 * y * 37 + 2 * xo                                 # the window's top left pixel
+    for bad in (top - 1, top + 2, top + 37 - 1, top + 2 * 37, top + 38 + 37, -2 ** 31,
+                2 ** 31 - 1, 35 * 37):
+        wrong = argmax.copy()
+        wrong[1, c, y, xo] = bad
+        for backward in (lambda dx: ops.maxpool2d_backward(dout, wrong, x.shape, 2, dx),
+                         lambda dx: ops.relu_maxpool2d_backward(dout, out, wrong, x.shape, 2, dx)):
+            dx = np.full(x.shape, 5.0, np.float32)
+            with pytest.raises(ValueError, match="outside its own pooling window"):
+                backward(dx)
+            assert (dx == 5.0).all(), bad
 
 
 def test_the_c_kernels_refuse_null_pointers_and_bad_sizes_themselves():

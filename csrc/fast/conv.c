@@ -32,6 +32,10 @@
 #include <string.h>
 #include "conv.h"
 #include "fast.h"
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define POOL_AVX2 1      /* the pooling's AVX2 loops (chosen where the kernel set is not generic) */
+#endif
 
 #define SPILL 8      /* floats a short copy may write past the end of col^T (im2col_transposed) */
 
@@ -858,8 +862,9 @@ static inline float pick(int32_t mask, float x, float y) {
 }
 
 /* k = 2, one output row: the two pairs of each window, then their winners, chosen by masks
- * rather than branches, so that the compiler runs a row's windows side by side */
-static void pool2_row(const float *row0, const float *row1, int32_t at0, int32_t W,
+ * rather than branches, so that the compiler runs a row's windows side by side (inlined, so
+ * that the AVX2 loop's tail is compiled for AVX2 too: no switch between SSE and AVX code) */
+static inline __attribute__((always_inline)) void pool2_row(const float *row0, const float *row1, int32_t at0, int32_t W,
                       float *out, int32_t *am, int64_t OW) {
     for (int64_t x = 0; x < OW; x++) {
         float a = row0[2 * x], b = row0[2 * x + 1], c = row1[2 * x], d = row1[2 * x + 1];
@@ -873,6 +878,50 @@ static void pool2_row(const float *row0, const float *row1, int32_t at0, int32_t
     }
 }
 
+#ifdef POOL_AVX2
+/* later_wins for eight pairs: all ones where b wins */
+__attribute__((target("avx2"))) static inline __m256 later_wins8(__m256 a, __m256 b) {
+    return _mm256_or_ps(_mm256_cmp_ps(b, a, _CMP_GT_OQ),
+                        _mm256_and_ps(_mm256_cmp_ps(b, b, _CMP_UNORD_Q),
+                                      _mm256_cmp_ps(a, a, _CMP_ORD_Q)));
+}
+
+/* the even and the odd floats of p[0..16), each in order */
+__attribute__((target("avx2"))) static inline void split_pairs(const float *p, __m256 *even,
+                                                                __m256 *odd) {
+    __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* pool2_row, eight windows at a time: the same choices, made by the same comparisons, so the
+ * same bits */
+__attribute__((target("avx2"))) static void pool2_row_avx2(const float *row0, const float *row1,
+                                                            int32_t at0, int32_t W, float *out,
+                                                            int32_t *am, int64_t OW) {
+    const __m256i twice = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i width = _mm256_set1_epi32(W);
+    int64_t x = 0;
+    for (; x + 8 <= OW; x += 8) {
+        __m256 a, b, c, d;
+        split_pairs(row0 + 2 * x, &a, &b);
+        split_pairs(row1 + 2 * x, &c, &d);
+        __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(at0 + 2 * (int32_t)x), twice);
+        __m256 wb = later_wins8(a, b), wd = later_wins8(c, d);
+        __m256 top = _mm256_blendv_ps(a, b, wb), bottom = _mm256_blendv_ps(c, d, wd);
+        __m256i itop = _mm256_sub_epi32(ia, _mm256_castps_si256(wb));
+        __m256i ibottom = _mm256_sub_epi32(_mm256_add_epi32(ia, width), _mm256_castps_si256(wd));
+        __m256 wbot = later_wins8(top, bottom);
+        _mm256_storeu_ps(out + x, _mm256_blendv_ps(top, bottom, wbot));
+        _mm256_storeu_si256((__m256i *)(am + x), _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(itop), _mm256_castsi256_ps(ibottom), wbot)));
+    }
+    pool2_row(row0 + 2 * x, row1 + 2 * x, at0 + 2 * (int32_t)x, W, out + x, am + x, OW - x);
+}
+#endif
+
 /* planes [q0,q1) of inp, (H,W) each, pooled into out and argmax, (H/k,W/k) each */
 static void pool_planes(const float *inp, float *out, int32_t *argmax, int64_t q0, int64_t q1,
                         int64_t H, int64_t W, int64_t k) {
@@ -881,11 +930,21 @@ static void pool_planes(const float *inp, float *out, int32_t *argmax, int64_t q
         return;
     }
     int64_t OH = H / 2, OW = W / 2;
+#ifdef POOL_AVX2
+    int wide = strcmp(conv_set()->name, "generic") != 0;
+#endif
     for (int64_t q = q0; q < q1; q++)
         for (int64_t y = 0; y < OH; y++) {
             const float *row0 = inp + q * H * W + 2 * y * W;
-            pool2_row(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W,
-                      out + (q * OH + y) * OW, argmax + (q * OH + y) * OW, OW);
+            float *o = out + (q * OH + y) * OW;
+            int32_t *am = argmax + (q * OH + y) * OW;
+#ifdef POOL_AVX2
+            if (wide) {
+                pool2_row_avx2(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W, o, am, OW);
+                continue;
+            }
+#endif
+            pool2_row(row0, row0 + W, (int32_t)(2 * y * W), (int32_t)W, o, am, OW);
         }
 }
 
@@ -927,10 +986,51 @@ static inline __attribute__((always_inline)) int pool_any_bad(const struct pool_
     return bad;
 }
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* pool_any_bad for k = 2, eight windows at a time: window (y,x)'s index less the index of its
+ * top left pixel must be 0, 1, W or W + 1 (int32 arithmetic: the index and that pixel's both
+ * lie in int32, so the difference is exact whenever it is one of those) */
+__attribute__((target("avx2"))) static int pool2_any_bad_avx2(const struct pool_job *j,
+                                                               int64_t q0, int64_t q1) {
+    const int64_t W = j->W, OH = j->H / 2, OW = W / 2;
+    const __m256i twice = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i pair = _mm256_set1_epi32(~1), width = _mm256_set1_epi32((int32_t)W);
+    __m256i ok = _mm256_set1_epi32(-1);
+    int bad = 0;
+    for (int64_t q = q0; q < q1; q++) {
+        const int32_t *am = j->argmax_in + q * OH * OW;
+        for (int64_t y = 0; y < OH; y++) {
+            int64_t x = 0;
+            for (; x + 8 <= OW; x += 8) {
+                __m256i top = _mm256_add_epi32(_mm256_set1_epi32((int32_t)(2 * y * W + 2 * x)),
+                                               twice);
+                __m256i d = _mm256_sub_epi32(
+                    _mm256_loadu_si256((const __m256i *)(am + y * OW + x)), top);
+                __m256i row0 = _mm256_cmpeq_epi32(_mm256_and_si256(d, pair), _mm256_setzero_si256());
+                __m256i row1 = _mm256_cmpeq_epi32(
+                    _mm256_and_si256(_mm256_sub_epi32(d, width), pair), _mm256_setzero_si256());
+                ok = _mm256_and_si256(ok, _mm256_or_si256(row0, row1));
+            }
+            for (; x < OW; x++) {
+                int64_t d = am[y * OW + x] - (2 * y * W + 2 * x);
+                bad |= !(d == 0 || d == 1 || d == W || d == W + 1);
+            }
+        }
+    }
+    return bad || _mm256_movemask_epi8(ok) != -1;
+}
+#endif
+
 static void pool_check_job(int tid, int nt, void *arg) {
     struct pool_job *j = arg;
     int64_t q0, q1;
     pynn_share(j->planes, 1, tid, nt, &q0, &q1);
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (j->k == 2 && strcmp(conv_set()->name, "generic") != 0) {
+        j->bad[tid] = pool2_any_bad_avx2(j, q0, q1);
+        return;
+    }
+#endif
     j->bad[tid] = j->k == 2 ? pool_any_bad(j, q0, q1, 2) : pool_any_bad(j, q0, q1, j->k);
 }
 
@@ -949,7 +1049,6 @@ static void pool_backward_job(int tid, int nt, void *arg) {
  * written whole, zero but there. dout is added to a zero, as the pooling backward adds it
  * into a zeroed dinp, so that the bits are the layers' (a -0 becomes +0 alike). */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>
 /* planes [q0,q1) for k = 2, each written once in a pass (no zeroing first): four windows at a
  * time, each window's value (0 + dout where out > 0, else 0) placed at its argmax's place in
  * the two rows of 8 pixels and 0 at the others; what no window covers (a last odd row or
