@@ -81,4 +81,54 @@ static inline int pynn_pool_backward_check(const float *dinp, const float *dout,
     return pynn_pool_argmax_ok(argmax, B * C, H, W, k) ? PYNN_OK : PYNN_ERR_ARG;
 }
 
+/* channel o of pynn_conv2d_relu_pool_backward_weights (pynn.h), the readable loops: only the
+ * outputs the windows chose carry a gradient (v = dout where out > 0), and each reached the
+ * weights through the pixels its patch read, so dweight[o] gathers v times that patch, window
+ * by window (zero in the padding), and dbias[o] gathers v */
+static inline void pynn_relu_pool_weights_channel(float *dweight, float *dbias,
+                                                  const float *dout, const float *out,
+                                                  const int32_t *argmax, const float *inp,
+                                                  const struct pynn_conv2d_shape *s,
+                                                  const struct pynn_conv2d_sizes *z, int64_t k,
+                                                  int64_t o) {
+    int64_t n = (z->OH / k) * (z->OW / k);          /* windows per plane */
+    float *dw = dweight + o * z->K;
+    for (int64_t e = 0; e < z->K; e++) dw[e] = 0.0f;
+    if (dbias != NULL) dbias[o] = 0.0f;
+    for (int64_t b = 0; b < s->B; b++) {
+        int64_t q = b * s->OC + o;                    /* the plane (b,o) */
+        for (int64_t t = 0; t < n; t++) {
+            if (!(out[q * n + t] > 0.0f)) continue;   /* ReLU passed nothing back */
+            float v = 0.0f + dout[q * n + t];
+            int64_t y = argmax[q * n + t] / z->OW, x = argmax[q * n + t] % z->OW;
+            if (dbias != NULL) dbias[o] += v;
+            for (int64_t c = 0; c < s->C; c++)
+                for (int64_t i = 0; i < s->KH; i++)
+                    for (int64_t jj = 0; jj < s->KW; jj++) {
+                        int64_t h = s->stride * y + i - s->pad, w = s->stride * x + jj - s->pad;
+                        float px = h < 0 || h >= s->H || w < 0 || w >= s->W
+                                       ? 0.0f : inp[((b * s->C + c) * s->H + h) * s->W + w];
+                        dw[(c * s->KH + i) * s->KW + jj] += v * px;
+                    }
+        }
+    }
+}
+
+/* the checks of pynn_conv2d_relu_pool_backward_weights (both): the convolution's shape, its
+ * output's pooling, the pointers, and every argmax in its window; B == 0 passes them */
+static inline int pynn_relu_pool_weights_check(float *dweight, const float *dout,
+                                               const float *out, const int32_t *argmax,
+                                               const float *inp,
+                                               const struct pynn_conv2d_shape *s, int64_t k,
+                                               struct pynn_conv2d_sizes *z, int check_argmax) {
+    PYNN_TRY(pynn_conv2d_check(s, z));
+    PYNN_TRY(pynn_pool_check(s->B, s->OC, z->OH, z->OW, k));
+    if (dweight == NULL) return PYNN_ERR_NULL;
+    if (s->B == 0) return PYNN_OK;
+    if (dout == NULL || out == NULL || argmax == NULL || inp == NULL) return PYNN_ERR_NULL;
+    if (check_argmax && !pynn_pool_argmax_ok(argmax, s->B * s->OC, z->OH, z->OW, k))
+        return PYNN_ERR_ARG;
+    return PYNN_OK;
+}
+
 #endif

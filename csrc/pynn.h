@@ -286,6 +286,25 @@ int pynn_conv2d_relu_pool_forward(float *out, int32_t *argmax, const float *inp,
 int pynn_relu_maxpool2d_backward(float *dinp, const float *dout, const float *out,
                                  const int32_t *argmax, int64_t B, int64_t C, int64_t H,
                                  int64_t W, int64_t k);
+/* the whole backward of pynn_conv2d_relu_pool_forward to the weights, for a layer whose input
+ * needs no gradient (the first): dweight (OC,C,KH,KW) and dbias (OC) (NULL: not wanted) are
+ * written from dout (B,OC,OH/k,OW/k) and the forward's out and argmax. Only the outputs the
+ * windows chose, where out > 0, pass a gradient back, so the sums run over the windows alone:
+ *   dweight[o,c,i,j] = sum over b and windows w of v * inp[b,c, s*y_w+i-p, s*x_w+j-p]
+ *   dbias[o] = sum of v,      v = 0 + dout[b,o,w] where out[b,o,w] > 0 (others are skipped)
+ * with (y_w, x_w) the convolution output argmax[b,o,w] names: the sums of the ReLU and pooling
+ * backwards followed by the convolution's backward, with the pooling's zeros left out (so an
+ * Inf in the input where nothing was chosen gives no NaN). An argmax outside its own window
+ * is PYNN_ERR_ARG, found before anything is written. Summed for each element in the order
+ * b, then w, whatever the thread count or kernel set: the same bits from both. */
+int pynn_conv2d_relu_pool_backward_weights_ref(float *dweight, float *dbias, const float *dout,
+                                               const float *out, const int32_t *argmax,
+                                               const float *inp,
+                                               const struct pynn_conv2d_shape *s, int64_t k);
+int pynn_conv2d_relu_pool_backward_weights(float *dweight, float *dbias, const float *dout,
+                                           const float *out, const int32_t *argmax,
+                                           const float *inp, const struct pynn_conv2d_shape *s,
+                                           int64_t k);
 
 /* ---- one image through a network of convolutions, poolings and dense layers (fast/conv_one.c):
  * the pad's digit on a convolutional network ----

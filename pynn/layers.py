@@ -270,7 +270,12 @@ class Conv2d(Layer):
     def backward_relu_pool(self, x, out, dout, dinp, k, tape):
         """The backward of ``forward_relu_pool`` from dL/dout of the pooling: the gradient at
         the convolution's output is dout at each window's argmax where out > 0 (ReLU's
-        derivative), zero elsewhere; then ``backward``."""
+        derivative), zero elsewhere; then ``backward``. A first layer (dinp None) takes only
+        the weights' gradients, summed over the chosen windows alone."""
+        if dinp is None:          # a first layer: straight to the weights, window by window
+            dW, db = ops.conv2d_relu_pool_backward_weights(dout, out, tape["argmax"], x, self.W, k,
+                                                           self.stride, self.padding)
+            return [dW, db]
         shape = (x.shape[0], *self.output_shape(x.shape[1:]))
         dz = tape.get("dz")
         if dz is None or dz.shape != shape:

@@ -116,7 +116,17 @@ def cases():
         ops.relu_maxpool2d_backward(buffer(4, 1).reshape(1, 1, 2, 2), out, argmax, (1, 1, 4, 4),
                                     2, dx=dx)
 
+    def conv2d_relu_pool_backward_weights():
+        data = buffer(17)
+        x, dw = data[:16].reshape(1, 1, 4, 4), data[7:16].reshape(1, 1, 3, 3)
+        out = np.ones((1, 1, 2, 2), np.float32)
+        argmax = np.array([0, 2, 8, 10], np.int32).reshape(1, 1, 2, 2)
+        ops.conv2d_relu_pool_backward_weights(buffer(4, 1).reshape(1, 1, 2, 2), out, argmax, x,
+                                              buffer(9, 1).reshape(1, 1, 3, 3), 2, padding=1,
+                                              dw=dw)
+
     found = {"matmul": matmul, "bias_backward": bias_backward,
+             "conv2d_relu_pool_backward_weights": conv2d_relu_pool_backward_weights,
              "conv2d_relu_pool_forward": conv2d_relu_pool_forward,
              "relu_maxpool2d_backward": relu_maxpool2d_backward,
              "conv2d_forward": conv2d_forward, "maxpool2d_forward": maxpool2d_forward,

@@ -405,6 +405,105 @@ def test_nans_and_ties_pool_alike_eight_windows_at_a_time_and_one_at_a_time(kern
         np.testing.assert_array_equal(got_am, want_am)
 
 
+# ---- a first layer's backward through ReLU and pooling, to the weights alone ----
+
+# (B, C, H, W, OC, KH, KW, stride, padding), k: the MNIST network's first layer and the rows
+# of taps kept in registers (no padding, KW <= 8, C*KH <= 8), then the readable loops' cases:
+# padding, more rows than registers, a row wider than 8, strides, k = 3, odd sizes
+FIRST_LAYERS = [((5, 1, 28, 28, 32, 5, 5, 1, 0), 2), ((3, 2, 13, 11, 5, 3, 4, 2, 0), 2),
+                ((2, 1, 17, 19, 3, 8, 8, 1, 0), 3), ((3, 2, 10, 9, 4, 3, 3, 1, 1), 2),
+                ((2, 3, 9, 9, 3, 3, 3, 1, 0), 2), ((2, 1, 12, 14, 3, 3, 9, 1, 0), 2),
+                ((0, 1, 8, 8, 3, 3, 3, 1, 0), 2)]
+
+
+def relu_pool_case(shape, k, seed):
+    x, w, b, _, stride, padding = make(shape, seed)
+    out, argmax = ops.conv2d_relu_pool_forward(x, w, b, k, stride, padding)
+    dout = np.random.default_rng(seed + 1).standard_normal(out.shape).astype(np.float32)
+    return x, w, b, out, argmax, dout, stride, padding
+
+
+@pytest.mark.parametrize("shape,k", FIRST_LAYERS)
+def test_the_first_layers_weight_gradients_through_relu_and_pooling(kernels, shape, k):
+    """Against the float64 sums over every position (the pooling's zeros included), the
+    ReLU and pooling backward followed by the convolution's within rounding, and the readable
+    loops bit for bit on 1, 2 and 3 threads."""
+    x, w, b, out, argmax, dout, stride, padding = relu_pool_case(shape, k, sum(shape))
+    conv_shape = ops.conv2d_output_shape(x.shape, w.shape, stride, padding)
+    dz = ops.relu_maxpool2d_backward(dout, out, argmax, conv_shape, k)
+    _, dw64, db64 = conv64_backward(dz, x, w, stride, padding)
+    _, dw_scale, _ = conv64_backward(np.abs(dz), np.abs(x), np.abs(w), stride, padding)
+    _, dw_layers, db_layers = ops.conv2d_backward(dz, x, w, stride, padding, want_dx=False)
+    ref = ops.conv2d_relu_pool_backward_weights(dout, out, argmax, x, w, k, stride, padding,
+                                                reference=True)
+    assert_within(ref[0], dw64, dw_scale, dz[:, 0].size, "dw")
+    np.testing.assert_allclose(ref[1], db64, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ref[0], dw_layers, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ref[1], db_layers, rtol=1e-4, atol=1e-5)
+    before = ops.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            ops.set_num_threads(n)
+            dw = np.full(w.shape, np.nan, np.float32)       # written, not added to
+            db = np.full(w.shape[0], np.nan, np.float32)
+            got = ops.conv2d_relu_pool_backward_weights(dout, out, argmax, x, w, k, stride,
+                                                        padding, dw=dw, db=db)
+            assert got[0] is dw and got[1] is db
+            np.testing.assert_array_equal(dw.view(np.int32), ref[0].view(np.int32))
+            np.testing.assert_array_equal(db.view(np.int32), ref[1].view(np.int32))
+    finally:
+        ops.set_num_threads(before)
+
+
+def test_only_the_chosen_windows_reach_the_weights():
+    """An Inf where no window chose gives no NaN (the pooling's zeros are skipped, not
+    multiplied), a NaN in dout where out > 0 reaches every weight, and one where out <= 0
+    (ReLU passed nothing back) reaches none."""
+    x, w, b, out, argmax, dout, stride, padding = relu_pool_case((2, 1, 12, 12, 3, 3, 3, 1, 0),
+                                                                 2, 4)
+    chosen = np.zeros(x.shape, bool)
+    for bb, o, wy, wx in np.ndindex(*out.shape):      # the pixels some chosen window read
+        if out[bb, o, wy, wx] > 0:
+            y, xx = divmod(int(argmax[bb, o, wy, wx]), 10)
+            chosen[bb, 0, y:y + 3, xx:xx + 3] = True
+    assert not chosen.all()
+    x[~chosen] = np.inf
+    for reference in (True, False):
+        dw, db = ops.conv2d_relu_pool_backward_weights(dout, out, argmax, x, w, 2,
+                                                       reference=reference)
+        assert np.isfinite(dw).all() and np.isfinite(db).all()
+        d = dout.copy()
+        d[1, 2][out[1, 2] <= 0] = np.nan
+        assert np.array_equal(ops.conv2d_relu_pool_backward_weights(d, out, argmax, x, w, 2)[0], dw)
+        d[1, 2][out[1, 2] > 0] = np.nan
+        dw_nan, db_nan = ops.conv2d_relu_pool_backward_weights(d, out, argmax, x, w, 2,
+                                                               reference=reference)
+        assert np.isnan(dw_nan[2]).all() and np.isnan(db_nan[2])
+        np.testing.assert_array_equal(dw_nan[:2], dw[:2])
+
+
+def test_the_first_layers_backward_refuses_what_it_must():
+    x, w, b, out, argmax, dout, stride, padding = relu_pool_case((2, 1, 12, 12, 3, 3, 3, 1, 0),
+                                                                 2, 5)
+    bwd = ops.conv2d_relu_pool_backward_weights
+    with pytest.raises(ValueError, match="dout must have shape"):
+        bwd(dout[:, :2].copy(), out, argmax, x, w, 2)
+    with pytest.raises(ValueError, match="out must have shape"):
+        bwd(dout, out[:1].copy(), argmax, x, w, 2)
+    with pytest.raises(TypeError, match="argmax must have dtype int32"):
+        bwd(dout, out, argmax.astype(np.int64), x, w, 2)
+    with pytest.raises(ValueError, match="dw must not overlap"):
+        bwd(dout, out, argmax, x, w, 2, dw=x.reshape(-1)[:w.size].reshape(w.shape))
+    for reference in (True, False):
+        for where in ((0, 0, 0, 0), (1, 2, 4, 4)):
+            wrong = argmax.copy()
+            wrong[where] = wrong[where] + 2                  # the next window's pixel
+            dw = np.full(w.shape, 5.0, np.float32)
+            with pytest.raises(ValueError, match="outside its own pooling window"):
+                bwd(dout, out, wrong, x, w, 2, dw=dw, reference=reference)
+            assert (dw == 5.0).all(), "nothing is written when an index is wrong"
+
+
 # ---- bad arguments ----
 
 def conv_args():

@@ -63,8 +63,9 @@ def test_every_gradient_matches_central_differences():
 def test_training_runs_conv_relu_pool_as_one_pass_with_the_bits_of_the_layers():
     """Network runs Conv2d, ReLU, MaxPool2d as one C pass in training and prediction
     (Conv2d.forward_relu_pool); ``forward`` with keep runs them one by one, so that
-    layer_outputs has every output. Nothing is summed in another order, so the two agree
-    bit for bit: the outputs, the gradients, and the weights after steps of SGD."""
+    layer_outputs has every output. Nothing is summed in another order but the first layer's
+    weight gradients (summed over the windows the pooling chose alone, not over its zeros), so
+    the two agree bit for bit elsewhere, there to rounding, and so do a step's weights."""
     import copy
     fused = Network([Conv2d(2, 4, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(4, 6, 2), ReLU(),
                      MaxPool2d(2), Flatten(), Linear(24, 5), ReLU(), Linear(5, 3)],
@@ -78,17 +79,25 @@ def test_training_runs_conv_relu_pool_as_one_pass_with_the_bits_of_the_layers():
     np.testing.assert_array_equal(fused.predict_proba(X), layered.forward(X, keep=False))
     opt_fused, opt_layered = pynn.SGD(lr=0.1, momentum=0.9), pynn.SGD(lr=0.1, momentum=0.9)
     for step in range(3):
-        want = layered.gradients(X, y)
+        want = fused.gradients(X, y)
         layered.forward(X)
         grads = layered.backward(T)
-        for got, ref in zip(grads, want):
+        for i, (got, ref) in enumerate(zip(grads, want)):
             for g, r in zip(got, ref):
-                np.testing.assert_array_equal(g, r)
+                if i == 0:
+                    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+                else:
+                    np.testing.assert_array_equal(g, r)
         opt_layered.step(layered.parameters(), [g for pair in grads for g in pair])
         loss = fused.train_batch(X, T, opt_fused)
-        assert loss == layered.last_loss
+        assert loss == pytest.approx(layered.last_loss, rel=1e-5)
         for a, b in zip(fused.parameters(), layered.parameters()):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        if step == 0:                     # one step from the same weights: equal but layer 0
+            for a, b in zip(fused.parameters()[2:], layered.parameters()[2:]):
+                np.testing.assert_array_equal(a, b)
+        for mine, theirs in zip(layered.parameters(), fused.parameters()):
+            mine[...] = theirs            # the same weights again for the next step
     with pytest.raises(RuntimeError, match="layer_outputs needs a forward"):
         fused.layer_outputs()          # a training step keeps no output of the fused layers
     assert len(layered.layer_outputs()) == 11

@@ -18,7 +18,8 @@
  * offset, the same sums in the same order. Likewise dweight without padding, where the set has
  * a dwkernel, reads the pixels its taps read from the images (dweight_from_image), and dinp of
  * stride 1 without padding adds each tile of its product to the image as it comes
- * (dinp_tiles), never writing dcol.
+ * (dinp_tiles), never writing dcol. A first layer followed by ReLU and pooling takes its
+ * weights' gradient from the windows the pooling chose alone (the end of this file).
  *
  * Threads: the forward and dinp give each thread whole images (a batch smaller than the
  * thread count shares each image: some rows of col and some columns of out_b to each thread);
@@ -1159,4 +1160,131 @@ int pynn_relu_maxpool2d_backward(float *dinp, const float *dout, const float *ou
     if (B * C > 0 && out == NULL) return PYNN_ERR_NULL;
     struct pool_job j = {NULL, dinp, NULL, argmax, NULL, dout, out, B * C, H, W, k, {0}};
     return pool_backward(&j, relu_pool_backward_job);
+}
+
+/* ---- the first layer's backward through ReLU and pooling, to the weights alone ----
+ * (pynn_conv2d_relu_pool_backward_weights): the argmax checked by all the threads first, as
+ * the pooling backwards do, then each thread sums the channels it owns, window by window.
+ * Without padding, with rows of at most 8 taps and at most 8 rows of them (C*KH: the first
+ * layer of an image network), a channel's sums stay in AVX2 registers, one row of taps to a
+ * register: each chosen window adds v times its patch, read from the image with masked loads,
+ * by a multiply and an add (as the readable loops round, so the same bits). */
+
+#define WEIGHTS_ROWS 8
+
+struct weights_job {
+    struct pool_job pool;       /* the check of the argmax, over the B*OC output planes */
+    const struct pynn_conv2d_shape *s;
+    struct pynn_conv2d_sizes z;
+    float *dweight, *dbias;
+    const float *dout, *out, *inp;
+    const int32_t *argmax;
+    int64_t k;
+};
+
+static int weights_in_registers(const struct pynn_conv2d_shape *s) {
+    return s->pad == 0 && s->KW <= 8 && s->C * s->KH <= WEIGHTS_ROWS &&
+           strcmp(conv_set()->name, "generic") != 0;
+}
+
+#ifdef POOL_AVX2
+/* channel o with `rows` rows of taps, a constant in each copy the switch below makes, so that
+ * the sums stay in registers */
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) void
+weights_channel_rows(const struct weights_job *j, int64_t o, const int rows) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const int64_t k = j->k, OW = j->z.OW, WH = j->z.OH / k, WW = OW / k, n = WH * WW;
+    const int64_t HW = s->H * s->W;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)s->KW),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 acc[WEIGHTS_ROWS];
+    int64_t start[WEIGHTS_ROWS];     /* where row r = (c,i) of a patch starts, from its corner */
+    for (int r = 0; r < rows; r++) {
+        acc[r] = _mm256_setzero_ps();
+        start[r] = (r / s->KH) * HW + (r % s->KH) * s->W;
+    }
+    float db = 0.0f;
+    for (int64_t b = 0; b < s->B; b++) {
+        int64_t q = b * s->OC + o;
+        const float *d = j->dout + q * n, *out = j->out + q * n;
+        const int32_t *am = j->argmax + q * n;
+        const float *image = j->inp + b * s->C * HW;
+        for (int64_t wy = 0, t = 0; wy < WH; wy++)
+            for (int64_t wx = 0; wx < WW; wx++, t++) {
+                if (!(out[t] > 0.0f)) continue;       /* ReLU passed nothing back */
+                float v = 0.0f + d[t];
+                db += v;
+                /* the output the window chose: (k wy + dy, k wx + dx), checked to lie in it;
+                 * dy by comparisons, not a loop whose exit is as unpredictable as the data */
+                int64_t rel = am[t] - (k * wy * OW + k * wx), dy = 0;
+                for (int64_t e = 1; e < k; e++) dy += rel >= e * OW;
+                rel -= dy * OW;
+                const float *patch = image + s->stride * ((k * wy + dy) * s->W + k * wx + rel);
+                __m256 vv = _mm256_set1_ps(v);
+                for (int r = 0; r < rows; r++)
+                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(
+                                                       vv, _mm256_maskload_ps(patch + start[r], mask)));
+            }
+    }
+    for (int r = 0; r < rows; r++)
+        _mm256_maskstore_ps(j->dweight + o * j->z.K + r * s->KW, mask, acc[r]);
+    if (j->dbias != NULL) j->dbias[o] = db;
+}
+
+__attribute__((target("avx2"))) static void weights_channel_avx2(const struct weights_job *j,
+                                                                 int64_t o) {
+    switch (j->s->C * j->s->KH) {       /* 1 to WEIGHTS_ROWS (weights_in_registers) */
+    case 1: weights_channel_rows(j, o, 1); break;
+    case 2: weights_channel_rows(j, o, 2); break;
+    case 3: weights_channel_rows(j, o, 3); break;
+    case 4: weights_channel_rows(j, o, 4); break;
+    case 5: weights_channel_rows(j, o, 5); break;
+    case 6: weights_channel_rows(j, o, 6); break;
+    case 7: weights_channel_rows(j, o, 7); break;
+    default: weights_channel_rows(j, o, 8); break;
+    }
+}
+#endif
+
+static void weights_pass(int tid, int nt, void *arg) {
+    struct weights_job *j = arg;
+    pool_check_job(tid, nt, &j->pool);
+    pynn_barrier(nt);
+    for (int t = 0; t < nt; t++)
+        if (j->pool.bad[t]) return;
+    int64_t o0, o1;
+    pynn_share(j->s->OC, 1, tid, nt, &o0, &o1);
+    for (int64_t o = o0; o < o1; o++) {
+#ifdef POOL_AVX2
+        if (weights_in_registers(j->s)) {
+            weights_channel_avx2(j, o);
+            continue;
+        }
+#endif
+        pynn_relu_pool_weights_channel(j->dweight, j->dbias, j->dout, j->out, j->argmax, j->inp,
+                                       j->s, &j->z, j->k, o);
+    }
+}
+
+int pynn_conv2d_relu_pool_backward_weights(float *dweight, float *dbias, const float *dout,
+                                           const float *out, const int32_t *argmax,
+                                           const float *inp, const struct pynn_conv2d_shape *s,
+                                           int64_t k) {
+    struct weights_job j = {{NULL, NULL, NULL, argmax, NULL, NULL, NULL, 0, 0, 0, k, {0}},
+                            s, {0}, dweight, dbias, dout, out, inp, argmax, k};
+    /* the argmax is checked below, by the threads */
+    PYNN_TRY(pynn_relu_pool_weights_check(dweight, dout, out, argmax, inp, s, k, &j.z, 0));
+    j.pool.planes = s->B * s->OC;
+    j.pool.H = j.z.OH;
+    j.pool.W = j.z.OW;
+    /* at most every window chosen: 2 flops a tap, each window's patch of K taps */
+    double flops = 2.0 * (double)j.pool.planes * (double)((j.z.OH / k) * (j.z.OW / k)) *
+                   (double)j.z.K;
+    int nt = (int)min64(pynn_threads_for(flops), 64);
+    unsigned fp = pynn_flush_denormals();
+    pynn_parallel(nt, weights_pass, &j);
+    pynn_restore_denormals(fp);
+    for (int t = 0; t < nt; t++)
+        if (j.pool.bad[t]) return PYNN_ERR_ARG;
+    return PYNN_OK;
 }

@@ -124,3 +124,16 @@ int pynn_maxpool2d_backward_ref(float *dinp, const float *dout, const int32_t *a
             dinp[q * H * W + argmax[q * n + t]] += dout[q * n + t];
     return PYNN_OK;
 }
+
+/* the first layer's backward through ReLU and pooling (pynn_relu_pool_weights_channel in
+ * conv.h, one output channel at a time) */
+int pynn_conv2d_relu_pool_backward_weights_ref(float *dweight, float *dbias, const float *dout,
+                                               const float *out, const int32_t *argmax,
+                                               const float *inp,
+                                               const struct pynn_conv2d_shape *s, int64_t k) {
+    struct pynn_conv2d_sizes z;
+    PYNN_TRY(pynn_relu_pool_weights_check(dweight, dout, out, argmax, inp, s, k, &z, 1));
+    for (int64_t o = 0; o < s->OC; o++)
+        pynn_relu_pool_weights_channel(dweight, dbias, dout, out, argmax, inp, s, &z, k, o);
+    return PYNN_OK;
+}

@@ -31,14 +31,15 @@ from .convert import argmax_rows, scale_u8
 from .image import (DISTORT_MAX, distort, gaussian_blur, ink_bbox, ink_moments, raster_strokes,
                     resample_area, stroke_width, warp)
 from .dropout import dropout_backward, dropout_forward
-from .conv import (conv2d_backward, conv2d_forward, conv2d_output_shape, conv2d_relu_pool_forward,
+from .conv import (conv2d_backward, conv2d_forward, conv2d_output_shape, conv2d_relu_pool_backward_weights,
+                   conv2d_relu_pool_forward,
                    conv2d_relu_pool_workspace, conv2d_workspace, maxpool2d_backward,
                    maxpool2d_forward, relu_maxpool2d_backward)
 from .fast import LOSS_KINDS, FusedNet, OneImage, OneSample
 
 __all__ = ["lib", "conv2d_backward", "conv2d_forward", "conv2d_output_shape",
            "conv2d_workspace", "maxpool2d_backward", "maxpool2d_forward",
-           "conv2d_relu_pool_forward", "conv2d_relu_pool_workspace", "relu_maxpool2d_backward", "CACHE_LINE", "KERNEL_SETS", "MAX_LAYERS", "MAX_WIDTH", "aligned_copy",
+           "conv2d_relu_pool_backward_weights", "conv2d_relu_pool_forward", "conv2d_relu_pool_workspace", "relu_maxpool2d_backward", "CACHE_LINE", "KERNEL_SETS", "MAX_LAYERS", "MAX_WIDTH", "aligned_copy",
            "cpu_features", "get_num_threads", "physical_memory", "select_kernels",
            "set_num_threads", "share_every_job", "hyperparameter", "GemmCall", "bias_backward", "bias_forward",
            "gemm", "matmul", "ACTIVATIONS", "LINEAR", "RELU", "SIGMOID", "SOFTMAX", "TANH",

@@ -255,3 +255,35 @@ def relu_maxpool2d_backward(dout, out, argmax, x_shape, k, dx=None):
         raise ValueError("argmax holds an index outside its own pooling window")
     check_status(rc, "relu_maxpool2d_backward")
     return dx
+
+
+def conv2d_relu_pool_backward_weights(dout, out, argmax, x, w, k, stride=1, padding=0, dw=None,
+                                      db=None, want_db=True, reference=False):
+    """The backward of ``conv2d_relu_pool_forward`` to the weights alone, for a first layer
+    (no dx): returns (dw, db), written into the arrays passed (new when None; db None when
+    ``want_db`` is false and none is passed). Only the outputs the windows chose, where
+    out > 0, carry a gradient, so the sums run over the windows, never over the pooling's
+    zeros: the sums of ``relu_maxpool2d_backward`` then ``conv2d_backward``, but for an Inf
+    in x where no window chose (no 0 * Inf). ``reference=True`` runs the readable loops."""
+    check_array("dout", dout, ndim=4)
+    check_array("out", out, ndim=4)
+    check_array("x", x, ndim=4)
+    check_array("w", w, ndim=4)
+    conv = conv2d_output_shape(x.shape, w.shape, stride, padding)
+    k, shape = _pool_shape(conv, k)
+    check_shape("dout", dout, shape)
+    check_shape("out", out, shape)
+    am = _argmax_array(argmax, shape)
+    dw = _grad("dw", dw, w.shape, True, None)
+    db = _grad("db", db, (w.shape[0],), want_db, None)
+    no_overlap(dw, dout, out, argmax, x, w, db, name="dw")
+    if db is not None:
+        no_overlap(db, dout, out, argmax, x, w, name="db")
+    fn = (lib.pynn_conv2d_relu_pool_backward_weights_ref if reference
+          else lib.pynn_conv2d_relu_pool_backward_weights)
+    rc = fn(wptr(dw), wptr(db) if db is not None else ffi.NULL, ptr(dout), ptr(out), am, ptr(x),
+            _conv_shape(x.shape, w.shape, stride, padding), k)
+    if rc == lib.PYNN_ERR_ARG:
+        raise ValueError("argmax holds an index outside its own pooling window")
+    check_status(rc, "conv2d_relu_pool_backward_weights")
+    return dw, db
