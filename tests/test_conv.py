@@ -407,13 +407,14 @@ def test_nans_and_ties_pool_alike_eight_windows_at_a_time_and_one_at_a_time(kern
 
 # ---- a first layer's backward through ReLU and pooling, to the weights alone ----
 
-# (B, C, H, W, OC, KH, KW, stride, padding), k: the MNIST network's first layer and the rows
-# of taps kept in registers (no padding, KW <= 8, C*KH <= 8), then the readable loops' cases:
-# padding, more rows than registers, a row wider than 8, strides, k = 3, odd sizes
+# (B, C, H, W, OC, KH, KW, stride, padding), k: the MNIST network's first layer (more chosen
+# windows a channel than one chunk of the list holds), rows of taps in groups of 8 (no
+# padding, KW <= 8: 5, 6, 8, 9 = 8 + 1, 16 rows), strides, k = 3, odd sizes; the readable
+# loops' cases: padding, a row wider than 8
 FIRST_LAYERS = [((5, 1, 28, 28, 32, 5, 5, 1, 0), 2), ((3, 2, 13, 11, 5, 3, 4, 2, 0), 2),
                 ((2, 1, 17, 19, 3, 8, 8, 1, 0), 3), ((3, 2, 10, 9, 4, 3, 3, 1, 1), 2),
                 ((2, 3, 9, 9, 3, 3, 3, 1, 0), 2), ((2, 1, 12, 14, 3, 3, 9, 1, 0), 2),
-                ((0, 1, 8, 8, 3, 3, 3, 1, 0), 2)]
+                ((2, 2, 12, 12, 3, 8, 8, 1, 0), 2), ((0, 1, 8, 8, 3, 3, 3, 1, 0), 2)]
 
 
 def relu_pool_case(shape, k, seed):

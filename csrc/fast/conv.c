@@ -1162,15 +1162,16 @@ int pynn_relu_maxpool2d_backward(float *dinp, const float *dout, const float *ou
     return pool_backward(&j, relu_pool_backward_job);
 }
 
-/* ---- the first layer's backward through ReLU and pooling, to the weights alone ----
+/* ---- a convolution's weight gradients through ReLU and pooling ----
  * (pynn_conv2d_relu_pool_backward_weights): the argmax checked by all the threads first, as
- * the pooling backwards do, then each thread sums the channels it owns, window by window.
- * Without padding, with rows of at most 8 taps and at most 8 rows of them (C*KH: the first
- * layer of an image network), a channel's sums stay in AVX2 registers, one row of taps to a
- * register: each chosen window adds v times its patch, read from the image with masked loads,
- * by a multiply and an add (as the readable loops round, so the same bits). */
+ * the pooling backwards do, then each thread sums the channels it owns. Without padding and
+ * with rows of at most 8 taps, a channel's windows are gathered a chunk at a time into a list
+ * of the chosen ones (their patch and gradient: the branch on out > 0 taken once), and the
+ * list is run through once for each group of 8 rows (c,i) of taps, the group's sums held in
+ * AVX2 registers, the patches read with masked loads, multiply then add as the readable loops
+ * round: each element summed in the same order, so the same bits. */
 
-#define WEIGHTS_ROWS 8
+#define WEIGHTS_CHUNK 256       /* chosen windows gathered at a time (on the stack) */
 
 struct weights_job {
     struct pool_job pool;       /* the check of the argmax, over the B*OC output planes */
@@ -1183,66 +1184,90 @@ struct weights_job {
 };
 
 static int weights_in_registers(const struct pynn_conv2d_shape *s) {
-    return s->pad == 0 && s->KW <= 8 && s->C * s->KH <= WEIGHTS_ROWS &&
-           strcmp(conv_set()->name, "generic") != 0;
+    return s->pad == 0 && s->KW <= 8 && strcmp(conv_set()->name, "generic") != 0;
 }
 
 #ifdef POOL_AVX2
-/* channel o with `rows` rows of taps, a constant in each copy the switch below makes, so that
- * the sums stay in registers */
+struct chosen_window {
+    const float *patch;         /* the patch's corner in the image */
+    float v;                    /* 0 + dout */
+};
+
+/* rows [0, nrows) of taps (a constant in each copy the switch below makes, so that the sums
+ * stay in registers), starting at start[r] from a patch's corner, += v times the patch over
+ * the n windows of the list; dw row r at dw + r KW */
 __attribute__((target("avx2"))) static inline __attribute__((always_inline)) void
-weights_channel_rows(const struct weights_job *j, int64_t o, const int rows) {
+weights_rows(const struct chosen_window *list, int n, float *dw, int64_t KW,
+             const int64_t *start, __m256i mask, const int nrows) {
+    __m256 acc[8];
+    for (int r = 0; r < nrows; r++) acc[r] = _mm256_maskload_ps(dw + r * KW, mask);
+    for (int e = 0; e < n; e++) {
+        __m256 vv = _mm256_set1_ps(list[e].v);
+        for (int r = 0; r < nrows; r++)
+            acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(
+                                               vv, _mm256_maskload_ps(list[e].patch + start[r], mask)));
+    }
+    for (int r = 0; r < nrows; r++) _mm256_maskstore_ps(dw + r * KW, mask, acc[r]);
+}
+
+__attribute__((target("avx2"))) static void weights_group(const struct chosen_window *list,
+                                                          int n, float *dw, int64_t KW,
+                                                          const int64_t *start, __m256i mask,
+                                                          int64_t nrows) {
+    switch (nrows) {
+    case 1: weights_rows(list, n, dw, KW, start, mask, 1); break;
+    case 2: weights_rows(list, n, dw, KW, start, mask, 2); break;
+    case 3: weights_rows(list, n, dw, KW, start, mask, 3); break;
+    case 4: weights_rows(list, n, dw, KW, start, mask, 4); break;
+    case 5: weights_rows(list, n, dw, KW, start, mask, 5); break;
+    case 6: weights_rows(list, n, dw, KW, start, mask, 6); break;
+    case 7: weights_rows(list, n, dw, KW, start, mask, 7); break;
+    default: weights_rows(list, n, dw, KW, start, mask, 8); break;
+    }
+}
+
+__attribute__((target("avx2"))) static void weights_channel_avx2(const struct weights_job *j,
+                                                                 int64_t o) {
     const struct pynn_conv2d_shape *s = j->s;
     const int64_t k = j->k, OW = j->z.OW, WH = j->z.OH / k, WW = OW / k, n = WH * WW;
-    const int64_t HW = s->H * s->W;
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)s->KW),
+    const int64_t rows = s->C * s->KH, HW = s->H * s->W, KW = s->KW;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)KW),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 acc[WEIGHTS_ROWS];
-    int64_t start[WEIGHTS_ROWS];     /* where row r = (c,i) of a patch starts, from its corner */
-    for (int r = 0; r < rows; r++) {
-        acc[r] = _mm256_setzero_ps();
-        start[r] = (r / s->KH) * HW + (r % s->KH) * s->W;
-    }
+    float *dw = j->dweight + o * j->z.K;
+    memset(dw, 0, sizeof(float) * (size_t)j->z.K);
     float db = 0.0f;
-    for (int64_t b = 0; b < s->B; b++) {
-        int64_t q = b * s->OC + o;
-        const float *d = j->dout + q * n, *out = j->out + q * n;
-        const int32_t *am = j->argmax + q * n;
-        const float *image = j->inp + b * s->C * HW;
-        for (int64_t wy = 0, t = 0; wy < WH; wy++)
-            for (int64_t wx = 0; wx < WW; wx++, t++) {
+    struct chosen_window list[WEIGHTS_CHUNK];
+    int64_t b = 0, t = 0;                 /* the next window: (b, o)'s window t */
+    while (b < s->B) {
+        int count = 0;
+        for (; b < s->B && count < WEIGHTS_CHUNK; t = 0, b++) {
+            int64_t q = b * s->OC + o;
+            const float *d = j->dout + q * n, *out = j->out + q * n;
+            const int32_t *am = j->argmax + q * n;
+            const float *image = j->inp + b * s->C * HW;
+            for (; t < n && count < WEIGHTS_CHUNK; t++) {
                 if (!(out[t] > 0.0f)) continue;       /* ReLU passed nothing back */
                 float v = 0.0f + d[t];
                 db += v;
                 /* the output the window chose: (k wy + dy, k wx + dx), checked to lie in it;
                  * dy by comparisons, not a loop whose exit is as unpredictable as the data */
+                int64_t wy = t / WW, wx = t % WW;
                 int64_t rel = am[t] - (k * wy * OW + k * wx), dy = 0;
                 for (int64_t e = 1; e < k; e++) dy += rel >= e * OW;
                 rel -= dy * OW;
-                const float *patch = image + s->stride * ((k * wy + dy) * s->W + k * wx + rel);
-                __m256 vv = _mm256_set1_ps(v);
-                for (int r = 0; r < rows; r++)
-                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(
-                                                       vv, _mm256_maskload_ps(patch + start[r], mask)));
+                list[count].patch = image + s->stride * ((k * wy + dy) * s->W + k * wx + rel);
+                list[count++].v = v;
             }
+            if (t < n) break;             /* the chunk is full: (b, t) comes next */
+        }
+        for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+            int64_t start[8];
+            for (int64_t r = r0; r < r0 + 8 && r < rows; r++)
+                start[r - r0] = (r / s->KH) * HW + (r % s->KH) * s->W;
+            weights_group(list, count, dw + r0 * KW, KW, start, mask, min64(8, rows - r0));
+        }
     }
-    for (int r = 0; r < rows; r++)
-        _mm256_maskstore_ps(j->dweight + o * j->z.K + r * s->KW, mask, acc[r]);
     if (j->dbias != NULL) j->dbias[o] = db;
-}
-
-__attribute__((target("avx2"))) static void weights_channel_avx2(const struct weights_job *j,
-                                                                 int64_t o) {
-    switch (j->s->C * j->s->KH) {       /* 1 to WEIGHTS_ROWS (weights_in_registers) */
-    case 1: weights_channel_rows(j, o, 1); break;
-    case 2: weights_channel_rows(j, o, 2); break;
-    case 3: weights_channel_rows(j, o, 3); break;
-    case 4: weights_channel_rows(j, o, 4); break;
-    case 5: weights_channel_rows(j, o, 5); break;
-    case 6: weights_channel_rows(j, o, 6); break;
-    case 7: weights_channel_rows(j, o, 7); break;
-    default: weights_channel_rows(j, o, 8); break;
-    }
 }
 #endif
 
