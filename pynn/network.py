@@ -407,9 +407,11 @@ class Network:
                 continue
             if isinstance(layer, Dropout) and not training:
                 out = x                              # predicting: dropout is the identity
+            elif isinstance(layer, Flatten) and tape.outs[i] is None:
+                out = x.reshape(B, *self._shapes[i + 1])    # a view: nothing to run
             else:
                 out = tape.outs[i]
-                if out is None:           # in place over x: x itself, or a view (Flatten)
+                if out is None:           # in place over x
                     out = x if x.shape[1:] == self._shapes[i + 1] else x.reshape(B, *self._shapes[i + 1])
                 if isinstance(layer, Dropout):
                     note = tape.notes[i]
