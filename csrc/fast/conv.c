@@ -1226,6 +1226,67 @@ __attribute__((target("avx2"))) static void weights_group(const struct chosen_wi
     }
 }
 
+/* the next window of channel o to look at: image b's window t */
+struct window_cursor {
+    int64_t b, t;
+};
+
+/* up to WEIGHTS_CHUNK of channel o's chosen windows from the cursor on, into list (their
+ * count returned, the cursor moved past them), their gradients added to *db in order. No
+ * branch on out > 0 (as unpredictable as the data): every window is written at the list's end,
+ * which moves on past the chosen ones only; the others add +0 to db, which leaves its bits as
+ * skipping them would (a sum from +0 is never -0). k is a constant in the copy for k = 2. */
+static inline __attribute__((always_inline)) int gather_body(
+        const struct weights_job *j, int64_t o, struct window_cursor *at,
+        struct chosen_window *list, float *db, const int64_t k) {
+    const struct pynn_conv2d_shape *s = j->s;
+    const int64_t OW = j->z.OW, WW = OW / k, n = (j->z.OH / k) * WW;
+    const int64_t HW = s->H * s->W, st = s->stride, W = s->W;
+    int count = 0;
+    float sum = *db;
+    for (; at->b < s->B; at->b++, at->t = 0) {
+        int64_t q = at->b * s->OC + o;
+        const float *d = j->dout + q * n, *out = j->out + q * n;
+        const int32_t *am = j->argmax + q * n;
+        const float *image = j->inp + at->b * s->C * HW;
+        int64_t t = at->t, wy = t / WW, wx = t % WW;
+        int64_t corner = k * (wy * OW + wx);      /* the window's top left output */
+        const float *row = image + st * k * wy * W;  /* its first input row */
+        for (; t < n; t++) {
+            if (count == WEIGHTS_CHUNK) {
+                at->t = t;
+                *db = sum;
+                return count;
+            }
+            int chosen = out[t] > 0.0f;
+            float v = 0.0f + d[t];
+            sum += chosen ? v : 0.0f;
+            /* the output the window chose: (k wy + dy, k wx + dx), checked to lie in it; dy
+             * by comparisons, not a loop whose exit is as unpredictable as the data */
+            int64_t rel = am[t] - corner, dy = 0;
+            for (int64_t e = 1; e < k; e++) dy += rel >= e * OW;
+            list[count].patch = row + st * (dy * W + k * wx + rel - dy * OW);
+            list[count].v = v;
+            count += chosen;
+            corner += k;
+            if (++wx == WW) {
+                wx = 0, wy++;
+                corner = k * wy * OW;
+                row = image + st * k * wy * W;
+            }
+        }
+    }
+    *db = sum;
+    return count;
+}
+
+/* gather_body in a function of its own, so that its loop keeps its values in registers */
+__attribute__((noinline)) static int gather_windows(const struct weights_job *j, int64_t o,
+                                                    struct window_cursor *at,
+                                                    struct chosen_window *list, float *db) {
+    return j->k == 2 ? gather_body(j, o, at, list, db, 2) : gather_body(j, o, at, list, db, j->k);
+}
+
 __attribute__((target("avx2"))) static void weights_channel_avx2(const struct weights_job *j,
                                                                  int64_t o) {
     const struct pynn_conv2d_shape *s = j->s;
@@ -1237,29 +1298,9 @@ __attribute__((target("avx2"))) static void weights_channel_avx2(const struct we
     memset(dw, 0, sizeof(float) * (size_t)j->z.K);
     float db = 0.0f;
     struct chosen_window list[WEIGHTS_CHUNK];
-    int64_t b = 0, t = 0;                 /* the next window: (b, o)'s window t */
-    while (b < s->B) {
-        int count = 0;
-        for (; b < s->B && count < WEIGHTS_CHUNK; t = 0, b++) {
-            int64_t q = b * s->OC + o;
-            const float *d = j->dout + q * n, *out = j->out + q * n;
-            const int32_t *am = j->argmax + q * n;
-            const float *image = j->inp + b * s->C * HW;
-            for (; t < n && count < WEIGHTS_CHUNK; t++) {
-                if (!(out[t] > 0.0f)) continue;       /* ReLU passed nothing back */
-                float v = 0.0f + d[t];
-                db += v;
-                /* the output the window chose: (k wy + dy, k wx + dx), checked to lie in it;
-                 * dy by comparisons, not a loop whose exit is as unpredictable as the data */
-                int64_t wy = t / WW, wx = t % WW;
-                int64_t rel = am[t] - (k * wy * OW + k * wx), dy = 0;
-                for (int64_t e = 1; e < k; e++) dy += rel >= e * OW;
-                rel -= dy * OW;
-                list[count].patch = image + s->stride * ((k * wy + dy) * s->W + k * wx + rel);
-                list[count++].v = v;
-            }
-            if (t < n) break;             /* the chunk is full: (b, t) comes next */
-        }
+    struct window_cursor at = {0, 0};
+    while (at.b < s->B) {
+        int count = gather_windows(j, o, &at, list, &db);
         for (int64_t r0 = 0; r0 < rows; r0 += 8) {
             int64_t start[8];
             for (int64_t r = r0; r < r0 + 8 && r < rows; r++)
