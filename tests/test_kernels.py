@@ -574,6 +574,10 @@ def test_a_prepared_step_is_kept_only_for_the_same_arrays_and_checks_each_gradie
         wide = np.zeros(64, np.float32)      # a gradient from a gap between params into the next
         opt.step([wide[:30].reshape(6, 5), wide[32:38]], [wide[30:60].reshape(6, 5), grads[1]])
     assert opt.steps == 2
+    params[1].setflags(write=False)                      # read-only now: refused, not written
+    with pytest.raises(ValueError, match=r"params\[1\] is read-only"):
+        opt.step(params, grads)
+    params[1].setflags(write=True)
     params[0].shape = (5, 6)                             # a new layout: prepared again
     opt.step(params, [grads[0].reshape(5, 6), grads[1]])
     assert opt._call is not call and opt.steps == 3

@@ -134,12 +134,13 @@ class OptimizerStep:
         self._finite = ffi.new("int *")
 
     def same(self, kind, params, state):
-        """Whether this step is prepared for these arrays, as they are now."""
+        """Whether this step is prepared for these arrays, as they are now (still writable)."""
         return (kind == self.kind and len(params) == len(self._params)
                 and len(state) == len(self._state)
                 and all(map(operator.is_, params, self._params))
                 and all(all(map(operator.is_, s, mine)) for s, mine in zip(state, self._state))
-                and tuple(map(_LAYOUT, self._arrays)) == self._layouts)
+                and tuple(map(_LAYOUT, self._arrays)) == self._layouts
+                and all(a.flags.writeable for a in self._arrays))
 
     def _apart(self, start, nbytes, name):
         """[start, start + nbytes) shares no byte with an array the call writes: it could only
