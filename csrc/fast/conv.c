@@ -1174,16 +1174,15 @@ int pynn_relu_maxpool2d_backward(float *dinp, const float *dout, const float *ou
 #define WEIGHTS_CHUNK 256       /* chosen windows gathered at a time (on the stack) */
 
 struct weights_job {
-    struct pool_job pool;       /* the check of the argmax, over the B*OC output planes */
+    struct pool_job pool;       /* the argmax (pool.argmax_in), its window k (pool.k) and its
+                                 * check, over the B*OC output planes */
     const struct pynn_conv2d_shape *s;
     struct pynn_conv2d_sizes z;
     float *dweight, *dbias;
     const float *dout, *out, *inp;
-    const int32_t *argmax;
-    int64_t k;
 };
 
-static int weights_in_registers(const struct pynn_conv2d_shape *s) {
+static int weights_listed(const struct pynn_conv2d_shape *s) {
     return s->pad == 0 && s->KW <= 8 && strcmp(conv_set()->name, "generic") != 0;
 }
 
@@ -1247,7 +1246,7 @@ static inline __attribute__((always_inline)) int gather_body(
     for (; at->b < s->B; at->b++, at->t = 0) {
         int64_t q = at->b * s->OC + o;
         const float *d = j->dout + q * n, *out = j->out + q * n;
-        const int32_t *am = j->argmax + q * n;
+        const int32_t *am = j->pool.argmax_in + q * n;
         const float *image = j->inp + at->b * s->C * HW;
         int64_t t = at->t, wy = t / WW, wx = t % WW;
         int64_t corner = k * (wy * OW + wx);      /* the window's top left output */
@@ -1284,13 +1283,14 @@ static inline __attribute__((always_inline)) int gather_body(
 __attribute__((noinline)) static int gather_windows(const struct weights_job *j, int64_t o,
                                                     struct window_cursor *at,
                                                     struct chosen_window *list, float *db) {
-    return j->k == 2 ? gather_body(j, o, at, list, db, 2) : gather_body(j, o, at, list, db, j->k);
+    int64_t k = j->pool.k;
+    return k == 2 ? gather_body(j, o, at, list, db, 2) : gather_body(j, o, at, list, db, k);
 }
 
 __attribute__((target("avx2"))) static void weights_channel_avx2(const struct weights_job *j,
                                                                  int64_t o) {
     const struct pynn_conv2d_shape *s = j->s;
-    const int64_t k = j->k, OW = j->z.OW, WH = j->z.OH / k, WW = OW / k, n = WH * WW;
+    const int64_t k = j->pool.k, OW = j->z.OW, WH = j->z.OH / k, WW = OW / k, n = WH * WW;
     const int64_t rows = s->C * s->KH, HW = s->H * s->W, KW = s->KW;
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)KW),
                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -1322,13 +1322,13 @@ static void weights_pass(int tid, int nt, void *arg) {
     pynn_share(j->s->OC, 1, tid, nt, &o0, &o1);
     for (int64_t o = o0; o < o1; o++) {
 #ifdef POOL_AVX2
-        if (weights_in_registers(j->s)) {
+        if (weights_listed(j->s)) {
             weights_channel_avx2(j, o);
             continue;
         }
 #endif
-        pynn_relu_pool_weights_channel(j->dweight, j->dbias, j->dout, j->out, j->argmax, j->inp,
-                                       j->s, &j->z, j->k, o);
+        pynn_relu_pool_weights_channel(j->dweight, j->dbias, j->dout, j->out, j->pool.argmax_in,
+                                       j->inp, j->s, &j->z, j->pool.k, o);
     }
 }
 
@@ -1337,7 +1337,7 @@ int pynn_conv2d_relu_pool_backward_weights(float *dweight, float *dbias, const f
                                            const float *inp, const struct pynn_conv2d_shape *s,
                                            int64_t k) {
     struct weights_job j = {{NULL, NULL, NULL, argmax, NULL, NULL, NULL, 0, 0, 0, k, {0}},
-                            s, {0}, dweight, dbias, dout, out, inp, argmax, k};
+                            s, {0}, dweight, dbias, dout, out, inp};
     /* the argmax is checked below, by the threads */
     PYNN_TRY(pynn_relu_pool_weights_check(dweight, dout, out, argmax, inp, s, k, &j.z, 0));
     j.pool.planes = s->B * s->OC;

@@ -176,6 +176,4 @@ def optimizer_step(kind, hyper, params, grads, state, steps, check_finite=False)
     in one C call, shared among the threads: the bits of one ``*_update`` call per array.
     Returns (whether every gradient was finite, steps after). With ``check_finite``, a
     gradient holding a NaN or Inf leaves everything as it was (steps included)."""
-    if len(params) != len(grads):
-        raise ValueError(f"{len(params)} parameter arrays but {len(grads)} gradients")
     return OptimizerStep(kind, params, state)(hyper, grads, steps, check_finite)
