@@ -41,7 +41,7 @@
 #define MIN_FLOPS_AWAKE 1e5      /* ... unless the workers are still spinning from the last job */
 #define MIN_BYTES_AWAKE 3e4      /* the same for a job bound by reading weights from L2 (one
                                   * digit's layer): each thread's share of them */
-#define MIN_BYTES_STREAMED 1e6   /* the same for one row times a matrix, bound by one read a
+#define MIN_BYTES_STREAMED 2e5   /* the same for one row times a matrix, bound by one read a
                                   * flop: each thread's share of the matrix */
 
 static int num_threads = 0;     /* 0: not set yet, use all cores */

@@ -322,6 +322,22 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     return PYNN_OK;
 }
 
+/* A script's one row times a weight matrix, when one thread does it (gemm_threads), goes
+ * straight to the row kernel pynn_gemm's driver would pick for it (gemv_range), the same bits:
+ * at a layer's ten outputs the driver's working out of a split that no thread takes is a
+ * sizeable part of the call. */
 int pynn_matmul(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
+    if (M == 1 && N > 0 && K > 0 && pynn_threads_for_awake(2.0 * (double)N * (double)K) == 1) {
+        const struct pynn_kernels *kern = pynn_kernels();
+        pynn_gemvkernel_fn row = N <= PYNN_GEMV4_N && kern->gemvnarrow != NULL ? kern->gemvnarrow
+                                                                              : kern->gemvkernel;
+        if (row != NULL) {
+            PYNN_TRY(pynn_gemm_check(0, 0, M, N, K, A, K, B, N, C, N));
+            unsigned fp = pynn_flush_denormals();
+            row(K, A, 1, B, N, C, N, 1.0f, 0.0f);
+            pynn_restore_denormals(fp);
+            return PYNN_OK;
+        }
+    }
     return pynn_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
 }

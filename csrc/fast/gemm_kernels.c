@@ -590,10 +590,55 @@ TGT_AVX2 static void gemvnarrow_avx2(int64_t K, const float *a, int64_t a_step, 
 }
 
 /* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c, as
- * gemvkernel_avx512 does it, 8 columns a vector: the row in L1, four rows of B at a time
- * streaming through it front to back; its last n % 8 columns go one at a time through the same
- * chain of fused multiply-adds (a masked store costs more than the scalar loop on some CPUs). */
-TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
+ * gemvkernel_avx512 does it, 8 columns a vector: four rows of B at a time stream through the
+ * row's sums front to back, each column one chain of fused multiply-adds in the order of k.
+ * The sums live in an aligned buffer on the stack, not in c: c may start anywhere in a cache
+ * line (numpy's allocations are 16-byte aligned), and a vector that straddles two lines costs
+ * twice, once for every four rows. When all of B's rows start at the same place in a 32-byte
+ * line (ldb a multiple of 8), the columns before the first boundary go apart, four and one at
+ * a time, so that the vector loads of B do not straddle lines either. A row wider than the
+ * buffer goes in pieces of columns, each over all of K. A sum of fewer than eight rows (an
+ * outer product's one) passes over c once or twice and goes there directly, as it lies. */
+#define GEMV_ACC 1024                  /* floats of sums on the stack (4 KiB) */
+
+/* the columns [j0, j1) of rows p .. p+R-1 of B (R = 1 or 4, a constant in each instance) added
+ * into y, four or one columns a step: the head and tail of a piece */
+TGT_AVX2 static inline __attribute__((always_inline)) void gemv_narrow_cols(
+        const int R, const float *b, int64_t ldb, const float *s, float *y, int64_t j0,
+        int64_t j1, int fresh) {
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        __m128 v = fresh ? _mm_setzero_ps() : _mm_loadu_ps(y + j);
+        for (int r = 0; r < R; r++) v = _mm_fmadd_ps(_mm_set1_ps(s[r]), _mm_loadu_ps(b + r * ldb + j), v);
+        _mm_storeu_ps(y + j, v);
+    }
+    for (; j < j1; j++) {
+        float v = fresh ? 0.0f : y[j];
+        for (int r = 0; r < R; r++) v = fmaf(s[r], b[r * ldb + j], v);
+        y[j] = v;
+    }
+}
+
+/* rows p .. p+R-1 of B over one piece: `lead` columns apart, then whole vectors, then the rest */
+TGT_AVX2 static inline __attribute__((always_inline)) void gemv_rows(
+        const int R, const float *b, int64_t ldb, const float *s, float *y, int64_t w,
+        int64_t lead, int fresh) {
+    gemv_narrow_cols(R, b, ldb, s, y, 0, lead & 3, fresh);
+    gemv_narrow_cols(R, b, ldb, s, y, lead & 3, lead, fresh);
+    __m256 as[4];
+    for (int r = 0; r < R; r++) as[r] = _mm256_set1_ps(s[r]);
+    int64_t j = lead;
+    for (; j + 8 <= w; j += 8) {
+        __m256 v = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(y + j);
+        for (int r = 0; r < R; r++) v = _mm256_fmadd_ps(as[r], _mm256_loadu_ps(b + r * ldb + j), v);
+        _mm256_storeu_ps(y + j, v);
+    }
+    gemv_narrow_cols(R, b, ldb, s, y, j, w, fresh);
+}
+
+/* a sum of fewer than eight rows (an outer product's one): the row in place, c read and
+ * written once or twice */
+TGT_AVX2 __attribute__((noinline)) static void gemv_in_place_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
                                      int64_t ldb, float *c, int64_t n, float alpha, float beta) {
     const int64_t nv = n / 8 * 8;     /* columns in whole vectors */
     int fresh = beta == 0.0f;         /* beta == 0: c is never read, the first pass starts at 0 */
@@ -637,6 +682,41 @@ TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, 
             _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), y));
         }
         for (; j < n; j++) c[j] = fmaf(s0, b0[j], fresh ? 0.0f : c[j]);
+    }
+}
+
+TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
+                                     int64_t ldb, float *c, int64_t n, float alpha, float beta) {
+    if (K < 8) {
+        gemv_in_place_avx2(K, a, a_step, B, ldb, c, n, alpha, beta);
+        return;
+    }
+    float mem[GEMV_ACC + 8] __attribute__((aligned(32)));
+    int same_place = ldb % 8 == 0 && ((uintptr_t)B & 3) == 0;
+    for (int64_t j0 = 0; j0 < n;) {
+        /* columns to the first 32-byte boundary of B's rows; a piece other than the last ends
+         * on one, so the next piece has none */
+        int64_t lead = same_place ? (int64_t)((32 - ((uintptr_t)(B + j0) & 31)) & 31) / 4 : 0;
+        int64_t w = n - j0 < GEMV_ACC - 8 + lead ? n - j0 : GEMV_ACC - 8 + lead;
+        if (lead > w) lead = w;
+        float *y = mem + ((8 - lead) & 7);     /* y + lead on a 32-byte boundary */
+        int fresh = beta == 0.0f;              /* beta == 0: c is never read */
+        if (!fresh)
+            for (int64_t j = 0; j < w; j++) y[j] = beta * c[j0 + j];
+        else if (K == 0)
+            for (int64_t j = 0; j < w; j++) y[j] = 0.0f;
+        int64_t p = 0;
+        for (; p + 4 <= K; p += 4, fresh = 0) {
+            float s[4];
+            for (int r = 0; r < 4; r++) s[r] = alpha * a[(p + r) * a_step];
+            gemv_rows(4, B + p * ldb + j0, ldb, s, y, w, lead, fresh);
+        }
+        for (; p < K; p++, fresh = 0) {
+            float s0 = alpha * a[p * a_step];
+            gemv_rows(1, B + p * ldb + j0, ldb, &s0, y, w, lead, fresh);
+        }
+        memcpy(c + j0, y, (size_t)w * sizeof(float));
+        j0 += w;
     }
 }
 
