@@ -329,9 +329,9 @@ int pynn_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 int pynn_matmul(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
     if (M == 1 && N > 0 && K > 0 && pynn_threads_for_awake(2.0 * (double)N * (double)K) == 1) {
         const struct pynn_kernels *kern = pynn_kernels();
-        pynn_gemvkernel_fn row = N <= PYNN_GEMV4_N && kern->gemvnarrow != NULL ? kern->gemvnarrow
-                                                                              : kern->gemvkernel;
-        if (row != NULL) {
+        if (kern->gemvkernel != NULL) {        /* else the driver packs: gemm_range */
+            pynn_gemvkernel_fn row = N <= PYNN_GEMV4_N && kern->gemvnarrow != NULL
+                                         ? kern->gemvnarrow : kern->gemvkernel;
             PYNN_TRY(pynn_gemm_check(0, 0, M, N, K, A, K, B, N, C, N));
             unsigned fp = pynn_flush_denormals();
             row(K, A, 1, B, N, C, N, 1.0f, 0.0f);
