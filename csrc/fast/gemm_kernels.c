@@ -609,7 +609,8 @@ TGT_AVX2 static inline __attribute__((always_inline)) void gemv_narrow_cols(
     int64_t j = j0;
     for (; j + 4 <= j1; j += 4) {
         __m128 v = fresh ? _mm_setzero_ps() : _mm_loadu_ps(y + j);
-        for (int r = 0; r < R; r++) v = _mm_fmadd_ps(_mm_set1_ps(s[r]), _mm_loadu_ps(b + r * ldb + j), v);
+        for (int r = 0; r < R; r++)
+            v = _mm_fmadd_ps(_mm_set1_ps(s[r]), _mm_loadu_ps(b + r * ldb + j), v);
         _mm_storeu_ps(y + j, v);
     }
     for (; j < j1; j++) {
@@ -630,16 +631,55 @@ TGT_AVX2 static inline __attribute__((always_inline)) void gemv_rows(
     int64_t j = lead;
     for (; j + 8 <= w; j += 8) {
         __m256 v = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(y + j);
-        for (int r = 0; r < R; r++) v = _mm256_fmadd_ps(as[r], _mm256_loadu_ps(b + r * ldb + j), v);
+        for (int r = 0; r < R; r++)
+            v = _mm256_fmadd_ps(as[r], _mm256_loadu_ps(b + r * ldb + j), v);
         _mm256_storeu_ps(y + j, v);
     }
     gemv_narrow_cols(R, b, ldb, s, y, j, w, fresh);
 }
 
-/* a sum of fewer than eight rows (an outer product's one): the row in place, c read and
- * written once or twice */
-TGT_AVX2 __attribute__((noinline)) static void gemv_in_place_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
+/* eight rows or more: the sums in the buffer */
+TGT_AVX2 __attribute__((noinline)) static void gemv_buffered_avx2(
+        int64_t K, const float *a, int64_t a_step, const float *B, int64_t ldb, float *c,
+        int64_t n, float alpha, float beta) {
+    float mem[GEMV_ACC + 8] __attribute__((aligned(32)));
+    int same_place = ldb % 8 == 0 && ((uintptr_t)B & 3) == 0;
+    for (int64_t j0 = 0; j0 < n;) {
+        /* columns to the first 32-byte boundary of B's rows; a piece other than the last ends
+         * on one, so the next piece has none */
+        int64_t lead = same_place ? (int64_t)((32 - ((uintptr_t)(B + j0) & 31)) & 31) / 4 : 0;
+        int64_t w = n - j0 < GEMV_ACC - 8 + lead ? n - j0 : GEMV_ACC - 8 + lead;
+        if (lead > w) lead = w;
+        float *y = mem + ((8 - lead) & 7);     /* y + lead on a 32-byte boundary */
+        int fresh = beta == 0.0f;              /* beta == 0: c is never read */
+        if (!fresh)
+            for (int64_t j = 0; j < w; j++) y[j] = beta * c[j0 + j];
+        int64_t p = 0;
+        for (; p + 4 <= K; p += 4, fresh = 0) {
+            float s[4];
+            for (int r = 0; r < 4; r++) s[r] = alpha * a[(p + r) * a_step];
+            gemv_rows(4, B + p * ldb + j0, ldb, s, y, w, lead, fresh);
+        }
+        for (; p < K; p++, fresh = 0) {
+            float s0 = alpha * a[p * a_step];
+            gemv_rows(1, B + p * ldb + j0, ldb, &s0, y, w, lead, fresh);
+        }
+        memcpy(c + j0, y, (size_t)w * sizeof(float));
+        j0 += w;
+    }
+}
+
+/* eight rows or more go to the buffer; a sum of fewer (an outer product's one) passes over c
+ * once or twice and stays in place: its last n % 8 columns go one at a time through the same
+ * chain of fused multiply-adds (a masked store costs more than the scalar loop on some CPUs).
+ * The buffered kernel is a function apart: with its 4 KiB frame here, an outer product ran a
+ * tenth slower. */
+TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
                                      int64_t ldb, float *c, int64_t n, float alpha, float beta) {
+    if (K >= 8) {
+        gemv_buffered_avx2(K, a, a_step, B, ldb, c, n, alpha, beta);
+        return;
+    }
     const int64_t nv = n / 8 * 8;     /* columns in whole vectors */
     int fresh = beta == 0.0f;         /* beta == 0: c is never read, the first pass starts at 0 */
     if (!fresh) {
@@ -685,40 +725,6 @@ TGT_AVX2 __attribute__((noinline)) static void gemv_in_place_avx2(int64_t K, con
     }
 }
 
-TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
-                                     int64_t ldb, float *c, int64_t n, float alpha, float beta) {
-    if (K < 8) {
-        gemv_in_place_avx2(K, a, a_step, B, ldb, c, n, alpha, beta);
-        return;
-    }
-    float mem[GEMV_ACC + 8] __attribute__((aligned(32)));
-    int same_place = ldb % 8 == 0 && ((uintptr_t)B & 3) == 0;
-    for (int64_t j0 = 0; j0 < n;) {
-        /* columns to the first 32-byte boundary of B's rows; a piece other than the last ends
-         * on one, so the next piece has none */
-        int64_t lead = same_place ? (int64_t)((32 - ((uintptr_t)(B + j0) & 31)) & 31) / 4 : 0;
-        int64_t w = n - j0 < GEMV_ACC - 8 + lead ? n - j0 : GEMV_ACC - 8 + lead;
-        if (lead > w) lead = w;
-        float *y = mem + ((8 - lead) & 7);     /* y + lead on a 32-byte boundary */
-        int fresh = beta == 0.0f;              /* beta == 0: c is never read */
-        if (!fresh)
-            for (int64_t j = 0; j < w; j++) y[j] = beta * c[j0 + j];
-        else if (K == 0)
-            for (int64_t j = 0; j < w; j++) y[j] = 0.0f;
-        int64_t p = 0;
-        for (; p + 4 <= K; p += 4, fresh = 0) {
-            float s[4];
-            for (int r = 0; r < 4; r++) s[r] = alpha * a[(p + r) * a_step];
-            gemv_rows(4, B + p * ldb + j0, ldb, s, y, w, lead, fresh);
-        }
-        for (; p < K; p++, fresh = 0) {
-            float s0 = alpha * a[p * a_step];
-            gemv_rows(1, B + p * ldb + j0, ldb, &s0, y, w, lead, fresh);
-        }
-        memcpy(c + j0, y, (size_t)w * sizeof(float));
-        j0 += w;
-    }
-}
 
 /* four rows of a narrow C (n <= 16) in registers, 8 accumulators: each row of B, loaded once,
  * serves the four rows of A; the four rows' chains overlap one another. NV, the vectors of 8
