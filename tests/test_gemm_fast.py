@@ -146,6 +146,30 @@ def test_one_row_bits_do_not_depend_on_where_the_arrays_lie(kernels, threads, ev
                 np.testing.assert_array_equal(c, want[beta], err_msg=f"B at float {off}, N={N}")
 
 
+def test_a_column_has_the_same_bits_in_a_narrow_row_as_in_a_wide_one(kernels, threads):
+    # a row of C of at most 128 columns keeps its sums in registers, one vector of them
+    # partial when the width is not a multiple of 8; a wider row keeps them in a buffer on the
+    # stack: either way each column is the same chain of multiply-adds. op(a) is a column of
+    # a (trans_a), so a's values lie three floats apart. Widths from 17 up (16 or fewer take
+    # the narrow kernel, whose sums differ in the last bits); 600 splits between two threads
+    # into pieces wider than 128
+    rng = np.random.default_rng(15)
+    for K in (8, 9, 37, 784):
+        a = rng.standard_normal((K, 3)).astype(np.float32)
+        wide = rng.standard_normal((K, 600)).astype(np.float32)
+        c0 = rng.standard_normal((1, 600)).astype(np.float32)
+        for alpha, beta in ((1.0, 0.0), (0.5, -2.0)):
+            cw = np.full_like(c0, np.nan) if beta == 0.0 else c0.copy()
+            assert lib.pynn_gemm(1, 0, 1, 600, K, alpha, _ptr(a), 3, _ptr(wide), 600, beta,
+                                 _ptr(cw), 600) == lib.PYNN_OK
+            for N in (17, 23, 24, 63, 64, 65, 100, 120, 127, 128):
+                b = np.ascontiguousarray(wide[:, :N])
+                c = np.full((1, N), np.nan, np.float32) if beta == 0.0 else c0[:, :N].copy()
+                assert lib.pynn_gemm(1, 0, 1, N, K, alpha, _ptr(a), 3, _ptr(b), N, beta,
+                                     _ptr(c), N) == lib.PYNN_OK
+                np.testing.assert_array_equal(c, cw[:, :N], err_msg=f"N={N}, K={K}")
+
+
 def test_a_row_alone_has_the_bits_it_has_in_a_batch(kernels):
     # z = a W^T for one digit takes the one-row dot kernel, a batch the 4 x 6 one: the same sums
     rng = np.random.default_rng(13)

@@ -669,15 +669,79 @@ TGT_AVX2 __attribute__((noinline)) static void gemv_buffered_avx2(
     }
 }
 
-/* eight rows or more go to the buffer; a sum of fewer (an outer product's one) passes over c
- * once or twice and stays in place: its last n % 8 columns go one at a time through the same
- * chain of fused multiply-adds (a masked store costs more than the scalar loop on some CPUs).
- * The buffered kernel is a function apart: with its 4 KiB frame here, an outer product ran a
- * tenth slower. */
+/* a row of at most 16 vectors (128 columns) and eight rows or more: its sums stay in registers
+ * over all of K while B's rows stream through one at a time, each one sequential read, where
+ * the buffered kernel reads four rows side by side and loads and stores its sums once every
+ * four rows: the faster of the two wherever B lies in a line, but a wider row would need more
+ * registers than there are, or passes over B with gaps between its pieces. Each column
+ * is the same chain of fused multiply-adds in the order of k, from beta * c or from zero. The
+ * last vector may be partial: it loads masked and stores through a buffer. NV is a constant in
+ * each instance, and the sums are named variables, not an array (GCC kept an array of them in
+ * memory for some NV, storing all of it on every row); at 16 it keeps two on the stack, which
+ * still ran fastest. */
+#define GEMV_REGS_EACH(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
+                          X(12) X(13) X(14) X(15)
+TGT_AVX2 static inline __attribute__((always_inline)) void gemv_regs_nv(
+        const int NV, int64_t K, const float *a, int64_t a_step, const float *B, int64_t ldb,
+        float *c, int64_t n, float alpha, float beta) {
+    const int64_t last = 8 * (NV - 1), rest = n - last;      /* columns of the last vector */
+    const __m256i mk = _mm256_castps_si256(mask8((int)rest));
+    const int whole = rest == 8;
+    /* vector u of row b: whole vectors load plainly, the last one masked unless it is whole */
+#define ROW_LOAD(b, u) \
+    ((u) < NV - 1 || whole ? _mm256_loadu_ps((b) + 8 * (u)) : _mm256_maskload_ps((b) + 8 * (u), mk))
+#define DECL(u) __m256 acc##u = _mm256_setzero_ps();
+    GEMV_REGS_EACH(DECL)
+#undef DECL
+    if (beta != 0.0f) {                                      /* else c is never read */
+        const __m256 vb = _mm256_set1_ps(beta);
+#define INIT(u) if ((u) < NV) acc##u = _mm256_mul_ps(vb, ROW_LOAD(c, u));
+        GEMV_REGS_EACH(INIT)
+#undef INIT
+    }
+    for (int64_t p = 0; p < K; p++) {
+        const float *b = B + p * ldb;
+        const __m256 sv = _mm256_set1_ps(alpha * a[p * a_step]);
+#define STEP(u) if ((u) < NV) acc##u = _mm256_fmadd_ps(sv, ROW_LOAD(b, u), acc##u);
+        GEMV_REGS_EACH(STEP)
+#undef STEP
+    }
+    float out[8];
+#define STORE(u)                                                                             \
+    if ((u) < NV - 1 || ((u) == NV - 1 && whole)) _mm256_storeu_ps(c + 8 * (u), acc##u);      \
+    else if ((u) == NV - 1) _mm256_storeu_ps(out, acc##u);
+    GEMV_REGS_EACH(STORE)
+#undef STORE
+#undef ROW_LOAD
+    if (!whole)
+        for (int64_t j = 0; j < rest; j++) c[last + j] = out[j];
+}
+
+#define GEMV_REGS_N 128                /* columns the register kernel takes */
+TGT_AVX2 __attribute__((noinline)) static void gemv_regs_avx2(
+        int64_t K, const float *a, int64_t a_step, const float *B, int64_t ldb, float *c,
+        int64_t n, float alpha, float beta) {
+    switch ((n + 7) / 8) {
+#define GEMV_REGS_CASE(nv) \
+    case nv: gemv_regs_nv(nv, K, a, a_step, B, ldb, c, n, alpha, beta); break;
+    GEMV_REGS_CASE(1) GEMV_REGS_CASE(2) GEMV_REGS_CASE(3) GEMV_REGS_CASE(4)
+    GEMV_REGS_CASE(5) GEMV_REGS_CASE(6) GEMV_REGS_CASE(7) GEMV_REGS_CASE(8)
+    GEMV_REGS_CASE(9) GEMV_REGS_CASE(10) GEMV_REGS_CASE(11) GEMV_REGS_CASE(12)
+    GEMV_REGS_CASE(13) GEMV_REGS_CASE(14) GEMV_REGS_CASE(15) GEMV_REGS_CASE(16)
+#undef GEMV_REGS_CASE
+    }
+}
+
+/* eight rows or more go to the registers (up to 128 columns) or the buffer; a sum of fewer (an
+ * outer product's one) passes over c once or twice and stays in place: its last n % 8 columns
+ * go one at a time through the same chain of fused multiply-adds (a masked store costs more
+ * than the scalar loop on some CPUs). The other kernels are functions apart: with the buffered
+ * one's 4 KiB frame here, an outer product ran a tenth slower. */
 TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, const float *B,
                                      int64_t ldb, float *c, int64_t n, float alpha, float beta) {
     if (K >= 8) {
-        gemv_buffered_avx2(K, a, a_step, B, ldb, c, n, alpha, beta);
+        if (n <= GEMV_REGS_N) gemv_regs_avx2(K, a, a_step, B, ldb, c, n, alpha, beta);
+        else gemv_buffered_avx2(K, a, a_step, B, ldb, c, n, alpha, beta);
         return;
     }
     const int64_t nv = n / 8 * 8;     /* columns in whole vectors */
