@@ -195,6 +195,12 @@ static void dot_range(const struct pynn_gemm_args *g, const struct pynn_kernels 
  * and the row's index alone, never on the region a thread was given, so that the bits do not
  * depend on the thread count: the fours are counted from row 0 (a region of rows starts on a
  * four, pynn_gemm_region), and the narrow kernels take only whole rows. */
+/* the kernel for single rows of C: the narrow one for a whole row of at most 16 columns where
+ * the set has one, else gemvkernel (pynn_matmul's one-row way takes the same) */
+static pynn_gemvkernel_fn row_kernel(const struct pynn_kernels *kern, int narrow) {
+    return narrow && kern->gemvnarrow != NULL ? kern->gemvnarrow : kern->gemvkernel;
+}
+
 static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
                        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     int narrow = g->N <= PYNN_GEMV4_N && n1 - n0 == g->N;
@@ -206,7 +212,7 @@ static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels
                               n1 - n0, g->alpha, g->beta);
             epilogue(g, c, PYNN_GEMV4_M, n1 - n0, n0);
         }
-    pynn_gemvkernel_fn row = narrow && kern->gemvnarrow != NULL ? kern->gemvnarrow : kern->gemvkernel;
+    pynn_gemvkernel_fn row = row_kernel(kern, narrow);
     for (; i < m1; i++) {
         const float *a = g->trans_a ? g->A + i : g->A + i * g->lda;
         float *c = g->C + i * g->ldc + n0;
@@ -330,8 +336,7 @@ int pynn_matmul(int64_t M, int64_t N, int64_t K, const float *A, const float *B,
     if (M == 1 && N > 0 && K > 0 && pynn_threads_for_awake(2.0 * (double)N * (double)K) == 1) {
         const struct pynn_kernels *kern = pynn_kernels();
         if (kern->gemvkernel != NULL) {        /* else the driver packs: gemm_range */
-            pynn_gemvkernel_fn row = N <= PYNN_GEMV4_N && kern->gemvnarrow != NULL
-                                         ? kern->gemvnarrow : kern->gemvkernel;
+            pynn_gemvkernel_fn row = row_kernel(kern, N <= PYNN_GEMV4_N);
             PYNN_TRY(pynn_gemm_check(0, 0, M, N, K, A, K, B, N, C, N));
             unsigned fp = pynn_flush_denormals();
             row(K, A, 1, B, N, C, N, 1.0f, 0.0f);

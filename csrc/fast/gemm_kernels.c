@@ -590,8 +590,9 @@ TGT_AVX2 static void gemvnarrow_avx2(int64_t K, const float *a, int64_t a_step, 
 }
 
 /* one row of C: c (n) = alpha * sum_k a[k * a_step] * B[k*ldb .. k*ldb + n] + beta * c, as
- * gemvkernel_avx512 does it, 8 columns a vector: four rows of B at a time stream through the
- * row's sums front to back, each column one chain of fused multiply-adds in the order of k.
+ * gemvkernel_avx512 does it, 8 columns a vector. A row wider than 128 columns (narrower ones
+ * keep their sums in registers, gemv_regs_avx2 below): four rows of B at a time stream through
+ * the row's sums front to back, each column one chain of fused multiply-adds in the order of k.
  * The sums live in an aligned buffer on the stack, not in c: c may start anywhere in a cache
  * line (numpy's allocations are 16-byte aligned), and a vector that straddles two lines costs
  * twice, once for every four rows. When all of B's rows start at the same place in a 32-byte
@@ -788,7 +789,6 @@ TGT_AVX2 static void gemvkernel_avx2(int64_t K, const float *a, int64_t a_step, 
         for (; j < n; j++) c[j] = fmaf(s0, b0[j], fresh ? 0.0f : c[j]);
     }
 }
-
 
 /* four rows of a narrow C (n <= 16) in registers, 8 accumulators: each row of B, loaded once,
  * serves the four rows of A; the four rows' chains overlap one another. NV, the vectors of 8
