@@ -190,17 +190,17 @@ static void dot_range(const struct pynn_gemm_args *g, const struct pynn_kernels 
     epilogue(g, g->C + m0 * g->ldc + n0, m1 - m0, n1 - n0, n0);
 }
 
-/* rows of C one at a time, each a sum of B's rows weighted by a row of op(A); a narrow C four
- * rows at a time where the set has a kernel for it. The kernel a row takes depends on C's shape
- * and the row's index alone, never on the region a thread was given, so that the bits do not
- * depend on the thread count: the fours are counted from row 0 (a region of rows starts on a
- * four, pynn_gemm_region), and the narrow kernels take only whole rows. */
 /* the kernel for single rows of C: the narrow one for a whole row of at most 16 columns where
  * the set has one, else gemvkernel (pynn_matmul's one-row way takes the same) */
 static pynn_gemvkernel_fn row_kernel(const struct pynn_kernels *kern, int narrow) {
     return narrow && kern->gemvnarrow != NULL ? kern->gemvnarrow : kern->gemvkernel;
 }
 
+/* rows of C one at a time, each a sum of B's rows weighted by a row of op(A); a narrow C four
+ * rows at a time where the set has a kernel for it. The kernel a row takes depends on C's shape
+ * and the row's index alone, never on the region a thread was given, so that the bits do not
+ * depend on the thread count: the fours are counted from row 0 (a region of rows starts on a
+ * four, pynn_gemm_region), and the narrow kernels take only whole rows. */
 static void gemv_range(const struct pynn_gemm_args *g, const struct pynn_kernels *kern,
                        int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     int narrow = g->N <= PYNN_GEMV4_N && n1 - n0 == g->N;
